@@ -1,0 +1,93 @@
+"""The till's configuration (CONTRACT.md, "Configuration"): one typed schema, loaded
+once. Unknown keys and bad values are refused with the key's name; a missing file
+means the defaults."""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from agent.errors import InvalidInput
+from drivers.cards import CardPolicy
+
+# The chain's key for phone-number hashes. Every till of a chain must share it (HQ
+# spots the same phone enrolled at two stores by it); set your own per chain.
+DEFAULT_PHONE_PEPPER = "tillpoints-default-phone-pepper"
+
+_KEYS = {
+    "store",
+    "till",
+    "hq_url",
+    "socket",
+    "reader",
+    "card_prefixes",
+    "card_length",
+    "phone_pepper",
+}
+
+
+@dataclass(frozen=True)
+class Config:
+    store: str | None = None
+    till: str | None = None
+    hq_url: str | None = None
+    socket: str = "/run/tillpoints/agent.sock"
+    readers: tuple[dict[str, Any], ...] = ()
+    cards: CardPolicy = field(default_factory=CardPolicy)
+    phone_pepper: bytes = DEFAULT_PHONE_PEPPER.encode()
+
+
+def load_config(path: Path) -> Config:
+    if not path.exists():
+        return Config()
+    try:
+        document = tomllib.loads(path.read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as error:
+        raise InvalidInput("invalid_config", f"{path}: cannot be read as TOML: {error}") from None
+    return parse_config(document, str(path))
+
+
+def parse_config(document: dict[str, Any], where: str = "config") -> Config:
+    unknown = sorted(set(document) - _KEYS)
+    if unknown:
+        raise InvalidInput("invalid_config", f"{where}: {unknown[0]}: unknown key")
+    strings: dict[str, str | None] = {}
+    for key in ("store", "till", "hq_url", "socket", "phone_pepper"):
+        if key in document and not (isinstance(document[key], str) and document[key]):
+            raise InvalidInput("invalid_config", f"{where}: {key}: must be a non-empty string")
+        strings[key] = document.get(key)
+    for key in ("store", "till"):
+        value = strings[key]
+        if value is not None:
+            _identifier(value, key, where)
+    readers = document.get("reader", [])
+    if not isinstance(readers, list) or not all(isinstance(item, dict) for item in readers):
+        raise InvalidInput("invalid_config", f"{where}: reader: must be [[reader]] tables")
+    prefixes = document.get("card_prefixes", ["9900"])
+    if not (
+        isinstance(prefixes, list)
+        and prefixes
+        and all(isinstance(p, str) and re.fullmatch(r"[0-9]{1,8}", p) for p in prefixes)
+    ):
+        raise InvalidInput("invalid_config", f"{where}: card_prefixes: a list of digit strings")
+    length = document.get("card_length", 16)
+    if isinstance(length, bool) or not isinstance(length, int) or not 8 <= length <= 19:
+        raise InvalidInput("invalid_config", f"{where}: card_length: a whole number 8..19")
+    return Config(
+        store=strings["store"],
+        till=strings["till"],
+        hq_url=strings["hq_url"],
+        socket=strings["socket"] or Config.socket,
+        readers=tuple(readers),
+        cards=CardPolicy(prefixes=tuple(prefixes), length=length),
+        phone_pepper=(strings["phone_pepper"] or DEFAULT_PHONE_PEPPER).encode(),
+    )
+
+
+def _identifier(value: str, key: str, where: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", value, re.ASCII):
+        raise InvalidInput("invalid_config", f"{where}: {key}: 1-32 letters, digits, '_' or '-'")
+    return value

@@ -1,0 +1,810 @@
+"""The till's ledger: members, cards and points, one journal entry per fact.
+
+Every operation follows the same shape: validate the input (``agent.fields``),
+then in one ``BEGIN IMMEDIATE`` transaction read the state it needs, decide by the
+rules, apply the entry to the projection (``agent.projection``), sign and append
+the journal entry, and commit. If anything fails, nothing is written.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent import fields
+from agent.config import Config
+from agent.errors import InvalidInput, LedgerError, Refused
+from agent.money import format_amount
+from agent.projection import Effects, apply, result_text
+from agent.rules import Rules, default_rules_text, load_rules_text
+from agent.store import Store
+from drivers.cards import CardClass, classify, luhn_digit
+from sync.chain import GENESIS_PREV, Entry, canonical, sign_entry
+from sync.keys import device_id_for, public_key_text, read_private_key, write_private_key
+
+DB_FILE, KEY_FILE, RULES_FILE = "ledger.db", "device.key", "rules.toml"
+_MEMBER_ID = re.compile(r"[0-9a-f]{12}-[0-9]{1,9}", re.ASCII)
+_AIM_PREFIX = re.compile(r"\][A-Za-z][0-9A-Za-z]")
+
+Clock = Callable[[], dt.datetime]
+
+
+def local_now() -> dt.datetime:
+    return dt.datetime.now().astimezone()
+
+
+@dataclass(frozen=True)
+class Account:
+    """Whose points: an enrolled member, or a valid programme card not enrolled here."""
+
+    account: str
+    member_id: str | None
+    card: str | None
+
+
+def _storage_error(error: sqlite3.Error | OSError) -> LedgerError:
+    text = str(error)
+    if isinstance(error, sqlite3.OperationalError) and "full" in text:
+        return LedgerError("disk_full", "the disk is full: nothing was recorded")
+    if "readonly" in text or "read-only" in text or isinstance(error, PermissionError):
+        return LedgerError("read_only", f"the ledger cannot be written: {text}")
+    return LedgerError("storage_error", f"ledger storage failed, nothing was recorded: {text}")
+
+
+class Ledger:
+    def __init__(
+        self, state_dir: Path, config: Config | None = None, clock: Clock = local_now
+    ) -> None:
+        self.state_dir, self.config, self.clock = state_dir, config or Config(), clock
+        self.store = Store(state_dir / DB_FILE)
+        try:
+            self.key = read_private_key(state_dir / KEY_FILE)
+            rules_text = (state_dir / RULES_FILE).read_text("utf-8")
+        except (OSError, ValueError) as error:
+            self.store.close()
+            raise LedgerError(
+                "broken_state", f"state in {state_dir} is incomplete: {error}"
+            ) from None
+        self.rules: Rules = load_rules_text(rules_text, str(state_dir / RULES_FILE))
+        self.device_id = self.store.meta("device_id") or ""
+        self.store_id = self.store.meta("store") or ""
+        self.till_id = self.store.meta("till") or ""
+
+    # -- set-up ------------------------------------------------------------------
+
+    @classmethod
+    def init(
+        cls,
+        state_dir: Path,
+        store: str,
+        till: str,
+        rules_text: str | None = None,
+        config: Config | None = None,
+        clock: Clock = local_now,
+    ) -> Ledger:
+        """Create the state directory (0700), the device key (0600), the ledger and
+        its first journal entry, which names the device and its public key."""
+        text = rules_text if rules_text is not None else default_rules_text()
+        load_rules_text(text)
+        if (state_dir / DB_FILE).exists():
+            raise Refused("already_initialised", f"{state_dir} already holds a till ledger")
+        try:
+            state_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            os.chmod(state_dir, 0o700)
+            key = Ed25519PrivateKey.generate()
+            key_path = state_dir / KEY_FILE
+            if key_path.exists():
+                key_path.unlink()
+            write_private_key(key_path, key)
+            (state_dir / RULES_FILE).write_text(text, "utf-8")
+            created = Store(state_dir / DB_FILE, create=True)
+        except (OSError, sqlite3.Error) as error:
+            raise _storage_error(error) from None
+        public = key.public_key()
+        device_id = device_id_for(public)
+        try:
+            with created.transaction() as conn:
+                for name, value in (
+                    ("store", store),
+                    ("till", till),
+                    ("device_id", device_id),
+                    ("public_key", public_key_text(public)),
+                ):
+                    created.set_meta(conn, name, value)
+        finally:
+            created.close()
+        ledger = cls(state_dir, config, clock)
+        ledger._record(
+            "init",
+            None,
+            {
+                "store": store,
+                "till": till,
+                "device_id": device_id,
+                "public_key": public_key_text(public),
+            },
+        )
+        return ledger
+
+    def close(self) -> None:
+        self.store.close()
+
+    @property
+    def public_key(self) -> str:
+        return self.store.meta("public_key") or ""
+
+    # -- the one write path ------------------------------------------------------
+
+    def _record(
+        self,
+        kind: str,
+        staff: str | None,
+        facts: dict[str, Any],
+        decide: Callable[[sqlite3.Connection], dict[str, Any]] | None = None,
+        finish: Callable[[sqlite3.Connection, int, Effects, dict[str, Any]], dict[str, Any]]
+        | None = None,
+    ) -> dict[str, Any]:
+        """Write one business fact: decide, apply, sign and append, in one transaction.
+
+        ``decide`` reads the state under the write lock and returns more facts (or
+        raises to refuse); ``finish`` builds the cashier's answer once the effects are
+        known; it is stored in the entry so that a replay can give it back verbatim.
+        """
+        try:
+            with self.store.transaction() as conn:
+                if decide is not None:
+                    facts = {**facts, **decide(conn)}
+                if facts.get("replayed"):
+                    return dict(facts["result"])
+                seq, prev = self._head(conn)
+                effects = apply(conn, seq + 1, kind, facts)
+                result = finish(conn, seq + 1, effects, facts) if finish else {}
+                body = {**facts, "effects": effects}
+                if result:
+                    body["result"] = result
+                self._append(conn, seq + 1, prev, kind, staff, body)
+                return result
+        except sqlite3.Error as error:
+            raise _storage_error(error) from None
+
+    def _head(self, conn: sqlite3.Connection) -> tuple[int, str]:
+        row = conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
+        return (0, GENESIS_PREV) if row is None else (int(row[0]), str(row[1]))
+
+    def _append(
+        self,
+        conn: sqlite3.Connection,
+        seq: int,
+        prev: str,
+        kind: str,
+        staff: str | None,
+        body: dict[str, Any],
+    ) -> None:
+        ts = self.clock().astimezone(dt.UTC).isoformat(timespec="milliseconds")
+        entry = sign_entry(
+            self.key,
+            device=self.device_id,
+            seq=seq,
+            ts=ts,
+            kind=kind,
+            staff=staff,
+            body=body,
+            prev=prev,
+        )
+        conn.execute(
+            "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (seq, ts, kind, staff, canonical(body).decode("utf-8"), prev, entry.hash, entry.sig),
+        )
+        self.store.set_meta(conn, "head", f"{seq}:{entry.hash}")
+
+    # -- reading -----------------------------------------------------------------
+
+    def today(self) -> dt.date:
+        return self.clock().date()
+
+    def resolve(self, ref: str, conn: sqlite3.Connection | None = None) -> Account:
+        """A member id, a card's digits, or a QR payload (an AIM prefix is dropped)."""
+        conn = conn or self.store.conn
+        if not isinstance(ref, str) or not ref.strip():
+            raise InvalidInput("invalid_member", "member: give a member id or a card number")
+        text = ref.strip()
+        if _MEMBER_ID.fullmatch(text):
+            if conn.execute("SELECT 1 FROM members WHERE member_id = ?", (text,)).fetchone():
+                return Account(text, text, None)
+            raise InvalidInput("unknown_member", f"member: no member {text} on this till")
+        if _AIM_PREFIX.match(text):
+            text = text[3:]
+        card = self._program_card(text, "member")
+        row = conn.execute("SELECT account, state FROM cards WHERE card = ?", (card,)).fetchone()
+        if row is None:
+            return Account("C" + card, None, card)
+        if row[1] == "blocked":
+            raise Refused("card_blocked", "member: this card was replaced and is blocked")
+        member = row[0] if not str(row[0]).startswith("C") else None
+        return Account(str(row[0]), member, card)
+
+    def _program_card(self, text: str, field: str) -> str:
+        if not text.isascii() or not text.isdigit() or len(text) > 19:
+            raise InvalidInput("invalid_card", f"{field}: not a member id or a card number")
+        verdict = classify(text, self.config.cards)
+        if verdict is CardClass.PAYMENT_CARD:
+            # Never echo a payment card's digits: not in the message, not in a log.
+            raise InvalidInput("payment_card", f"{field}: this is a bank card, not a member card")
+        if verdict is CardClass.INVALID_CODE:
+            raise InvalidInput("invalid_code", f"{field}: card number has a wrong check digit")
+        if verdict is CardClass.FOREIGN_CARD:
+            raise InvalidInput("foreign_card", f"{field}: not a card of this programme")
+        return text
+
+    def balance_of(self, account: str, day: dt.date, conn: sqlite3.Connection) -> dict[str, int]:
+        """Balance and what is spendable today (pending expiry already left out)."""
+        iso = day.isoformat()
+        soon = (day + dt.timedelta(days=30)).isoformat()
+        row = conn.execute(
+            "SELECT COALESCE(SUM(points - used), 0), "
+            "COALESCE(SUM(CASE WHEN spendable_on <= :day THEN points - used END), 0), "
+            "COALESCE(SUM(CASE WHEN expires_on <= :soon THEN points - used END), 0) "
+            "FROM lots WHERE account = :account AND expired = 0 AND expires_on > :day",
+            {"account": account, "day": iso, "soon": soon},
+        ).fetchone()
+        debt_row = conn.execute("SELECT points FROM debts WHERE account = ?", (account,)).fetchone()
+        debt = int(debt_row[0]) if debt_row else 0
+        return {
+            "balance": int(row[0]) - debt,
+            "available": max(0, int(row[1]) - debt),
+            "expiring_30d": int(row[2]),
+            "debt": debt,
+        }
+
+    def spend_12m(self, account: str, day: dt.date, conn: sqlite3.Connection) -> int:
+        since = (day - dt.timedelta(days=365)).isoformat()
+        row = conn.execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM spend WHERE account = ? AND day > ?",
+            (account, since),
+        ).fetchone()
+        return int(row[0])
+
+    def balance(self, ref: str) -> dict[str, Any]:
+        conn, day = self.store.conn, self.today()
+        account = self.resolve(ref)
+        figures = self.balance_of(account.account, day, conn)
+        tier = self.rules.tier_for(self.spend_12m(account.account, day, conn))
+        return {
+            "member_id": account.member_id,
+            "card": account.card,
+            "balance": figures["balance"],
+            "tier": tier.name,
+            "value": format_amount(self.rules.redemption_value(max(0, figures["balance"]))),
+            "available": figures["available"],
+            "expiring_30d": figures["expiring_30d"],
+        }
+
+    def lookup(self, phone: str) -> dict[str, Any]:
+        key = fields.phone_key(fields.phone(phone), self.config.phone_pepper)
+        row = self.store.conn.execute(
+            "SELECT m.member_id, m.name, c.card FROM members m LEFT JOIN cards c "
+            "ON c.account = m.member_id AND c.state = 'active' WHERE m.phone_key = ? "
+            "ORDER BY c.issued_at DESC LIMIT 1",
+            (key,),
+        ).fetchone()
+        if row is None:
+            raise Refused("unknown_phone", "phone: no member with this phone on this till")
+        return {"member_id": row[0], "name": row[1], "card": row[2]}
+
+    def member(self, ref: str) -> dict[str, Any]:
+        """What the counter shows on a scan: name, tier, balance and birthday month."""
+        account = self.resolve(ref)
+        figures = self.balance(ref)
+        row = self.store.conn.execute(
+            "SELECT name, birthday FROM members WHERE member_id = ?", (account.member_id,)
+        ).fetchone()
+        birthday = row[1] if row else None
+        figures["name"] = row[0] if row else None
+        figures["birthday_month"] = bool(birthday and int(birthday[5:7]) == self.today().month)
+        return figures
+
+    # -- operations --------------------------------------------------------------
+
+    def enrol(
+        self,
+        *,
+        name: str,
+        phone: str,
+        birthday: str | None = None,
+        gender: str | None = None,
+        district: str | None = None,
+        household: str | int | None = None,
+        card: str | None = None,
+        consent_marketing: bool = False,
+        staff: str | None = None,
+    ) -> dict[str, Any]:
+        today = self.today()
+        who = fields.staff(staff)
+        number = fields.phone(phone)
+        member = {
+            "name": fields.name(name),
+            "phone_key": fields.phone_key(number, self.config.phone_pepper),
+            "phone_last4": number[-4:],
+            "birthday": fields.birthday(birthday, today) if birthday is not None else None,
+            "gender": fields.gender(gender) if gender is not None else None,
+            "district": fields.district(district) if district is not None else None,
+            "household": fields.household(household) if household is not None else None,
+            "consent_marketing": 1 if consent_marketing else 0,
+            "enrolled_at": self.clock().isoformat(timespec="seconds"),
+            "enrolled_store": self.store_id,
+            "enrolled_till": self.till_id,
+            "enrolled_by": who,
+        }
+        physical = self._program_card(card.strip(), "card") if card is not None else None
+
+        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+            existing = conn.execute(
+                "SELECT member_id FROM members WHERE phone_key = ?", (member["phone_key"],)
+            ).fetchone()
+            if existing:
+                raise Refused("duplicate_phone", f"phone: already enrolled as member {existing[0]}")
+            if physical is not None:
+                row = conn.execute(
+                    "SELECT account FROM cards WHERE card = ?", (physical,)
+                ).fetchone()
+                if row and not str(row[0]).startswith("C"):
+                    raise Refused("card_in_use", f"card: already belongs to member {row[0]}")
+            number_of = self._next_counter(conn, "members")
+            facts: dict[str, Any] = {
+                "member": {**member, "member_id": f"{self.device_id}-{number_of}"},
+                "card": physical or self._next_ecard(conn),
+                "card_kind": "physical" if physical else "ecard",
+                "day": today.isoformat(),
+                "bonus": self.rules.enrol_bonus,
+            }
+            if self.rules.enrol_bonus:
+                facts["lot"] = self._lot_dates(today)
+            return facts
+
+        def finish(
+            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+        ) -> dict[str, Any]:
+            member_id = facts["member"]["member_id"]
+            return {
+                "member_id": member_id,
+                "card": facts["card"],
+                "card_kind": facts["card_kind"],
+                "balance": self.balance_of(member_id, today, conn)["balance"],
+            }
+
+        return self._record("enrol", who, {}, decide, finish)
+
+    def card_replace(self, ref: str, new_card: str, staff: str | None = None) -> dict[str, Any]:
+        who = fields.staff(staff)
+        card = self._program_card(new_card.strip(), "card")
+
+        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+            account = self.resolve(ref, conn)
+            if account.member_id is None:
+                raise Refused("not_enrolled", "member: enrol the card before replacing it")
+            if conn.execute("SELECT 1 FROM cards WHERE card = ?", (card,)).fetchone():
+                raise Refused("card_in_use", "card: this card is already issued")
+            old = account.card or self._active_card(conn, account.member_id)
+            return {
+                "member_id": account.member_id,
+                "old_card": old,
+                "card": card,
+                "day": self.today().isoformat(),
+            }
+
+        def finish(
+            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+        ) -> dict[str, Any]:
+            return {"member_id": facts["member_id"], "card": card, "blocked": facts["old_card"]}
+
+        return self._record("card_replace", who, {}, decide, finish)
+
+    def earn(
+        self,
+        ref: str,
+        receipt: str,
+        *,
+        amount: int | None = None,
+        lines: tuple[fields.Line, ...] | None = None,
+        staff: str | None = None,
+    ) -> dict[str, Any]:
+        receipt_id, who = fields.receipt(receipt), fields.staff(staff)
+        if (amount is None) == (lines is None):
+            raise InvalidInput("invalid_line", "amount: give either a total or lines, not both")
+        sale = lines if lines is not None else (fields.Line("total", 1, amount or 0),)
+        total = sum(line.amount for line in sale)
+        if total > 10_000_000_00:
+            raise InvalidInput("invalid_amount", "amount: receipt total is absurdly large")
+        day = self.today()
+
+        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+            account = self.resolve(ref, conn)
+            fingerprint = _fingerprint(account.account, [line.to_json() for line in sale])
+            replay = self._replay(conn, "earn", receipt_id, fingerprint)
+            if replay is not None:
+                return {"replayed": True, "result": {**replay, "replayed": True}}
+            tier = self.rules.tier_for(self.spend_12m(account.account, day, conn))
+            birthday_month = self._birthday_month(conn, account, day)
+            priced: list[dict[str, Any]] = [
+                {
+                    **line.to_json(),
+                    "points": self.rules.line_points(
+                        line.category, line.amount, tier, day, birthday_month
+                    ),
+                }
+                for line in sale
+            ]
+            points = sum(line["points"] for line in priced)
+            return {
+                "account": account.account,
+                "member_id": account.member_id,
+                "card": account.card,
+                "receipt": receipt_id,
+                "fingerprint": fingerprint,
+                "lines": priced,
+                "amount": total,
+                "points": points,
+                "tier": tier.name,
+                "day": day.isoformat(),
+                "lot": self._lot_dates(day),
+            }
+
+        def finish(
+            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+        ) -> dict[str, Any]:
+            result = {
+                "member_id": facts["member_id"],
+                "receipt": receipt_id,
+                "points": facts["points"],
+                "balance": self.balance_of(facts["account"], day, conn)["balance"],
+                "tier": facts["tier"],
+                "replayed": False,
+            }
+            self._store_result(conn, "earn", receipt_id, result)
+            return result
+
+        return self._record("earn", who, {}, decide, finish)
+
+    def redeem(
+        self,
+        ref: str,
+        receipt: str,
+        points: str | int,
+        *,
+        amount: int | None = None,
+        staff: str | None = None,
+    ) -> dict[str, Any]:
+        receipt_id, who = fields.receipt(receipt), fields.staff(staff)
+        wanted = fields.points(points)
+        day = self.today()
+
+        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+            account = self.resolve(ref, conn)
+            fingerprint = _fingerprint(account.account, {"points": wanted, "amount": amount})
+            replay = self._replay(conn, "redeem", receipt_id, fingerprint)
+            if replay is not None:
+                return {"replayed": True, "result": {**replay, "replayed": True}}
+            if wanted < self.rules.redeem_minimum:
+                raise Refused(
+                    "below_minimum",
+                    f"points: the smallest redemption is {self.rules.redeem_minimum} points",
+                )
+            figures = self.balance_of(account.account, day, conn)
+            if figures["balance"] < 0:
+                raise Refused(
+                    "negative_balance",
+                    f"points: the balance is {figures['balance']}; a refund took back "
+                    "points already spent, so nothing can be redeemed until it is repaid",
+                )
+            if wanted > figures["available"]:
+                raise Refused(
+                    "insufficient_points",
+                    f"points: {wanted} asked, {figures['available']} available",
+                )
+            sale_amount = amount if amount is not None else self._sale_amount(conn, receipt_id)
+            value = self.rules.redemption_value(wanted)
+            if sale_amount is not None and Fraction(value) > (
+                self.rules.max_receipt_share * sale_amount
+            ):
+                limit = int(self.rules.max_receipt_share * sale_amount)
+                raise Refused(
+                    "over_receipt_share",
+                    f"points: at most {format_amount(limit)} of this receipt can be paid "
+                    "with points",
+                )
+            return {
+                "account": account.account,
+                "member_id": account.member_id,
+                "receipt": receipt_id,
+                "fingerprint": fingerprint,
+                "points": wanted,
+                "value": value,
+                "amount": sale_amount,
+                "day": day.isoformat(),
+            }
+
+        def finish(
+            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+        ) -> dict[str, Any]:
+            result = {
+                "member_id": facts["member_id"],
+                "receipt": receipt_id,
+                "points": wanted,
+                "value": format_amount(facts["value"]),
+                "balance": self.balance_of(facts["account"], day, conn)["balance"],
+                "replayed": False,
+            }
+            self._store_result(conn, "redeem", receipt_id, result)
+            return result
+
+        return self._record("redeem", who, {}, decide, finish)
+
+    def refund(
+        self,
+        receipt: str,
+        lines: tuple[fields.Line, ...] | None = None,
+        staff: str | None = None,
+    ) -> dict[str, Any]:
+        receipt_id, who = fields.receipt(receipt), fields.staff(staff)
+        day = self.today()
+
+        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+            return self._plan_refund(conn, receipt_id, lines, day)
+
+        def finish(
+            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+        ) -> dict[str, Any]:
+            figures = self.balance_of(facts["account"], day, conn)
+            return {
+                "member_id": facts["member_id"],
+                "receipt": receipt_id,
+                "points": effects["delta"],
+                "taken": facts["taken"],
+                "returned": facts["returned"],
+                "refunded": format_amount(facts["amount"]),
+                "balance": figures["balance"],
+                "negative": figures["balance"] < 0,
+            }
+
+        return self._record("refund", who, {}, decide, finish)
+
+    def adjust(self, ref: str, points: str | int, reason: str, staff: str) -> dict[str, Any]:
+        """A manual correction with a reason and a staff id (supervisor's action)."""
+        who, change = fields.staff(staff), fields.signed_points(points)
+        if who is None:
+            raise InvalidInput("invalid_staff", "staff: a manual adjustment needs a staff id")
+        why = reason.strip()
+        if not why or len(why) > 200:
+            raise InvalidInput("invalid_reason", "reason: 1 to 200 characters")
+        day = self.today()
+
+        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+            account = self.resolve(ref, conn)
+            figures = self.balance_of(account.account, day, conn)
+            if change < 0 and -change > max(0, figures["balance"]):
+                raise Refused(
+                    "insufficient_points", f"points: the balance is only {figures['balance']}"
+                )
+            return {
+                "account": account.account,
+                "member_id": account.member_id,
+                "points": change,
+                "reason": why,
+                "day": day.isoformat(),
+                "lot": self._lot_dates(day, locked=False),
+            }
+
+        def finish(
+            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+        ) -> dict[str, Any]:
+            return {
+                "member_id": facts["member_id"],
+                "points": change,
+                "balance": self.balance_of(facts["account"], day, conn)["balance"],
+            }
+
+        return self._record("adjust", who, {}, decide, finish)
+
+    # -- helpers -----------------------------------------------------------------
+
+    def _plan_refund(
+        self,
+        conn: sqlite3.Connection,
+        receipt_id: str,
+        lines: tuple[fields.Line, ...] | None,
+        day: dt.date,
+    ) -> dict[str, Any]:
+        earn = conn.execute(
+            "SELECT account, amount, refunded_amount FROM receipts "
+            "WHERE op = 'earn' AND receipt = ?",
+            (receipt_id,),
+        ).fetchone()
+        redeem = conn.execute(
+            "SELECT account, points, returned FROM receipts WHERE op = 'redeem' AND receipt = ?",
+            (receipt_id,),
+        ).fetchone()
+        if earn is None and redeem is None:
+            raise Refused("unknown_receipt", f"receipt: no sale {receipt_id} on this till")
+        sold = conn.execute(
+            "SELECT line_no, category, qty, amount, points, refunded_qty, refunded_amount, "
+            "refunded_points FROM receipt_lines WHERE receipt = ? ORDER BY line_no",
+            (receipt_id,),
+        ).fetchall()
+        wanted = (
+            lines
+            if lines is not None
+            else tuple(
+                fields.Line(row[1], row[2] - row[5], row[3] - row[6])
+                for row in sold
+                if row[3] > row[6]
+            )
+        )
+        if lines is not None and earn is None:
+            raise Refused("refund_exceeds_sale", "line: this receipt recorded no lines")
+        capacity = {row[0]: [row[2] - row[5], row[3] - row[6]] for row in sold}
+        planned: list[dict[str, int]] = []
+        for index, line in enumerate(wanted):
+            slot = next(
+                (
+                    row
+                    for row in sold
+                    if row[1] == line.category
+                    and capacity[row[0]][0] >= line.qty
+                    and capacity[row[0]][1] >= line.amount
+                ),
+                None,
+            )
+            if slot is None:
+                raise Refused(
+                    "refund_exceeds_sale",
+                    f"line {index + 1}: more {line.category} refunded than was bought",
+                )
+            capacity[slot[0]][0] -= line.qty
+            capacity[slot[0]][1] -= line.amount
+            already = sum(p["amount"] for p in planned if p["line_no"] == slot[0])
+            before = slot[6] + already
+            after = before + line.amount
+            # Cumulative rounding: all partial refunds of a line add up to its points.
+            taken = slot[4] * after // slot[3] - slot[4] * before // slot[3]
+            planned.append(
+                {"line_no": slot[0], "qty": line.qty, "amount": line.amount, "points": taken}
+            )
+        amount = sum(p["amount"] for p in planned)
+        returned = 0
+        if redeem is not None:
+            redeemed, given_back = int(redeem[1]), int(redeem[2])
+            if earn is None or lines is None:
+                returned = redeemed - given_back
+            else:
+                after = int(earn[2]) + amount
+                returned = redeemed * after // int(earn[1]) - given_back
+        if not planned and not returned:
+            raise Refused("already_refunded", f"receipt: {receipt_id} is already fully refunded")
+        account = str((earn or redeem)[0])
+        member = None if account.startswith("C") else account
+        return {
+            "account": account,
+            "member_id": member,
+            "receipt": receipt_id,
+            "lines": planned,
+            "amount": amount,
+            "taken": sum(p["points"] for p in planned),
+            "returned": returned,
+            "day": day.isoformat(),
+        }
+
+    def _lot_dates(self, day: dt.date, locked: bool = True) -> dict[str, str]:
+        spendable = self.rules.spendable_on(day) if locked else day
+        return {
+            "spendable_on": spendable.isoformat(),
+            "expires_on": self.rules.expires_on(day).isoformat(),
+        }
+
+    def _replay(
+        self, conn: sqlite3.Connection, op: str, receipt: str, fingerprint: str
+    ) -> dict[str, Any] | None:
+        row = conn.execute(
+            "SELECT fingerprint, result FROM receipts WHERE op = ? AND receipt = ?",
+            (op, receipt),
+        ).fetchone()
+        if row is None:
+            return None
+        if row[0] != fingerprint:
+            raise Refused(
+                "receipt_conflict",
+                f"receipt: {receipt} was already recorded with different content",
+            )
+        result: dict[str, Any] = json.loads(row[1])
+        return result
+
+    def _store_result(
+        self, conn: sqlite3.Connection, op: str, receipt: str, result: dict[str, Any]
+    ) -> None:
+        conn.execute(
+            "UPDATE receipts SET result = ? WHERE op = ? AND receipt = ?",
+            (result_text(result), op, receipt),
+        )
+
+    def _sale_amount(self, conn: sqlite3.Connection, receipt: str) -> int | None:
+        row = conn.execute(
+            "SELECT amount FROM receipts WHERE op = 'earn' AND receipt = ?", (receipt,)
+        ).fetchone()
+        return None if row is None else int(row[0])
+
+    def _birthday_month(self, conn: sqlite3.Connection, account: Account, day: dt.date) -> bool:
+        if account.member_id is None:
+            return False
+        row = conn.execute(
+            "SELECT birthday FROM members WHERE member_id = ?", (account.member_id,)
+        ).fetchone()
+        return bool(row and row[0] and int(row[0][5:7]) == day.month)
+
+    def _active_card(self, conn: sqlite3.Connection, member_id: str) -> str:
+        row = conn.execute(
+            "SELECT card FROM cards WHERE account = ? AND state = 'active' "
+            "ORDER BY issued_at DESC LIMIT 1",
+            (member_id,),
+        ).fetchone()
+        if row is None:
+            raise Refused("no_active_card", "member: has no active card to replace")
+        return str(row[0])
+
+    def _next_counter(self, conn: sqlite3.Connection, name: str) -> int:
+        key = f"counter:{name}"
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        number = int(row[0]) + 1 if row else 1
+        self.store.set_meta(conn, key, str(number))
+        return number
+
+    def _next_ecard(self, conn: sqlite3.Connection) -> str:
+        """An e-card number from this till's block: prefix, a 5-digit block derived from
+        the device id, a counter, and the Luhn digit."""
+        policy = self.config.cards
+        prefix = policy.prefixes[0]
+        counter_digits = policy.length - len(prefix) - 1 - 5
+        block = f"{int(self.device_id, 16) % 100_000:05d}"
+        while True:
+            number = self._next_counter(conn, "ecards")
+            if number >= 10**counter_digits:
+                raise Refused("ecards_exhausted", "card: this till's e-card block is used up")
+            body = f"{prefix}{block}{number:0{counter_digits}d}"
+            card = body + luhn_digit(body)
+            if not conn.execute("SELECT 1 FROM cards WHERE card = ?", (card,)).fetchone():
+                return card
+
+    # -- the journal -------------------------------------------------------------
+
+    def entries(self, conn: sqlite3.Connection | None = None) -> Iterator[Entry]:
+        conn = conn or self.store.conn
+        for row in conn.execute(
+            "SELECT seq, ts, kind, staff, body, prev_hash, hash, sig FROM journal ORDER BY seq"
+        ):
+            yield Entry(
+                device=self.device_id,
+                seq=row[0],
+                ts=row[1],
+                kind=row[2],
+                staff=row[3],
+                body=json.loads(row[4]),
+                prev=row[5],
+                hash=row[6],
+                sig=row[7],
+            )
+
+    def head(self) -> tuple[int, str]:
+        return self._head(self.store.conn)
+
+
+def _fingerprint(account: str, content: object) -> str:
+    return hashlib.sha256(canonical({"account": account, "content": content})).hexdigest()

@@ -1,0 +1,199 @@
+"""The till's SQLite file: durable settings, named forward migrations, transactions.
+
+WAL with ``synchronous=FULL`` means a commit has reached the disk before the
+cashier is told "points recorded". The busy timeout lets the agent, the command
+line and the sync job share one file. Every business fact is one
+``BEGIN IMMEDIATE`` ... ``COMMIT`` (``Store.transaction``).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlite_utils import Database
+
+from agent.errors import LedgerError
+
+BUSY_TIMEOUT_MS = 10_000
+
+
+def _m001_ledger(db: Database) -> None:
+    # sqlite-utils types db[name] as Table | View; these are all tables.
+    db.table("meta").create({"key": str, "value": str}, pk="key")
+    db.table("journal").create(
+        {
+            "seq": int,
+            "ts": str,
+            "kind": str,
+            "staff": str,
+            "body": str,
+            "prev_hash": str,
+            "hash": str,
+            "sig": str,
+        },
+        pk="seq",
+        not_null=["ts", "kind", "body", "prev_hash", "hash", "sig"],
+    )
+    db.table("members").create(
+        {
+            "member_id": str,
+            "name": str,
+            "phone_key": str,
+            "phone_last4": str,
+            "birthday": str,
+            "gender": str,
+            "district": str,
+            "household": int,
+            "consent_marketing": int,
+            "enrolled_at": str,
+            "enrolled_store": str,
+            "enrolled_till": str,
+            "enrolled_by": str,
+        },
+        pk="member_id",
+        not_null=["name"],
+    )
+    db.table("members").create_index(["phone_key"], unique=True)
+    # account: a member id, or "C<card>" for a valid programme card not yet enrolled
+    # here (earning works offline for any programme card).
+    db.table("cards").create(
+        {"card": str, "account": str, "state": str, "kind": str, "issued_at": str},
+        pk="card",
+        not_null=["account", "state", "kind"],
+    )
+    db.table("cards").create_index(["account"])
+    db.table("receipts").create(
+        {
+            "op": str,
+            "receipt": str,
+            "account": str,
+            "seq": int,
+            "fingerprint": str,
+            "result": str,
+            "amount": int,
+            "points": int,
+            "returned": int,
+            "refunded_amount": int,
+        },
+        pk=("op", "receipt"),
+        not_null=["account", "seq", "fingerprint"],
+    )
+    db.table("receipt_lines").create(
+        {
+            "receipt": str,
+            "line_no": int,
+            "category": str,
+            "qty": int,
+            "amount": int,
+            "points": int,
+            "refunded_qty": int,
+            "refunded_amount": int,
+            "refunded_points": int,
+        },
+        pk=("receipt", "line_no"),
+    )
+    db.table("lots").create(
+        {
+            "lot_id": int,
+            "account": str,
+            "points": int,
+            "used": int,
+            "earned_on": str,
+            "spendable_on": str,
+            "expires_on": str,
+            "expired": int,
+        },
+        pk="lot_id",
+        not_null=["account", "points", "used", "expires_on"],
+    )
+    db.table("lots").create_index(["account", "expires_on"])
+    # Points a refund took back after they were spent; later earnings pay them first.
+    db.table("debts").create({"account": str, "points": int}, pk="account", not_null=["points"])
+    db.table("lot_moves").create({"seq": int, "lot_id": int, "points": int}, pk=("seq", "lot_id"))
+    db.table("spend").create(
+        {"seq": int, "account": str, "day": str, "amount": int}, pk="seq", not_null=["account"]
+    )
+    db.table("spend").create_index(["account", "day"])
+
+
+# Named forward migrations, applied once each, in order, recorded in `migrations`.
+MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (("001_ledger", _m001_ledger),)
+
+PROJECTION_TABLES = (
+    "members",
+    "cards",
+    "receipts",
+    "receipt_lines",
+    "lots",
+    "lot_moves",
+    "debts",
+    "spend",
+)
+
+
+class Store:
+    """One connection to the ledger file, with explicit transactions."""
+
+    def __init__(self, path: Path, *, create: bool = False) -> None:
+        if not create and not path.exists():
+            raise LedgerError("not_initialised", f"no ledger at {path}: run `tillpoints init`")
+        try:
+            self.conn = sqlite3.connect(
+                path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
+            )
+            self.conn.execute("PRAGMA journal_mode=WAL")
+            self.conn.execute("PRAGMA synchronous=FULL")
+            self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
+            self.conn.execute("PRAGMA foreign_keys=ON")
+        except sqlite3.DatabaseError as error:
+            raise LedgerError("database_error", f"cannot open ledger {path}: {error}") from None
+        self.db = Database(self.conn)
+        self.migrate()
+
+    def close(self) -> None:
+        self.conn.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """``BEGIN IMMEDIATE``: take the write lock first, so two writers never both
+        read a journal head and then race to append after it."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    def migrate(self) -> None:
+        self.conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, at TEXT)")
+        for name, step in MIGRATIONS:
+            with self.transaction() as conn:
+                done = conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone()
+                if done:
+                    continue
+                step(self.db)
+                conn.execute(
+                    "INSERT INTO migrations VALUES (?, strftime('%Y-%m-%dT%H:%M:%SZ','now'))",
+                    (name,),
+                )
+
+    def meta(self, key: str) -> str | None:
+        row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, conn: sqlite3.Connection, key: str, value: str) -> None:
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES (?, ?) "
+            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            (key, value),
+        )

@@ -1,0 +1,110 @@
+"""What a card number is: one of ours, a bank's, or somebody else's.
+
+Pure functions. Program cards are defined by configuration (prefixes, length, Luhn);
+payment cards by the networks' published issuer ranges (ISO/IEC 7812 IINs) plus the
+Luhn check. A payment number is recognised so that it can be *dropped*: callers get
+the classification, never the digits back in an error.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from enum import Enum
+
+
+class CardClass(Enum):
+    MEMBER = "member"
+    INVALID_CODE = "invalid_code"
+    PAYMENT_CARD = "payment_card"
+    FOREIGN_CARD = "foreign_card"
+
+
+@dataclass(frozen=True)
+class CardPolicy:
+    """Which numbers are this programme's cards (the defaults of CONTRACT.md)."""
+
+    prefixes: tuple[str, ...] = ("9900",)
+    length: int = 16
+    luhn: bool = True
+
+
+DEFAULT_POLICY = CardPolicy()
+
+
+def luhn_ok(digits: str) -> bool:
+    """ISO/IEC 7812-1 Annex B check digit (the Luhn formula)."""
+    if not digits.isascii() or not digits.isdigit():
+        return False
+    total = 0
+    for index, char in enumerate(reversed(digits)):
+        value = ord(char) - 48
+        if index % 2 == 1:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def luhn_digit(body: str) -> str:
+    """The check digit that makes ``body + digit`` pass the Luhn check."""
+    for candidate in "0123456789":
+        if luhn_ok(body + candidate):
+            return candidate
+    raise ValueError("unreachable: one of ten digits always completes a Luhn number")
+
+
+# (low, high) inclusive prefix ranges compared on the first len(low) digits, with the
+# lengths each network issues. Visa, Mastercard (51-55 and the 2-series), American
+# Express, UnionPay, JCB, Discover (incl. its 622126-622925 co-brand), Diners, Maestro.
+_PAYMENT_RANGES: tuple[tuple[str, str, range], ...] = (
+    ("4", "4", range(13, 20)),
+    ("51", "55", range(16, 17)),
+    ("2221", "2720", range(16, 17)),
+    ("34", "34", range(15, 16)),
+    ("37", "37", range(15, 16)),
+    ("62", "62", range(16, 20)),
+    ("81", "81", range(16, 20)),
+    ("3528", "3589", range(16, 20)),
+    ("6011", "6011", range(16, 20)),
+    ("644", "649", range(16, 20)),
+    ("65", "65", range(16, 20)),
+    ("300", "305", range(14, 20)),
+    ("36", "36", range(14, 20)),
+    ("38", "39", range(14, 20)),
+    ("50", "50", range(12, 20)),
+    ("56", "58", range(12, 20)),
+    ("6759", "6759", range(12, 20)),
+)
+
+
+def is_payment_card(digits: str) -> bool:
+    """True for a Luhn-valid number in a payment network's issuer range."""
+    if not (12 <= len(digits) <= 19) or not luhn_ok(digits):
+        return False
+    for low, high, lengths in _PAYMENT_RANGES:
+        head = digits[: len(low)]
+        if low <= head <= high and len(digits) in lengths:
+            return True
+    return False
+
+
+def looks_like_payment_card(digits: str) -> bool:
+    """Like ``is_payment_card`` but for redaction: any Luhn-valid 12-19 digit run in a
+    payment range, whatever length the network would issue."""
+    if not (12 <= len(digits) <= 19) or not luhn_ok(digits):
+        return False
+    return any(low <= digits[: len(low)] <= high for low, high, _ in _PAYMENT_RANGES)
+
+
+def classify(digits: str, policy: CardPolicy = DEFAULT_POLICY) -> CardClass:
+    """Classify a card number read from a track or a code."""
+    if is_payment_card(digits):
+        return CardClass.PAYMENT_CARD
+    if any(digits.startswith(prefix) for prefix in policy.prefixes):
+        if len(digits) != policy.length or not digits.isdigit():
+            return CardClass.INVALID_CODE
+        if policy.luhn and not luhn_ok(digits):
+            return CardClass.INVALID_CODE
+        return CardClass.MEMBER
+    return CardClass.FOREIGN_CARD
