@@ -19,10 +19,10 @@ from drivers.errors import DriverError
 
 def _commands() -> list[Command]:
     # Explicit: each module listed here contributes its COMMANDS.
-    from agent import cli_ledger
+    from agent import cli_ledger, cli_tools
 
     commands: list[Command] = []
-    for module in (cli_ledger,):
+    for module in (cli_ledger, cli_tools):
         commands.extend(module.COMMANDS)
     return commands
 

@@ -369,7 +369,8 @@ class Ledger:
                 "bonus": self.rules.enrol_bonus,
             }
             if self.rules.enrol_bonus:
-                facts["lot"] = self._lot_dates(today)
+                # The lock window is against buy-redeem-return abuse; a bonus has no receipt.
+                facts["lot"] = self._lot_dates(today, locked=False)
             return facts
 
         def finish(

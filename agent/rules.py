@@ -64,6 +64,8 @@ class Rules:
     # -- pure rule applications ------------------------------------------------
 
     def tier_for(self, spend_12m: int) -> Tier:
+        # A refund of an old receipt can leave the window's spend below zero.
+        spend_12m = max(0, spend_12m)
         reached = [tier for tier in self.tiers if spend_12m >= tier.min_spend]
         return max(reached, key=lambda tier: tier.min_spend)
 
