@@ -53,9 +53,7 @@ def earn_figures(directory: Path, seconds: float = 3.0) -> dict[str, Figure]:
         count, start = 0, time.perf_counter()
         while time.perf_counter() - start < seconds:
             began = time.perf_counter()
-            ledger.earn(
-                members[count % len(members)], f"B{count}", amount=1234 + count % 500
-            )
+            ledger.earn(members[count % len(members)], f"B{count}", amount=1234 + count % 500)
             latencies.append(time.perf_counter() - began)
             count += 1
         rate = count / (time.perf_counter() - start)
@@ -74,9 +72,16 @@ def earn_figures(directory: Path, seconds: float = 3.0) -> dict[str, Figure]:
     }
 
 
-# Each group of figures, in the order they run. Other packages add their groups here.
+def swipe_figures(directory: Path) -> dict[str, Figure]:
+    from drivers.bench import swipe_to_scan_p99_ms
+
+    return {"swipe_to_scan_p99_ms": swipe_to_scan_p99_ms()}
+
+
+# Each group of figures, in the order they run; a package's figures are listed here.
 GROUPS: list[tuple[str, Callable[[Path], dict[str, Figure]]]] = [
     ("ledger earns", earn_figures),
+    ("card reader swipes", swipe_figures),
 ]
 
 

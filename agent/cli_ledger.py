@@ -4,10 +4,11 @@ replace, earn, redeem, refund, balance, adjust, log verify, log export."""
 from __future__ import annotations
 
 import argparse
+import datetime as dt
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from agent import fields
 from agent.audit import export_log, verify_file, verify_ledger
@@ -15,8 +16,9 @@ from agent.commands import Command, Context, Result
 from agent.config import load_config
 from agent.errors import InvalidInput, LedgerError, VerificationFailed
 from agent.ledger import DB_FILE, Ledger
-from agent.money import format_amount, parse_amount
+from agent.money import parse_amount
 from agent.rules import load_rules_file
+from drivers.codes import make_dynamic_code
 
 
 def open_ledger(ctx: Context) -> Ledger:
@@ -134,7 +136,9 @@ def _earn_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--receipt", required=True)
     what = parser.add_mutually_exclusive_group(required=True)
     what.add_argument("--amount", help="receipt total, e.g. 12.30")
-    what.add_argument("--line", action="append", help="CATEGORY:QTY:AMOUNT (repeat)")
+    what.add_argument(
+        "--line", action="extend", nargs="+", help="CATEGORY:QTY:AMOUNT ... (or repeat --line)"
+    )
     parser.add_argument("--staff")
 
 
@@ -178,7 +182,9 @@ def _render_redeem(result: Result) -> str:
 
 def _refund_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--receipt", required=True)
-    parser.add_argument("--line", action="append", help="CATEGORY:QTY:AMOUNT (repeat)")
+    parser.add_argument(
+        "--line", action="extend", nargs="+", help="CATEGORY:QTY:AMOUNT ... (or repeat --line)"
+    )
     parser.add_argument("--staff")
 
 
@@ -244,8 +250,22 @@ def _export(ledger: Ledger, args: argparse.Namespace) -> Result:
     return export_log(ledger, args.out)
 
 
-def _money(result: dict[str, Any], key: str) -> str:
-    return format_amount(int(result[key]))
+def _qr(ctx: Context) -> Result:
+    """What the member's phone would show now: a signed code that rotates every
+    30 seconds and that a till checks offline."""
+    ledger = open_ledger(ctx)
+    try:
+        card = ledger.member_card(ctx.args.member)
+        secret = ledger.config.qr_secret
+    finally:
+        ledger.close()
+    if secret is None:
+        raise LedgerError(
+            "qr_not_configured", "qr: no qr_secret in the configuration: dynamic codes are off"
+        )
+    payload, valid_until = make_dynamic_code(card, secret, time.time())
+    until = dt.datetime.fromtimestamp(valid_until, dt.UTC).isoformat().replace("+00:00", "Z")
+    return {"payload": payload, "valid_until": until, "card": card}
 
 
 COMMANDS = [
@@ -292,6 +312,13 @@ COMMANDS = [
             lambda ledger, args: ledger.adjust(args.member, args.points, args.reason, args.staff)
         ),
         _adjust_args,
+    ),
+    Command(
+        "qr",
+        "the member's current phone code",
+        _qr,
+        _member_arg,
+        lambda r: f"{r['payload']}\n(valid until {r['valid_until']})",
     ),
     Command("log verify", "check the journal's chain and signatures", _verify, _verify_args),
     Command(

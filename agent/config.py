@@ -12,6 +12,7 @@ from typing import Any
 
 from agent.errors import InvalidInput
 from drivers.cards import CardPolicy
+from drivers.config import ReaderConfig, parse_reader
 
 # The chain's key for phone-number hashes. Every till of a chain must share it (HQ
 # spots the same phone enrolled at two stores by it); set your own per chain.
@@ -26,6 +27,7 @@ _KEYS = {
     "card_prefixes",
     "card_length",
     "phone_pepper",
+    "qr_secret",
 }
 
 
@@ -35,9 +37,11 @@ class Config:
     till: str | None = None
     hq_url: str | None = None
     socket: str = "/run/tillpoints/agent.sock"
-    readers: tuple[dict[str, Any], ...] = ()
+    readers: tuple[ReaderConfig, ...] = ()
     cards: CardPolicy = field(default_factory=CardPolicy)
     phone_pepper: bytes = DEFAULT_PHONE_PEPPER.encode()
+    # The chain's key for dynamic member QR codes (docs/readers.md); None: static only.
+    qr_secret: bytes | None = None
 
 
 def load_config(path: Path) -> Config:
@@ -55,7 +59,7 @@ def parse_config(document: dict[str, Any], where: str = "config") -> Config:
     if unknown:
         raise InvalidInput("invalid_config", f"{where}: {unknown[0]}: unknown key")
     strings: dict[str, str | None] = {}
-    for key in ("store", "till", "hq_url", "socket", "phone_pepper"):
+    for key in ("store", "till", "hq_url", "socket", "phone_pepper", "qr_secret"):
         if key in document and not (isinstance(document[key], str) and document[key]):
             raise InvalidInput("invalid_config", f"{where}: {key}: must be a non-empty string")
         strings[key] = document.get(key)
@@ -76,14 +80,20 @@ def parse_config(document: dict[str, Any], where: str = "config") -> Config:
     length = document.get("card_length", 16)
     if isinstance(length, bool) or not isinstance(length, int) or not 8 <= length <= 19:
         raise InvalidInput("invalid_config", f"{where}: card_length: a whole number 8..19")
+    qr_secret = strings["qr_secret"]
+    if qr_secret is not None and len(qr_secret) < 16:
+        raise InvalidInput("invalid_config", f"{where}: qr_secret: at least 16 characters")
     return Config(
         store=strings["store"],
         till=strings["till"],
         hq_url=strings["hq_url"],
         socket=strings["socket"] or Config.socket,
-        readers=tuple(readers),
+        readers=tuple(
+            parse_reader(table, f"{where}: reader[{index}]") for index, table in enumerate(readers)
+        ),
         cards=CardPolicy(prefixes=tuple(prefixes), length=length),
         phone_pepper=(strings["phone_pepper"] or DEFAULT_PHONE_PEPPER).encode(),
+        qr_secret=qr_secret.encode() if qr_secret else None,
     )
 
 

@@ -14,6 +14,7 @@ import json
 import os
 import re
 import sqlite3
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -28,14 +29,17 @@ from agent.errors import InvalidInput, LedgerError, Refused
 from agent.money import format_amount
 from agent.projection import Effects, apply, result_text
 from agent.rules import Rules, default_rules_text, load_rules_text
-from agent.store import Store
+from agent.store import Store, storage_error
 from drivers.cards import CardClass, classify, luhn_digit
+from drivers.codes import VERSION as DYNAMIC_VERSION
+from drivers.codes import verify_dynamic_code
 from sync.chain import GENESIS_PREV, Entry, canonical, sign_entry
 from sync.keys import device_id_for, public_key_text, read_private_key, write_private_key
 
 DB_FILE, KEY_FILE, RULES_FILE = "ledger.db", "device.key", "rules.toml"
 _MEMBER_ID = re.compile(r"[0-9a-f]{12}-[0-9]{1,9}", re.ASCII)
 _AIM_PREFIX = re.compile(r"\][A-Za-z][0-9A-Za-z]")
+DYNAMIC_PREFIX = DYNAMIC_VERSION + "."
 
 Clock = Callable[[], dt.datetime]
 
@@ -51,15 +55,10 @@ class Account:
     account: str
     member_id: str | None
     card: str | None
+    birthday: str | None = None
 
-
-def _storage_error(error: sqlite3.Error | OSError) -> LedgerError:
-    text = str(error)
-    if isinstance(error, sqlite3.OperationalError) and "full" in text:
-        return LedgerError("disk_full", "the disk is full: nothing was recorded")
-    if "readonly" in text or "read-only" in text or isinstance(error, PermissionError):
-        return LedgerError("read_only", f"the ledger cannot be written: {text}")
-    return LedgerError("storage_error", f"ledger storage failed, nothing was recorded: {text}")
+    def birthday_month(self, day: dt.date) -> bool:
+        return bool(self.birthday) and int(str(self.birthday)[5:7]) == day.month
 
 
 class Ledger:
@@ -110,7 +109,7 @@ class Ledger:
             (state_dir / RULES_FILE).write_text(text, "utf-8")
             created = Store(state_dir / DB_FILE, create=True)
         except (OSError, sqlite3.Error) as error:
-            raise _storage_error(error) from None
+            raise storage_error(error, state_dir) from None
         public = key.public_key()
         device_id = device_id_for(public)
         try:
@@ -176,7 +175,7 @@ class Ledger:
                 self._append(conn, seq + 1, prev, kind, staff, body)
                 return result
         except sqlite3.Error as error:
-            raise _storage_error(error) from None
+            raise storage_error(error, self.state_dir) from None
 
     def _head(self, conn: sqlite3.Connection) -> tuple[int, str]:
         row = conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
@@ -204,7 +203,16 @@ class Ledger:
         )
         conn.execute(
             "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, ts, kind, staff, canonical(body).decode("utf-8"), prev, entry.hash, entry.sig),
+            (
+                seq,
+                ts,
+                kind,
+                staff,
+                canonical(body, checked=True).decode(),
+                prev,
+                entry.hash,
+                entry.sig,
+            ),
         )
         self.store.set_meta(conn, "head", f"{seq}:{entry.hash}")
 
@@ -220,19 +228,41 @@ class Ledger:
             raise InvalidInput("invalid_member", "member: give a member id or a card number")
         text = ref.strip()
         if _MEMBER_ID.fullmatch(text):
-            if conn.execute("SELECT 1 FROM members WHERE member_id = ?", (text,)).fetchone():
-                return Account(text, text, None)
+            found = conn.execute(
+                "SELECT birthday FROM members WHERE member_id = ?", (text,)
+            ).fetchone()
+            if found:
+                return Account(text, text, None, found[0])
             raise InvalidInput("unknown_member", f"member: no member {text} on this till")
         if _AIM_PREFIX.match(text):
             text = text[3:]
-        card = self._program_card(text, "member")
-        row = conn.execute("SELECT account, state FROM cards WHERE card = ?", (card,)).fetchone()
+        if text.startswith(DYNAMIC_PREFIX):
+            text = self._dynamic_card(text)
+        # A card this till has issued needs no classification: payment numbers and
+        # bad check digits never reach the cards table.
+        row = conn.execute(
+            "SELECT c.account, c.state, m.birthday FROM cards c "
+            "LEFT JOIN members m ON m.member_id = c.account WHERE c.card = ?",
+            (text,),
+        ).fetchone()
         if row is None:
+            card = self._program_card(text, "member")
             return Account("C" + card, None, card)
         if row[1] == "blocked":
             raise Refused("card_blocked", "member: this card was replaced and is blocked")
         member = row[0] if not str(row[0]).startswith("C") else None
-        return Account(str(row[0]), member, card)
+        return Account(str(row[0]), member, text, row[2])
+
+    def _dynamic_card(self, payload: str) -> str:
+        """The card inside a member's rotating phone code, once its signature and time
+        window check out (docs/readers.md)."""
+        scan = verify_dynamic_code(
+            payload, self.config.qr_secret, time.time(), self.config.cards, 0.0
+        )
+        if scan.kind == "member" and scan.card is not None:
+            return scan.card
+        code = scan.error or "invalid_code"
+        raise InvalidInput(code, f"member: {scan.message or 'the phone code is not valid'}")
 
     def _program_card(self, text: str, field: str) -> str:
         if not text.isascii() or not text.isdigit() or len(text) > 19:
@@ -254,12 +284,12 @@ class Ledger:
         row = conn.execute(
             "SELECT COALESCE(SUM(points - used), 0), "
             "COALESCE(SUM(CASE WHEN spendable_on <= :day THEN points - used END), 0), "
-            "COALESCE(SUM(CASE WHEN expires_on <= :soon THEN points - used END), 0) "
+            "COALESCE(SUM(CASE WHEN expires_on <= :soon THEN points - used END), 0), "
+            "(SELECT COALESCE(SUM(points), 0) FROM debts WHERE account = :account) "
             "FROM lots WHERE account = :account AND expired = 0 AND expires_on > :day",
             {"account": account, "day": iso, "soon": soon},
         ).fetchone()
-        debt_row = conn.execute("SELECT points FROM debts WHERE account = ?", (account,)).fetchone()
-        debt = int(debt_row[0]) if debt_row else 0
+        debt = int(row[3])
         return {
             "balance": int(row[0]) - debt,
             "available": max(0, int(row[1]) - debt),
@@ -270,7 +300,8 @@ class Ledger:
     def spend_12m(self, account: str, day: dt.date, conn: sqlite3.Connection) -> int:
         since = (day - dt.timedelta(days=365)).isoformat()
         row = conn.execute(
-            "SELECT COALESCE(SUM(amount), 0) FROM spend WHERE account = ? AND day > ?",
+            "SELECT COALESCE(SUM(amount - refunded_amount), 0) FROM receipts "
+            "WHERE op = 'earn' AND account = ? AND day > ?",
             (account, since),
         ).fetchone()
         return int(row[0])
@@ -290,6 +321,15 @@ class Ledger:
             "expiring_30d": figures["expiring_30d"],
         }
 
+    def member_card(self, ref: str) -> str:
+        """The card a member shows now: the given card, or the member's active card."""
+        account = self.resolve(ref)
+        if account.card is not None:
+            return account.card
+        if account.member_id is None:
+            raise Refused("no_active_card", "member: has no active card")
+        return self._active_card(self.store.conn, account.member_id)
+
     def lookup(self, phone: str) -> dict[str, Any]:
         key = fields.phone_key(fields.phone(phone), self.config.phone_pepper)
         row = self.store.conn.execute(
@@ -307,11 +347,10 @@ class Ledger:
         account = self.resolve(ref)
         figures = self.balance(ref)
         row = self.store.conn.execute(
-            "SELECT name, birthday FROM members WHERE member_id = ?", (account.member_id,)
+            "SELECT name FROM members WHERE member_id = ?", (account.member_id,)
         ).fetchone()
-        birthday = row[1] if row else None
         figures["name"] = row[0] if row else None
-        figures["birthday_month"] = bool(birthday and int(birthday[5:7]) == self.today().month)
+        figures["birthday_month"] = account.birthday_month(self.today())
         return figures
 
     # -- operations --------------------------------------------------------------
@@ -436,7 +475,7 @@ class Ledger:
             if replay is not None:
                 return {"replayed": True, "result": {**replay, "replayed": True}}
             tier = self.rules.tier_for(self.spend_12m(account.account, day, conn))
-            birthday_month = self._birthday_month(conn, account, day)
+            birthday_month = account.birthday_month(day)
             priced: list[dict[str, Any]] = [
                 {
                     **line.to_json(),
@@ -627,7 +666,7 @@ class Ledger:
         day: dt.date,
     ) -> dict[str, Any]:
         earn = conn.execute(
-            "SELECT account, amount, refunded_amount FROM receipts "
+            "SELECT account, amount, refunded_amount, lines FROM receipts "
             "WHERE op = 'earn' AND receipt = ?",
             (receipt_id,),
         ).fetchone()
@@ -637,11 +676,8 @@ class Ledger:
         ).fetchone()
         if earn is None and redeem is None:
             raise Refused("unknown_receipt", f"receipt: no sale {receipt_id} on this till")
-        sold = conn.execute(
-            "SELECT line_no, category, qty, amount, points, refunded_qty, refunded_amount, "
-            "refunded_points FROM receipt_lines WHERE receipt = ? ORDER BY line_no",
-            (receipt_id,),
-        ).fetchall()
+        # (line_no, category, qty, amount, points, refunded qty, amount, points)
+        sold = [(number, *line) for number, line in enumerate(json.loads(earn[3]) if earn else [])]
         wanted = (
             lines
             if lines is not None
@@ -742,14 +778,6 @@ class Ledger:
             "SELECT amount FROM receipts WHERE op = 'earn' AND receipt = ?", (receipt,)
         ).fetchone()
         return None if row is None else int(row[0])
-
-    def _birthday_month(self, conn: sqlite3.Connection, account: Account, day: dt.date) -> bool:
-        if account.member_id is None:
-            return False
-        row = conn.execute(
-            "SELECT birthday FROM members WHERE member_id = ?", (account.member_id,)
-        ).fetchone()
-        return bool(row and row[0] and int(row[0][5:7]) == day.month)
 
     def _active_card(self, conn: sqlite3.Connection, member_id: str) -> str:
         row = conn.execute(

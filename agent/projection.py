@@ -49,7 +49,7 @@ def _enrol(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
     previous = conn.execute("SELECT account FROM cards WHERE card = ?", (card,)).fetchone()
     if previous is not None:
         # The card earned offline before it was enrolled here: its points move along.
-        for table in ("lots", "receipts", "spend", "debts"):
+        for table in ("lots", "receipts", "debts"):
             conn.execute(
                 f"UPDATE {table} SET account = ? WHERE account = ?",  # noqa: S608 (fixed names)
                 (member_id, previous[0]),
@@ -82,18 +82,24 @@ def _earn(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
             (body["card"], account, day),
         )
     expired = _expire(conn, account, day)
+    sold = [
+        [line["category"], line["qty"], line["amount"], line["points"], 0, 0, 0]
+        for line in body["lines"]
+    ]
     conn.execute(
-        "INSERT INTO receipts VALUES ('earn', ?, ?, ?, ?, ?, ?, ?, 0, 0)",
-        (receipt, account, seq, body["fingerprint"], _result(body), body["amount"], body["points"]),
+        "INSERT INTO receipts VALUES ('earn', ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
+        (
+            receipt,
+            account,
+            seq,
+            body["fingerprint"],
+            _result(body),
+            body["amount"],
+            body["points"],
+            day,
+            json.dumps(sold),
+        ),
     )
-    conn.executemany(
-        "INSERT INTO receipt_lines VALUES (?, ?, ?, ?, ?, ?, 0, 0, 0)",
-        [
-            (receipt, index, line["category"], line["qty"], line["amount"], line["points"])
-            for index, line in enumerate(body["lines"])
-        ],
-    )
-    conn.execute("INSERT INTO spend VALUES (?, ?, ?, ?)", (seq, account, day, body["amount"]))
     delta = _add_lot(conn, seq, account, day, body["points"], body["lot"])
     return {"delta": delta, "expired": expired}
 
@@ -102,7 +108,7 @@ def _redeem(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects
     account, day = body["account"], body["day"]
     expired = _expire(conn, account, day)
     conn.execute(
-        "INSERT INTO receipts VALUES ('redeem', ?, ?, ?, ?, ?, ?, ?, 0, 0)",
+        "INSERT INTO receipts VALUES ('redeem', ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, NULL)",
         (
             body["receipt"],
             account,
@@ -111,6 +117,7 @@ def _redeem(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects
             _result(body),
             body["amount"],
             body["points"],
+            day,
         ),
     )
     _consume(conn, seq, account, day, body["points"], spendable_only=True, record=True)
@@ -120,19 +127,20 @@ def _redeem(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects
 def _refund(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
     account, day, receipt = body["account"], body["day"], body["receipt"]
     expired = _expire(conn, account, day)
-    for line in body["lines"]:
+    if body["lines"]:
+        row = conn.execute(
+            "SELECT lines FROM receipts WHERE op = 'earn' AND receipt = ?", (receipt,)
+        ).fetchone()
+        sold = json.loads(row[0])
+        for line in body["lines"]:
+            sold[line["line_no"]][4] += line["qty"]
+            sold[line["line_no"]][5] += line["amount"]
+            sold[line["line_no"]][6] += line["points"]
         conn.execute(
-            "UPDATE receipt_lines SET refunded_qty = refunded_qty + ?, "
-            "refunded_amount = refunded_amount + ?, refunded_points = refunded_points + ? "
-            "WHERE receipt = ? AND line_no = ?",
-            (line["qty"], line["amount"], line["points"], receipt, line["line_no"]),
+            "UPDATE receipts SET lines = ?, refunded_amount = refunded_amount + ? "
+            "WHERE op = 'earn' AND receipt = ?",
+            (json.dumps(sold), body["amount"], receipt),
         )
-    conn.execute(
-        "UPDATE receipts SET refunded_amount = refunded_amount + ? "
-        "WHERE op = 'earn' AND receipt = ?",
-        (body["amount"], receipt),
-    )
-    conn.execute("INSERT INTO spend VALUES (?, ?, ?, ?)", (seq, account, day, -body["amount"]))
     taken = body["taken"]
     if taken:
         earn = conn.execute(
@@ -209,16 +217,17 @@ def _add_lot(
 def _expire(conn: sqlite3.Connection, account: str, day: str) -> int:
     """Close lots whose expiry date has come; returns the points that ran out."""
     row = conn.execute(
-        "SELECT COALESCE(SUM(points - used), 0) FROM lots "
+        "SELECT COUNT(*), COALESCE(SUM(points - used), 0) FROM lots "
         "WHERE account = ? AND expired = 0 AND expires_on <= ?",
         (account, day),
     ).fetchone()
-    conn.execute(
-        "UPDATE lots SET used = points, expired = 1 "
-        "WHERE account = ? AND expired = 0 AND expires_on <= ?",
-        (account, day),
-    )
-    return int(row[0])
+    if row[0]:
+        conn.execute(
+            "UPDATE lots SET used = points, expired = 1 "
+            "WHERE account = ? AND expired = 0 AND expires_on <= ?",
+            (account, day),
+        )
+    return int(row[1])
 
 
 _OPEN_LOTS = (

@@ -8,6 +8,8 @@ line and the sync job share one file. Every business fact is one
 
 from __future__ import annotations
 
+import os
+import shutil
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -18,6 +20,27 @@ from sqlite_utils import Database
 from agent.errors import LedgerError
 
 BUSY_TIMEOUT_MS = 10_000
+# Less free space than this on the ledger's filesystem means a failed write was the
+# disk filling up (SQLite reports a full disk as SQLITE_FULL or, when the WAL index
+# cannot grow, as a plain "disk I/O error").
+NEARLY_FULL_BYTES = 256 * 1024
+
+
+def storage_error(error: sqlite3.Error | OSError, path: Path) -> LedgerError:
+    """Name what went wrong with the ledger file: a full disk, a read-only
+    filesystem, or something else. Always: nothing was recorded."""
+    text = str(error)
+    directory = path if path.is_dir() else path.parent
+    try:
+        free = shutil.disk_usage(directory).free
+        read_only = bool(os.statvfs(directory).f_flag & os.ST_RDONLY)
+    except OSError:
+        free, read_only = NEARLY_FULL_BYTES, False
+    if "full" in text or free < NEARLY_FULL_BYTES:
+        return LedgerError("disk_full", f"the disk holding {path} is full: nothing was recorded")
+    if read_only or "readonly" in text or isinstance(error, PermissionError):
+        return LedgerError("read_only", f"the ledger at {path} cannot be written: {text}")
+    return LedgerError("storage_error", f"ledger storage failed, nothing was recorded: {text}")
 
 
 def _m001_ledger(db: Database) -> None:
@@ -77,24 +100,17 @@ def _m001_ledger(db: Database) -> None:
             "points": int,
             "returned": int,
             "refunded_amount": int,
+            "day": str,
+            # Receipt lines as JSON [[category, qty, amount, points, refunded_qty,
+            # refunded_amount, refunded_points], ...]: one row per sale keeps an earn's
+            # commit to few pages.
+            "lines": str,
         },
         pk=("op", "receipt"),
-        not_null=["account", "seq", "fingerprint"],
+        not_null=["account", "seq", "fingerprint", "day"],
     )
-    db.table("receipt_lines").create(
-        {
-            "receipt": str,
-            "line_no": int,
-            "category": str,
-            "qty": int,
-            "amount": int,
-            "points": int,
-            "refunded_qty": int,
-            "refunded_amount": int,
-            "refunded_points": int,
-        },
-        pk=("receipt", "line_no"),
-    )
+    # Rolling 12-month spend for tiers: net sales by account and day.
+    db.table("receipts").create_index(["account", "day"])
     db.table("lots").create(
         {
             "lot_id": int,
@@ -113,24 +129,20 @@ def _m001_ledger(db: Database) -> None:
     # Points a refund took back after they were spent; later earnings pay them first.
     db.table("debts").create({"account": str, "points": int}, pk="account", not_null=["points"])
     db.table("lot_moves").create({"seq": int, "lot_id": int, "points": int}, pk=("seq", "lot_id"))
-    db.table("spend").create(
-        {"seq": int, "account": str, "day": str, "amount": int}, pk="seq", not_null=["account"]
-    )
-    db.table("spend").create_index(["account", "day"])
 
 
 # Named forward migrations, applied once each, in order, recorded in `migrations`.
-MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (("001_ledger", _m001_ledger),)
+MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (
+    ("001_ledger", _m001_ledger),
+)
 
 PROJECTION_TABLES = (
     "members",
     "cards",
     "receipts",
-    "receipt_lines",
     "lots",
     "lot_moves",
     "debts",
-    "spend",
 )
 
 
@@ -148,10 +160,14 @@ class Store:
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self.conn.execute("PRAGMA foreign_keys=ON")
+            self.db = Database(self.conn)
+            self.migrate()
         except sqlite3.DatabaseError as error:
-            raise LedgerError("database_error", f"cannot open ledger {path}: {error}") from None
-        self.db = Database(self.conn)
-        self.migrate()
+            if "not a database" in str(error) or "malformed" in str(error):
+                raise LedgerError(
+                    "database_corrupt", f"{path} is not a readable ledger: {error}"
+                ) from None
+            raise storage_error(error, path) from None
 
     def close(self) -> None:
         self.conn.close()

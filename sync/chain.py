@@ -26,9 +26,12 @@ GENESIS_PREV = "0" * 64
 SIGNATURE_TAG = b"tillpoints-entry-v1\x00"
 
 
-def canonical(value: Any) -> bytes:
-    """Canonical bytes of a JSON value. Floats are refused: money and points are ints."""
-    _reject_floats(value)
+def canonical(value: Any, *, checked: bool = False) -> bytes:
+    """Canonical bytes of a JSON value. Floats are refused: money and points are ints.
+    ``checked=True`` skips that walk for a value already checked (the signing path
+    encodes the same body more than once)."""
+    if not checked:
+        _reject_floats(value)
     return json.dumps(
         value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
     ).encode("utf-8")
@@ -110,8 +113,8 @@ class Entry:
         )
 
 
-def entry_hash(unsigned: dict[str, Any]) -> str:
-    return hashlib.sha256(canonical(unsigned)).hexdigest()
+def entry_hash(unsigned: dict[str, Any], *, checked: bool = False) -> str:
+    return hashlib.sha256(canonical(unsigned, checked=checked)).hexdigest()
 
 
 def sign_entry(
@@ -125,8 +128,9 @@ def sign_entry(
     body: dict[str, Any],
     prev: str,
 ) -> Entry:
+    _reject_floats(body)
     draft = Entry(device, seq, ts, kind, staff, body, prev, hash="", sig="")
-    digest = entry_hash(draft.unsigned())
+    digest = entry_hash(draft.unsigned(), checked=True)
     signature = key.sign(SIGNATURE_TAG + bytes.fromhex(digest)).hex()
     return Entry(device, seq, ts, kind, staff, body, prev, hash=digest, sig=signature)
 

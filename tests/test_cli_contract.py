@@ -7,11 +7,13 @@ import re
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from agent.cli import _commands, build_parser
+from drivers.codes import make_dynamic_code
 from tests.conftest import REPO, SHARED
 
 CARD = "9900835840532866"
@@ -253,3 +255,28 @@ def test_every_contract_command_exists_and_is_in_the_readme() -> None:
         else:
             assert name in PLANNED, f"{name} is in CONTRACT.md but neither built nor planned"
     assert parser.prog == "tillpoints"
+
+
+def test_qr_codes_work_as_member_references(till, tmp_path: Path) -> None:
+    (tmp_path / "absent.toml").write_text('qr_secret = "a-chain-secret-for-tests"\n')
+    code = till("qr", "--member", CARD)
+    assert code.status == 0 and code.json["payload"].startswith("TP1.")
+    assert code.json["valid_until"].endswith("Z")
+    earn = till("earn", "--member", code.json["payload"], "--receipt", "Q1", "--amount", "5.00")
+    assert earn.status == 0 and earn.json["points"] == 5
+    parts = code.json["payload"].split(".")
+    forged = ".".join([*parts[:3], "A" * len(parts[3])])
+    bad = till("earn", "--member", forged, "--receipt", "Q2", "--amount", "5.00")
+    assert (bad.status, bad.json["error"]) == (2, "invalid_code")
+    stale = ".".join([parts[0], parts[1], str(int(parts[2]) - 10), parts[3]])
+    assert till("balance", "--member", stale).json["error"] == "invalid_code"
+    old, _ = make_dynamic_code(CARD, b"a-chain-secret-for-tests", time.time() - 300)
+    expired = till("earn", "--member", old, "--receipt", "Q3", "--amount", "5.00")
+    assert (expired.status, expired.json["error"]) == (2, "expired_code")
+    static = till("balance", "--member", "]Q1" + CARD)
+    assert static.status == 0
+
+
+def test_qr_without_a_secret_says_so(till) -> None:
+    result = till("qr", "--member", CARD)
+    assert (result.status, result.json["error"]) == (1, "qr_not_configured")

@@ -1,0 +1,123 @@
+"""Which tracks belong to one swipe, and what the swipe says.
+
+Readers disagree on framing (READERS.md): MagTek sends ``%T1?;T2?+T3?`` then one CR;
+ID TECH sends ENTER after every track; some send nothing at the end. So a line end
+does not end a swipe. A swipe ends when the decoder says so (silence, ETX, a code
+line, end of input), or when a track cannot belong to it: its track slot is taken,
+or it carries a different number than the tracks already read on an earlier line.
+Tracks of the same line with different numbers make the swipe unreadable instead:
+one reader message holds one card.
+
+Track 3 may start with ``;`` like track 2 (ID TECH): a ``;`` track is track 2 unless
+track 2 is already read and the track, read as track 3, carries the same number.
+"""
+
+from __future__ import annotations
+
+from drivers.cards import CardClass, CardPolicy
+from drivers.scan import UNREADABLE, Scan, Source, failure, member
+from drivers.tracks import RawTrack, TrackRead, parse_track
+
+_SOURCES: dict[int, Source] = {1: "track1", 2: "track2", 3: "track3"}
+
+
+class Swipe:
+    """The tracks read so far for one swipe, at most one per track number."""
+
+    def __init__(self) -> None:
+        self.tracks: dict[int, TrackRead] = {}
+        self.lines: dict[int, int] = {}
+        self.conflict = False
+        self.garbled = False
+
+    def __bool__(self) -> bool:
+        return bool(self.tracks) or self.garbled
+
+    def number(self) -> bytes | None:
+        for read in self.tracks.values():
+            if read.fingerprint is not None:
+                return read.fingerprint
+        return None
+
+    def fits(self, read: TrackRead) -> bool:
+        if read.track in self.tracks:
+            return False
+        mine = self.number()
+        return mine is None or read.fingerprint is None or read.fingerprint == mine
+
+    def outcome(self, at: float) -> Scan:
+        """ISO 7813 tracks of one card carry one number; the best good track decides,
+        so a reader error on one track next to a good track still reads the card."""
+        if self.conflict or self.garbled:
+            return failure(UNREADABLE, at, "conflict" if self.conflict else "garbled")
+        good = [read for read in self.tracks.values() if read.good]
+        if not good:
+            faults = [read.fault for read in self.tracks.values()]
+            reason = next((f for f in ("reader_error", "bad_lrc") if f in faults), "garbled")
+            return failure(UNREADABLE, at, reason)
+        numbered = [read for read in good if read.fingerprint is not None]
+        best = numbered or good
+        card_class = best[0].card_class or CardClass.FOREIGN_CARD
+        card = best[0].card
+        if card_class is CardClass.MEMBER and card is not None:
+            return member(card, tuple(_SOURCES[read.track] for read in numbered), at)
+        return failure(card_class.value, at)
+
+
+class SwipeAssembler:
+    """Groups the tracks of successive lines into swipes."""
+
+    def __init__(self, policy: CardPolicy, lrc: bool) -> None:
+        self._policy = policy
+        self._lrc = lrc
+        self._swipe = Swipe()
+        self._line = 0
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._swipe)
+
+    def add_line(self, tracks: list[RawTrack], garbled: bool, at: float) -> list[Scan]:
+        """Add the tracks of one line; returns the swipes this line completed."""
+        self._line += 1
+        done: list[Scan] = []
+        for raw in tracks:
+            read = self._place(raw)
+            if not self._swipe.fits(read):
+                same_line = self._swipe.lines.get(self._line, 0) > 0
+                if same_line and read.track not in self._swipe.tracks:
+                    self._swipe.conflict = True
+                    continue
+                done.extend(self.complete(at))
+            self._swipe.tracks[read.track] = read
+            self._swipe.lines[self._line] = self._swipe.lines.get(self._line, 0) + 1
+        if garbled:
+            self._swipe.garbled = True
+        return done
+
+    def _place(self, raw: RawTrack) -> TrackRead:
+        if raw.sentinel == "%":
+            return parse_track(1, raw, self._policy, self._lrc)
+        if raw.sentinel == "+":
+            return parse_track(3, raw, self._policy, self._lrc)
+        as_track2 = parse_track(2, raw, self._policy, self._lrc)
+        if 2 not in self._swipe.tracks:
+            return as_track2
+        as_track3 = parse_track(3, raw, self._policy, self._lrc)
+        if self._swipe.fits(as_track3) and as_track3.fingerprint is not None:
+            return as_track3
+        return as_track2
+
+    def complete(self, at: float) -> list[Scan]:
+        """End the current swipe, if any, and report it."""
+        if not self._swipe:
+            return []
+        scan = self._swipe.outcome(at)
+        self._swipe = Swipe()
+        return [scan]
+
+    def discard(self) -> bool:
+        """Forget the current swipe (input was lost); True if there was one."""
+        had = bool(self._swipe)
+        self._swipe = Swipe()
+        return had

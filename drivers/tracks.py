@@ -1,0 +1,162 @@
+"""Magnetic-stripe tracks as readers send them: ISO/IEC 7813 (tracks 1 and 2) and
+ISO/IEC 4909 (track 3). Pure functions over one line of text.
+
+Layouts (READERS.md, "Tracks"):
+- track 1: ``%`` format code, PAN (<= 19 digits) ``^`` name ``^`` YYMM, service code,
+  discretionary data ``?``; characters 0x20-0x5F; at most 79 with sentinels and LRC.
+- track 2: ``;`` PAN ``=`` YYMM ... ``?``; characters 0x30-0x3F; at most 40.
+- track 3: ``;`` or ``+`` two-digit format code, PAN ``=`` ... ``?``; at most 107.
+
+A reader that failed a track sends ``E`` as its only character (``%E?``, ``;E?``,
+``+E?``). Loyalty cards often put 8-20 digits on track 2 with or without ``=``, so
+PANs of up to 20 digits are accepted there. The number of a payment card is kept
+only as a keyed fingerprint, never as digits, from the moment it is recognised.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from dataclasses import dataclass, field
+
+from drivers.cards import CardClass, CardPolicy, classify
+
+TRACK_STARTS = "%;+"
+_SET_1 = frozenset(chr(c) for c in range(0x20, 0x60)) - set("%;?")
+_SET_23 = frozenset(chr(c) for c in range(0x30, 0x40)) - set(";?")
+_MAX_LENGTH = {1: 79, 2: 40, 3: 107}
+_PAN_LENGTHS = range(6, 21)
+_ISSUER_FORMATS = frozenset("ABNOPQRSTUVWXYZ")
+# Compared between tracks of one swipe to tell whether they carry the same number,
+# without keeping a payment card's digits around to compare.
+_FINGERPRINT_KEY = secrets.token_bytes(32)
+
+
+@dataclass(frozen=True)
+class RawTrack:
+    """One sentinel-delimited segment of a line. ``fault`` is set when the end sentinel
+    is missing or the transmitted LRC is wrong."""
+
+    sentinel: str
+    body: str = field(repr=False)
+    fault: str | None = None
+
+
+@dataclass(frozen=True)
+class TrackRead:
+    """A track after parsing. ``card`` is None for a payment card, a fault, or a good
+    read that carries no number in a layout we know."""
+
+    track: int
+    fault: str | None = None
+    card: str | None = field(default=None, repr=False)
+    fingerprint: bytes | None = field(default=None, repr=False)
+    card_class: CardClass | None = None
+
+    @property
+    def good(self) -> bool:
+        return self.fault is None
+
+
+def lrc_char(sentinel: str, body: str) -> str:
+    """The LRC character for ``sentinel + body + '?'``: XOR of the characters' data
+    bits, 6 bits above 0x20 on track 1 and 4 bits above 0x30 on tracks 2 and 3."""
+    if sentinel == "%":
+        base, mask = 0x20, 0x3F
+    else:
+        base, mask = 0x30, 0x0F
+    value = 0
+    for char in sentinel + body + "?":
+        value ^= (ord(char) - base) & mask
+    return chr(base + value)
+
+
+def split_tracks(line: str, lrc: bool) -> tuple[list[RawTrack], bool]:
+    """Cut a line that starts with a start sentinel into tracks.
+
+    Returns the tracks and whether anything outside a track was met (which makes the
+    whole line garbled). With ``lrc`` the character after each ``?`` is the LRC and is
+    consumed whatever it is: it may itself be ``?``, ``;`` or ``=``.
+    """
+    tracks: list[RawTrack] = []
+    index = 0
+    while index < len(line):
+        sentinel = line[index]
+        if sentinel not in TRACK_STARTS:
+            return tracks, True
+        stops = "%;?" if sentinel == "%" else "%;+?"
+        end = index + 1
+        while end < len(line) and line[end] not in stops:
+            end += 1
+        body = line[index + 1 : end]
+        if end == len(line) or line[end] != "?":
+            tracks.append(RawTrack(sentinel, body, "garbled"))
+            index = end
+            continue
+        end += 1
+        fault = None
+        if lrc:
+            if end >= len(line) or line[end] != lrc_char(sentinel, body):
+                fault = "bad_lrc"
+            end += 1
+        tracks.append(RawTrack(sentinel, body, fault))
+        index = end
+    return tracks, False
+
+
+def headless_track(text: str, lrc: bool) -> bool:
+    """A line without a start sentinel that is still recognisably track data: it ends
+    with an end sentinel (before its LRC, if any) in track 1's character set, or is
+    track 2 data with a field separator. Such a line is a swipe with a lost start
+    sentinel, not a scanned code."""
+    ending = text[-2:-1] if lrc else text[-1:]
+    if ending == "?" and set(text[: len(text) - int(lrc)]) <= _SET_1 | {"?"}:
+        return True
+    return "=" in text and set(text) <= _SET_23 | {"?"}
+
+
+def fingerprint(digits: str) -> bytes:
+    return hashlib.blake2b(digits.encode(), key=_FINGERPRINT_KEY, digest_size=16).digest()
+
+
+def _numbered(track: int, pan: str, policy: CardPolicy) -> TrackRead:
+    card_class = classify(pan, policy)
+    kept = None if card_class is CardClass.PAYMENT_CARD else pan
+    return TrackRead(track, None, kept, fingerprint(pan), card_class)
+
+
+def _pan_ok(pan: str, lengths: range = _PAN_LENGTHS) -> bool:
+    return pan.isascii() and pan.isdigit() and len(pan) in lengths
+
+
+def parse_track(track: int, raw: RawTrack, policy: CardPolicy, lrc: bool = False) -> TrackRead:
+    """Parse one raw track as track number ``track`` (1, 2 or 3)."""
+    if raw.fault is not None:
+        return TrackRead(track, raw.fault)
+    if raw.body == "E":
+        return TrackRead(track, "reader_error")
+    if len(raw.body) + 2 + int(lrc) > _MAX_LENGTH[track]:
+        return TrackRead(track, "garbled")
+    if track == 1:
+        return _parse_track1(raw.body, policy)
+    if not set(raw.body) <= _SET_23:
+        return TrackRead(track, "garbled")
+    if track == 2:
+        pan = raw.body.split("=", 1)[0]
+        return _numbered(2, pan, policy) if _pan_ok(pan) else TrackRead(2, "garbled")
+    pan = raw.body[2:].split("=", 1)[0]
+    if raw.body[:2].isdigit() and _pan_ok(pan, range(6, 20)):
+        return _numbered(3, pan, policy)
+    return TrackRead(3, card_class=CardClass.FOREIGN_CARD)
+
+
+def _parse_track1(body: str, policy: CardPolicy) -> TrackRead:
+    if not body or not set(body) <= _SET_1 or body[0] not in _ISSUER_FORMATS:
+        return TrackRead(1, "garbled")
+    fields = body[1:].split("^")
+    pan = fields[0].replace(" ", "")
+    if len(fields) == 3 and _pan_ok(pan, range(6, 20)) and len(fields[1]) <= 26:
+        return _numbered(1, pan, policy)
+    if body[0] == "B":
+        return TrackRead(1, "garbled")
+    return TrackRead(1, card_class=CardClass.FOREIGN_CARD)

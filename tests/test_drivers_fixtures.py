@@ -1,0 +1,87 @@
+"""Every sample in ../shared/fixtures and tests/corpus decodes as its file says."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from agent.cli_readers import decode_capture
+from drivers.decoder import DecoderSettings, ScanDecoder, decode_stream
+from drivers.scan import Scan
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO.parent / "shared" / "fixtures"
+CORPUS = REPO / "tests" / "corpus"
+
+
+def _jsonl(path: Path) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def assert_matches(got: list[dict[str, str]], expected: list[dict[str, Any]]) -> None:
+    assert len(got) == len(expected), (got, expected)
+    for item, want in zip(got, expected, strict=True):
+        assert item["kind"] == want["kind"], (got, expected)
+        if want["kind"] == "member":
+            assert set(item) == {"kind", "card", "source"}
+            assert item["card"] == want["card"]
+            assert item["source"] in want["source"]
+        else:
+            assert set(item) == {"kind", "error", "message"}
+            assert item["error"] == want["error"]
+            assert item["message"]
+
+
+SERIAL = _jsonl(FIXTURES / "reader-samples.jsonl")
+EVTEST = _jsonl(FIXTURES / "evtest" / "expected.jsonl")
+
+
+@pytest.mark.parametrize("sample", SERIAL, ids=[s["name"] for s in SERIAL])
+def test_shared_serial_sample(sample: dict[str, Any]) -> None:
+    data = sample["input"].encode("latin-1")
+    assert_matches(decode_capture(data, "serial"), sample["expected"])
+
+
+@pytest.mark.parametrize("sample", EVTEST, ids=[s["name"] for s in EVTEST])
+def test_shared_evtest_capture(sample: dict[str, Any]) -> None:
+    data = (FIXTURES / "evtest" / sample["file"]).read_bytes()
+    assert_matches(decode_capture(data, "evtest"), sample["expected"])
+
+
+def _settings(options: dict[str, Any]) -> tuple[DecoderSettings, float]:
+    options = dict(options)
+    now = float(options.pop("now", 0))
+    if "qr_secret" in options:
+        options["qr_secret"] = bytes.fromhex(options["qr_secret"])
+    for key in ("prefix", "suffix"):
+        if key in options:
+            options[key] = options[key].encode("ascii")
+    return DecoderSettings(**options), now
+
+
+CORPUS_SERIAL = _jsonl(CORPUS / "serial.jsonl")
+
+
+@pytest.mark.parametrize("case", CORPUS_SERIAL, ids=[c["name"] for c in CORPUS_SERIAL])
+def test_corpus_serial(case: dict[str, Any]) -> None:
+    settings, now = _settings(case.get("settings", {}))
+    scans = decode_stream(case["input"].encode("latin-1"), settings, lambda: now)
+    assert_matches([scan.to_json() for scan in scans], case["expected"])
+
+
+@pytest.mark.parametrize("case", CORPUS_SERIAL, ids=[c["name"] for c in CORPUS_SERIAL])
+def test_corpus_split_anywhere_decodes_the_same(case: dict[str, Any]) -> None:
+    """Bytes arrive in arbitrary chunks; framing must not depend on where reads split."""
+    settings, now = _settings(case.get("settings", {}))
+    data = case["input"].encode("latin-1")
+    whole = decode_stream(data, settings, lambda: now)
+    for size in (1, 3, 7):
+        decoder = ScanDecoder(settings, lambda: now)
+        scans: list[Scan] = []
+        for start in range(0, len(data), size):
+            scans += decoder.feed(data[start : start + size], 0.0)
+        scans += decoder.finish()
+        assert [s.to_json() for s in scans] == [s.to_json() for s in whole]
