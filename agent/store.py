@@ -132,9 +132,7 @@ def _m001_ledger(db: Database) -> None:
 
 
 # Named forward migrations, applied once each, in order, recorded in `migrations`.
-MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (
-    ("001_ledger", _m001_ledger),
-)
+MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (("001_ledger", _m001_ledger),)
 
 PROJECTION_TABLES = (
     "members",
