@@ -595,12 +595,24 @@ class Ledger:
         receipt: str,
         lines: tuple[fields.Line, ...] | None = None,
         staff: str | None = None,
+        *,
+        supervised: bool = True,
     ) -> dict[str, Any]:
+        """``supervised=False`` (a cashier without a supervisor's PIN) refuses refunds
+        above the rules' ``refund.supervisor_above``."""
         receipt_id, who = fields.receipt(receipt), fields.staff(staff)
         day = self.today()
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
-            return self._plan_refund(conn, receipt_id, lines, day)
+            plan = self._plan_refund(conn, receipt_id, lines, day)
+            limit = self.rules.refund_supervisor_above
+            if not supervised and plan["amount"] > limit:
+                raise Refused(
+                    "supervisor_required",
+                    f"refund of {format_amount(plan['amount'])} is over "
+                    f"{format_amount(limit)}: a supervisor's PIN is needed",
+                )
+            return plan
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
@@ -814,22 +826,29 @@ class Ledger:
 
     # -- the journal -------------------------------------------------------------
 
+    _ENTRY_COLUMNS = "SELECT seq, ts, kind, staff, body, prev_hash, hash, sig FROM journal"
+
     def entries(self, conn: sqlite3.Connection | None = None) -> Iterator[Entry]:
         conn = conn or self.store.conn
-        for row in conn.execute(
-            "SELECT seq, ts, kind, staff, body, prev_hash, hash, sig FROM journal ORDER BY seq"
-        ):
-            yield Entry(
-                device=self.device_id,
-                seq=row[0],
-                ts=row[1],
-                kind=row[2],
-                staff=row[3],
-                body=json.loads(row[4]),
-                prev=row[5],
-                hash=row[6],
-                sig=row[7],
-            )
+        for row in conn.execute(f"{self._ENTRY_COLUMNS} ORDER BY seq"):
+            yield self._entry(row)
+
+    def entry_at(self, seq: int) -> Entry | None:
+        row = self.store.conn.execute(f"{self._ENTRY_COLUMNS} WHERE seq = ?", (seq,)).fetchone()
+        return None if row is None else self._entry(row)
+
+    def _entry(self, row: tuple[Any, ...]) -> Entry:
+        return Entry(
+            device=self.device_id,
+            seq=row[0],
+            ts=row[1],
+            kind=row[2],
+            staff=row[3],
+            body=json.loads(row[4]),
+            prev=row[5],
+            hash=row[6],
+            sig=row[7],
+        )
 
     def head(self) -> tuple[int, str]:
         return self._head(self.store.conn)

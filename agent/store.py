@@ -131,8 +131,29 @@ def _m001_ledger(db: Database) -> None:
     db.table("lot_moves").create({"seq": int, "lot_id": int, "points": int}, pk=("seq", "lot_id"))
 
 
+def _m003_staff(db: Database) -> None:
+    """Staff ids, roles and PIN hashes (agent/staff.py), with failed-attempt counters."""
+    db.table("staff").create(
+        {
+            "staff_id": str,
+            "role": str,
+            "pin_salt": str,
+            "pin_hash": str,
+            "failures": int,
+            "locked_until": float,
+            "lockouts": int,
+        },
+        pk="staff_id",
+        not_null=["role", "pin_salt", "pin_hash", "failures", "locked_until", "lockouts"],
+        defaults={"failures": 0, "locked_until": 0.0, "lockouts": 0},
+    )
+
+
 # Named forward migrations, applied once each, in order, recorded in `migrations`.
-MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (("001_ledger", _m001_ledger),)
+MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (
+    ("001_ledger", _m001_ledger),
+    ("003_staff", _m003_staff),
+)
 
 PROJECTION_TABLES = (
     "members",

@@ -3,8 +3,9 @@
 Measured from the moment the last byte of a swipe has been written to the pty's
 master to the moment the decoded scan reaches the reader's consumer callback. The
 swipes are MagTek-style (tracks then one CR) and the reader uses its default
-settings, so the figure includes the ``idle_ms`` silence that ends a swipe when the
-reader might still send another track (READERS.md: ID TECH sends ENTER per track).
+settings. A good read is reported at the CR that settles it, so the figure is the
+pty, the reader thread and the decoder, not ``idle_ms`` (which only delays swipes
+that are not settled, such as read errors: docs/readers.md, "Swipes").
 """
 
 from __future__ import annotations

@@ -10,6 +10,10 @@ Framing (READERS.md):
   suffix end a line; a configured prefix starts one; ETX ends a line and the swipe.
 - A line that starts with a track sentinel holds tracks; ``swipe.SwipeAssembler``
   decides which lines form one swipe. Any other line is a scanned code.
+- A swipe is reported at the line end that settles it (a good track with a number);
+  the other tracks of the same card that follow (ENTER after every track) are
+  absorbed. A swipe that is not settled (read errors only) waits until the swipe
+  ends, so that a good track arriving later wins.
 - A swipe also ends after ``idle_s`` of silence, which is how a reader that sends no
   terminator (or ENTER after every track) is framed.
 - The first code-like line after the port opens, within ``signon_s``, that is not a

@@ -8,6 +8,13 @@ or it carries a different number than the tracks already read on an earlier line
 Tracks of the same line with different numbers make the swipe unreadable instead:
 one reader message holds one card.
 
+A swipe is reported as soon as a line end leaves it *settled*: a good track with a
+number, and no junk or conflict. Every track that can still join it carries the same
+number or none, so its outcome cannot change; such tracks are absorbed with no second
+scan until the swipe ends. An unsettled swipe (only read errors, garbled tracks, a
+good track without a number, junk, a conflict) waits for the swipe to end, so that a
+good track of the same swipe arriving later still wins.
+
 Track 3 may start with ``;`` like track 2 (ID TECH): a ``;`` track is track 2 unless
 track 2 is already read and the track, read as track 3, carries the same number.
 """
@@ -29,6 +36,7 @@ class Swipe:
         self.lines: dict[int, int] = {}
         self.conflict = False
         self.garbled = False
+        self.reported = False
 
     def __bool__(self) -> bool:
         return bool(self.tracks) or self.garbled
@@ -44,6 +52,13 @@ class Swipe:
             return False
         mine = self.number()
         return mine is None or read.fingerprint is None or read.fingerprint == mine
+
+    def settled(self) -> bool:
+        """Whether the outcome is known: tracks that can still join carry this number
+        or none, and the best numbered good track decides whatever they are."""
+        if self.conflict or self.garbled:
+            return False
+        return any(read.good and read.fingerprint is not None for read in self.tracks.values())
 
     def outcome(self, at: float) -> Scan:
         """ISO 7813 tracks of one card carry one number; the best good track decides,
@@ -75,24 +90,34 @@ class SwipeAssembler:
 
     @property
     def pending(self) -> bool:
-        return bool(self._swipe)
+        """A swipe is waiting to be reported (an already reported one only absorbs)."""
+        return bool(self._swipe) and not self._swipe.reported
 
     def add_line(self, tracks: list[RawTrack], garbled: bool, at: float) -> list[Scan]:
-        """Add the tracks of one line; returns the swipes this line completed."""
+        """Add the tracks of one (ended) line; returns the swipes this line completed,
+        then the current swipe if the line settled it."""
         self._line += 1
         done: list[Scan] = []
         for raw in tracks:
             read = self._place(raw)
             if not self._swipe.fits(read):
                 same_line = self._swipe.lines.get(self._line, 0) > 0
-                if same_line and read.track not in self._swipe.tracks:
+                conflict = same_line and read.track not in self._swipe.tracks
+                if conflict and not self._swipe.reported:
                     self._swipe.conflict = True
                     continue
                 done.extend(self.complete(at))
+                # A line that disagrees with itself stays unreadable even when its
+                # first tracks were absorbed by an already reported swipe.
+                self._swipe.conflict = conflict
             self._swipe.tracks[read.track] = read
             self._swipe.lines[self._line] = self._swipe.lines.get(self._line, 0) + 1
+        swipe = self._swipe
         if garbled:
-            self._swipe.garbled = True
+            swipe.garbled = True
+        if not swipe.reported and swipe.settled():
+            swipe.reported = True
+            done.append(swipe.outcome(at))
         return done
 
     def _place(self, raw: RawTrack) -> TrackRead:
@@ -109,15 +134,13 @@ class SwipeAssembler:
         return as_track2
 
     def complete(self, at: float) -> list[Scan]:
-        """End the current swipe, if any, and report it."""
-        if not self._swipe:
-            return []
-        scan = self._swipe.outcome(at)
+        """End the current swipe, if any, and report it unless it was already."""
+        scans = [self._swipe.outcome(at)] if self.pending else []
         self._swipe = Swipe()
-        return [scan]
+        return scans
 
     def discard(self) -> bool:
-        """Forget the current swipe (input was lost); True if there was one."""
-        had = bool(self._swipe)
+        """Forget the current swipe (input was lost); True if an unreported one was."""
+        had = self.pending
         self._swipe = Swipe()
         return had

@@ -14,6 +14,7 @@ import pytest
 
 from agent.cli import main
 from agent.ledger import Ledger
+from agent.simulated_till import SimulatedTill
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -72,3 +73,14 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureF
         return Outcome(status, json.loads(lines[0]), err)
 
     return run
+
+
+@pytest.fixture
+def till(tmp_path: Path) -> Iterator[SimulatedTill]:
+    """A running `tillpoints agent` with a serial reader on a pseudo-terminal."""
+    simulated = SimulatedTill(tmp_path)
+    simulated.start()
+    try:
+        yield simulated
+    finally:
+        simulated.close()

@@ -22,23 +22,120 @@ def test_silence_ends_a_swipe_without_terminator() -> None:
     assert decoder.deadline() is None
 
 
-def test_per_track_enter_waits_for_silence_then_joins_tracks() -> None:
+# duplicate_s=0 in the tests below: what they show is the swipe rule, not the duplicate rule.
+NO_DUPLICATES = DecoderSettings(duplicate_s=0.0)
+
+
+def test_one_line_swipe_is_reported_at_its_terminator() -> None:
     decoder = ScanDecoder()
-    assert decoder.feed(f"%B{A}^X/Y^3012?\r".encode(), 1.0) == []
+    [scan] = decoder.feed(f"%B{A}^X/Y^3012?;{A}=3012?\r".encode(), 1.0)
+    assert scan.sources == ("track2", "track1") and scan.at == 1.0
+    assert decoder.deadline() is None
+    assert decoder.tick(1.2) == [] and decoder.finish() == []
+
+
+def test_per_track_enter_reports_the_first_good_track_at_once() -> None:
+    decoder = ScanDecoder(NO_DUPLICATES)
+    [scan] = decoder.feed(f"%B{A}^X/Y^3012?\r".encode(), 1.0)
+    assert scan.card == A and scan.sources == ("track1",)
+    assert decoder.deadline() is None  # nothing is waiting: no wake-up is due
     assert decoder.feed(f";{A}=3012?\r".encode(), 1.01) == []
-    [scan] = decoder.tick(1.2)
-    assert scan.sources == ("track2", "track1")
-    assert scan.source == "track2"
+    assert decoder.feed(f";01{A}=0000?\r".encode(), 1.02) == []  # ID TECH's ';' track 3
+    assert decoder.tick(1.2) == [] and decoder.finish() == []
+
+
+def test_error_track_then_good_track_gives_only_the_member() -> None:
+    decoder = ScanDecoder(NO_DUPLICATES)
+    assert decoder.feed(b"%E?\r", 1.0) == []
+    assert decoder.deadline() == 1.05
+    assert cards(decoder.feed(f";{A}=3012?\r".encode(), 1.03)) == [A]
+    assert decoder.deadline() is None
+    assert decoder.tick(1.2) == [] and decoder.finish() == []
+
+
+def test_good_track_then_error_tracks_give_only_the_member() -> None:
+    decoder = ScanDecoder(NO_DUPLICATES)
+    assert cards(decoder.feed(f";{A}=3012?\r".encode(), 1.0)) == [A]
+    assert decoder.feed(b"%E?\r", 1.01) == []
+    assert decoder.feed(b"+E?\r", 1.02) == []
+    assert decoder.tick(1.2) == [] and decoder.finish() == []
+
+
+def test_good_track_then_a_cut_track_gives_only_the_member() -> None:
+    decoder = ScanDecoder(NO_DUPLICATES)
+    assert cards(decoder.feed(f"%B{A}^X/Y^3012?\r".encode(), 1.0)) == [A]
+    assert decoder.feed(b";99008358\r", 1.01) == []
+    assert decoder.finish() == []
+
+
+def test_error_alone_is_reported_after_idle() -> None:
+    decoder = ScanDecoder()
+    assert decoder.feed(b"%E?;E?\r", 1.0) == []
+    assert decoder.deadline() == 1.05
+    assert decoder.tick(1.049) == []
+    [scan] = decoder.tick(1.05)
+    assert scan.error == "unreadable" and scan.at == 1.0
+
+
+def test_good_track_after_the_window_is_another_swipe() -> None:
+    decoder = ScanDecoder()
+    assert decoder.feed(b"%E?\r", 1.0) == []
+    assert cards(decoder.feed(f";{A}=3012?\r".encode(), 1.2)) == ["unreadable", A]
+
+
+def test_two_cards_back_to_back_inside_the_window_are_two_scans() -> None:
+    decoder = ScanDecoder(NO_DUPLICATES)
+    assert cards(decoder.feed(f";{A}=3012?\r".encode(), 1.0)) == [A]
+    assert cards(decoder.feed(f";{B}=3012?\r".encode(), 1.005)) == [B]
+    assert cards(decoder.feed(f"%B{A}^X/Y^3012?\r".encode(), 1.01)) == [A]
+    assert decoder.finish() == []
+
+
+def test_same_card_swiped_again_is_one_scan_within_a_second() -> None:
+    decoder = ScanDecoder()
+    assert cards(decoder.feed(f";{A}=3012?\r".encode(), 1.0)) == [A]
+    assert decoder.feed(f";{A}=3012?\r".encode(), 1.5) == []
+    assert cards(decoder.feed(f";{A}=3012?\r".encode(), 2.1)) == [A]
+
+
+def test_payment_card_verdict_is_at_once_and_its_other_tracks_absorbed() -> None:
+    decoder = ScanDecoder(NO_DUPLICATES)
+    visa = "4111111111111111"
+    assert cards(decoder.feed(f"%B{visa}^X/Y^3012?\r".encode(), 1.0)) == ["payment_card"]
+    assert decoder.feed(f";{visa}=3012?\r".encode(), 1.01) == []
+    assert decoder.finish() == []
+
+
+def test_good_track_without_a_number_waits_for_a_numbered_one() -> None:
+    decoder = ScanDecoder(NO_DUPLICATES)
+    assert decoder.feed(b"%AHELLO WORLD?\r", 1.0) == []
+    assert cards(decoder.feed(f";{A}=3012?\r".encode(), 1.01)) == [A]
+    assert decoder.feed(b"%AHELLO WORLD?\r", 2.0) == []
+    assert cards(decoder.tick(2.1)) == ["foreign_card"]
+
+
+def test_a_line_that_disagrees_with_itself_after_a_report_is_unreadable() -> None:
+    decoder = ScanDecoder(NO_DUPLICATES)
+    assert cards(decoder.feed(f";{A}=3012?\r".encode(), 1.0)) == [A]
+    assert decoder.feed(f"%B{A}^X/Y^3012?+01{B}=0000?\r".encode(), 1.01) == []
+    assert cards(decoder.finish()) == ["unreadable"]
+
+
+def test_terminator_setting_reports_an_error_at_its_line_end() -> None:
+    decoder = ScanDecoder(DecoderSettings(swipe_end="terminator"))
+    assert cards(decoder.feed(b"%E?\r", 1.0)) == ["unreadable"]
+    assert cards(decoder.feed(f";{A}=3012?\r".encode(), 1.01)) == [A]
 
 
 def test_silence_separates_two_swipes_of_one_track_each() -> None:
     decoder = ScanDecoder()
-    first = decoder.feed(f";{A}=3012?\r".encode(), 1.0)
-    second = decoder.feed(f"%B{A}^X/Y^3012?\r".encode(), 5.0)
+    first = decoder.feed(f";{A}=3012?".encode(), 1.0)
+    second = decoder.feed(f"%B{A}^X/Y^3012?".encode(), 5.0)
     assert cards(first) == []
     assert cards(second) == [A]
     assert second[0].source == "track2"
     assert cards(decoder.tick(5.1)) == [A]
+    assert decoder.tick(5.2) == []
 
 
 def test_duplicate_within_a_second_is_one_scan() -> None:

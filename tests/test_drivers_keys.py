@@ -104,8 +104,8 @@ def test_modifier_state_is_reread_after_syn_dropped() -> None:
     decoder.feed_events([KeyEvent(0, EV_SYN, SYN_REPORT, 0)])
     decoder.keys_held([42])
     decoder.feed_events([KeyEvent(0.1, EV_KEY, 6, 1), KeyEvent(0.1, EV_KEY, 42, 0)])  # '%'
-    decoder.feed_events(type_text(SWIPE[1:], start=0.103))
-    assert [s.to_json() for s in decoder.finish()] == MEMBER
+    scans = decoder.feed_events(type_text(SWIPE[1:], start=0.103)) + decoder.finish()
+    assert [s.to_json() for s in scans] == MEMBER
 
 
 def test_evtest_round_trip() -> None:

@@ -1,0 +1,157 @@
+"""A small HTTP/1.1 server for the agent's Unix socket, built on h11.
+
+h11 is a sans-I/O HTTP/1.1 state machine: it turns bytes into events and events
+into bytes, and refuses what RFC 9112 forbids. This module is the thin asyncio
+shell around it: read, feed, dispatch, write. Keep-alive, request size limits and
+streamed responses (Server-Sent Events) are handled here so that the routes in
+``agent.api`` only see ``Request`` in and ``Response`` out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+import h11
+
+MAX_BODY = 256 * 1024
+READ_CHUNK = 65536
+IDLE_TIMEOUT_S = 60.0
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    query: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class Response:
+    status: int
+    body: Any = None
+    # A streamed response (Server-Sent Events): chunks are sent as they come.
+    stream: AsyncIterator[bytes] | None = None
+    headers: list[tuple[str, str]] = field(default_factory=list)
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def error(status: int, code: str, message: str) -> Response:
+    return Response(status, {"error": code, "message": message})
+
+
+async def serve_connection(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
+) -> None:
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+    try:
+        while True:
+            request = await _read_request(conn, reader)
+            if request is None:
+                return
+            if isinstance(request, Response):
+                await _send(conn, writer, request)
+                await _discard(reader)
+                return
+            response = await handler(request)
+            await _send(conn, writer, response)
+            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
+                return
+            conn.start_next_cycle()
+    except (ConnectionError, asyncio.IncompleteReadError, h11.LocalProtocolError):
+        return
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+async def _discard(reader: asyncio.StreamReader, limit: int = 8 * MAX_BODY) -> None:
+    """Read and drop what a refused client is still sending (a bounded amount), so
+    that it can read our error answer instead of meeting a reset connection."""
+    seen = 0
+    with contextlib.suppress(TimeoutError, ConnectionError):
+        while seen < limit:
+            chunk = await asyncio.wait_for(reader.read(READ_CHUNK), 1.0)
+            if not chunk:
+                return
+            seen += len(chunk)
+
+
+async def _read_request(
+    conn: h11.Connection, reader: asyncio.StreamReader
+) -> Request | Response | None:
+    head: h11.Request | None = None
+    body = bytearray()
+    while True:
+        try:
+            event = conn.next_event()
+        except h11.RemoteProtocolError as problem:
+            return error(400, "bad_request", f"malformed HTTP request: {problem}")
+        if event is h11.NEED_DATA:
+            try:
+                data = await asyncio.wait_for(reader.read(READ_CHUNK), IDLE_TIMEOUT_S)
+            except TimeoutError:
+                return None
+            if not data and head is None:
+                return None
+            conn.receive_data(data)
+            continue
+        if isinstance(event, h11.Request):
+            head = event
+            length = dict(event.headers).get(b"content-length")
+            if length is not None and length.isdigit() and int(length) > MAX_BODY:
+                return error(413, "body_too_large", f"request body over {MAX_BODY} bytes")
+        elif isinstance(event, h11.Data):
+            body += event.data
+            if len(body) > MAX_BODY:
+                return error(413, "body_too_large", f"request body over {MAX_BODY} bytes")
+        elif isinstance(event, h11.EndOfMessage) and head is not None:
+            parts = urlsplit(head.target.decode("ascii", "replace"))
+            return Request(
+                method=head.method.decode("ascii"),
+                path=unquote(parts.path),
+                query=dict(parse_qsl(parts.query)),
+                body=bytes(body),
+            )
+        elif isinstance(event, h11.ConnectionClosed):
+            return None
+
+
+async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, response: Response) -> None:
+    if response.stream is not None:
+        headers = [
+            ("content-type", "text/event-stream"),
+            ("cache-control", "no-store"),
+            *response.headers,
+        ]
+        writer.write(conn.send(h11.Response(status_code=response.status, headers=headers)))
+        await writer.drain()
+        try:
+            async for chunk in response.stream:
+                writer.write(conn.send(h11.Data(data=chunk)))
+                await writer.drain()
+        finally:
+            writer.write(conn.send(h11.EndOfMessage()) or b"")
+            await writer.drain()
+        return
+    payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
+    headers = [
+        ("content-type", "application/json"),
+        ("content-length", str(len(payload))),
+        *response.headers,
+    ]
+    if conn.their_state is not h11.DONE:
+        headers.append(("connection", "close"))
+    writer.write(conn.send(h11.Response(status_code=response.status, headers=headers)))
+    writer.write(conn.send(h11.Data(data=payload)))
+    writer.write(conn.send(h11.EndOfMessage()) or b"")
+    await writer.drain()

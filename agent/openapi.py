@@ -1,0 +1,183 @@
+"""The OpenAPI 3.1 description of the agent's local API (``GET /v1/openapi.json``)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_STRING = {"type": "string"}
+_MONEY = {"type": "string", "pattern": r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$", "example": "12.30"}
+_LINE = {
+    "type": "object",
+    "required": ["category", "qty", "amount"],
+    "additionalProperties": False,
+    "properties": {
+        "category": {"type": "string", "example": "grocery"},
+        "qty": {"type": "integer", "minimum": 1},
+        "amount": _MONEY,
+    },
+}
+_ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {"error": _STRING, "message": _STRING},
+}
+
+
+def _object(required: list[str], properties: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "type": "object",
+        "required": required,
+        "additionalProperties": False,
+        "properties": properties,
+    }
+
+
+def _answers(required: list[str]) -> dict[str, Any]:
+    error = {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+    return {
+        "200": {
+            "description": "done",
+            "content": {"application/json": {"schema": {"type": "object", "required": required}}},
+        },
+        "400": {**error, "description": "invalid input"},
+        "409": {**error, "description": "refused by a rule"},
+    }
+
+
+def _post(summary: str, body: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": _answers(required),
+        }
+    }
+
+
+_STAFF = {"staff": _STRING}
+_PIN = {"staff": _STRING, "pin": {"type": "string", "pattern": "^[0-9]{4,12}$"}}
+
+OPENAPI: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "tillpoints agent",
+        "version": "1",
+        "description": "The till agent's local API on its Unix socket. Money is a decimal "
+        "string; points are integers. See docs/local-api.md for worked examples.",
+    },
+    "paths": {
+        "/v1/status": {
+            "get": {
+                "summary": "the agent, its readers and its journal",
+                "responses": _answers(["store", "till", "readers", "journal_head", "unsynced"]),
+            }
+        },
+        "/v1/members/{ref}": {
+            "get": {
+                "summary": "a member by id, card number or QR payload",
+                "parameters": [{"name": "ref", "in": "path", "required": True, "schema": _STRING}],
+                "responses": _answers(["member_id", "name", "tier", "balance"]),
+            }
+        },
+        "/v1/lookup": {
+            "get": {
+                "summary": "a member by phone",
+                "parameters": [
+                    {"name": "phone", "in": "query", "required": True, "schema": _STRING}
+                ],
+                "responses": _answers(["member_id", "card"]),
+            }
+        },
+        "/v1/enroll": _post(
+            "enrol a member",
+            _object(
+                ["name", "phone"],
+                {
+                    "name": _STRING,
+                    "phone": _STRING,
+                    "birthday": {"type": "string", "format": "date"},
+                    "gender": {"enum": ["F", "M", "X"]},
+                    "district": _STRING,
+                    "household": {"type": ["integer", "string"]},
+                    "card": _STRING,
+                    "consent_marketing": {"type": "boolean"},
+                    **_STAFF,
+                },
+            ),
+            ["member_id", "card"],
+        ),
+        "/v1/earn": _post(
+            "points for a sale (idempotent by receipt)",
+            _object(
+                ["member", "receipt"],
+                {
+                    "member": _STRING,
+                    "receipt": _STRING,
+                    "amount": _MONEY,
+                    "lines": {"type": "array", "items": _LINE, "minItems": 1},
+                    **_STAFF,
+                },
+            ),
+            ["member_id", "receipt", "points", "balance", "replayed"],
+        ),
+        "/v1/redeem": _post(
+            "pay with points",
+            _object(
+                ["member", "receipt", "points"],
+                {
+                    "member": _STRING,
+                    "receipt": _STRING,
+                    "points": _STRING,
+                    "amount": _MONEY,
+                    **_STAFF,
+                },
+            ),
+            ["member_id", "receipt", "points", "value", "balance"],
+        ),
+        "/v1/refund": _post(
+            "refund a receipt or some lines (a supervisor above the rules' limit)",
+            _object(
+                ["receipt"],
+                {
+                    "receipt": _STRING,
+                    "lines": {"type": "array", "items": _LINE},
+                    **_STAFF,
+                    "supervisor": _STRING,
+                    "pin": _PIN["pin"],
+                },
+            ),
+            ["member_id", "receipt", "points", "balance"],
+        ),
+        "/v1/card-replace": _post(
+            "replace a lost card (supervisor)",
+            _object(
+                ["member", "card", "staff", "pin"], {"member": _STRING, "card": _STRING, **_PIN}
+            ),
+            ["member_id", "card"],
+        ),
+        "/v1/adjust": _post(
+            "manual points correction (supervisor)",
+            _object(
+                ["member", "points", "reason", "staff", "pin"],
+                {
+                    "member": _STRING,
+                    "points": _STRING,
+                    "reason": _STRING,
+                    **_PIN,
+                },
+            ),
+            ["member_id", "points", "balance"],
+        ),
+        "/v1/events": {
+            "get": {
+                "summary": "Server-Sent Events: hello, scan, reader, sync",
+                "responses": {
+                    "200": {"description": "an event stream", "content": {"text/event-stream": {}}}
+                },
+            }
+        },
+        "/v1/openapi.json": {
+            "get": {"summary": "this document", "responses": {"200": {"description": "OpenAPI"}}}
+        },
+    },
+}
