@@ -12,8 +12,9 @@ from typing import Any
 from agent.errors import InvalidInput, LedgerError
 from agent.ledger import Ledger
 from agent.projection import rebuild
-from sync.chain import ChainReport, Entry, verify_chain
-from sync.keys import load_public_key
+from sync.chain import ChainReport, Entry
+from sync.keys import load_public_key, public_key_text
+from sync.rotation import verify_rotating
 
 EXPORT_FORMAT = "tillpoints-log/1"
 
@@ -21,10 +22,21 @@ EXPORT_FORMAT = "tillpoints-log/1"
 def verify_ledger(ledger: Ledger) -> ChainReport:
     """Chain, hashes and signatures of every entry, then the recorded head (a
     truncated tail is caught there), then the projection replayed from the journal."""
-    key = load_public_key(ledger.public_key)
-    report = verify_chain(ledger.entries(), key, device=ledger.device_id)
+    genesis = ledger.entry_at(1)
+    first_key = genesis.body.get("public_key") if genesis is not None else None
+    key = load_public_key(first_key if isinstance(first_key, str) else ledger.public_key)
+    report, in_force = verify_rotating(ledger.entries(), key, device=ledger.device_id)
     if not report.ok:
         return report
+    if public_key_text(in_force) != ledger.public_key:
+        return ChainReport(
+            False,
+            report.entries,
+            report.head,
+            report.head_seq,
+            1,
+            "the device key on record is not the one the journal hands over to",
+        )
     recorded = ledger.store.meta("head") or "0:"
     if recorded != f"{report.head_seq}:{report.head}" and not (
         recorded == "0:" and report.entries == 0
@@ -122,7 +134,8 @@ def verify_file(path: Path, public_key: str) -> ChainReport:
             header = None
         if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
             raise InvalidInput("invalid_log", f"--file: {path} is not a tillpoints log export")
-        return verify_chain(_file_entries(handle), key, device=str(header.get("device")))
+        report, _ = verify_rotating(_file_entries(handle), key, device=str(header.get("device")))
+        return report
 
 
 def _file_entries(lines: Iterator[str]) -> Iterator[Entry]:

@@ -6,15 +6,22 @@ Benchmarks report; they do not assert. Tests assert behaviour.
 
 from __future__ import annotations
 
+import contextlib
+import os
+import queue
 import sqlite3
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from agent.errors import LedgerError
 from agent.ledger import Ledger
+from agent.simulated_till import DEMO_CARD, SimulatedTill
+from drivers.cards import luhn_digit
 
 Figure = dict[str, Any]
 
@@ -72,16 +79,106 @@ def earn_figures(directory: Path, seconds: float = 3.0) -> dict[str, Figure]:
     }
 
 
+def _rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    return 0.0
+
+
+def _program_cards(count: int) -> list[str]:
+    cards = []
+    for number in range(count):
+        body = f"9900{number + 10**10:011d}"[:15]
+        cards.append(body + luhn_digit(body))
+    return cards
+
+
+def agent_figures(directory: Path, swipes: int = 200, entries: int = 100_000) -> dict[str, Figure]:
+    """Swipe on the pty to `event: scan` on the socket, and the daemon's memory idle
+    and over a ledger of ``entries`` journal entries."""
+    (directory / "small").mkdir()
+    till = SimulatedTill(directory / "small")
+    till.start()
+    try:
+        events: queue.Queue[float] = queue.Queue()
+
+        def listen() -> None:
+            with contextlib.suppress(LedgerError, OSError):
+                for event, _ in till.client.events(timeout=60):
+                    if event == "scan":
+                        events.put(time.perf_counter())
+
+        threading.Thread(target=listen, daemon=True).start()
+        time.sleep(0.5)
+        latencies = []
+        for card in _program_cards(swipes):
+            began = time.perf_counter()
+            till.swipe(f";{card}=3012?\r".encode())
+            latencies.append((events.get(timeout=10) - began) * 1000)
+        assert till.proc is not None
+        idle = _rss_mb(till.proc.pid)
+    finally:
+        till.close()
+    _progress(f"filling a ledger with {entries} entries ...")
+    (directory / "big").mkdir()
+    big = SimulatedTill(directory / "big")
+    ledger = Ledger(big.state)
+    cards = _program_cards(2_000)  # a busy till's year: many members, a few visits each
+    try:
+        for number in range(entries - 2):
+            ledger.earn(cards[number % len(cards)], f"F{number}", amount=100 + number % 5000)
+    finally:
+        ledger.close()
+    big.start()
+    try:
+        big.client.get("/v1/status")
+        big.client.get(f"/v1/members/{DEMO_CARD}")
+        big.client.post("/v1/earn", {"member": DEMO_CARD, "receipt": "LAST", "amount": "1.00"})
+        assert big.proc is not None
+        loaded = _rss_mb(big.proc.pid)
+    finally:
+        big.close()
+    latencies.sort()
+    return {
+        "swipe_to_api_event_p99_ms": {
+            "value": round(latencies[int(len(latencies) * 0.99) - 1], 3),
+            "unit": "ms",
+        },
+        "agent_rss_mb": {"value": idle, "unit": "MiB (idle)"},
+        "agent_rss_100k_entries_mb": {"value": loaded, "unit": f"MiB ({entries} entries)"},
+    }
+
+
 def swipe_figures(directory: Path) -> dict[str, Figure]:
     from drivers.bench import swipe_to_scan_p99_ms
 
     return {"swipe_to_scan_p99_ms": swipe_to_scan_p99_ms()}
 
 
+def hq_figures(directory: Path) -> dict[str, Figure]:
+    """HQ ingest on both backends, a till's 30-day catch-up, 200 tills at once."""
+    from sync import bench as hq
+
+    postgres = os.environ.get("TILLPOINTS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+    figures = {"hq_ingest_sqlite_entries_per_s": hq.hq_ingest_entries_per_s(None)}
+    try:
+        figures["hq_ingest_postgres_entries_per_s"] = hq.hq_ingest_entries_per_s(postgres)
+    except Exception as error:  # noqa: BLE001 (a bench reports what it could not measure)
+        _progress(f"PostgreSQL at {postgres} not measured: {error}")
+    _progress("a till 30 days offline catches up ...")
+    figures["catch_up_30_days_s"] = hq.catch_up_30_days_s()
+    _progress("200 tills upload at once ...")
+    figures["concurrent_tills_200_errors"] = hq.concurrent_tills_200_errors()
+    return figures
+
+
 # Each group of figures, in the order they run; a package's figures are listed here.
 GROUPS: list[tuple[str, Callable[[Path], dict[str, Figure]]]] = [
     ("ledger earns", earn_figures),
     ("card reader swipes", swipe_figures),
+    ("agent daemon", agent_figures),
+    ("hq sync", hq_figures),
 ]
 
 

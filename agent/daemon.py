@@ -36,8 +36,9 @@ from drivers.lifecycle import CONNECTED, ReaderState
 from drivers.reader_base import ReaderThread
 from drivers.registry import make_reader
 from drivers.scan import Scan
-from sync.chain import verify_chain
+from sync.chain import entry_hash, verify_chain
 from sync.keys import load_public_key
+from sync.rotation import KEY_ROTATE
 
 logger = logging.getLogger("tillpoints.agent")
 STOP_GRACE_S = 4.0
@@ -80,19 +81,31 @@ def _check_head(ledger: Ledger) -> None:
     entry = ledger.entry_at(seq)
     if entry is None:
         raise LedgerError("database_corrupt", f"journal head {seq} is missing")
-    report = verify_chain(
-        [entry],
-        load_public_key(ledger.public_key),
-        device=ledger.device_id,
-        start_seq=seq,
-        start_prev=entry.prev,
-    )
-    recorded = ledger.store.meta("head")
-    if not report.ok or recorded != f"{seq}:{head}":
+    if entry.kind == KEY_ROTATE:
+        # Signed by the key it retires, which is no longer on record: check that the
+        # entry is whole and hands over to the key on record (`log verify` checks the
+        # signature by walking the chain).
+        whole = entry_hash(entry.unsigned()) == entry.hash
+        reason = (
+            None
+            if whole and entry.body.get("public_key") == ledger.public_key
+            else ("key rotation entry does not match the key on record")
+        )
+    else:
+        report = verify_chain(
+            [entry],
+            load_public_key(ledger.public_key),
+            device=ledger.device_id,
+            start_seq=seq,
+            start_prev=entry.prev,
+        )
+        reason = report.reason
+    if reason is None and ledger.store.meta("head") != f"{seq}:{head}":
+        reason = "the recorded head differs"
+    if reason is not None:
         raise LedgerError(
             "database_corrupt",
-            f"journal head {seq} does not verify ({report.reason or 'head mismatch'}): "
-            "run `tillpoints log verify`",
+            f"journal head {seq} does not verify ({reason}): run `tillpoints log verify`",
         )
 
 

@@ -35,6 +35,7 @@ from drivers.codes import VERSION as DYNAMIC_VERSION
 from drivers.codes import verify_dynamic_code
 from sync.chain import GENESIS_PREV, Entry, canonical, sign_entry
 from sync.keys import device_id_for, public_key_text, read_private_key, write_private_key
+from sync.till_view import has_hq_balance, hours_since_hq, redeemable, till_view
 
 DB_FILE, KEY_FILE, RULES_FILE = "ledger.db", "device.key", "rules.toml"
 _MEMBER_ID = re.compile(r"[0-9a-f]{12}-[0-9]{1,9}", re.ASCII)
@@ -247,7 +248,14 @@ class Ledger:
         ).fetchone()
         if row is None:
             card = self._program_card(text, "member")
-            return Account("C" + card, None, card)
+            # A member of another store: known from HQ's directory, earning here on
+            # the card's own account until HQ joins them (sync.till_view).
+            known = conn.execute(
+                "SELECT member_id, state FROM hq_cards WHERE card = ?", (card,)
+            ).fetchone()
+            if known is not None and known[1] == "blocked":
+                raise Refused("card_blocked", "member: this card was replaced and is blocked")
+            return Account("C" + card, known[0] if known else None, card)
         if row[1] == "blocked":
             raise Refused("card_blocked", "member: this card was replaced and is blocked")
         member = row[0] if not str(row[0]).startswith("C") else None
@@ -277,8 +285,41 @@ class Ledger:
             raise InvalidInput("foreign_card", f"{field}: not a card of this programme")
         return text
 
-    def balance_of(self, account: str, day: dt.date, conn: sqlite3.Connection) -> dict[str, int]:
-        """Balance and what is spendable today (pending expiry already left out)."""
+    def balance_of(
+        self, account: str, day: dt.date, conn: sqlite3.Connection, pending: int = 0
+    ) -> dict[str, int]:
+        """The member's standing as this till can know it (ARCHITECTURE.md, invariant 7):
+        once HQ has confirmed a balance, that balance plus this till's entries HQ had
+        not yet counted; before, this till's own lots. What may be redeemed is capped by
+        the rules' offline limit while HQ has not been heard from recently.
+
+        ``pending`` is the balance change of an entry being written in the current
+        transaction: already in the lots, not yet in the journal HQ's view reads."""
+        figures = self._local_figures(account, day, conn)
+        if has_hq_balance(conn, account):
+            view = till_view(conn, account, self.device_id) + pending
+            figures["balance"] = view
+            figures["available"] = redeemable(
+                conn,
+                account,
+                self.device_id,
+                offline_cap=self.rules.offline_cap,
+                offline_after_hours=self.rules.offline_after_hours,
+                now=self.clock(),
+            )
+            figures["capped"] = int(figures["available"] < max(0, view))
+            return figures
+        age = hours_since_hq(conn, self.clock())
+        if age is None or age > self.rules.offline_after_hours:
+            figures["capped"] = int(figures["available"] > self.rules.offline_cap)
+            figures["available"] = min(figures["available"], self.rules.offline_cap)
+        return figures
+
+    def _local_figures(
+        self, account: str, day: dt.date, conn: sqlite3.Connection
+    ) -> dict[str, int]:
+        """Balance and what is spendable today from this till's own lots (pending expiry
+        already left out)."""
         iso = day.isoformat()
         soon = (day + dt.timedelta(days=30)).isoformat()
         row = conn.execute(
@@ -347,7 +388,9 @@ class Ledger:
         account = self.resolve(ref)
         figures = self.balance(ref)
         row = self.store.conn.execute(
-            "SELECT name FROM members WHERE member_id = ?", (account.member_id,)
+            "SELECT name FROM members WHERE member_id = :id "
+            "UNION ALL SELECT name FROM hq_members WHERE member_id = :id LIMIT 1",
+            {"id": account.member_id},
         ).fetchone()
         figures["name"] = row[0] if row else None
         figures["birthday_month"] = account.birthday_month(self.today())
@@ -420,7 +463,7 @@ class Ledger:
                 "member_id": member_id,
                 "card": facts["card"],
                 "card_kind": facts["card_kind"],
-                "balance": self.balance_of(member_id, today, conn)["balance"],
+                "balance": self.balance_of(member_id, today, conn, _net(effects))["balance"],
             }
 
         return self._record("enrol", who, {}, decide, finish)
@@ -507,7 +550,7 @@ class Ledger:
                 "member_id": facts["member_id"],
                 "receipt": receipt_id,
                 "points": facts["points"],
-                "balance": self.balance_of(facts["account"], day, conn)["balance"],
+                "balance": self.balance_of(facts["account"], day, conn, _net(effects))["balance"],
                 "tier": facts["tier"],
                 "replayed": False,
             }
@@ -548,9 +591,14 @@ class Ledger:
                     "points already spent, so nothing can be redeemed until it is repaid",
                 )
             if wanted > figures["available"]:
+                code = "offline_cap" if figures.get("capped") else "insufficient_points"
+                why = (
+                    " (the offline limit: the till has not synced recently)"
+                    if figures.get("capped")
+                    else ""
+                )
                 raise Refused(
-                    "insufficient_points",
-                    f"points: {wanted} asked, {figures['available']} available",
+                    code, f"points: {wanted} asked, {figures['available']} available{why}"
                 )
             sale_amount = amount if amount is not None else self._sale_amount(conn, receipt_id)
             value = self.rules.redemption_value(wanted)
@@ -582,7 +630,7 @@ class Ledger:
                 "receipt": receipt_id,
                 "points": wanted,
                 "value": format_amount(facts["value"]),
-                "balance": self.balance_of(facts["account"], day, conn)["balance"],
+                "balance": self.balance_of(facts["account"], day, conn, _net(effects))["balance"],
                 "replayed": False,
             }
             self._store_result(conn, "redeem", receipt_id, result)
@@ -617,7 +665,7 @@ class Ledger:
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
-            figures = self.balance_of(facts["account"], day, conn)
+            figures = self.balance_of(facts["account"], day, conn, _net(effects))
             return {
                 "member_id": facts["member_id"],
                 "receipt": receipt_id,
@@ -663,7 +711,7 @@ class Ledger:
             return {
                 "member_id": facts["member_id"],
                 "points": change,
-                "balance": self.balance_of(facts["account"], day, conn)["balance"],
+                "balance": self.balance_of(facts["account"], day, conn, _net(effects))["balance"],
             }
 
         return self._record("adjust", who, {}, decide, finish)
@@ -852,6 +900,10 @@ class Ledger:
 
     def head(self) -> tuple[int, str]:
         return self._head(self.store.conn)
+
+
+def _net(effects: Effects) -> int:
+    return effects["delta"] - effects["expired"]
 
 
 def _fingerprint(account: str, content: object) -> str:

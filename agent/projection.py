@@ -49,7 +49,7 @@ def _enrol(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
     previous = conn.execute("SELECT account FROM cards WHERE card = ?", (card,)).fetchone()
     if previous is not None:
         # The card earned offline before it was enrolled here: its points move along.
-        for table in ("lots", "receipts", "debts"):
+        for table in ("lots", "receipts", "debts", "remote_draws"):
             conn.execute(
                 f"UPDATE {table} SET account = ? WHERE account = ?",  # noqa: S608 (fixed names)
                 (member_id, previous[0]),
@@ -120,7 +120,11 @@ def _redeem(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects
             day,
         ),
     )
-    _consume(conn, seq, account, day, body["points"], spendable_only=True, record=True)
+    taken = _consume(conn, seq, account, day, body["points"], spendable_only=True, record=True)
+    if taken < body["points"]:
+        conn.execute(
+            "INSERT INTO remote_draws VALUES (?, ?, ?)", (seq, account, body["points"] - taken)
+        )
     return {"delta": -body["points"], "expired": expired}
 
 
@@ -263,8 +267,6 @@ def _consume(
         taken += step
         if taken == points:
             break
-    if record and taken != points:
-        raise LedgerError("projection_mismatch", f"entry {seq}: not enough points to spend")
     return taken
 
 
@@ -279,8 +281,18 @@ def _take_from_lot(conn: sqlite3.Connection, lot_id: int, day: str, points: int)
 
 
 def _restore(conn: sqlite3.Connection, receipt: str, day: str, points: int) -> int:
-    """Give redeemed points back to the lots they came from, newest move first.
-    Points whose lot has expired in the meantime are counted as expired."""
+    """Give redeemed points back to where they came from, in reverse: first what was
+    drawn from the HQ-confirmed balance, then the lots, newest move first. Points
+    whose lot has expired in the meantime are counted as expired."""
+    remote = conn.execute(
+        "SELECT d.seq, d.points FROM remote_draws d JOIN receipts r "
+        "ON r.op = 'redeem' AND r.receipt = ? AND d.seq = r.seq",
+        (receipt,),
+    ).fetchone()
+    if remote is not None:
+        step = min(points, int(remote[1]))
+        conn.execute("UPDATE remote_draws SET points = points - ? WHERE seq = ?", (step, remote[0]))
+        points -= step
     moves = conn.execute(
         "SELECT m.lot_id, m.points, l.expired FROM lot_moves m "
         "JOIN receipts r ON r.op = 'redeem' AND r.receipt = ? AND m.seq = r.seq "
@@ -313,6 +325,8 @@ _HANDLERS = {
     "redeem": _redeem,
     "refund": _refund,
     "adjust": _adjust,
+    # A device key rotation (sync.rotation) changes no balance.
+    "key_rotate": _none,
 }
 
 

@@ -18,6 +18,7 @@ from pathlib import Path
 from sqlite_utils import Database
 
 from agent.errors import LedgerError
+from sync.till_schema import migrate_002_sync
 
 BUSY_TIMEOUT_MS = 10_000
 # Less free space than this on the ledger's filesystem means a failed write was the
@@ -149,10 +150,21 @@ def _m003_staff(db: Database) -> None:
     )
 
 
+def _m004_remote_draws(db: Database) -> None:
+    """Points a redemption drew beyond this till's own lots: spent from the balance HQ
+    confirmed (earned at other stores). Kept per redemption so a refund can return
+    them, and so that this till's lots - debts - remote draws = its journal's sum."""
+    db.table("remote_draws").create(
+        {"seq": int, "account": str, "points": int}, pk="seq", not_null=["account", "points"]
+    )
+
+
 # Named forward migrations, applied once each, in order, recorded in `migrations`.
 MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("001_ledger", _m001_ledger),
+    ("002_sync", migrate_002_sync),
     ("003_staff", _m003_staff),
+    ("004_remote_draws", _m004_remote_draws),
 )
 
 PROJECTION_TABLES = (
@@ -162,6 +174,7 @@ PROJECTION_TABLES = (
     "lots",
     "lot_moves",
     "debts",
+    "remote_draws",
 )
 
 

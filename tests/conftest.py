@@ -16,6 +16,8 @@ from agent.cli import main
 from agent.ledger import Ledger
 from agent.simulated_till import SimulatedTill
 
+pytest_plugins = ["tests.sync_helpers"]
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 TZ = dt.timezone(dt.timedelta(hours=8))

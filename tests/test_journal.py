@@ -177,3 +177,23 @@ def test_entries_refuse_floats() -> None:
         canonical({"amount": 1.5})
     with pytest.raises(ValueError):
         Entry.from_json(json.loads('{"v": 1}'))
+
+
+def test_a_key_rotation_keeps_the_chain_verifiable(busy: Ledger, tmp_path: Path) -> None:
+    from sync.rotation import rotate_device_key
+
+    old_key = busy.public_key
+    rotated = rotate_device_key(busy.state_dir)
+    busy.close()
+    reopened = Ledger(busy.state_dir)
+    try:
+        assert reopened.public_key == rotated["public_key"] != old_key
+        reopened.earn(CARD, "AFTER", amount=1000)
+        report = verify_ledger(reopened)
+        assert report.ok and report.entries == 11
+        out = tmp_path / "rotated.jsonl"
+        export_log(reopened, out)
+        assert verify_file(out, old_key).ok
+    finally:
+        reopened.close()
+    busy.store = Ledger(busy.state_dir).store  # let the fixture close something open

@@ -325,3 +325,35 @@ def test_business_day_is_the_tills_local_date(ledger: Ledger, clock: Clock) -> N
     ledger.enrol(name="A", phone="5550001", card=CARD_A)
     entry = list(ledger.entries())[-1]
     assert entry.body["day"] == "2026-03-11" and entry.ts.startswith("2026-03-11T15:30")
+
+
+def test_offline_cap_limits_redemption_before_any_sync(ledger: Ledger) -> None:
+    ledger.enrol(name="A", phone="5550001", card=CARD_A)
+    ledger.earn(CARD_A, "R1", amount=300000)
+    figures = ledger.balance(CARD_A)
+    assert figures["balance"] == 3100 and figures["available"] == 2000
+    with pytest.raises(Refused) as caught:
+        ledger.redeem(CARD_A, "P1", 2100)
+    assert caught.value.code == "offline_cap"
+    assert ledger.redeem(CARD_A, "P2", 2000)["balance"] == 1100
+
+
+def test_members_of_other_stores_redeem_from_the_hq_balance(ledger: Ledger, clock: Clock) -> None:
+    """As after a download: HQ says CARD_B belongs to another store's member with 500
+    points. This till draws on that balance and can give it back on a refund."""
+    from agent.audit import verify_ledger
+
+    with ledger.store.transaction() as conn:
+        conn.execute("INSERT INTO hq_members (member_id, name) VALUES ('aaaabbbbcccc-7', 'Bo')")
+        conn.execute("INSERT INTO hq_cards VALUES (?, 'aaaabbbbcccc-7', 'active')", (CARD_B,))
+        conn.execute(
+            "INSERT INTO hq_balances VALUES ('aaaabbbbcccc-7', 500, ?, 0)",
+            (clock.now.isoformat(),),
+        )
+        conn.execute("INSERT INTO sync_state VALUES ('last_download', ?)", (clock.now.isoformat(),))
+    member = ledger.member(CARD_B)
+    assert (member["name"], member["balance"], member["available"]) == ("Bo", 500, 500)
+    assert ledger.earn(CARD_B, "R1", amount=1000)["balance"] == 510
+    assert ledger.redeem(CARD_B, "P1", 400)["balance"] == 110
+    assert ledger.refund("P1")["balance"] == 510
+    assert verify_ledger(ledger).ok

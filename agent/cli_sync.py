@@ -1,0 +1,210 @@
+"""Sync and HQ commands of CONTRACT.md: register, sync, and ``hq ...``.
+
+Thin: each command parses its options and calls one function of ``sync``; the
+errors those raise (``sync.errors.SyncError``, a ``LedgerError``) carry their
+own code and exit status, which ``agent.cli`` maps in its one place.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from agent.commands import Command, Context, Result
+from sync.errors import invalid, unverified
+from sync.hqdb import HQStore
+
+
+def _db_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("TILLPOINTS_HQ_DB"),
+        help="sqlite:///PATH or postgresql://... (default $TILLPOINTS_HQ_DB)",
+    )
+
+
+def _with_store(
+    action: Callable[[HQStore, argparse.Namespace], Result],
+) -> Callable[[Context], Result]:
+    def run(ctx: Context) -> Result:
+        from sync.hqdb import open_store
+
+        if not ctx.args.db:
+            raise invalid("invalid_db_url", "db: give --db sqlite:///PATH or postgresql://...")
+        store = open_store(ctx.args.db)
+        try:
+            return action(store, ctx.args)
+        finally:
+            store.close()
+
+    return run
+
+
+def _now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+# -- till side ------------------------------------------------------------------------
+
+
+def _register_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hq", required=True, help="HQ's URL (https://...)")
+    parser.add_argument("--token", required=True, help="the one-time token from `hq add-device`")
+    parser.add_argument("--ca", type=Path, help="CA bundle to verify HQ's certificate")
+
+
+def _register(ctx: Context) -> Result:
+    from sync.till_register import register_till
+
+    return register_till(ctx.state_dir, ctx.args.hq, ctx.args.token, ctx.args.ca)
+
+
+def _sync_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--hq", help="HQ's URL (default: the one registered with)")
+    parser.add_argument("--ca", type=Path, help="CA bundle to verify HQ's certificate")
+
+
+def _progress(line: str) -> None:
+    end = "\r" if sys.stderr.isatty() else "\n"
+    sys.stderr.write(line + end)
+    sys.stderr.flush()
+
+
+def _sync(ctx: Context) -> Result:
+    from sync.till_sync import sync_till
+
+    result = sync_till(ctx.state_dir, ctx.args.hq, ctx.args.ca, progress=_progress)
+    if sys.stderr.isatty():
+        sys.stderr.write("\n")
+    return result
+
+
+# -- HQ side --------------------------------------------------------------------------
+
+
+def _hq_init(store: HQStore, args: argparse.Namespace) -> Result:
+    from sync.hq_devices import init_hq
+
+    return {"db": args.db, "hq_public_key": init_hq(store)}
+
+
+def _add_device_args(parser: argparse.ArgumentParser) -> None:
+    _db_arg(parser)
+    parser.add_argument("--store", required=True)
+    parser.add_argument("--till", required=True)
+    parser.add_argument("--ttl-hours", type=float, default=24.0, help="token lifetime (24)")
+
+
+def _add_device(store: HQStore, args: argparse.Namespace) -> Result:
+    from sync.hq_devices import add_device
+
+    if not 0 < args.ttl_hours <= 24 * 30:
+        raise invalid("invalid_ttl", "ttl-hours: more than 0, at most 720")
+    ttl = dt.timedelta(hours=args.ttl_hours)
+    return add_device(store, args.store, args.till, _now(), ttl)
+
+
+def _serve_args(parser: argparse.ArgumentParser) -> None:
+    _db_arg(parser)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8443)
+    parser.add_argument("--tls-cert", type=Path)
+    parser.add_argument("--tls-key", type=Path)
+    parser.add_argument("--workers", type=int, default=2, help="worker processes (2)")
+    parser.add_argument("--threads", type=int, default=8, help="threads per worker (8)")
+
+
+def _serve(ctx: Context) -> Result:
+    from sync.hq_server import ServeOptions, serve
+
+    args = ctx.args
+    if not args.db:
+        raise invalid("invalid_db_url", "db: give --db sqlite:///PATH or postgresql://...")
+    serve(
+        ServeOptions(
+            db_url=args.db,
+            host=args.host,
+            port=args.port,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            workers=max(1, args.workers),
+            threads=max(1, args.threads),
+        )
+    )
+    return {}
+
+
+def _balance_args(parser: argparse.ArgumentParser) -> None:
+    _db_arg(parser)
+    parser.add_argument("--member", required=True, help="member id or card number")
+
+
+def _balance(store: HQStore, args: argparse.Namespace) -> Result:
+    from sync.hq_projection import balance
+
+    return balance(store, args.member)
+
+
+def _verify(store: HQStore, args: argparse.Namespace) -> Result:
+    from sync.hq_audit import verify_all
+
+    result: dict[str, Any] = verify_all(store)
+    if not result["ok"]:
+        first = result["problems"][0]
+        raise unverified(
+            "chain_broken",
+            f"device {first['device']}: entry {first['first_bad_seq']}: {first['reason']}",
+            **result,
+        )
+    return result
+
+
+def _alerts(store: HQStore, args: argparse.Namespace) -> Result:
+    from sync.hq_projection import alerts
+
+    return {"alerts": alerts(store)}
+
+
+def _unfreeze_args(parser: argparse.ArgumentParser) -> None:
+    _db_arg(parser)
+    parser.add_argument("--device", required=True, help="the frozen device id")
+
+
+def _unfreeze(store: HQStore, args: argparse.Namespace) -> Result:
+    from sync.hq_devices import unfreeze
+
+    return unfreeze(store, args.device)
+
+
+COMMANDS = [
+    Command("register", "register this till with HQ (one-time token)", _register, _register_args),
+    Command("sync", "upload the journal to HQ and download updates", _sync, _sync_args),
+    Command(
+        "hq init", "create HQ's database schema and signing key", _with_store(_hq_init), _db_arg
+    ),
+    Command(
+        "hq add-device",
+        "issue a one-time registration token for a store's till",
+        _with_store(_add_device),
+        _add_device_args,
+    ),
+    Command("hq serve", "serve the HQ sync API", _serve, _serve_args, quiet=True),
+    Command(
+        "hq balance", "a member's balance across all stores", _with_store(_balance), _balance_args
+    ),
+    Command("hq verify", "re-check every stored chain", _with_store(_verify), _db_arg),
+    Command(
+        "hq alerts",
+        "forks, tampering, negative balances, duplicates, skew",
+        _with_store(_alerts),
+        _db_arg,
+    ),
+    Command(
+        "hq unfreeze", "let a frozen device upload again", _with_store(_unfreeze), _unfreeze_args
+    ),
+]

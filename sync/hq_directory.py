@@ -1,0 +1,113 @@
+"""What HQ sends down to a till: signed deltas of its directory since a cursor.
+
+A delta carries the members and cards enrolled or replaced in the batches after
+the till's cursor (only what a counter needs, ``sync.extract.counter_member``),
+the HQ-confirmed balance of every account those batches touched, and
+``included_seq``: how far HQ holds *this* till's own chain in the same snapshot.
+The till's view of a balance is then that balance plus its own entries after
+``included_seq`` (``sync.till_view``). Balances and ``included_seq`` come from one
+REPEATABLE READ snapshot, so they always agree.
+
+Batches are numbered in commit order (``sync.hq_ingest``), so "every batch after
+my cursor" never skips one that committed late. Pages are bounded; ``more`` says
+to ask again from the new cursor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from sync.errors import unverified
+from sync.extract import counter_member
+from sync.hq_ingest import signed_head
+from sync.hq_projection import member_balance, member_of
+from sync.hqdb import HQStore
+from sync.protocol import DELTA_TAG, signed, utc_text
+
+PAGE_BATCHES = 100
+
+
+def head(store: HQStore, key: Ed25519PrivateKey, device: str, now: dt.datetime) -> dict[str, Any]:
+    with store.read() as tx:
+        row = tx.one("SELECT head_seq, head_hash FROM devices WHERE device = ?", (device,))
+    if row is None:
+        raise unverified("unknown_device", f"device {device!r} is not registered", http_status=401)
+    return signed_head(key, device, int(row[0]), str(row[1]), now)
+
+
+def delta(
+    store: HQStore,
+    key: Ed25519PrivateKey,
+    device: str,
+    cursor: int,
+    now: dt.datetime,
+    page: int = PAGE_BATCHES,
+) -> dict[str, Any]:
+    with store.read() as tx:
+        own = tx.one("SELECT head_seq FROM devices WHERE device = ?", (device,))
+        if own is None:
+            raise unverified("unknown_device", f"device {device!r} is not registered")
+        batches = tx.all(
+            "SELECT batch_no FROM batches WHERE batch_no > ? ORDER BY batch_no LIMIT ?",
+            (cursor, page + 1),
+        )
+        more = len(batches) > page
+        upto = int(batches[:page][-1][0]) if batches else cursor
+        rows = tx.all(
+            "SELECT e.kind, e.account, CASE WHEN e.kind IN ('enrol', 'card_replace') "
+            "THEN e.body END FROM entries e JOIN batches b ON e.device = b.device "
+            "AND e.seq BETWEEN b.first_seq AND b.last_seq "
+            "WHERE b.batch_no > ? AND b.batch_no <= ? ORDER BY b.batch_no, e.seq",
+            (cursor, upto),
+        )
+        members, cards, accounts = _directory(rows)
+        owners = sorted({member_of(tx, account) for account in accounts})
+        balances = [
+            {"member_id": member, "balance": member_balance(tx, member)} for member in owners
+        ]
+        rules = tx.one("SELECT value FROM hq_meta WHERE key = 'rules'")
+    document = {
+        "device": device,
+        "cursor_from": cursor,
+        "cursor": upto,
+        "more": more,
+        "hq_time": utc_text(now),
+        "included_seq": int(own[0]),
+        "members": members,
+        "cards": cards,
+        "balances": balances,
+        "rules": {"text": str(rules[0])} if rules else {},
+        "staff": [],
+    }
+    return signed(key, DELTA_TAG, document)
+
+
+def _directory(
+    rows: list[tuple[Any, ...]],
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str]]:
+    members: list[dict[str, Any]] = []
+    cards: dict[str, dict[str, Any]] = {}
+    accounts: set[str] = set()
+    for kind, account, text in rows:
+        if account is not None:
+            accounts.add(str(account))
+        if text is None:
+            continue
+        body = json.loads(str(text))
+        if kind == "enrol":
+            member = counter_member(body)
+            members.append(member)
+            cards[str(body.get("card"))] = {
+                "card": body.get("card"),
+                "member_id": member["member_id"],
+                "state": "active",
+            }
+        elif kind == "card_replace":
+            old, new = str(body.get("old_card")), str(body.get("card"))
+            cards[old] = {"card": old, "member_id": body.get("member_id"), "state": "blocked"}
+            cards[new] = {"card": new, "member_id": body.get("member_id"), "state": "active"}
+    return members, list(cards.values()), accounts

@@ -1,0 +1,200 @@
+"""The HQ sync API (``/v1/...``) as a Falcon WSGI application: a thin shell.
+
+Each resource authenticates the till (``sync.hq_devices.authenticate``), bounds
+and decodes the body (``sync.wire``), and calls one HQ operation; errors become
+``{"error": CODE, "message": TEXT}`` with the status the error carries. The one
+``except Exception`` is the request guard at the bottom: an unexpected failure is
+logged with its traceback and answered 500 ``internal_error``, never a stack
+trace on the wire. Described by the OpenAPI document at ``/v1/openapi.json``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import time
+from collections.abc import Callable
+from typing import Any
+
+import falcon
+
+from agent.errors import LedgerError
+from sync import hq_devices, hq_directory, hq_ingest
+from sync.errors import invalid, refused
+from sync.hq_devices import Caller
+from sync.hqdb import HQStore, open_store
+from sync.keys import public_key_text
+from sync.openapi import openapi_document
+from sync.protocol import DATE_HEADER, DEVICE_HEADER, SIGNATURE_HEADER, Batch
+from sync.wire import MAX_BODY_BYTES, decode_json, too_large
+
+log = logging.getLogger("tillpoints.hq")
+Clock = Callable[[], dt.datetime]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Api:
+    """What every resource shares: the store, HQ's key (configuration, loaded once
+    per process, never request state) and the clock."""
+
+    def __init__(self, store: HQStore, clock: Clock) -> None:
+        self.store, self.clock = store, clock
+        self.key = hq_devices.hq_key(store)
+
+    def body(self, req: falcon.Request) -> bytes:
+        if req.content_length is not None and req.content_length > MAX_BODY_BYTES:
+            raise too_large(MAX_BODY_BYTES)
+        data: bytes = req.bounded_stream.read(MAX_BODY_BYTES + 1)
+        if len(data) > MAX_BODY_BYTES:
+            raise too_large(MAX_BODY_BYTES)
+        return data
+
+    def caller(self, req: falcon.Request, device: str, body: bytes) -> Caller:
+        headers = {
+            "device": req.get_header(DEVICE_HEADER),
+            "date": req.get_header(DATE_HEADER),
+            "signature": req.get_header(SIGNATURE_HEADER),
+        }
+        caller = hq_devices.authenticate(
+            self.store, headers, req.method, req.relative_uri, body, self.clock()
+        )
+        req.context.device = caller.device
+        if caller.device != device:
+            raise refused("device_mismatch", "the path names another device", http_status=403)
+        return caller
+
+
+class Health:
+    def __init__(self, api: _Api) -> None:
+        self.api = api
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"ok": True, "hq_public_key": public_key_text(self.api.key.public_key())}
+
+
+class OpenApi:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = openapi_document()
+
+
+class Register:
+    def __init__(self, api: _Api) -> None:
+        self.api = api
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        request = decode_json(self.api.body(req), req.get_header("Content-Encoding"))
+        resp.media = hq_devices.register(self.api.store, self.api.key, request, self.api.clock())
+
+
+class Head:
+    def __init__(self, api: _Api) -> None:
+        self.api = api
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, device: str) -> None:
+        caller = self.api.caller(req, device, b"")
+        resp.media = hq_directory.head(
+            self.api.store, self.api.key, caller.device, self.api.clock()
+        )
+
+
+class Batches:
+    def __init__(self, api: _Api) -> None:
+        self.api = api
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, device: str) -> None:
+        body = self.api.body(req)
+        caller = self.api.caller(req, device, body)
+        batch = Batch.from_json(decode_json(body, req.get_header("Content-Encoding")))
+        req.context.entries = len(batch.entries)
+        resp.media = hq_ingest.ingest(
+            self.api.store, self.api.key, caller.device, batch, self.api.clock(), caller.till_clock
+        )
+
+
+class Delta:
+    def __init__(self, api: _Api) -> None:
+        self.api = api
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, device: str) -> None:
+        caller = self.api.caller(req, device, b"")
+        text = req.get_param("cursor") or "0"
+        if not text.isascii() or not text.isdigit() or len(text) > 18:
+            raise invalid("invalid_cursor", "cursor: a whole number >= 0")
+        resp.media = hq_directory.delta(
+            self.api.store, self.api.key, caller.device, int(text), self.api.clock()
+        )
+
+
+class _RequestLog:
+    """One JSON log line per request: method, path, status, time, device, code."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.perf_counter()
+
+    def process_response(
+        self, req: falcon.Request, resp: falcon.Response, resource: Any, req_succeeded: bool
+    ) -> None:
+        started = getattr(req.context, "started", time.perf_counter())
+        media = resp.media if isinstance(resp.media, dict) else {}
+        log.info(
+            "request",
+            extra={
+                "method": req.method,
+                "path": req.path,
+                "status": int(str(resp.status).split()[0]),
+                "ms": round((time.perf_counter() - started) * 1000, 1),
+                "device": getattr(req.context, "device", None),
+                "entries": getattr(req.context, "entries", None),
+                "code": media.get("error"),
+            },
+        )
+
+
+def _answer(resp: falcon.Response, status: int, body: dict[str, Any]) -> None:
+    resp.status = falcon.code_to_http_status(status)
+    resp.media = body
+
+
+def _ledger_error(
+    req: falcon.Request, resp: falcon.Response, error: LedgerError, params: dict[str, Any]
+) -> None:
+    _answer(resp, error.http_status, error.as_json())
+
+
+def _http_error(
+    req: falcon.Request, resp: falcon.Response, error: falcon.HTTPError, params: dict[str, Any]
+) -> None:
+    words = str(error.title or "http error").lower().split()
+    code = "_".join(word for word in words if not word.isdigit()) or "http_error"
+    _answer(resp, error.status_code, {"error": code, "message": error.description or code})
+    if isinstance(error.headers, dict):
+        for name, value in error.headers.items():
+            resp.set_header(name, value)
+
+
+def _unexpected(
+    req: falcon.Request, resp: falcon.Response, error: Exception, params: dict[str, Any]
+) -> None:
+    # The top-level request guard: log everything, tell the client nothing internal.
+    log.error("unexpected error", exc_info=error, extra={"path": req.path})
+    _answer(resp, 500, {"error": "internal_error", "message": "HQ failed; retry later"})
+
+
+def create_app(db_url: str, clock: Clock = utc_now) -> falcon.App[Any, Any]:
+    api = _Api(open_store(db_url), clock)
+    app = falcon.App(middleware=[_RequestLog()])
+    app.req_options.strip_url_path_trailing_slash = True
+    app.add_route("/v1/health", Health(api))
+    app.add_route("/v1/openapi.json", OpenApi())
+    app.add_route("/v1/register", Register(api))
+    app.add_route("/v1/devices/{device}/head", Head(api))
+    app.add_route("/v1/devices/{device}/batches", Batches(api))
+    app.add_route("/v1/devices/{device}/delta", Delta(api))
+    # Most specific last: Falcon tries handlers from the last one added.
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(LedgerError, _ledger_error)
+    return app

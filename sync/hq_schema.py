@@ -1,0 +1,62 @@
+"""HQ's schema as named forward migrations, one list for both backends.
+
+Each migration is a name and its statements, applied once in one transaction and
+recorded in ``hq_migrations`` (the sqlite-migrate habit of STYLE.md). Where the
+dialects differ (an auto-numbered key) the statement has a ``{serial}`` slot.
+On PostgreSQL an advisory lock keeps two workers starting at once from migrating
+twice.
+"""
+
+from __future__ import annotations
+
+from sync.hqdb import HQStore
+
+_SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": "BIGSERIAL PRIMARY KEY"}
+_MIGRATION_LOCK = 0x7470_6871  # "tphq"
+
+_001_HQ = (
+    "CREATE TABLE hq_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # One-time registration tokens, stored only as SHA-256 (a leaked table
+    # hands out no usable token).
+    "CREATE TABLE tokens (token_hash TEXT PRIMARY KEY, store TEXT NOT NULL, "
+    "till TEXT NOT NULL, issued_at TEXT NOT NULL, expires_at TEXT NOT NULL, "
+    "state TEXT NOT NULL, device TEXT)",
+    # A device's head row is the lock every upload of that device takes.
+    "CREATE TABLE devices (device TEXT PRIMARY KEY, store TEXT NOT NULL, till TEXT NOT NULL, "
+    "public_key TEXT NOT NULL, current_key TEXT NOT NULL, transport_key TEXT NOT NULL, "
+    "state TEXT NOT NULL, head_seq BIGINT NOT NULL, head_hash TEXT NOT NULL, "
+    "registered_at TEXT NOT NULL, frozen_reason TEXT)",
+    # The journals as uploaded, plus facts extracted once at ingest so that
+    # balances and reports are SQL aggregations (sync.extract).
+    "CREATE TABLE entries (device TEXT NOT NULL, seq BIGINT NOT NULL, ts TEXT NOT NULL, "
+    "kind TEXT NOT NULL, staff TEXT, body TEXT NOT NULL, prev TEXT NOT NULL, "
+    "hash TEXT NOT NULL, sig TEXT NOT NULL, account TEXT, delta BIGINT NOT NULL, "
+    "expired BIGINT NOT NULL, amount BIGINT NOT NULL, card TEXT, member_id TEXT, "
+    "phone_key TEXT, visit SMALLINT NOT NULL, PRIMARY KEY (device, seq))",
+    "CREATE INDEX entries_account ON entries (account)",
+    "CREATE INDEX entries_member ON entries (member_id)",
+    "CREATE INDEX entries_phone ON entries (phone_key)",
+    # Batches are numbered in commit order (sync.hq_ingest): the download cursor.
+    "CREATE TABLE batches (batch_no BIGINT PRIMARY KEY, device TEXT NOT NULL, "
+    "first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, stored_at TEXT NOT NULL)",
+    "CREATE TABLE batch_clock (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)",
+    "INSERT INTO batch_clock (id, n) VALUES (1, 0)",
+    "CREATE TABLE alerts (alert_id {serial}, kind TEXT NOT NULL, device TEXT, "
+    "detail TEXT NOT NULL, dedupe TEXT NOT NULL UNIQUE, raised_at TEXT NOT NULL)",
+)
+
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (("001_hq", _001_HQ),)
+
+
+def migrate(store: HQStore) -> None:
+    with store.write() as tx:
+        if store.dialect == "postgresql":
+            tx.run(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        tx.run("CREATE TABLE IF NOT EXISTS hq_migrations (name TEXT PRIMARY KEY, at TEXT)")
+        done = {str(row[0]) for row in tx.all("SELECT name FROM hq_migrations")}
+        for name, statements in MIGRATIONS:
+            if name in done:
+                continue
+            for statement in statements:
+                tx.run(statement.replace("{serial}", _SERIAL[store.dialect]))
+            tx.run("INSERT INTO hq_migrations (name, at) VALUES (?, CURRENT_TIMESTAMP)", (name,))

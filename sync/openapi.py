@@ -1,0 +1,151 @@
+"""The OpenAPI 3.1 description of HQ's sync API, served at ``/v1/openapi.json``.
+
+It is what schemathesis fuzzes (``tests/test_hq_fuzz.py``), so every status the
+service answers is listed, and every error has the same ``Error`` shape.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sync.protocol import REGISTER_FIELDS
+from sync.wire import MAX_BODY_BYTES
+
+_ERROR = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {"error": {"type": "string"}, "message": {"type": "string"}},
+}
+_SIGNED = {
+    "type": "object",
+    "required": ["document", "sig"],
+    "properties": {
+        "document": {"type": "object"},
+        "sig": {"type": "string", "description": "Ed25519 (RFC 8032) by HQ's key, hex"},
+    },
+}
+_ENTRY = {
+    "type": "object",
+    "required": ["v", "device", "seq", "ts", "kind", "staff", "body", "prev", "hash", "sig"],
+    "properties": {
+        "v": {"type": "integer", "const": 1},
+        "device": {"type": "string"},
+        "seq": {"type": "integer", "minimum": 1},
+        "ts": {"type": "string"},
+        "kind": {"type": "string"},
+        "staff": {"type": ["string", "null"]},
+        "body": {"type": "object"},
+        "prev": {"type": "string"},
+        "hash": {"type": "string"},
+        "sig": {"type": "string"},
+    },
+}
+_REGISTER = {
+    "type": "object",
+    "required": list(REGISTER_FIELDS),
+    "properties": {name: {"type": "string"} for name in REGISTER_FIELDS},
+}
+_AUTH_HEADERS = [
+    {"name": name, "in": "header", "required": True, "schema": {"type": "string"}}
+    for name in ("Tillpoints-Device", "Tillpoints-Date", "Tillpoints-Signature")
+]
+_DEVICE = {"name": "device", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _errors(*statuses: int) -> dict[str, Any]:
+    ref = {"content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+    return {str(status): {"description": "error", **ref} for status in statuses}
+
+
+def _ok(schema: dict[str, Any], text: str) -> dict[str, Any]:
+    return {"200": {"description": text, "content": {"application/json": {"schema": schema}}}}
+
+
+def openapi_document() -> dict[str, Any]:
+    signed = {"$ref": "#/components/schemas/Signed"}
+    authed = (400, 401, 403, 404, 503)
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "tillpoints HQ sync API",
+            "version": "1",
+            "description": "Signed till journals up, signed directory deltas down. "
+            f"Bodies are JSON, optionally gzip; at most {MAX_BODY_BYTES} bytes (413).",
+        },
+        "paths": {
+            "/v1/health": {
+                "get": {
+                    "operationId": "health",
+                    "responses": _ok({"type": "object"}, "HQ is up; its public key"),
+                }
+            },
+            "/v1/openapi.json": {
+                "get": {
+                    "operationId": "openapi",
+                    "responses": _ok({"type": "object"}, "this document"),
+                }
+            },
+            "/v1/register": {
+                "post": {
+                    "operationId": "register",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _REGISTER}},
+                    },
+                    "responses": {
+                        **_ok(signed, "a signed registration receipt"),
+                        **_errors(400, 401, 403, 409, 410, 413, 415, 503),
+                    },
+                }
+            },
+            "/v1/devices/{device}/head": {
+                "get": {
+                    "operationId": "head",
+                    "parameters": [_DEVICE, *_AUTH_HEADERS],
+                    "responses": {**_ok(signed, "HQ's signed head"), **_errors(*authed)},
+                }
+            },
+            "/v1/devices/{device}/batches": {
+                "post": {
+                    "operationId": "upload",
+                    "parameters": [_DEVICE, *_AUTH_HEADERS],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["device", "entries"],
+                                    "properties": {
+                                        "device": {"type": "string"},
+                                        "entries": {"type": "array", "items": _ENTRY},
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        **_ok(signed, "a signed acknowledgement (the new head)"),
+                        **_errors(*authed, 409, 413, 415, 422),
+                    },
+                }
+            },
+            "/v1/devices/{device}/delta": {
+                "get": {
+                    "operationId": "delta",
+                    "parameters": [
+                        _DEVICE,
+                        *_AUTH_HEADERS,
+                        {
+                            "name": "cursor",
+                            "in": "query",
+                            "required": False,
+                            "schema": {"type": "integer", "minimum": 0},
+                        },
+                    ],
+                    "responses": {**_ok(signed, "a signed directory delta"), **_errors(*authed)},
+                }
+            },
+        },
+        "components": {"schemas": {"Error": _ERROR, "Signed": _SIGNED}},
+    }

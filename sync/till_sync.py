@@ -1,0 +1,272 @@
+"""``tillpoints sync``: upload what HQ has not acknowledged, then download deltas.
+
+The session is a small state table (STYLE.md): ``start -> checked`` once HQ's
+signed head agrees with this till's own history; ``checked -> uploading`` per
+batch; ``-> downloading`` per delta page; ``-> done``. Every step that changes
+local state is one SQLite transaction taken *after* HQ's signed answer verified:
+
+- the acknowledged head is recorded only from a verified ack whose hash equals
+  this till's own entry at that sequence;
+- a delta is applied whole or not at all, and its cursor moves with it.
+
+So a cut connection or a killed process loses and duplicates nothing: the next
+run asks HQ for its head and resumes there. If HQ holds *more* than this till,
+or other hashes, the till was restored from a backup (or cloned): it refuses to
+upload (exit 3, ``restored_from_backup``) instead of forking; docs/sync.md says
+how to recover.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from agent.store import Store
+from sync.chain import Entry
+from sync.client import HQClient, RetryPolicy, Signer
+from sync.errors import SyncError, refused, unverified
+from sync.keys import load_public_key
+from sync.protocol import ACK_TAG, DELTA_TAG, HEAD_TAG, Ack, open_signed
+from sync.till_register import error_from, open_till, transport_key
+
+BATCH_ENTRIES = 500
+BATCH_BYTES = 1_000_000
+Progress = Callable[[str], None]
+
+
+class Step(StrEnum):
+    START = "start"
+    CHECKED = "checked"
+    UPLOADING = "uploading"
+    DOWNLOADING = "downloading"
+    DONE = "done"
+
+
+SESSION: dict[tuple[Step, str], Step] = {
+    (Step.START, "head"): Step.CHECKED,
+    (Step.CHECKED, "batch"): Step.UPLOADING,
+    (Step.UPLOADING, "batch"): Step.UPLOADING,
+    (Step.CHECKED, "page"): Step.DOWNLOADING,
+    (Step.UPLOADING, "page"): Step.DOWNLOADING,
+    (Step.DOWNLOADING, "page"): Step.DOWNLOADING,
+    (Step.DOWNLOADING, "finish"): Step.DONE,
+}
+
+
+@dataclass
+class _Session:
+    store: Store
+    client: HQClient
+    device: str
+    hq_key: Ed25519PublicKey
+    progress: Progress
+    batch_entries: int
+    step: Step = Step.START
+    uploaded: int = 0
+    downloaded: int = 0
+    acked_seq: int = 0
+
+    def advance(self, event: str) -> None:
+        following = SESSION.get((self.step, event))
+        if following is None:
+            raise SyncError("sync_state", f"sync: {event} is not allowed after {self.step}")
+        self.step = following
+
+
+def sync_till(
+    state_dir: Path,
+    hq_url: str | None = None,
+    ca: Path | None = None,
+    progress: Progress = lambda line: None,
+    policy: RetryPolicy | None = None,
+    batch_entries: int = BATCH_ENTRIES,
+) -> dict[str, Any]:
+    store = open_till(state_dir)
+    try:
+        device, pinned = store.meta("device_id"), store.meta("hq_public_key")
+        url = hq_url or store.meta("hq_url")
+        remembered = store.meta("hq_ca")
+        ca = ca or (Path(remembered) if remembered else None)
+        if not device or not pinned or not url:
+            raise refused("not_registered", "run `tillpoints register --hq URL --token T` first")
+        client = HQClient(
+            url, ca=ca, signer=Signer(device, transport_key(state_dir)), policy=policy
+        )
+        session = _Session(store, client, device, load_public_key(pinned), progress, batch_entries)
+        try:
+            _check_offline(session)
+            _check_head(session)
+            _upload(session)
+            _download(session)
+        finally:
+            client.close()
+        return {
+            "uploaded": session.uploaded,
+            "acked_seq": session.acked_seq,
+            "downloaded": session.downloaded,
+        }
+    finally:
+        store.close()
+
+
+# -- the journal, as this till holds it ---------------------------------------------
+
+
+def _local_head(store: Store) -> int:
+    row = store.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()
+    return int(row[0])
+
+
+def _local_hash(store: Store, seq: int) -> str | None:
+    row = store.conn.execute("SELECT hash FROM journal WHERE seq = ?", (seq,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _read_batch(store: Store, device: str, start: int, limit: int) -> list[Entry]:
+    rows = store.conn.execute(
+        "SELECT seq, ts, kind, staff, body, prev_hash, hash, sig FROM journal "
+        "WHERE seq >= ? ORDER BY seq LIMIT ?",
+        (start, limit),
+    )
+    batch: list[Entry] = []
+    size = 0
+    for seq, ts, kind, staff, body, prev, digest, sig in rows:
+        size += len(body) + 400
+        if batch and size > BATCH_BYTES:
+            break
+        batch.append(Entry(device, seq, ts, kind, staff, json.loads(body), prev, digest, sig))
+    return batch
+
+
+def _state(store: Store, key: str) -> str | None:
+    row = store.conn.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
+    return None if row is None else str(row[0])
+
+
+def _set_state(conn: sqlite3.Connection, **values: object) -> None:
+    conn.executemany(
+        "INSERT INTO sync_state (key, value) VALUES (?, ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [(key, str(value)) for key, value in values.items()],
+    )
+
+
+def _restored(message: str) -> SyncError:
+    return refused(
+        "restored_from_backup",
+        f"{message}. This till's journal is behind or different from what HQ holds: it "
+        "was restored from a backup or cloned. Nothing was uploaded. Recover by moving "
+        "the state directory aside, `tillpoints init` and `register` as a new chain "
+        "with a fresh token (docs/sync.md, 'A till restored from backup').",
+    )
+
+
+# -- the session --------------------------------------------------------------------
+
+
+def _check_offline(session: _Session) -> None:
+    acked = int(_state(session.store, "acked_seq") or 0)
+    if acked > _local_head(session.store):
+        raise _restored(f"HQ acknowledged entry {acked}, but the journal ends before it")
+
+
+def _check_head(session: _Session) -> None:
+    reply = session.client.get(f"/v1/devices/{session.device}/head")
+    if reply.status != 200:
+        raise error_from(reply.status, reply.body)
+    _accept_head(session, open_signed(session.hq_key, HEAD_TAG, reply.body, "head"))
+    session.advance("head")
+
+
+def _accept_head(session: _Session, head: dict[str, Any]) -> None:
+    """Check HQ's signed head against this journal; record it as acknowledged."""
+    if head.get("device") != session.device:
+        raise unverified("bad_ack", "HQ's head names another device")
+    seq, digest = int(head.get("head_seq", -1)), str(head.get("head_hash"))
+    local = _local_head(session.store)
+    if seq > local:
+        raise _restored(f"HQ holds entries up to {seq}, this journal only up to {local}")
+    if seq > 0 and _local_hash(session.store, seq) != digest:
+        raise _restored(f"HQ's entry {seq} differs from this journal's")
+    with session.store.transaction() as conn:
+        _set_state(conn, acked_seq=seq, acked_hash=digest)
+    session.acked_seq = seq
+
+
+def _upload(session: _Session) -> None:
+    store, total = session.store, _local_head(session.store)
+    start = session.acked_seq + 1
+    while start <= total:
+        batch = _read_batch(store, session.device, start, session.batch_entries)
+        body = {"device": session.device, "entries": [entry.to_json() for entry in batch]}
+        reply = session.client.post(f"/v1/devices/{session.device}/batches", body, compress=True)
+        if reply.status == 409 and reply.body.get("error") == "expected_seq":
+            _accept_head(
+                session, open_signed(session.hq_key, HEAD_TAG, reply.body.get("head"), "head")
+            )
+            start = session.acked_seq + 1
+            continue
+        if reply.status != 200:
+            raise error_from(reply.status, reply.body)
+        ack = Ack.from_json(open_signed(session.hq_key, ACK_TAG, reply.body, "ack"))
+        _accept_head(session, ack.to_json())
+        session.uploaded += ack.stored
+        session.advance("batch")
+        session.progress(f"sync: uploaded {session.acked_seq}/{total} entries")
+        start = session.acked_seq + 1
+
+
+def _download(session: _Session) -> None:
+    while True:
+        cursor = int(_state(session.store, "cursor") or 0)
+        reply = session.client.get(f"/v1/devices/{session.device}/delta?cursor={cursor}")
+        if reply.status != 200:
+            raise error_from(reply.status, reply.body)
+        delta = open_signed(session.hq_key, DELTA_TAG, reply.body, "delta")
+        if delta.get("device") != session.device or delta.get("cursor_from") != cursor:
+            raise unverified("bad_delta", "HQ's delta is for another till or cursor")
+        try:
+            with session.store.transaction() as conn:
+                session.downloaded += apply_delta(conn, delta)
+        except (KeyError, TypeError, ValueError, sqlite3.IntegrityError) as error:
+            raise unverified("bad_delta", f"HQ's delta cannot be applied: {error}") from None
+        session.advance("page")
+        session.progress(f"sync: downloaded up to cursor {delta.get('cursor')}")
+        if not delta.get("more"):
+            break
+    session.advance("finish")
+
+
+def apply_delta(conn: sqlite3.Connection, delta: dict[str, Any]) -> int:
+    """Apply one verified delta inside the caller's transaction; count its items."""
+    members, cards = delta.get("members") or [], delta.get("cards") or []
+    balances = delta.get("balances") or []
+    conn.executemany(
+        "INSERT OR REPLACE INTO hq_members (member_id, name, phone_key, phone_last4, "
+        "birthday_month, enrolled_store) VALUES (:member_id, :name, :phone_key, "
+        ":phone_last4, :birthday_month, :enrolled_store)",
+        members,
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO hq_cards (card, member_id, state) "
+        "VALUES (:card, :member_id, :state)",
+        cards,
+    )
+    included, as_of = int(delta["included_seq"]), str(delta["hq_time"])
+    conn.executemany(
+        "INSERT OR REPLACE INTO hq_balances (member_id, balance, as_of, included_seq) "
+        "VALUES (?, ?, ?, ?)",
+        [(item["member_id"], int(item["balance"]), as_of, included) for item in balances],
+    )
+    rules = delta.get("rules") or {}
+    if "text" in rules:
+        conn.execute("INSERT OR REPLACE INTO hq_rules VALUES ('text', ?)", (str(rules["text"]),))
+    _set_state(conn, cursor=int(delta["cursor"]), last_download=as_of)
+    return len(members) + len(cards) + len(balances)

@@ -1,0 +1,16 @@
+"""The bench hooks run end to end at toy sizes (no timing is asserted)."""
+
+from __future__ import annotations
+
+from sync import bench
+
+
+def test_bench_hooks_return_figures() -> None:
+    figures = [
+        bench.hq_ingest_entries_per_s(None, count=300),
+        bench.catch_up_30_days_s(per_day=40, days=3),
+        bench.concurrent_tills_200_errors(tills=4, entries=10),
+    ]
+    for figure in figures:
+        assert set(figure) == {"value", "unit", "limit", "ratio"}
+    assert figures[2]["value"] == 0
