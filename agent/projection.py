@@ -75,7 +75,7 @@ def _card_replace(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> E
 
 
 def _earn(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
-    account, day, receipt = body["account"], body["day"], body["receipt"]
+    account, day = body["account"], body["day"]
     if body.get("card") is not None:
         conn.execute(
             "INSERT OR IGNORE INTO cards VALUES (?, ?, 'active', 'physical', ?)",
@@ -86,20 +86,7 @@ def _earn(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
         [line["category"], line["qty"], line["amount"], line["points"], 0, 0, 0]
         for line in body["lines"]
     ]
-    conn.execute(
-        "INSERT INTO receipts VALUES ('earn', ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
-        (
-            receipt,
-            account,
-            seq,
-            body["fingerprint"],
-            _result(body),
-            body["amount"],
-            body["points"],
-            day,
-            json.dumps(sold),
-        ),
-    )
+    _insert_receipt(conn, "earn", seq, body, json.dumps(sold))
     delta = _add_lot(conn, seq, account, day, body["points"], body["lot"])
     return {"delta": delta, "expired": expired}
 
@@ -107,19 +94,7 @@ def _earn(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
 def _redeem(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
     account, day = body["account"], body["day"]
     expired = _expire(conn, account, day)
-    conn.execute(
-        "INSERT INTO receipts VALUES ('redeem', ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, NULL)",
-        (
-            body["receipt"],
-            account,
-            seq,
-            body["fingerprint"],
-            _result(body),
-            body["amount"],
-            body["points"],
-            day,
-        ),
-    )
+    _insert_receipt(conn, "redeem", seq, body, None)
     taken = _consume(conn, seq, account, day, body["points"], spendable_only=True, record=True)
     if taken < body["points"]:
         conn.execute(
@@ -178,6 +153,27 @@ def _adjust(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects
     if taken != -points:
         raise LedgerError("projection_mismatch", f"entry {seq}: adjustment exceeds the balance")
     return {"delta": points, "expired": expired}
+
+
+def _insert_receipt(
+    conn: sqlite3.Connection, op: str, seq: int, body: dict[str, Any], lines: str | None
+) -> None:
+    """The receipt row that makes an earn or a redemption idempotent by receipt id."""
+    conn.execute(
+        "INSERT INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
+        (
+            op,
+            body["receipt"],
+            body["account"],
+            seq,
+            body["fingerprint"],
+            _result(body),
+            body["amount"],
+            body["points"],
+            body["day"],
+            lines,
+        ),
+    )
 
 
 def _result(body: dict[str, Any]) -> str | None:

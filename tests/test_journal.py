@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from agent.audit import export_log, verify_file, verify_ledger
 from agent.ledger import Ledger
-from sync.chain import GENESIS_PREV, Entry, canonical, sign_entry, verify_chain
+from sync.bench import signed_entries
+from sync.chain import Entry, canonical, verify_chain
 from sync.keys import public_key_text
 
 CARD = "9900835840532866"
@@ -109,26 +110,9 @@ def test_export_verifies_elsewhere_with_the_public_key_only(busy: Ledger, tmp_pa
     assert not report.ok and report.first_bad_seq == 3
 
 
-def _chain(count: int) -> tuple[list[Entry], Ed25519PrivateKey]:
-    key = Ed25519PrivateKey.generate()
-    entries, prev = [], GENESIS_PREV
-    for seq in range(1, count + 1):
-        entry = sign_entry(
-            key,
-            device="dev",
-            seq=seq,
-            ts="2026-01-01T00:00:00.000+00:00",
-            kind="earn",
-            staff=None,
-            body={"n": seq},
-            prev=prev,
-        )
-        entries.append(entry)
-        prev = entry.hash
-    return entries, key
-
-
-CHAIN, KEY = _chain(12)
+KEY = Ed25519PrivateKey.generate()
+CHAIN = signed_entries(KEY, 12)
+DEVICE = CHAIN[0].device
 
 
 @settings(max_examples=300)
@@ -155,7 +139,7 @@ def test_any_single_change_to_a_chain_is_caught(change: str, i: int, j: int) -> 
             old.ts,
             old.kind,
             old.staff,
-            {"n": old.body["n"] + 1 + j},
+            {**old.body, "amount": old.body["amount"] + 1 + j},
             old.prev,
             old.hash,
             old.sig,
@@ -164,7 +148,7 @@ def test_any_single_change_to_a_chain_is_caught(change: str, i: int, j: int) -> 
     else:
         entries.insert(j, entries[i])
         first_bad = i + 2 if j == i else j + 1
-    report = verify_chain(entries, KEY.public_key(), device="dev")
+    report = verify_chain(entries, KEY.public_key(), device=DEVICE)
     if change == "drop" and i == 11:
         assert report.ok and report.entries == 11  # a cut tail needs the recorded head
         return
