@@ -277,3 +277,36 @@ def test_a_missing_ledger_is_never_created(tmp_path: Path) -> None:
     done = run_agent_once(till)
     assert done.returncode == 1 and json.loads(done.stdout)["error"] == "not_initialised"
     assert not (till.state / "ledger.db").exists()
+
+
+def test_status_command_with_and_without_the_agent(till: SimulatedTill) -> None:
+    def status() -> dict:
+        done = subprocess.run(
+            [sys.executable, "-m", "agent.cli", "status", "--json"],
+            env=till.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        return dict(json.loads(done.stdout))
+
+    running = status()
+    assert running["agent"] == "running" and running["readers"][0]["connected"] is True
+    assert running["clock_ok"] is True and running["unsynced"] == 2
+    till.stop()
+    stopped = status()
+    assert stopped["agent"] == "not running" and stopped["readers"] == []
+    assert stopped["journal_head"] == running["journal_head"]
+    human = subprocess.run(
+        [sys.executable, "-m", "agent.cli", "status"],
+        env=till.env,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert "not yet synced" in human.stdout and "last sync: never" in human.stdout
