@@ -546,12 +546,19 @@ class Ledger:
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
+            figures = self.balance_of(facts["account"], day, conn, _net(effects))
+            # What the member can take at the next visit, for the POS to print.
+            can_take = max(0, figures["available"])
+            if can_take < self.rules.redeem_minimum:
+                can_take = 0
             result = {
                 "member_id": facts["member_id"],
                 "receipt": receipt_id,
                 "points": facts["points"],
-                "balance": self.balance_of(facts["account"], day, conn, _net(effects))["balance"],
+                "balance": figures["balance"],
                 "tier": facts["tier"],
+                "redeemable": can_take,
+                "redeemable_value": format_amount(self.rules.redemption_value(can_take)),
                 "replayed": False,
             }
             self._store_result(conn, "earn", receipt_id, result)
