@@ -281,7 +281,8 @@ def ledger_status(ledger: Ledger, now: float) -> dict[str, Any]:
     acknowledged by HQ, the last sync, and whether the clock looks sane."""
     conn = ledger.store.conn
     seq, head = ledger.head()
-    acked = int(ledger.store.meta("sync:acked_seq") or 0)
+    synced = dict(conn.execute("SELECT key, value FROM sync_state").fetchall())
+    acked = int(synced.get("acked_seq") or 0)
     last_ts = conn.execute("SELECT ts FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
     last_entry = dt.datetime.fromisoformat(last_ts[0]).timestamp() if last_ts else 0.0
     # A clock behind the newest entry (with 5 minutes of slack) has been set back.
@@ -295,7 +296,8 @@ def ledger_status(ledger: Ledger, now: float) -> dict[str, Any]:
         "journal_head": {"seq": seq, "hash": head},
         "journal_bytes": size + (wal.stat().st_size if wal.exists() else 0),
         "unsynced": seq - acked,
-        "last_sync": ledger.store.meta("sync:last_success"),
+        # When HQ last answered with a delta (HQ's clock, ISO 8601 with offset).
+        "last_sync": synced.get("last_download"),
         "clock_ok": clock_ok,
         "clock": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
     }

@@ -31,7 +31,10 @@ class Notifier:
         if not self.address:
             return False
         message = "\n".join(fields).encode("utf-8")
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        # Never block: a listener that stops reading must not stall the agent (a
+        # full socket drops the message; systemd itself always reads).
+        kind = socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
+        with socket.socket(socket.AF_UNIX, kind) as sock:
             try:
                 sock.sendto(message, self.address)
             except OSError:

@@ -14,10 +14,14 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-
-from sqlite_utils import Database
+from typing import TYPE_CHECKING
 
 from agent.errors import LedgerError
+
+if TYPE_CHECKING:
+    # Imported for real only when a migration runs: sqlite-utils pulls in click,
+    # dateutil and (when installed) numpy, which the running agent does not need.
+    from sqlite_utils import Database
 from sync.till_schema import migrate_002_sync
 
 BUSY_TIMEOUT_MS = 10_000
@@ -192,7 +196,6 @@ class Store:
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self.conn.execute("PRAGMA foreign_keys=ON")
-            self.db = Database(self.conn)
             self.migrate()
         except sqlite3.DatabaseError as error:
             if "not a database" in str(error) or "malformed" in str(error):
@@ -224,12 +227,18 @@ class Store:
 
     def migrate(self) -> None:
         self.conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, at TEXT)")
+        applied = {row[0] for row in self.conn.execute("SELECT name FROM migrations")}
+        if all(name in applied for name, _ in MIGRATIONS):
+            return
+        from sqlite_utils import Database
+
+        db = Database(self.conn)
         for name, step in MIGRATIONS:
             with self.transaction() as conn:
                 done = conn.execute("SELECT 1 FROM migrations WHERE name = ?", (name,)).fetchone()
                 if done:
                     continue
-                step(self.db)
+                step(db)
                 conn.execute(
                     "INSERT INTO migrations VALUES (?, strftime('%Y-%m-%dT%H:%M:%SZ','now'))",
                     (name,),

@@ -36,8 +36,12 @@ from sync.protocol import Batch
 Figure = dict[str, Any]
 
 
-def _figure(value: float, unit: str, limit: float, ratio: float) -> Figure:
-    return {"value": round(value, 3), "unit": unit, "limit": limit, "ratio": round(ratio, 3)}
+def _figure(value: float, unit: str, limit: float | None = None) -> Figure:
+    """A figure; ``limit`` is the raw limit measured in the same run, where one exists."""
+    figure: Figure = {"value": round(value, 3), "unit": unit}
+    if limit:
+        figure.update(limit=round(limit, 1), ratio=round(value / limit, 3))
+    return figure
 
 
 def signed_entries(
@@ -120,8 +124,7 @@ def hq_ingest_entries_per_s(backend_url: str | None = None, count: int = 20_000)
             raw_s = _raw_insert(store, entries)
         finally:
             store.close()
-    rate = count / ingest_s
-    return _figure(rate, "entries/s", 2_000, rate / (count / raw_s))
+    return _figure(count / ingest_s, "entries/s", count / raw_s)
 
 
 def _raw_insert(store: HQStore, entries: list[Entry]) -> float:
@@ -241,7 +244,7 @@ def catch_up_30_days_s(per_day: int = 3_000, days: int = 30) -> Figure:
         started = time.perf_counter()
         sync_till(states[0])
         elapsed = time.perf_counter() - started
-    return _figure(elapsed, "s", 600, elapsed / 600)
+    return _figure(elapsed, "s")
 
 
 def concurrent_tills_200_errors(tills: int = 200, entries: int = 50) -> Figure:
@@ -264,4 +267,4 @@ def concurrent_tills_200_errors(tills: int = 200, entries: int = 50) -> Figure:
             thread.start()
         for thread in threads:
             thread.join()
-    return _figure(len(errors), "errors", 0, len(errors) / tills)
+    return _figure(len(errors), f"errors of {tills} tills")

@@ -11,6 +11,7 @@ def test_bench_hooks_return_figures() -> None:
         bench.catch_up_30_days_s(per_day=40, days=3),
         bench.concurrent_tills_200_errors(tills=4, entries=10),
     ]
-    for figure in figures:
-        assert set(figure) == {"value", "unit", "limit", "ratio"}
+    assert set(figures[0]) == {"value", "unit", "limit", "ratio"}
+    assert figures[0]["ratio"] == round(figures[0]["value"] / figures[0]["limit"], 3)
+    assert set(figures[1]) == {"value", "unit"} and figures[1]["value"] > 0
     assert figures[2]["value"] == 0

@@ -1,0 +1,60 @@
+"""`tillpoints demo`'s store: HQ, a registered till, the agent on a pty reader, and
+the app with its demo keys; everything it started is stopped on close."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from tests.test_ui_support import pilot_test, text_of, wait_for
+from ui.demo import DemoStore, demo_app
+from ui.screens.swipe_picker import SwipePicker
+
+
+@pilot_test
+async def test_demo_store_swipes_samples_and_syncs(tmp_path: Path) -> None:
+    store = DemoStore(tmp_path, say=lambda text: None)
+    try:
+        store.start()
+        app = demo_app(store, cursor_blink=False)
+        app.status_every_s = 0
+        async with app.run_test(size=(80, 24)) as pilot:
+            await wait_for(pilot, lambda: app.linked)
+            assert "F8 swipes a sample card" in text_of(app, "#demo-bar")
+            await pilot.press("f8")
+            assert isinstance(app.screen, SwipePicker)
+            await pilot.press("1")
+            await wait_for(pilot, lambda: text_of(app, "#member-name") == "Ann")
+            await pilot.press("f8", "3")
+            await wait_for(pilot, lambda: "bank card" in text_of(app, "#notice"))
+            await pilot.press("f9")
+            await wait_for(
+                pilot,
+                lambda: (
+                    "Synced with HQ" in text_of(app, "#notice")
+                    or "not available" in text_of(app, "#notice")
+                ),
+                timeout=60,
+            )
+            if not store.sync.unavailable:
+                assert "Synced with HQ: 2 entries uploaded" in text_of(app, "#notice")
+        processes = [store.till.proc, store.hq]
+    finally:
+        store.close()
+    assert all(process is None or process.poll() is not None for process in processes)
+
+
+def test_demo_without_hq_runs_offline(tmp_path: Path) -> None:
+    store = DemoStore(tmp_path, say=lambda text: None)
+    store._cli = _refuse  # type: ignore[method-assign]
+    try:
+        store.start()
+        assert store.sync.unavailable
+        assert store.till.client.get("/v1/status")["store"] == "S001"
+    finally:
+        store.close()
+
+
+def _refuse(*args: str) -> dict[str, object]:
+    from ui.demo import HQUnavailable
+
+    raise HQUnavailable("`tillpoints hq init`: invalid choice: 'hq'")

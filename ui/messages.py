@@ -1,0 +1,84 @@
+"""Messages that go up: from workers (the event stream, requests, sync) to the
+screens and the app. Widgets are never touched from a worker's thread."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from textual.message import Message
+
+
+class ScanArrived(Message):
+    """A card was scanned (``event: scan``, data as the agent sent it)."""
+
+    def __init__(self, scan: dict[str, Any]) -> None:
+        super().__init__()
+        self.scan = scan
+
+
+class ReaderChanged(Message):
+    """A reader was connected or lost (``event: reader``)."""
+
+    def __init__(self, path: str, state: str) -> None:
+        super().__init__()
+        self.path, self.state = path, state
+
+
+class StatusArrived(Message):
+    """The agent's ``/v1/status`` (also the ``hello`` event of every stream)."""
+
+    def __init__(self, status: dict[str, Any]) -> None:
+        super().__init__()
+        self.status = status
+
+
+class LinkChanged(Message):
+    """The event stream to the agent went up or down."""
+
+    def __init__(self, connected: bool, reason: str = "") -> None:
+        super().__init__()
+        self.connected, self.reason = connected, reason
+
+
+class MemberLoaded(Message):
+    """A member fetched again after an operation or a lookup (``/v1/members/REF``)."""
+
+    def __init__(self, member: dict[str, Any] | None, error: str = "") -> None:
+        super().__init__()
+        self.member, self.error = member, error
+
+
+class Answered(Message):
+    """The agent's answer to a form's request: a result, or an error code and text."""
+
+    def __init__(
+        self, result: Any = None, code: str = "", message: str = "", body: Any = None
+    ) -> None:
+        super().__init__()
+        self.result, self.code, self.message, self.body = result, code, message, body
+
+    @property
+    def failed(self) -> bool:
+        return bool(self.code)
+
+
+class StatusStale(Message):
+    """Something was written: the status (journal, unsynced count) is worth asking again."""
+
+
+class SyncFinished(Message):
+    def __init__(self, ok: bool, text: str) -> None:
+        super().__init__()
+        self.ok, self.text = ok, text
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a finished form hands back to the counter: words for the cashier, the
+    member to show again, and an e-card number to show as a QR code."""
+
+    text: str
+    member_ref: str | None = None
+    ecard: str | None = None
+    name: str | None = None
