@@ -173,12 +173,32 @@ def hq_figures(directory: Path) -> dict[str, Figure]:
     return figures
 
 
+def insight_figures(directory: Path) -> dict[str, Figure]:
+    """A chain's history simulated through the real code, then HQ's analyses."""
+    from sync.insight import bench as insight
+
+    postgres = os.environ.get("TILLPOINTS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+    figures = {"hq_simulate_entries_per_s": insight.hq_simulate_entries_per_s(None)}
+    for name, measure in (
+        ("hq_segments_100k_members_s", insight.hq_segments_100k_members_s),
+        ("hq_report_liability_1m_entries_s", insight.hq_report_liability_1m_entries_s),
+    ):
+        _progress(f"{name} on PostgreSQL ...")
+        try:
+            figures[name] = measure(postgres)
+        except Exception as error:  # noqa: BLE001 (a bench reports what it could not measure)
+            _progress(f"{name}: PostgreSQL at {postgres} not measured ({error}); SQLite instead")
+            figures[name] = measure(None)
+    return figures
+
+
 # Each group of figures, in the order they run; a package's figures are listed here.
 GROUPS: list[tuple[str, Callable[[Path], dict[str, Figure]]]] = [
     ("ledger earns", earn_figures),
     ("card reader swipes", swipe_figures),
     ("agent daemon", agent_figures),
     ("hq sync", hq_figures),
+    ("hq insight", insight_figures),
 ]
 
 
@@ -199,5 +219,7 @@ def render(result: dict[str, Any]) -> str:
         text = f"{name:32} {figure['value']:>12} {figure['unit']}"
         if "ratio" in figure:
             text += f"   (limit {figure['limit']}, ratio {figure['ratio']})"
+        if "target" in figure:
+            text += f"   (target {figure['target']})"
         lines.append(text)
     return "\n".join(lines)

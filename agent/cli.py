@@ -19,10 +19,26 @@ from drivers.errors import DriverError
 
 def _commands() -> list[Command]:
     # Explicit: each module listed here contributes its COMMANDS.
-    from agent import cli_agent, cli_install, cli_ledger, cli_readers, cli_sync, cli_tools
+    from agent import (
+        cli_agent,
+        cli_insight,
+        cli_install,
+        cli_ledger,
+        cli_readers,
+        cli_sync,
+        cli_tools,
+    )
 
     commands: list[Command] = []
-    for module in (cli_ledger, cli_agent, cli_readers, cli_sync, cli_install, cli_tools):
+    for module in (
+        cli_ledger,
+        cli_agent,
+        cli_readers,
+        cli_sync,
+        cli_insight,
+        cli_install,
+        cli_tools,
+    ):
         commands.extend(module.COMMANDS)
     return commands
 

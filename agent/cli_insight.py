@@ -1,0 +1,137 @@
+"""HQ insight commands (issue 8): ``hq simulate``, ``hq report``.
+
+Thin, like ``agent.cli_sync``: parse options, call one function of
+``sync.insight``; errors carry their own code and exit status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import os
+import sys
+from pathlib import Path
+
+from agent.commands import Command, Context, Result
+from sync.errors import invalid
+from sync.hqdb import HQStore
+
+
+def _open(ctx: Context) -> HQStore:
+    from sync.hqdb import open_store
+
+    if not ctx.args.db:
+        raise invalid("invalid_db_url", "db: give --db sqlite:///PATH or postgresql://...")
+    return open_store(ctx.args.db)
+
+
+def _db_arg(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--db",
+        default=os.environ.get("TILLPOINTS_HQ_DB"),
+        help="sqlite:///PATH or postgresql://... (default $TILLPOINTS_HQ_DB)",
+    )
+
+
+def _positive(name: str, value: int, most: int) -> int:
+    if not 1 <= value <= most:
+        raise invalid(f"invalid_{name}", f"{name}: 1 to {most}")
+    return value
+
+
+def _simulate_args(parser: argparse.ArgumentParser) -> None:
+    _db_arg(parser)
+    parser.add_argument("--stores", type=int, required=True)
+    parser.add_argument("--members", type=int, required=True)
+    parser.add_argument("--days", type=int, required=True)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--start", default="2025-01-01", help="first day (2025-01-01)")
+    parser.add_argument(
+        "--ledger-days",
+        type=int,
+        help="days written through the till ledger before the model takes over "
+        "(default: all for up to 2,000 members, else 7)",
+    )
+    parser.add_argument("--sync-days", type=int, default=7, help="days between uploads (7)")
+
+
+def _simulate(ctx: Context) -> Result:
+    from sync.insight.simulate import simulate
+
+    args = ctx.args
+    try:
+        start = dt.datetime.fromisoformat(args.start).replace(tzinfo=dt.UTC)
+    except ValueError:
+        raise invalid("invalid_date", "start: not a date YYYY-MM-DD") from None
+    store = _open(ctx)
+    try:
+        return simulate(
+            store,
+            stores=_positive("stores", args.stores, 10_000),
+            members=_positive("members", args.members, 10_000_000),
+            days=_positive("days", args.days, 3_650),
+            seed=args.seed,
+            start=start,
+            ledger_days=args.ledger_days,
+            sync_days=_positive("sync_days", args.sync_days, 365),
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+    finally:
+        store.close()
+
+
+def _report_args(parser: argparse.ArgumentParser) -> None:
+    from sync.insight.catalog import FORMATS, REPORTS
+
+    parser.add_argument("name", metavar="NAME", help=", ".join(REPORTS))
+    _db_arg(parser)
+    parser.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
+    parser.add_argument("--to", dest="end", help="last day, YYYY-MM-DD (default: newest data)")
+    parser.add_argument("--store", help="one store only")
+    parser.add_argument("--format", default="json", choices=FORMATS)
+    parser.add_argument("--out", type=Path, help="write the report to this file")
+
+
+def _report(ctx: Context) -> Result:
+    from sync.insight.catalog import render, run_report
+
+    args = ctx.args
+    store = _open(ctx)
+    try:
+        report = run_report(store, args.name, args.start, args.end, args.store)
+    finally:
+        store.close()
+    if args.out is not None:
+        args.out.write_text(render(report, args.format), "utf-8")
+        report["out"] = str(args.out)
+    elif not ctx.json and args.format != "json":
+        sys.stdout.write(render(report, args.format))
+        report["printed"] = True
+    return report
+
+
+def _render_report(result: Result) -> str:
+    from sync.insight.catalog import render
+
+    if result.get("printed"):
+        return ""
+    if "out" in result:
+        return f"{result['report']}: {len(result['rows'])} rows written to {result['out']}"
+    return render(result, "json").rstrip("\n")
+
+
+COMMANDS = [
+    Command(
+        "hq simulate",
+        "simulate a chain's history through the till and upload code",
+        _simulate,
+        _simulate_args,
+    ),
+    Command(
+        "hq report",
+        "member insight reports (liability, segments, sales, ...)",
+        _report,
+        _report_args,
+        render=_render_report,
+    ),
+]
