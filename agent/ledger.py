@@ -864,12 +864,16 @@ class Ledger:
         return number
 
     def _next_ecard(self, conn: sqlite3.Connection) -> str:
-        """An e-card number from this till's block: prefix, a 5-digit block derived from
-        the device id, a counter, and the Luhn digit."""
+        """An e-card number from this till's block: prefix, a 5-digit block, a counter
+        and the Luhn digit. HQ assigns the block at registration (unique across the
+        chain); before that the block is derived from the device id, in the upper half
+        (50000-99999) that HQ never assigns."""
         policy = self.config.cards
         prefix = policy.prefixes[0]
         counter_digits = policy.length - len(prefix) - 1 - 5
-        block = f"{int(self.device_id, 16) % 100_000:05d}"
+        assigned = self.store.meta("ecard_block")
+        number_of_block = int(assigned) if assigned else 50_000 + int(self.device_id, 16) % 50_000
+        block = f"{number_of_block:05d}"
         while True:
             number = self._next_counter(conn, "ecards")
             if number >= 10**counter_digits:

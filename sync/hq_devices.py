@@ -131,6 +131,7 @@ def register(
             "UPDATE tokens SET state = ?, device = ? WHERE token_hash = ?",
             (State.USED.value, fields["device"], token_digest(fields["token"])),
         )
+        block = _next_ecard_block(tx)
         tx.run(
             "INSERT INTO devices (device, store, till, public_key, current_key, transport_key, "
             "state, head_seq, head_hash, registered_at) VALUES (?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
@@ -152,8 +153,26 @@ def register(
         "till": fields["till"],
         "hq_public_key": public_key_text(key.public_key()),
         "registered_at": utc_text(now),
+        "ecard_block": block,
     }
     return signed(key, RECEIPT_TAG, receipt)
+
+
+# E-card numbers are unique across the chain only if each till issues them from its
+# own block: HQ hands out blocks 1..ECARD_BLOCKS in registration order (a counter row
+# locked FOR UPDATE, so two workers never give out the same block). A till that has
+# not registered yet uses the upper half, derived from its device id.
+ECARD_BLOCKS = 49_999
+
+
+def _next_ecard_block(tx: Any) -> int:
+    tx.run("INSERT INTO hq_meta (key, value) VALUES ('ecard_blocks', '0') ON CONFLICT DO NOTHING")
+    row = tx.locked("SELECT value FROM hq_meta WHERE key = 'ecard_blocks'")
+    block = int(row[0]) + 1 if row else 1
+    if block > ECARD_BLOCKS:
+        raise refused("ecard_blocks_exhausted", "register: every e-card block is taken")
+    tx.run("UPDATE hq_meta SET value = ? WHERE key = 'ecard_blocks'", (str(block),))
+    return block
 
 
 def _register_fields(request: Any) -> dict[str, str]:

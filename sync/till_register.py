@@ -98,6 +98,10 @@ def register_till(
             store.set_meta(conn, "hq_url", url)
             if ca is not None:
                 store.set_meta(conn, "hq_ca", str(ca.resolve()))
+            block = document.get("ecard_block")
+            if isinstance(block, int) and not isinstance(block, bool) and block > 0:
+                # E-cards issued from now on come from HQ's block for this till.
+                store.set_meta(conn, "ecard_block", str(block))
             conn.execute(
                 "INSERT INTO sync_state VALUES ('registered_at', ?) "
                 "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
