@@ -192,11 +192,22 @@ def insight_figures(directory: Path) -> dict[str, Figure]:
     return figures
 
 
+def ui_figures(directory: Path) -> dict[str, Figure]:
+    """The cashier's screen: its first frame, and a swipe to the member's name."""
+    from ui import bench as screen
+
+    return {
+        "ui_first_frame_s": screen.ui_first_frame_s(),
+        "scan_to_member_panel_ms": screen.scan_to_member_panel_ms(),
+    }
+
+
 # Each group of figures, in the order they run; a package's figures are listed here.
 GROUPS: list[tuple[str, Callable[[Path], dict[str, Figure]]]] = [
     ("ledger earns", earn_figures),
     ("card reader swipes", swipe_figures),
     ("agent daemon", agent_figures),
+    ("cashier ui", ui_figures),
     ("hq sync", hq_figures),
     ("hq insight", insight_figures),
 ]

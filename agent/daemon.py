@@ -42,6 +42,7 @@ from sync.rotation import KEY_ROTATE
 
 logger = logging.getLogger("tillpoints.agent")
 STOP_GRACE_S = 4.0
+SYNC_POLL_S = 2.0
 
 
 def open_checked(state_dir: Path, config: Config) -> Ledger:
@@ -207,6 +208,7 @@ class TillAgent:
         self.ledger = await self.call(open_checked, self.state_dir, self.config)
         server = await self._listen()
         watchdog = self._loop.create_task(self._watchdog())
+        sync_watch = self._loop.create_task(self._watch_sync())
         try:
             self._start_readers()
             self.notifier.ready(f"serving {self.config.socket} with {len(self.readers)} reader(s)")
@@ -216,6 +218,7 @@ class TillAgent:
             self.notifier.stopping()
             logger.info("stopping")
             watchdog.cancel()
+            sync_watch.cancel()
             server.close()
             self.hub.close()
             await self._drain()
@@ -265,6 +268,18 @@ class TillAgent:
             for task in still:
                 task.cancel()
 
+    async def _watch_sync(self) -> None:
+        """`tillpoints sync` runs as its own process (the timer); tell the UI and the
+        POS when it has moved the till's sync state, as `event: sync`."""
+        seen: tuple[Any, ...] | None = None
+        while True:
+            marks = await self.call(sync_marks, self.ledger)
+            if seen is not None and marks != seen:
+                status = await self.call(ledger_status, self.ledger, self.clock())
+                self.hub.publish("sync", {key: status[key] for key in ("unsynced", "last_sync")})
+            seen = marks
+            await asyncio.sleep(SYNC_POLL_S)
+
     async def _watchdog(self) -> None:
         interval = self.notifier.watchdog_s
         if not interval:
@@ -274,6 +289,14 @@ class TillAgent:
             await self.call(lambda: None)
             self.notifier.watchdog()
             await asyncio.sleep(interval / 2)
+
+
+def sync_marks(ledger: Ledger) -> tuple[Any, ...]:
+    """What a finished sync changes: HQ's acknowledged head and its last delta."""
+    rows = ledger.store.conn.execute(
+        "SELECT key, value FROM sync_state WHERE key IN ('acked_seq', 'last_download') ORDER BY key"
+    ).fetchall()
+    return tuple(rows)
 
 
 def ledger_status(ledger: Ledger, now: float) -> dict[str, Any]:

@@ -310,3 +310,17 @@ def test_status_command_with_and_without_the_agent(till: SimulatedTill) -> None:
         check=False,
     )
     assert "not yet synced" in human.stdout and "last sync: never" in human.stdout
+
+
+def test_a_finished_sync_is_pushed_as_an_event(till: SimulatedTill) -> None:
+    events: queue.Queue[tuple[str, dict]] = queue.Queue()
+    collect_events(till.client, events)
+    next_event(events, "hello")
+    time.sleep(2.5)  # the agent has seen the sync state once
+    conn = sqlite3.connect(till.state / "ledger.db")
+    with conn:  # what `tillpoints sync` records after a verified ack and a delta
+        conn.execute("INSERT INTO sync_state VALUES ('acked_seq', '2')")
+        conn.execute("INSERT INTO sync_state VALUES ('last_download', '2026-11-25T01:00:00+00:00')")
+    conn.close()
+    synced = next_event(events, "sync")
+    assert synced == {"unsynced": 0, "last_sync": "2026-11-25T01:00:00+00:00"}

@@ -21,8 +21,7 @@ from typing import Any
 
 from agent.simulated_till import SimulatedTill
 
-# No watchdog: SimulatedTill does not read its NOTIFY_SOCKET while we run, and the
-# agent's WATCHDOG=1 datagrams would fill it and block the agent within seconds.
+# No watchdog: nothing reads the simulated till's NOTIFY_SOCKET while we measure.
 NO_WATCHDOG = 0
 
 MEMBER_SWIPE = b";9900835840532866=3012?\r"
