@@ -181,6 +181,31 @@ def _unfreeze(store: HQStore, args: argparse.Namespace) -> Result:
     return unfreeze(store, args.device)
 
 
+def _operator_token_args(parser: argparse.ArgumentParser) -> None:
+    _db_arg(parser)
+    parser.add_argument("--name", default="operator", help="who the token is for (operator)")
+    parser.add_argument("--ttl-days", type=float, default=30.0, help="token lifetime (30)")
+    parser.add_argument(
+        "--login-link",
+        action="store_true",
+        help="also print a one-time browser login path, valid 60 s",
+    )
+    parser.add_argument(
+        "--revoke", metavar="NAME", help="end every token, link and session of NAME instead"
+    )
+
+
+def _operator_token(store: HQStore, args: argparse.Namespace) -> Result:
+    from sync.insight.operators import MAX_TTL_DAYS, issue, revoke
+
+    if args.revoke is not None:
+        return revoke(store, args.revoke, _now())
+    if not 0 < args.ttl_days <= MAX_TTL_DAYS:
+        raise invalid("invalid_ttl", f"ttl-days: more than 0, at most {MAX_TTL_DAYS}")
+    ttl = dt.timedelta(days=args.ttl_days)
+    return issue(store, args.name, _now(), ttl, login_link=args.login_link)
+
+
 COMMANDS = [
     Command("register", "register this till with HQ (one-time token)", _register, _register_args),
     Command("sync", "upload the journal to HQ and download updates", _sync, _sync_args),
@@ -206,5 +231,11 @@ COMMANDS = [
     ),
     Command(
         "hq unfreeze", "let a frozen device upload again", _with_store(_unfreeze), _unfreeze_args
+    ),
+    Command(
+        "hq operator-token",
+        "issue (or --revoke) a token for the reports pages at /v1/reports",
+        _with_store(_operator_token),
+        _operator_token_args,
     ),
 ]

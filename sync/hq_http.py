@@ -6,6 +6,10 @@ and decodes the body (``sync.wire``), and calls one HQ operation; errors become
 ``except Exception`` is the request guard at the bottom: an unexpected failure is
 logged with its traceback and answered 500 ``internal_error``, never a stack
 trace on the wire. Described by the OpenAPI document at ``/v1/openapi.json``.
+
+The reports pages (``/v1/reports...``, issue 8) are for people, not tills: they
+take an operator token (``Authorization: Bearer``) or the session cookie a
+sign-in sets (``sync.insight.operators``), and answer HTML, JSON or CSV.
 """
 
 from __future__ import annotations
@@ -13,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
+import urllib.parse
 from collections.abc import Callable
 from typing import Any
 
@@ -20,9 +25,10 @@ import falcon
 
 from agent.errors import LedgerError
 from sync import hq_devices, hq_directory, hq_ingest
-from sync.errors import invalid, refused
+from sync.errors import SyncError, invalid, refused
 from sync.hq_devices import Caller
 from sync.hqdb import HQStore, open_store
+from sync.insight import operators
 from sync.keys import public_key_text
 from sync.openapi import openapi_document
 from sync.protocol import DATE_HEADER, DEVICE_HEADER, SIGNATURE_HEADER, Batch
@@ -128,6 +134,154 @@ class Delta:
         )
 
 
+# -- the reports pages (issue 8): behind an operator credential -----------------------
+
+REPORTS_COOKIE = "tp_reports"
+REPORTS_PATH = "/v1/reports"
+# The pages carry no script and load nothing: inline CSS and SVG only.
+_PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
+    "img-src data:; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+}
+_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
+
+
+def _page(resp: falcon.Response, content_type: str, text: str) -> None:
+    resp.content_type = content_type
+    resp.text = text
+    for name, value in _PAGE_HEADERS.items():
+        resp.set_header(name, value)
+
+
+def _filters(req: falcon.Request) -> dict[str, str | None]:
+    """``from``, ``to`` (checked as dates by the catalog) and ``store``."""
+    found: dict[str, str | None] = {}
+    for name in ("from", "to", "store"):
+        value = req.get_param(name) or None
+        if value is not None and (len(value) > 64 or not value.isprintable()):
+            raise invalid(f"invalid_{name}", f"{name}: at most 64 printable characters")
+        found[name] = value
+    return found
+
+
+class _Reports:
+    def __init__(self, api: _Api) -> None:
+        self.api = api
+
+    def operator(self, req: falcon.Request) -> str:
+        """The operator behind a bearer token, else behind the session cookie."""
+        scheme, _, value = (req.get_header("Authorization") or "").partition(" ")
+        bearer = value.strip() if scheme.lower() == "bearer" else None
+        cookies = req.get_cookie_values(REPORTS_COOKIE) or []
+        who = operators.authenticate(
+            self.api.store, bearer, cookies[0] if cookies else None, self.api.clock()
+        )
+        req.context.operator = who.name
+        return who.name
+
+
+class ReportsIndex(_Reports):
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        from sync.insight.page import index_page
+
+        who = self.operator(req)
+        _page(resp, "text/html; charset=utf-8", index_page(self.api.store, _filters(req), who))
+
+
+class ReportByName(_Reports):
+    def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
+        from sync.insight.catalog import REPORTS, render, run_report
+        from sync.insight.page import clock_of, report_page
+
+        who = self.operator(req)
+        if name not in REPORTS:
+            raise SyncError(
+                "unknown_report", f"report: one of {', '.join(REPORTS)}", http_status=404
+            )
+        fmt = req.get_param("format") or "html"
+        if fmt not in ("html", "json", "csv"):
+            raise invalid("invalid_format", "format: one of html, json, csv")
+        filters = _filters(req)
+        try:
+            report = run_report(
+                self.api.store, name, filters["from"], filters["to"], filters["store"]
+            )
+        except ModuleNotFoundError:
+            raise SyncError(
+                "report_unavailable",
+                f"{name}: needs the optional extra, pip install 'tillpoints[insight]'",
+                http_status=503,
+            ) from None
+        if fmt == "html":
+            text = report_page(report, filters, who, clock_of(self.api.store))
+            _page(resp, "text/html; charset=utf-8", text)
+        elif fmt == "csv":
+            _page(resp, "text/csv; charset=utf-8", render(report, "csv"))
+            resp.set_header("Content-Disposition", f'attachment; filename="{name}.csv"')
+        else:
+            _page(resp, "application/json", render(report, "json"))
+
+
+class ReportsLogin(_Reports):
+    """``GET``: the sign-in form, or a one-time link (``?once=``) redeemed;
+    ``POST`` (form or JSON ``token``): an operator token traded for a session.
+    Both set an HttpOnly, SameSite=Strict cookie and redirect to the index."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        from sync.insight.page import login_page
+
+        once = req.get_param("once")
+        if once is None:
+            _page(resp, "text/html; charset=utf-8", login_page())
+            return
+        self._signed_in(
+            req, resp, operators.login_with_link(self.api.store, once, self.api.clock())
+        )
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        body = self.api.body(req)
+        token: Any = None
+        if (req.content_type or "").startswith("application/json"):
+            request = decode_json(body, req.get_header("Content-Encoding"))
+            token = request.get("token") if isinstance(request, dict) else None
+        else:
+            try:
+                form = urllib.parse.parse_qs(body.decode("utf-8", "replace"), max_num_fields=8)
+            except ValueError:
+                raise invalid("malformed_login", "a form with one field, token") from None
+            token = form["token"][0] if form.get("token") else None
+        if token is not None and not isinstance(token, str):
+            raise invalid("malformed_login", "token: a string")
+        self._signed_in(
+            req, resp, operators.login_with_token(self.api.store, token, self.api.clock())
+        )
+
+    def _signed_in(
+        self, req: falcon.Request, resp: falcon.Response, session: tuple[str, int]
+    ) -> None:
+        secret, max_age = session
+        # Secure unless the browser talks plain HTTP to this very machine (tests,
+        # an on-box proxy): a browser keeps no Secure cookie from http://.
+        secure = not (req.scheme == "http" and req.host in _LOOPBACK)
+        resp.set_cookie(
+            REPORTS_COOKIE,
+            secret,
+            max_age=max_age,
+            path=REPORTS_PATH,
+            secure=secure,
+            http_only=True,
+            same_site="Strict",
+        )
+        resp.set_header("Cache-Control", "no-store")
+        resp.set_header("Referrer-Policy", "no-referrer")
+        resp.status = falcon.HTTP_303
+        resp.location = REPORTS_PATH
+
+
 class _RequestLog:
     """One JSON log line per request: method, path, status, time, device, code."""
 
@@ -149,6 +303,7 @@ class _RequestLog:
                 "device": getattr(req.context, "device", None),
                 "entries": getattr(req.context, "entries", None),
                 "code": media.get("error"),
+                **({"operator": req.context.operator} if "operator" in req.context else {}),
             },
         )
 
@@ -162,6 +317,8 @@ def _ledger_error(
     req: falcon.Request, resp: falcon.Response, error: LedgerError, params: dict[str, Any]
 ) -> None:
     _answer(resp, error.http_status, error.as_json())
+    if error.http_status == 401 and req.path.startswith(REPORTS_PATH):
+        resp.set_header("WWW-Authenticate", 'Bearer realm="tillpoints reports"')
 
 
 def _http_error(
@@ -193,6 +350,9 @@ def create_app(db_url: str, clock: Clock = utc_now) -> falcon.App[Any, Any]:
     app.add_route("/v1/devices/{device}/head", Head(api))
     app.add_route("/v1/devices/{device}/batches", Batches(api))
     app.add_route("/v1/devices/{device}/delta", Delta(api))
+    app.add_route(REPORTS_PATH, ReportsIndex(api))
+    app.add_route(REPORTS_PATH + "/login", ReportsLogin(api))
+    app.add_route(REPORTS_PATH + "/{name}", ReportByName(api))
     # Most specific last: Falcon tries handlers from the last one added.
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(falcon.HTTPError, _http_error)

@@ -45,7 +45,19 @@ _001_HQ = (
     "detail TEXT NOT NULL, dedupe TEXT NOT NULL UNIQUE, raised_at TEXT NOT NULL)",
 )
 
-MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (("001_hq", _001_HQ),)
+# Operator credentials for the reports pages (sync.insight.operators), stored only
+# as SHA-256: bearer tokens, one-time login links and browser sessions.
+_002_OPERATORS = (
+    "CREATE TABLE hq_operator_tokens (token_hash TEXT PRIMARY KEY, name TEXT NOT NULL, "
+    "kind TEXT NOT NULL, parent TEXT, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, "
+    "used_at TEXT, revoked_at TEXT)",
+    "CREATE INDEX hq_operator_tokens_name ON hq_operator_tokens (name)",
+)
+
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("001_hq", _001_HQ),
+    ("002_operators", _002_OPERATORS),
+)
 
 
 def migrate(store: HQStore) -> None:

@@ -61,6 +61,106 @@ def _ok(schema: dict[str, Any], text: str) -> dict[str, Any]:
     return {"200": {"description": text, "content": {"application/json": {"schema": schema}}}}
 
 
+_OPERATOR: list[dict[str, list[str]]] = [{"operatorBearer": []}, {"operatorSession": []}]
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_SIGNED_IN = {
+    "303": {
+        "description": "signed in: an HttpOnly, SameSite=Strict session cookie "
+        "(`tp_reports`, path /v1/reports) and a redirect to /v1/reports",
+        "headers": {"Set-Cookie": {"schema": {"type": "string"}}},
+    }
+}
+_FILTERS = [
+    {"name": name, "in": "query", "required": False, "schema": schema}
+    for name, schema in (
+        ("from", {"type": "string", "format": "date"}),
+        ("to", {"type": "string", "format": "date"}),
+        ("store", {"type": "string", "maxLength": 64}),
+    )
+]
+
+
+def _reports_paths() -> dict[str, Any]:
+    """The reports pages (issue 8), behind an operator token or session."""
+    return {
+        "/v1/reports": {
+            "get": {
+                "operationId": "reportsIndex",
+                "security": _OPERATOR,
+                "parameters": _FILTERS,
+                "responses": {
+                    "200": {"description": "the headline charts, links", "content": _HTML},
+                    **_errors(400, 401, 503),
+                },
+            }
+        },
+        "/v1/reports/{name}": {
+            "get": {
+                "operationId": "report",
+                "security": _OPERATOR,
+                "parameters": [
+                    {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
+                    *_FILTERS,
+                    {
+                        "name": "format",
+                        "in": "query",
+                        "required": False,
+                        "schema": {"type": "string", "enum": ["html", "json", "csv"]},
+                    },
+                ],
+                "responses": {
+                    "200": {
+                        "description": "one report, as `hq report` prints it",
+                        "content": {
+                            **_HTML,
+                            "application/json": {"schema": {"type": "object"}},
+                            "text/csv": {"schema": {"type": "string"}},
+                        },
+                    },
+                    **_errors(400, 401, 404, 503),
+                },
+            }
+        },
+        "/v1/reports/login": {
+            "get": {
+                "operationId": "reportsLoginLink",
+                "parameters": [
+                    {
+                        "name": "once",
+                        "in": "query",
+                        "required": False,
+                        "description": "a one-time login link's nonce (`hq operator-token "
+                        "--login-link`, 60 s); without it, the sign-in form",
+                        "schema": {"type": "string"},
+                    }
+                ],
+                "responses": {
+                    "200": {"description": "the sign-in form", "content": _HTML},
+                    **_SIGNED_IN,
+                    **_errors(401, 503),
+                },
+            },
+            "post": {
+                "operationId": "reportsLogin",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        media: {
+                            "schema": {
+                                "type": "object",
+                                "required": ["token"],
+                                "properties": {"token": {"type": "string"}},
+                            }
+                        }
+                        for media in ("application/x-www-form-urlencoded", "application/json")
+                    },
+                },
+                "responses": {**_SIGNED_IN, **_errors(400, 401, 413, 415, 503)},
+            },
+        },
+    }
+
+
 def openapi_document() -> dict[str, Any]:
     signed = {"$ref": "#/components/schemas/Signed"}
     authed = (400, 401, 403, 404, 503)
@@ -146,6 +246,17 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {**_ok(signed, "a signed directory delta"), **_errors(*authed)},
                 }
             },
+            **_reports_paths(),
         },
-        "components": {"schemas": {"Error": _ERROR, "Signed": _SIGNED}},
+        "components": {
+            "schemas": {"Error": _ERROR, "Signed": _SIGNED},
+            "securitySchemes": {
+                "operatorBearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "a token from `tillpoints hq operator-token`",
+                },
+                "operatorSession": {"type": "apiKey", "in": "cookie", "name": "tp_reports"},
+            },
+        },
     }
