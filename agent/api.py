@@ -195,6 +195,18 @@ async def _adjust(services: Services, request: Request, match: dict[str, str]) -
     return Response(200, result)
 
 
+async def _take_offer(services: Services, request: Request, match: dict[str, str]) -> Response:
+    body = _body(request, {"member", "offer", "receipt", "staff"}, {"member", "offer", "receipt"})
+    result = await services.call(
+        services.ledger.take_offer,
+        body["member"],
+        body["offer"],
+        body["receipt"],
+        body.get("staff"),
+    )
+    return Response(200, result)
+
+
 async def _events(services: Services, request: Request, match: dict[str, str]) -> Response:
     return Response(200, stream=services.hub.stream(await services.status()))
 
@@ -213,6 +225,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Route]] = [
     ("POST", re.compile(r"/v1/refund"), _refund),
     ("POST", re.compile(r"/v1/card-replace"), _card_replace),
     ("POST", re.compile(r"/v1/adjust"), _adjust),
+    ("POST", re.compile(r"/v1/offers/take"), _take_offer),
     ("GET", re.compile(r"/v1/events"), _events),
     ("GET", re.compile(r"/v1/openapi\.json"), _openapi),
 ]

@@ -1,4 +1,5 @@
-"""HQ insight commands (issue 8): ``hq simulate``, ``hq report``.
+"""HQ insight commands (issue 8): ``hq simulate``, ``hq report``, ``hq campaign add|list``,
+and the till's ``offer take``.
 
 Thin, like ``agent.cli_sync``: parse options, call one function of
 ``sync.insight``; errors carry their own code and exit status.
@@ -83,13 +84,14 @@ def _simulate(ctx: Context) -> Result:
 def _report_args(parser: argparse.ArgumentParser) -> None:
     from sync.insight.catalog import FORMATS, REPORTS
 
-    parser.add_argument("name", metavar="NAME", help=", ".join(REPORTS))
+    parser.add_argument("name", metavar="NAME", help=", ".join([*REPORTS, "campaign_response"]))
     _db_arg(parser)
     parser.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
     parser.add_argument("--to", dest="end", help="last day, YYYY-MM-DD (default: newest data)")
     parser.add_argument("--store", help="one store only")
     parser.add_argument("--format", default="json", choices=FORMATS)
     parser.add_argument("--out", type=Path, help="write the report to this file")
+    parser.add_argument("--campaign", help="campaign_response: one campaign (name or id)")
 
 
 def _report(ctx: Context) -> Result:
@@ -98,7 +100,12 @@ def _report(ctx: Context) -> Result:
     args = ctx.args
     store = _open(ctx)
     try:
-        report = run_report(store, args.name, args.start, args.end, args.store)
+        if args.name == "campaign_response":
+            from sync.insight.response import campaign_response
+
+            report = campaign_response(store, args.campaign)
+        else:
+            report = run_report(store, args.name, args.start, args.end, args.store)
     finally:
         store.close()
     if args.out is not None:
@@ -120,6 +127,88 @@ def _render_report(result: Result) -> str:
     return render(result, "json").rstrip("\n")
 
 
+def _campaign_args(parser: argparse.ArgumentParser) -> None:
+    actions = parser.add_subparsers(
+        dest="campaign_action", metavar="ACTION", parser_class=type(parser)
+    )
+    actions.required = True
+    add = actions.add_parser("add", help="define a campaign and assign its members")
+    list_ = actions.add_parser("list", help="the campaigns, with offers taken so far")
+    for sub in (add, list_):
+        _db_arg(sub)
+        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
+    add.add_argument("--file", type=Path, help="a TOML file with the keys below")
+    add.add_argument("--name")
+    add.add_argument("--target", help="segment:NAME | store:S | members:FILE")
+    add.add_argument("--offer", help="multiplier:M | voucher:AMOUNT | gift:TEXT")
+    add.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
+    add.add_argument("--to", dest="end", help="last day, YYYY-MM-DD")
+    add.add_argument("--holdout", help="share held out to measure the response, 0..0.9 (0)")
+    add.add_argument("--seed", type=int, help="hold-out draw seed (default: from the name)")
+    add.add_argument("--title", help="what the counter shows (default: from the offer)")
+    add.add_argument(
+        "--chain-wide",
+        action="store_true",
+        default=None,
+        help="send the offers to every till (at most 5,000 offered members)",
+    )
+
+
+def _campaign(ctx: Context) -> Result:
+    from sync.insight import campaigns
+
+    args = ctx.args
+    if args.campaign_action == "list":
+        store = _open(ctx)
+        try:
+            return campaigns.list_campaigns(store)
+        finally:
+            store.close()
+    values: dict[str, object] = {}
+    base = None
+    if args.file is not None:
+        values = campaigns.load_file(args.file)
+        base = args.file.resolve().parent
+    given = {
+        "name": args.name,
+        "target": args.target,
+        "offer": args.offer,
+        "from": args.start,
+        "to": args.end,
+        "holdout": args.holdout,
+        "seed": args.seed,
+        "title": args.title,
+        "chain_wide": args.chain_wide,
+    }
+    values.update({key: value for key, value in given.items() if value is not None})
+    if args.target is not None:
+        base = None  # a members:FILE on the command line is relative to where we are
+    spec = campaigns.parse_spec(values, base)
+    store = _open(ctx)
+    try:
+        return campaigns.add_campaign(store, spec, dt.datetime.now(dt.UTC))
+    finally:
+        store.close()
+
+
+def _offer_take_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--member", required=True, help="member id, card number or QR payload")
+    parser.add_argument("--offer", required=True, help="the offer id shown with the member")
+    parser.add_argument("--receipt", required=True)
+    parser.add_argument("--staff")
+
+
+def _offer_take(ctx: Context) -> Result:
+    from agent.cli_ledger import open_ledger
+
+    args = ctx.args
+    ledger = open_ledger(ctx)
+    try:
+        return ledger.take_offer(args.member, args.offer, args.receipt, args.staff)
+    finally:
+        ledger.close()
+
+
 COMMANDS = [
     Command(
         "hq simulate",
@@ -134,4 +223,6 @@ COMMANDS = [
         _report_args,
         render=_render_report,
     ),
+    Command("hq campaign", "targeted offers: add, list", _campaign, _campaign_args),
+    Command("offer take", "take an HQ offer at the counter", _offer_take, _offer_take_args),
 ]

@@ -26,13 +26,14 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent import fields
 from agent.config import Config
 from agent.errors import InvalidInput, LedgerError, Refused
-from agent.money import format_amount
+from agent.money import format_amount, parse_amount
 from agent.projection import Effects, apply, result_text
 from agent.rules import Rules, default_rules_text, load_rules_text
 from agent.store import Store, storage_error
 from drivers.cards import CardClass, classify, luhn_digit
 from drivers.codes import VERSION as DYNAMIC_VERSION
 from drivers.codes import verify_dynamic_code
+from sync import till_offers
 from sync.chain import GENESIS_PREV, Entry, canonical, sign_entry
 from sync.keys import device_id_for, public_key_text, read_private_key, write_private_key
 from sync.till_view import has_hq_balance, hours_since_hq, redeemable, till_view
@@ -384,7 +385,8 @@ class Ledger:
         return {"member_id": row[0], "name": row[1], "card": row[2]}
 
     def member(self, ref: str) -> dict[str, Any]:
-        """What the counter shows on a scan: name, tier, balance and birthday month."""
+        """What the counter shows on a scan: name, tier, balance, birthday month, and the
+        HQ offers valid today that this till has not yet seen taken."""
         account = self.resolve(ref)
         figures = self.balance(ref)
         row = self.store.conn.execute(
@@ -394,6 +396,7 @@ class Ledger:
         ).fetchone()
         figures["name"] = row[0] if row else None
         figures["birthday_month"] = account.birthday_month(self.today())
+        figures["offers"] = till_offers.offers_for(self.store.conn, account.member_id, self.today())
         return figures
 
     # -- operations --------------------------------------------------------------
@@ -723,6 +726,98 @@ class Ledger:
 
         return self._record("adjust", who, {}, decide, finish)
 
+    def take_offer(
+        self, ref: str, offer: str, receipt: str, staff: str | None = None
+    ) -> dict[str, Any]:
+        """Take an HQ offer at the counter, at most once per till (``offer_taken``).
+
+        A voucher or a gift is recorded with its value and changes no points. A points
+        multiplier ``m`` credits ``(m - 1)`` times the points of the receipt's earn on
+        this till (``offer_needs_earn`` if there is none yet)."""
+        offer_id, receipt_id, who = _offer_id(offer), fields.receipt(receipt), fields.staff(staff)
+        day = self.today()
+
+        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+            account = self.resolve(ref, conn)
+            done = till_offers.taken(conn, offer_id)
+            if done is not None:
+                raise Refused(
+                    "offer_taken",
+                    f"offer: {offer_id} was already taken on this till (receipt {done[1]})",
+                    {"receipt": done[1]},
+                )
+            held = till_offers.offer(conn, offer_id)
+            if held is None or account.member_id is None or held["member_id"] != account.member_id:
+                raise Refused("unknown_offer", f"offer: no offer {offer_id} for this member here")
+            if day.isoformat() < held["valid_from"]:
+                raise Refused("offer_not_started", f"offer: valid from {held['valid_from']}")
+            if day.isoformat() > held["valid_to"]:
+                raise Refused("offer_expired", f"offer: expired on {held['valid_to']}")
+            points, money = 0, 0
+            if held["kind"] == "multiplier":
+                points = self._multiplier_bonus(conn, account, receipt_id, held["value"])
+            elif held["kind"] == "voucher":
+                money = parse_amount(held["value"], "value")
+            facts: dict[str, Any] = {
+                "account": account.account,
+                "member_id": account.member_id,
+                "offer_id": offer_id,
+                "campaign": held["campaign"],
+                "offer_kind": held["kind"],
+                "offer_value": held["value"],
+                "title": held["title"],
+                "receipt": receipt_id,
+                "points": points,
+                "value": money,
+                "day": day.isoformat(),
+            }
+            if points:
+                facts["lot"] = self._lot_dates(day)
+            return facts
+
+        def finish(
+            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+        ) -> dict[str, Any]:
+            return {
+                "member_id": facts["member_id"],
+                "offer_id": offer_id,
+                "receipt": receipt_id,
+                "kind": facts["offer_kind"],
+                "title": facts["title"],
+                "points": facts["points"],
+                "value": format_amount(facts["value"]),
+                "balance": self.balance_of(facts["account"], day, conn, _net(effects))["balance"],
+            }
+
+        return self._record("offer_take", who, {}, decide, finish)
+
+    def _multiplier_bonus(
+        self, conn: sqlite3.Connection, account: Account, receipt_id: str, multiplier: str
+    ) -> int:
+        earn = conn.execute(
+            "SELECT account, points FROM receipts WHERE op = 'earn' AND receipt = ?",
+            (receipt_id,),
+        ).fetchone()
+        if earn is None:
+            raise Refused(
+                "offer_needs_earn",
+                f"receipt: a points multiplier applies to a sale's points: record the earn "
+                f"for {receipt_id} on this till first",
+            )
+        owner = str(earn[0])
+        if owner.startswith("C") and account.member_id is not None:
+            row = conn.execute(
+                "SELECT member_id FROM hq_cards WHERE card = ?", (owner[1:],)
+            ).fetchone()
+            owner = str(row[0]) if row else owner
+        if owner not in (account.account, account.member_id):
+            raise Refused("receipt_other_member", f"receipt: {receipt_id} is another member's")
+        try:
+            factor = Fraction(multiplier)
+        except ValueError:
+            raise Refused("unknown_offer", "offer: its multiplier is not a number") from None
+        return max(0, int(int(earn[1]) * (factor - 1)))
+
     # -- helpers -----------------------------------------------------------------
 
     def _plan_refund(
@@ -911,6 +1006,14 @@ class Ledger:
 
     def head(self) -> tuple[int, str]:
         return self._head(self.store.conn)
+
+
+def _offer_id(value: object) -> str:
+    if not isinstance(value, str) or not till_offers.OFFER_ID.fullmatch(value):
+        raise InvalidInput(
+            "invalid_offer", "offer: 1 to 64 characters of letters, digits and . _ -"
+        )
+    return value
 
 
 def _net(effects: Effects) -> int:

@@ -76,7 +76,7 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "a member by id, card number or QR payload",
                 "parameters": [{"name": "ref", "in": "path", "required": True, "schema": _STRING}],
-                "responses": _answers(["member_id", "name", "tier", "balance"]),
+                "responses": _answers(["member_id", "name", "tier", "balance", "offers"]),
             }
         },
         "/v1/lookup": {
@@ -167,6 +167,15 @@ OPENAPI: dict[str, Any] = {
                 },
             ),
             ["member_id", "points", "balance"],
+        ),
+        "/v1/offers/take": _post(
+            "take an HQ offer shown with the member (once per till; a points multiplier "
+            "applies to the receipt's earn)",
+            _object(
+                ["member", "offer", "receipt"],
+                {"member": _STRING, "offer": _STRING, "receipt": _STRING, **_STAFF},
+            ),
+            ["member_id", "offer_id", "receipt", "kind", "points", "value", "balance"],
         ),
         "/v1/events": {
             "get": {

@@ -155,6 +155,16 @@ def _adjust(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects
     return {"delta": points, "expired": expired}
 
 
+def _offer_take(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
+    """An HQ offer taken at the counter. A voucher or a gift moves no points (its money
+    value is in the body); a points multiplier credits its bonus as a lot. Which
+    offers were taken is the journal itself (``sync.till_offers.taken``)."""
+    account, day = body["account"], body["day"]
+    expired = _expire(conn, account, day)
+    delta = _add_lot(conn, seq, account, day, body["points"], body.get("lot"))
+    return {"delta": delta, "expired": expired}
+
+
 def _insert_receipt(
     conn: sqlite3.Connection, op: str, seq: int, body: dict[str, Any], lines: str | None
 ) -> None:
@@ -321,6 +331,7 @@ _HANDLERS = {
     "redeem": _redeem,
     "refund": _refund,
     "adjust": _adjust,
+    "offer_take": _offer_take,
     # A device key rotation (sync.rotation) changes no balance.
     "key_rotate": _none,
 }

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     # Imported for real only when a migration runs: sqlite-utils pulls in click,
     # dateutil and (when installed) numpy, which the running agent does not need.
     from sqlite_utils import Database
+from sync.till_offers import migrate_005_offers
 from sync.till_schema import migrate_002_sync
 
 BUSY_TIMEOUT_MS = 10_000
@@ -169,6 +170,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("002_sync", migrate_002_sync),
     ("003_staff", _m003_staff),
     ("004_remote_draws", _m004_remote_draws),
+    ("005_offers", migrate_005_offers),
 )
 
 PROJECTION_TABLES = (

@@ -4,6 +4,9 @@ A delta carries the members and cards enrolled or replaced in the batches after
 the till's cursor (only what a counter needs, ``sync.extract.counter_member``),
 the HQ-confirmed balance of every account those batches touched, and
 ``included_seq``: how far HQ holds *this* till's own chain in the same snapshot.
+The last page (``more`` false) also carries ``offers``: every current campaign
+offer for the members of the till's store, and of chain-wide campaigns
+(``sync.insight.campaigns.device_offers``); the till replaces its set with it.
 The till's view of a balance is then that balance plus its own entries after
 ``included_seq`` (``sync.till_view``). Balances and ``included_seq`` come from one
 REPEATABLE READ snapshot, so they always agree.
@@ -26,7 +29,9 @@ from sync.extract import counter_member
 from sync.hq_ingest import signed_head
 from sync.hq_projection import member_balance, member_of
 from sync.hqdb import HQStore
+from sync.insight.campaigns import device_offers
 from sync.protocol import DELTA_TAG, signed, utc_text
+from sync.till_offers import OFFERS_KEY
 
 PAGE_BATCHES = 100
 
@@ -48,7 +53,7 @@ def delta(
     page: int = PAGE_BATCHES,
 ) -> dict[str, Any]:
     with store.read() as tx:
-        own = tx.one("SELECT head_seq FROM devices WHERE device = ?", (device,))
+        own = tx.one("SELECT head_seq, store FROM devices WHERE device = ?", (device,))
         if own is None:
             raise unverified("unknown_device", f"device {device!r} is not registered")
         batches = tx.all(
@@ -70,6 +75,9 @@ def delta(
             {"member_id": member, "balance": member_balance(tx, member)} for member in owners
         ]
         rules = tx.one("SELECT value FROM hq_meta WHERE key = 'rules'")
+        # The last page carries the complete set of this till's offers (bounded, see
+        # sync.insight.campaigns); the till replaces its own with it (sync.till_offers).
+        offers = None if more else device_offers(tx, store.dialect, str(own[1]), now.date())
     document = {
         "device": device,
         "cursor_from": cursor,
@@ -83,6 +91,8 @@ def delta(
         "rules": {"text": str(rules[0])} if rules else {},
         "staff": [],
     }
+    if offers is not None:
+        document[OFFERS_KEY] = offers
     return signed(key, DELTA_TAG, document)
 
 

@@ -15,6 +15,7 @@ import json
 from typing import Any
 
 from sync.hqdb import HQStore, Tx
+from sync.insight.campaigns import offer_alerts
 
 # Account -> member, for C-accounts of cards some enrolment or replacement bound.
 _OWNERS = (
@@ -117,7 +118,8 @@ def alerts(store: HQStore) -> list[dict[str, Any]]:
         {"kind": str(kind), "device": device, "raised_at": at, **json.loads(str(detail))}
         for kind, device, detail, at in stored
     ]
-    return listed + derived
+    # Opens its own write transaction: outside the read snapshot above.
+    return listed + derived + offer_alerts(store)
 
 
 def tier_name(spend_12m: int) -> str:

@@ -10,6 +10,7 @@ twice.
 from __future__ import annotations
 
 from sync.hqdb import HQStore
+from sync.insight.campaigns import MIGRATION as CAMPAIGNS_MIGRATION
 
 _SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": "BIGSERIAL PRIMARY KEY"}
 _MIGRATION_LOCK = 0x7470_6871  # "tphq"
@@ -57,6 +58,7 @@ _002_OPERATORS = (
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("001_hq", _001_HQ),
     ("002_operators", _002_OPERATORS),
+    CAMPAIGNS_MIGRATION,
 )
 
 
