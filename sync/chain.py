@@ -199,3 +199,51 @@ def _first_problem(
     except (InvalidSignature, ValueError):
         return "bad signature"
     return None
+
+
+# -- the batch path (HQ): the same bytes, encoded once ---------------------------------
+
+
+def canonical_entry(entry: Entry) -> tuple[bytes, bytes]:
+    """``canonical(entry.unsigned())`` and ``canonical(entry.body)``, encoding the
+    body once.
+
+    HQ needs both for every uploaded entry: the first to check the hash, the second
+    to store. With sorted keys, ``"body"`` is the first key of the unsigned entry
+    and JSON encoding is context-free, so the unsigned bytes are exactly
+    ``{"body":`` + body bytes + the other fields' encoding; no second walk of the
+    body. Raises what ``canonical`` raises (floats, NaN)."""
+    body = canonical(entry.body, checked=_floatless(entry.body))
+    fields = {
+        "v": FORMAT_VERSION,
+        "device": entry.device,
+        "seq": entry.seq,
+        "ts": entry.ts,
+        "kind": entry.kind,
+        "staff": entry.staff,
+        "prev": entry.prev,
+    }
+    rest = canonical(fields, checked=_floatless(fields))
+    return b'{"body":' + body + b"," + rest[1:], body
+
+
+_SCALARS = (str, int, bool, type(None))
+
+
+def _floatless(value: Any) -> bool:
+    """True, or raise ``_reject_floats``'s TypeError: the same verdict, walked
+    without recursion for the exact types ``json.loads`` produces (anything else
+    goes through ``_reject_floats`` itself)."""
+    pending = [value]
+    while pending:
+        item = pending.pop()
+        kind = type(item)
+        if kind in _SCALARS:
+            continue
+        if kind is dict:
+            pending.extend(item.values())
+        elif kind is list:
+            pending.extend(item)
+        else:
+            _reject_floats(item)
+    return True

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sync.errors import SyncError, invalid, unreachable
 from sync.protocol import sign_request
-from sync.wire import encode_json
+from sync.wire import encode_json, gzip_body
 
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _RETRY_STATUSES = {500, 502, 503, 504}
@@ -97,7 +97,11 @@ class HQClient:
         return self.call("GET", target, b"", {})
 
     def post(self, target: str, value: Any, *, compress: bool = False) -> Reply:
-        body = encode_json(value, compress=compress)
+        return self.post_json(target, encode_json(value, compress=False), compress=compress)
+
+    def post_json(self, target: str, text: bytes, *, compress: bool = False) -> Reply:
+        """POST JSON the caller has already encoded (a batch built from journal rows)."""
+        body = gzip_body(text) if compress else text
         headers = {"Content-Type": "application/json"}
         if compress:
             headers["Content-Encoding"] = "gzip"

@@ -93,7 +93,7 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
     fresh = verdict.new_entries
     if not fresh:
         return Ack(device, head.seq, head.hash, 0, utc_text(now))
-    tx.many(_INSERT, (entry_row(entry) for entry in fresh))
+    tx.many(_INSERT, map(entry_row, fresh, verdict.bodies))
     last = fresh[-1]
     current = public_key_text(verdict.key) if verdict.key is not None else str(row[1])
     tx.run(
@@ -111,8 +111,10 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
     return Ack(device, last.seq, last.hash, len(fresh), utc_text(now))
 
 
-def entry_row(entry: Entry) -> tuple[Any, ...]:
-    """An entry as a row of ``entries``: its fields and the facts HQ aggregates."""
+def entry_row(entry: Entry, body: bytes | None = None) -> tuple[Any, ...]:
+    """An entry as a row of ``entries``: its fields and the facts HQ aggregates.
+    ``body`` is ``canonical(entry.body)`` when the caller already has it (the
+    judge encoded it to check the hash)."""
     facts = facts_of(entry)
     return (
         entry.device,
@@ -120,7 +122,7 @@ def entry_row(entry: Entry) -> tuple[Any, ...]:
         entry.ts,
         entry.kind,
         entry.staff,
-        canonical(entry.body).decode("utf-8"),
+        (canonical(entry.body) if body is None else body).decode("utf-8"),
         entry.prev,
         entry.hash,
         entry.sig,

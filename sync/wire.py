@@ -30,9 +30,19 @@ def too_large(limit: int) -> SyncError:
     )
 
 
+# Level 1 rather than 6: on a 500-entry batch (~295 kB of JSON) it takes ~1.3 ms
+# instead of ~3.6 ms for a body ~8% larger (76 kB vs 71 kB), far under
+# MAX_BODY_BYTES; inflating is as fast either way.
+GZIP_LEVEL = 1
+
+
 def encode_json(value: Any, *, compress: bool) -> bytes:
     raw = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
-    return gzip.compress(raw, compresslevel=6, mtime=0) if compress else raw
+    return gzip_body(raw) if compress else raw
+
+
+def gzip_body(raw: bytes) -> bytes:
+    return gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0)
 
 
 def inflate(body: bytes, limit: int = MAX_INFLATED_BYTES) -> bytes:
