@@ -126,7 +126,10 @@ def test_replay_reader_plays_bytes_and_survives_a_missing_file(tmp_path: Path) -
     reader = make_reader(config, scans.put)
     reader.start()
     try:
-        capture.write_bytes(f"%B{A}^X/Y^3012?;{A}=3012?\r".encode())
+        # Appear whole (as a plugged-in device would), not half-written.
+        partial = tmp_path / "serial.part"
+        partial.write_bytes(f"%B{A}^X/Y^3012?;{A}=3012?\r".encode())
+        partial.rename(capture)
         assert scans.get(timeout=5).card == A
         assert reader.health().errors >= 0
     finally:
