@@ -368,3 +368,40 @@ async def test_theme_toggles_between_dark_and_light(till: SimulatedTill) -> None
         await pilot.press("ctrl+t")
         assert app.theme != first
         assert isinstance(app.screen.query_one("#idle"), Static)
+
+
+@pilot_test
+async def test_redeem_gives_an_hq_offer(till: SimulatedTill) -> None:
+    """An offer HQ sent down (as a delta would store it) is picked on the redeem
+    screen and given on the receipt; the journal records it once."""
+    import datetime as dt
+    import sqlite3
+
+    today = dt.date.today()
+    conn = sqlite3.connect(till.state / "ledger.db")
+    with conn:
+        member = conn.execute("SELECT member_id FROM members").fetchone()[0]
+        conn.execute(
+            "INSERT INTO hq_offers VALUES ('OF-1', ?, 'spring', 'voucher', '5.00', "
+            "'5.00 off your shop', ?, ?)",
+            (
+                member,
+                (today - dt.timedelta(days=1)).isoformat(),
+                (today + dt.timedelta(days=9)).isoformat(),
+            ),
+        )
+    conn.close()
+    app = make_app(till)
+    async with app.run_test(size=(80, 24)) as pilot:
+        await start(app, pilot, till)
+        await pilot.press("f3")
+        await pilot.press("tab", "tab", "tab")  # receipt, points, total, the rewards
+        await pilot.press("enter")  # picks the first reward and returns to the receipt
+        await type_into(pilot, "R-OF")
+        await pilot.press("enter", "enter")
+        await wait_for(pilot, lambda: "Reward given" in notice(app))
+        assert "5.00 off your shop" in notice(app) and "worth 5.00" in notice(app)
+    conn = sqlite3.connect(till.state / "ledger.db")
+    kinds = [row[0] for row in conn.execute("SELECT kind FROM journal")]
+    conn.close()
+    assert kinds.count("offer_take") == 1

@@ -1,5 +1,6 @@
 """F3: paying with points (POST /v1/redeem): points up to what is available, or a
-reward from HQ's offers for this member when it sent any."""
+reward from HQ's offers for this member when it sent any (POST /v1/offers/take:
+a voucher or gift, or a points multiplier on this receipt)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,7 @@ class RedeemScreen(FormScreen):
         self.member_ref, self.member = member_ref, member
         self.available = int(member.get("available") or 0)
         self.offers = [offer for offer in member.get("offers") or [] if isinstance(offer, dict)]
+        self.chosen: dict[str, Any] | None = None
         self.HEADING = f"Redeem points · {member.get('name') or member_ref}"
 
     def fields(self) -> ComposeResult:
@@ -44,7 +46,8 @@ class RedeemScreen(FormScreen):
             "Points",
             "points",
             f"at most {self.available}",
-            [Rule(lambda text: validate.points(text, self.available))],
+            # Optional here: a reward needs no points; request() asks for them otherwise.
+            [Rule(lambda text: validate.points(text, self.available), optional=True)],
         )
         yield from self.field(
             "Receipt total",
@@ -82,6 +85,15 @@ class RedeemScreen(FormScreen):
         receipt, points, amount = self.value("receipt"), self.value("points"), self.value("amount")
         if not receipt:
             raise FormError("receipt", "Give the receipt number.")
+        if self.chosen is not None and not points:
+            offer = str(self.chosen.get("offer_id"))
+            title = str(self.chosen.get("title") or offer)
+            return Request(
+                "POST",
+                "/v1/offers/take",
+                {"member": self.member_ref, "offer": offer, "receipt": receipt},
+                f"Give the reward '{title}' on receipt {receipt}.",
+            )
         if not points:
             raise FormError("points", f"Give the points to redeem (at most {self.available}).")
         body: dict[str, Any] = {"member": self.member_ref, "receipt": receipt, "points": points}
@@ -90,6 +102,14 @@ class RedeemScreen(FormScreen):
         return Request("POST", "/v1/redeem", body, f"Redeem {points} points on receipt {receipt}.")
 
     def outcome(self, result: dict[str, Any], request: Request) -> Outcome:
+        if request.path == "/v1/offers/take":
+            extra = f", +{result['points']} bonus points" if result.get("points") else ""
+            worth = f" worth {result['value']}" if result.get("value") not in (None, "0.00") else ""
+            return Outcome(
+                f"Reward given: {result['title']}{worth}{extra} · balance {result['balance']} "
+                "points",
+                member_ref=self.member_ref,
+            )
         return Outcome(
             f"Redeemed {result['points']} points: take {result['value']} off receipt "
             f"{result['receipt']} · new balance {result['balance']} points",
