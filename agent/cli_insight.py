@@ -84,14 +84,18 @@ def _simulate(ctx: Context) -> Result:
 def _report_args(parser: argparse.ArgumentParser) -> None:
     from sync.insight.catalog import FORMATS, REPORTS
 
-    parser.add_argument("name", metavar="NAME", help=", ".join([*REPORTS, "campaign_response"]))
+    parser.add_argument(
+        "name", metavar="NAME", help=", ".join([*REPORTS, "campaign_response", "campaign_model"])
+    )
     _db_arg(parser)
     parser.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
     parser.add_argument("--to", dest="end", help="last day, YYYY-MM-DD (default: newest data)")
     parser.add_argument("--store", help="one store only")
     parser.add_argument("--format", default="json", choices=FORMATS)
     parser.add_argument("--out", type=Path, help="write the report to this file")
-    parser.add_argument("--campaign", help="campaign_response: one campaign (name or id)")
+    parser.add_argument(
+        "--campaign", help="campaign_response, campaign_model: one campaign (name or id)"
+    )
 
 
 def _report(ctx: Context) -> Result:
@@ -104,6 +108,10 @@ def _report(ctx: Context) -> Result:
             from sync.insight.response import campaign_response
 
             report = campaign_response(store, args.campaign)
+        elif args.name == "campaign_model":
+            from sync.insight.model import campaign_model
+
+            report = campaign_model(store, args.campaign)
         else:
             report = run_report(store, args.name, args.start, args.end, args.store)
     finally:
@@ -139,7 +147,11 @@ def _campaign_args(parser: argparse.ArgumentParser) -> None:
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     add.add_argument("--file", type=Path, help="a TOML file with the keys below")
     add.add_argument("--name")
-    add.add_argument("--target", help="segment:NAME | store:S | members:FILE")
+    add.add_argument(
+        "--target",
+        help="segment:NAME | store:S | members:FILE | model:TOPN | model:CAMPAIGN:TOPN "
+        "(the TOPN members the response model scores highest)",
+    )
     add.add_argument("--offer", help="multiplier:M | voucher:AMOUNT | gift:TEXT")
     add.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
     add.add_argument("--to", dest="end", help="last day, YYYY-MM-DD")

@@ -21,6 +21,7 @@ from sync.hq_directory import delta
 from sync.hq_ingest import ingest
 from sync.hqdb import HQStore, open_store
 from sync.insight.campaigns import add_campaign, in_holdout, offer_alerts, parse_spec
+from sync.insight.catalog import run_report
 from sync.insight.response import campaign_response
 from sync.till_offers import apply_offers
 from sync.till_sync import apply_delta
@@ -233,6 +234,44 @@ def test_response_report_on_both_backends(db_url: str, tmp_path: Path) -> None:
         hq.close()
 
 
+def test_multiplier_bonus_is_a_points_lot(db_url: str, tmp_path: Path) -> None:
+    """The bonus a multiplier credits expires on its own date like an earn's lot, so
+    the liability report must not count it as expiring soon: every point of the
+    member's balance is in a lot that expires in two years, none within 90 days."""
+    hq = open_store(db_url)
+    try:
+        state = make_till(tmp_path, "till")
+        device = bind(hq, state)
+        ((member, _),) = _enrol(state, 1)
+        seq = _upload(hq, state, device, 0)
+        spec = parse_spec(
+            {"name": "Double", "target": "store:S001", "offer": "multiplier:2", "from": FROM,
+             "to": TO}
+        )  # fmt: skip
+        add_campaign(hq, spec, utc_now())
+        _download(hq, state, device)
+        ledger = Ledger(state)
+        try:
+            took = ledger.take_offer(member, _offers(hq, "Double")[member], "E0")
+            balance = ledger.balance(member)["balance"]
+        finally:
+            ledger.close()
+        assert took["points"] > 0
+        _upload(hq, state, device, seq)
+        totals = run_report(hq, "liability")["totals"]
+        assert (totals["points"], totals["expiring_30d"], totals["expiring_90d"]) == (
+            balance,
+            0,
+            0,
+        )
+        with hq.read() as tx:
+            lots = tx.all("SELECT points FROM ins_lots WHERE member = ?", (member,))
+        assert took["points"] in [int(points) for (points,) in lots]
+        assert sum(int(points) for (points,) in lots) == balance
+    finally:
+        hq.close()
+
+
 # -- assignment and bad input ---------------------------------------------------------------
 
 
@@ -282,6 +321,8 @@ GOOD = ("--name", "N", "--target", "segment:loyal", "--offer", "multiplier:2", "
         (("--holdout", "-0.1"), "invalid_holdout"),
         (("--holdout", "NaN"), "invalid_holdout"),
         (("--name", "!"), "invalid_name"),
+        (("--target", "model:0"), "invalid_target"),
+        (("--target", "model:Past:many"), "invalid_target"),
     ],
 )
 def test_bad_campaigns_are_refused_and_write_nothing(

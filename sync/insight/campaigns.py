@@ -1,9 +1,10 @@
 """Campaigns: offers HQ targets at members, sent to the counter, measured against a
 hold-out (issue 8, "Offers: back to the counter").
 
-A campaign names its target (an RFM segment, a home store, or a list of member
-ids), one offer (a points multiplier, a money voucher or a gift), its days and a
-hold-out share. Every targeted member is assigned once, deterministically from the
+A campaign names its target (an RFM segment, a home store, a list of member
+ids, or the top N members by the response model of ``sync.insight.model``), one
+offer (a points multiplier, a money voucher or a gift), its days and a hold-out
+share. Every targeted member is assigned once, deterministically from the
 campaign's seed and the member id, to the offer or to the hold-out (who get
 nothing, so that the response can be measured: ``sync.insight.response``).
 Assignments are rows of ``cmp_members``; offered members get an ``offer_id``.
@@ -41,6 +42,7 @@ from sync.hqdb import HQStore, Tx
 CHAIN_WIDE_MAX = 5_000  # offered members of one chain-wide campaign (sent to every till)
 DELTA_MAX = 20_000  # offers in one delta
 MAX_DAYS = 366
+MODEL_TOP_MAX = 1_000_000  # members one model:TOPN campaign targets
 NO_SEGMENT = "no_purchase"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,59}", re.ASCII)
 
@@ -214,8 +216,13 @@ def parse_spec(values: dict[str, Any], base: Path | None = None) -> Spec:
             raise invalid("invalid_target", "target: members:FILE")
         path = Path(target)
         members = _members_file(path if path.is_absolute() or base is None else base / path)
+    elif target_kind == "model":
+        parse_model_target(target)
     else:
-        raise invalid("invalid_target", "target: one of segment:NAME, store:S, members:FILE")
+        raise invalid(
+            "invalid_target",
+            "target: one of segment:NAME, store:S, members:FILE, model:TOPN, model:CAMPAIGN:TOPN",
+        )
     kind, value, title = parse_offer(_text(values, "offer", "invalid_offer"))
     start, end = _date(values, "from"), _date(values, "to")
     if end < start:
@@ -246,6 +253,20 @@ def parse_spec(values: dict[str, Any], base: Path | None = None) -> Spec:
         seed=seed,
         chain_wide=bool(values.get("chain_wide", False)),
     )
+
+
+def parse_model_target(target: str) -> tuple[str | None, int]:
+    """``TOPN`` or ``CAMPAIGN:TOPN`` (of ``model:...``) -> (campaign or None, N): the
+    N members the response model (``sync.insight.model``) scores highest, fitted on
+    every campaign with takes or on CAMPAIGN alone. Names cannot hold a colon, so
+    the last one splits."""
+    campaign, _, count = target.rpartition(":")
+    if not count.isdigit() or not 1 <= int(count) <= MODEL_TOP_MAX or (":" in campaign):
+        raise invalid(
+            "invalid_target",
+            f"target: model:TOPN or model:CAMPAIGN:TOPN with TOPN from 1 to {MODEL_TOP_MAX}",
+        )
+    return (campaign.strip() or None), int(count)
 
 
 def load_file(path: Path) -> dict[str, Any]:
@@ -287,6 +308,11 @@ def _targets(tx: Tx, spec: Spec, dialect: str) -> list[tuple[str, str, str]]:
         chosen = sorted(m for m, store in homes.items() if store == spec.target)
         if not chosen:
             raise invalid("unknown_store", f"target: no members enrolled at store {spec.target!r}")
+    elif spec.target_kind == "model":
+        from sync.insight.model import top_members
+
+        campaign, count = parse_model_target(spec.target)
+        chosen = sorted(m for m in top_members(tx, dialect, campaign, count) if m in homes)
     else:
         unknown = [m for m in spec.members if m not in homes]
         if unknown:
@@ -305,6 +331,8 @@ def add_campaign(store: HQStore, spec: Spec, now: dt.datetime) -> dict[str, Any]
 
     refresh(store)
     ensure_tables(store)
+    if spec.target_kind == "model":
+        refresh_takes(store)  # the model learns from every take stored so far
     with store.read() as tx:
         targets = _targets(tx, spec, store.dialect)
     if not targets:

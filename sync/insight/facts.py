@@ -108,7 +108,7 @@ def refresh(store: HQStore) -> int:
                 "JOIN batches b ON e.device = b.device AND e.seq BETWEEN b.first_seq "
                 "AND b.last_seq JOIN devices d ON d.device = e.device "
                 "WHERE b.batch_no > ? AND b.batch_no <= ? AND e.kind IN "
-                "('enrol', 'card_replace', 'earn', 'redeem', 'refund', 'adjust') "
+                "('enrol', 'card_replace', 'earn', 'redeem', 'refund', 'adjust', 'offer_take') "
                 "ORDER BY b.batch_no, e.seq",
                 (cursor, upto),
             )
@@ -179,7 +179,9 @@ def _apply(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
         }
     )
     for device, seq, ts, kind, body, store in parsed:
-        if kind not in ("enrol", "card_replace"):
+        if kind == "offer_take":
+            _offer_lot(page, str(device), int(seq), body)
+        elif kind not in ("enrol", "card_replace"):
             _sale(page, str(device), int(seq), str(ts), str(kind), body, str(store))
     tx.many(
         "INSERT INTO ins_members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -234,6 +236,19 @@ def _enrol(page: _Page, device: str, seq: int, body: dict[str, Any]) -> None:
             (device, seq, "bonus", member_id, str(member.get("enrolled_store")), day,
              day_no(day), 0, 0, None, 0, bonus, 0, 0)
         )  # fmt: skip
+
+
+def _offer_lot(page: _Page, device: str, seq: int, body: dict[str, Any]) -> None:
+    """A multiplier offer's bonus is a points lot like an earn's (it expires on its
+    own date), so the liability report must not count it as expiring now. It is not
+    a sale: no spend, no visit, so no ``ins_sales`` row (vouchers and gifts add
+    nothing here; ``cmp_takes`` has them)."""
+    lot = body.get("lot")
+    points = int(body.get("points") or 0)
+    if points > 0 and isinstance(lot, dict):
+        member = page.owner(str(body.get("account")))
+        day = str(body.get("day"))
+        page.lots.append((device, seq, member, day, points, str(lot["expires_on"])))
 
 
 def _sale(
