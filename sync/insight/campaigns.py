@@ -38,6 +38,7 @@ from agent.errors import InvalidInput
 from agent.money import format_amount, parse_amount
 from sync.errors import invalid, refused
 from sync.hqdb import HQStore, Tx
+from sync.insight.batches import EntryRow, follow_batches
 
 CHAIN_WIDE_MAX = 5_000  # offered members of one chain-wide campaign (sent to every till)
 DELTA_MAX = 20_000  # offers in one delta
@@ -453,53 +454,35 @@ def device_offers(tx: Tx, dialect: str, store_id: str, today: dt.date) -> list[d
 
 # -- back from the tills ---------------------------------------------------------------
 
-PAGE = 500  # batches per transaction
-
 
 def refresh_takes(store: HQStore) -> int:
     """Read the ``offer_take`` entries of every batch stored since the last refresh."""
     ensure_tables(store)
-    read = 0
-    while True:
-        with store.write() as tx:
-            cursor_row = tx.locked("SELECT batch_no FROM cmp_state WHERE id = 1")
-            cursor = int(cursor_row[0]) if cursor_row else 0
-            pages = tx.all(
-                "SELECT batch_no FROM batches WHERE batch_no > ? ORDER BY batch_no LIMIT ?",
-                (cursor, PAGE),
-            )
-            if not pages:
-                return read
-            upto = int(pages[-1][0])
-            rows = tx.all(
-                "SELECT e.device, e.seq, e.body, d.store FROM entries e "
-                "JOIN batches b ON e.device = b.device AND e.seq BETWEEN b.first_seq "
-                "AND b.last_seq JOIN devices d ON d.device = e.device "
-                "WHERE b.batch_no > ? AND b.batch_no <= ? AND e.kind = 'offer_take'",
-                (cursor, upto),
-            )
-            takes = []
-            for device, seq, text, home in rows:
-                body = json.loads(str(text))
-                takes.append(
-                    (
-                        str(device),
-                        int(seq),
-                        str(body.get("offer_id")),
-                        body.get("member_id"),
-                        str(home),
-                        str(body.get("day")),
-                        body.get("receipt"),
-                        int(body.get("points") or 0),
-                        int(body.get("value") or 0),
-                    )
+
+    def apply(tx: Tx, rows: list[EntryRow]) -> int:
+        takes = []
+        for device, seq, _ts, _kind, text, home in rows:
+            body = json.loads(str(text))
+            takes.append(
+                (
+                    str(device),
+                    int(seq),
+                    str(body.get("offer_id")),
+                    body.get("member_id"),
+                    str(home),
+                    str(body.get("day")),
+                    body.get("receipt"),
+                    int(body.get("points") or 0),
+                    int(body.get("value") or 0),
                 )
-            tx.many(
-                "INSERT INTO cmp_takes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                takes,
             )
-            tx.run("UPDATE cmp_state SET batch_no = ? WHERE id = 1", (upto,))
-            read += len(takes)
+        tx.many(
+            "INSERT INTO cmp_takes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            takes,
+        )
+        return len(takes)
+
+    return follow_batches(store, "cmp_state", ("offer_take",), apply)
 
 
 def offer_alerts(store: HQStore) -> list[dict[str, Any]]:

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sync.hqdb import HQStore, Tx
+from sync.insight.batches import EntryRow, follow_batches
 
 _EPOCH = dt.date(1970, 1, 1)
 PAGE = 200  # batches per transaction
@@ -88,33 +89,18 @@ def utc_offset(tx: Tx) -> dt.timedelta:
     return dt.timedelta(minutes=int(row[0]) if row else 0)
 
 
+FACT_KINDS = ("enrol", "card_replace", "earn", "redeem", "refund", "adjust", "offer_take")
+
+
 def refresh(store: HQStore) -> int:
     """Read every batch stored since the last refresh; returns entries read."""
     ensure_tables(store)
-    read = 0
-    while True:
-        with store.write() as tx:
-            cursor_row = tx.locked("SELECT batch_no FROM ins_state WHERE id = 1")
-            cursor = int(cursor_row[0]) if cursor_row else 0
-            pages = tx.all(
-                "SELECT batch_no FROM batches WHERE batch_no > ? ORDER BY batch_no LIMIT ?",
-                (cursor, PAGE),
-            )
-            if not pages:
-                return read
-            upto = int(pages[-1][0])
-            rows = tx.all(
-                "SELECT e.device, e.seq, e.ts, e.kind, e.body, d.store FROM entries e "
-                "JOIN batches b ON e.device = b.device AND e.seq BETWEEN b.first_seq "
-                "AND b.last_seq JOIN devices d ON d.device = e.device "
-                "WHERE b.batch_no > ? AND b.batch_no <= ? AND e.kind IN "
-                "('enrol', 'card_replace', 'earn', 'redeem', 'refund', 'adjust', 'offer_take') "
-                "ORDER BY b.batch_no, e.seq",
-                (cursor, upto),
-            )
-            _apply(tx, rows)
-            tx.run("UPDATE ins_state SET batch_no = ? WHERE id = 1", (upto,))
-            read += len(rows)
+
+    def apply(tx: Tx, rows: list[EntryRow]) -> int:
+        _apply(tx, rows)
+        return len(rows)
+
+    return follow_batches(store, "ins_state", FACT_KINDS, apply, PAGE)
 
 
 def rebuild(store: HQStore) -> int:
