@@ -890,18 +890,27 @@ class Ledger:
                 returned = redeemed * after // int(earn[1]) - given_back
         if not planned and not returned:
             raise Refused("already_refunded", f"receipt: {receipt_id} is already fully refunded")
+        # A points-multiplier offer's bonus on this sale goes back in proportion to the
+        # money refunded (cumulative rounding, like the lines' points).
+        bonus, bonus_taken = till_offers.bonus_on_receipt(conn, receipt_id), 0
+        if bonus and earn is not None and amount:
+            before, total = int(earn[2]), int(earn[1])
+            bonus_taken = bonus * (before + amount) // total - bonus * before // total
         account = str((earn or redeem)[0])
         member = None if account.startswith("C") else account
-        return {
+        plan: dict[str, Any] = {
             "account": account,
             "member_id": member,
             "receipt": receipt_id,
             "lines": planned,
             "amount": amount,
-            "taken": sum(p["points"] for p in planned),
+            "taken": sum(p["points"] for p in planned) + bonus_taken,
             "returned": returned,
             "day": day.isoformat(),
         }
+        if bonus_taken:
+            plan["bonus_taken"] = bonus_taken
+        return plan
 
     def _lot_dates(self, day: dt.date, locked: bool = True) -> dict[str, str]:
         spendable = self.rules.spendable_on(day) if locked else day

@@ -90,6 +90,17 @@ def taken(conn: sqlite3.Connection, offer_id: str) -> tuple[int, str] | None:
     return None if row is None else (int(row[0]), str(row[1]))
 
 
+def bonus_on_receipt(conn: sqlite3.Connection, receipt: str) -> int:
+    """Bonus points this till credited for points-multiplier offers on ``receipt``
+    (a refund of the sale takes them back in proportion)."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(json_extract(body, '$.points')), 0) FROM journal "
+        "WHERE kind = 'offer_take' AND json_extract(body, '$.receipt') = ?",
+        (receipt,),
+    ).fetchone()
+    return int(row[0])
+
+
 def offer(conn: sqlite3.Connection, offer_id: str) -> dict[str, str] | None:
     row = conn.execute(
         "SELECT offer_id, member_id, campaign, kind, value, title, valid_from, valid_to "

@@ -357,3 +357,24 @@ def test_members_of_other_stores_redeem_from_the_hq_balance(ledger: Ledger, cloc
     assert ledger.redeem(CARD_B, "P1", 400)["balance"] == 110
     assert ledger.refund("P1")["balance"] == 510
     assert verify_ledger(ledger).ok
+
+
+def test_a_refund_takes_back_a_multiplier_offers_bonus(ledger: Ledger, clock: Clock) -> None:
+    """Buy, take a double-points offer on the receipt, return the goods: the bonus
+    goes back with the sale's own points, in proportion to the money refunded."""
+    member = ledger.enrol(name="A", phone="5550001", card=CARD_A)["member_id"]
+    with ledger.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO hq_offers VALUES ('X2', ?, 'spring', 'multiplier', '2', 'Double', ?, ?)",
+            (member, clock.now.date().isoformat(), clock.now.date().isoformat()),
+        )
+    ledger.earn(CARD_A, "R1", lines=lines(("grocery", 2, 10000)))  # 100 points
+    assert ledger.take_offer(CARD_A, "X2", "R1")["points"] == 100
+    assert ledger.balance(CARD_A)["balance"] == 300
+    half = ledger.refund("R1", lines(("grocery", 1, 5000)))
+    assert (half["taken"], half["balance"]) == (100, 200)
+    rest = ledger.refund("R1")
+    assert (rest["taken"], rest["balance"]) == (100, 100)
+    from agent.audit import verify_ledger
+
+    assert verify_ledger(ledger).ok
