@@ -125,22 +125,14 @@ async def _earn(services: Services, request: Request, match: dict[str, str]) -> 
     body = _body(request, {"member", "receipt", "amount", "lines", "staff"}, {"member", "receipt"})
     if ("amount" in body) == ("lines" in body):
         raise InvalidInput("invalid_body", "amount: give either amount or lines")
-    if "lines" in body:
-        result = await services.call(
-            services.ledger.earn,
-            body["member"],
-            body["receipt"],
-            lines=_lines(body["lines"]),
-            staff=body.get("staff"),
-        )
-    else:
-        result = await services.call(
-            services.ledger.earn,
-            body["member"],
-            body["receipt"],
-            amount=parse_amount(body["amount"]),
-            staff=body.get("staff"),
-        )
+    sale: dict[str, Any] = (
+        {"lines": _lines(body["lines"])}
+        if "lines" in body
+        else {"amount": parse_amount(body["amount"])}
+    )
+    result = await services.call(
+        services.ledger.earn, body["member"], body["receipt"], **sale, staff=body.get("staff")
+    )
     return Response(200, result)
 
 

@@ -12,6 +12,7 @@ from typing import Any
 from agent.errors import InvalidInput, LedgerError
 from agent.ledger import Ledger
 from agent.projection import rebuild
+from agent.store import PROJECTION_TABLES
 from sync.chain import ChainReport, Entry
 from sync.keys import load_public_key, public_key_text
 from sync.rotation import verify_rotating
@@ -80,8 +81,6 @@ def _replay_projection(ledger: Ledger) -> list[int]:
 
 
 def _projection_digest(conn: Any) -> list[Any]:
-    from agent.store import PROJECTION_TABLES
-
     return [
         sorted(conn.execute(f"SELECT * FROM {table}").fetchall(), key=repr)  # noqa: S608
         for table in PROJECTION_TABLES
@@ -134,15 +133,29 @@ def verify_file(path: Path, public_key: str) -> ChainReport:
             header = None
         if not isinstance(header, dict) or header.get("format") != EXPORT_FORMAT:
             raise InvalidInput("invalid_log", f"--file: {path} is not a tillpoints log export")
-        report, _ = verify_rotating(_file_entries(handle), key, device=str(header.get("device")))
-        return report
+        entries, malformed_line = _file_entries(handle)
+    device = str(header.get("device"))
+    report, _ = verify_rotating(entries, key, device=device)
+    if report.ok and malformed_line is not None:
+        # Everything before the bad line verified: the next entry is the first bad one.
+        return ChainReport(
+            False,
+            report.entries,
+            report.head,
+            report.head_seq,
+            report.head_seq + 1,
+            f"line {malformed_line} is not a journal entry",
+        )
+    return report
 
 
-def _file_entries(lines: Iterator[str]) -> Iterator[Entry]:
+def _file_entries(lines: Iterator[str]) -> tuple[list[Entry], int | None]:
+    """The entries of an export, and the number of the first line that is not one
+    (the chain ends there)."""
+    entries = []
     for number, line in enumerate(lines, start=2):
         try:
-            yield Entry.from_json(json.loads(line))
+            entries.append(Entry.from_json(json.loads(line)))
         except (ValueError, json.JSONDecodeError):
-            # A malformed line ends the chain there; verify_chain reports the gap.
-            yield Entry("", -number, "", "", None, {}, "", "", "")
-            return
+            return entries, number
+    return entries, None

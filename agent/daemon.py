@@ -127,7 +127,8 @@ class TillAgent:
         self.last_scan_at: float | None = None
         self._bridge = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ledger")
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._connections: set[asyncio.Task[None]] = set()
+        # Connections being served and scans being looked up: drained on SIGTERM.
+        self._tasks: set[asyncio.Task[None]] = set()
         self.ledger: Ledger
 
     # -- the bridge ----------------------------------------------------------------
@@ -183,8 +184,8 @@ class TillAgent:
     def _scan_arrived(self, scan: Scan) -> None:
         self.last_scan_at = self.clock()
         task = asyncio.get_running_loop().create_task(self._publish_scan(scan))
-        self._connections.add(task)
-        task.add_done_callback(self._connections.discard)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def _publish_scan(self, scan: Scan) -> None:
         data: dict[str, Any] = dict(scan.to_json())
@@ -252,17 +253,17 @@ class TillAgent:
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
         if task is not None:
-            self._connections.add(task)
+            self._tasks.add(task)
         try:
             await serve_connection(reader, writer, router(self))
         finally:
             if task is not None:
-                self._connections.discard(task)
+                self._tasks.discard(task)
 
     async def _drain(self) -> None:
         """Let requests already inside finish (their answers are acknowledgements),
         then cut whatever is still open."""
-        pending = [task for task in self._connections if not task.done()]
+        pending = [task for task in self._tasks if not task.done()]
         if pending:
             _, still = await asyncio.wait(pending, timeout=STOP_GRACE_S)
             for task in still:

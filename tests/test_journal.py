@@ -181,3 +181,14 @@ def test_a_key_rotation_keeps_the_chain_verifiable(busy: Ledger, tmp_path: Path)
     finally:
         reopened.close()
     busy.store = Ledger(busy.state_dir).store  # let the fixture close something open
+
+
+def test_a_malformed_line_in_an_export_is_named(busy: Ledger, tmp_path: Path) -> None:
+    out = tmp_path / "log.jsonl"
+    export_log(busy, out)
+    lines = out.read_text().splitlines()
+    lines[5] = "{not json"
+    out.write_text("\n".join(lines) + "\n")
+    report = verify_file(out, busy.public_key)
+    assert not report.ok and report.first_bad_seq == 5 and report.entries == 4
+    assert report.reason == "line 6 is not a journal entry"
