@@ -86,7 +86,7 @@ def _check_head(ledger: Ledger) -> None:
         # Signed by the key it retires, which is no longer on record: check that the
         # entry is whole and hands over to the key on record (`log verify` checks the
         # signature by walking the chain).
-        whole = entry_hash(entry.unsigned()) == entry.hash
+        whole = entry_hash(entry) == entry.hash
         reason = (
             None
             if whole and entry.body.get("public_key") == ledger.public_key

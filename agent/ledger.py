@@ -34,7 +34,7 @@ from drivers.cards import CardClass, classify, luhn_digit
 from drivers.codes import VERSION as DYNAMIC_VERSION
 from drivers.codes import verify_dynamic_code
 from sync import till_offers
-from sync.chain import GENESIS_PREV, Entry, canonical, sign_entry
+from sync.chain import GENESIS_PREV, Entry, canonical, sign_entry_bytes
 from sync.keys import device_id_for, public_key_text, read_private_key, write_private_key
 from sync.till_view import has_hq_balance, hours_since_hq, redeemable, till_view
 
@@ -193,7 +193,7 @@ class Ledger:
         body: dict[str, Any],
     ) -> None:
         ts = self.clock().astimezone(dt.UTC).isoformat(timespec="milliseconds")
-        entry = sign_entry(
+        entry, body_bytes = sign_entry_bytes(
             self.key,
             device=self.device_id,
             seq=seq,
@@ -205,16 +205,7 @@ class Ledger:
         )
         conn.execute(
             "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                seq,
-                ts,
-                kind,
-                staff,
-                canonical(body, checked=True).decode(),
-                prev,
-                entry.hash,
-                entry.sig,
-            ),
+            (seq, ts, kind, staff, body_bytes.decode(), prev, entry.hash, entry.sig),
         )
         self.store.set_meta(conn, "head", f"{seq}:{entry.hash}")
 

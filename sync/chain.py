@@ -4,10 +4,17 @@ Both ends use this module: the till when it appends and verifies its own log, HQ
 when it checks an upload. Nothing here touches a file or a socket.
 
 Each entry is canonical JSON (sorted keys, no spaces, UTF-8, integers only) of
-``{v, device, seq, ts, kind, staff, body, prev}``. Its ``hash`` is SHA-256 of those
+``{v, device, seq, ts, kind, staff, body, prev}``. Its *digest* is SHA-256 of those
 bytes; its ``sig`` is an Ed25519 signature (RFC 8032) over a domain-separation tag
-plus the hash. ``prev`` is the previous entry's hash (64 zeros for sequence 1), so
-any edit, deletion, insertion or reordering breaks the chain at a known sequence.
+plus the digest; its ``hash`` is SHA-256 of the digest followed by the signature's
+hex text. ``prev`` is the previous entry's hash (64 zeros for sequence 1), so any
+edit, deletion, insertion or reordering breaks the chain at a known sequence.
+
+Because the hash seals the signature too, each entry's hash commits to every byte
+of every entry before it, signatures included. One valid signature therefore
+vouches for the whole run of entries it ends: HQ checks the links and hashes of
+an upload and the signatures of its last entry and of each ``key_rotate`` entry
+(``sync.judge``), while ``log verify`` and ``hq verify`` still check every one.
 """
 
 from __future__ import annotations
@@ -21,9 +28,9 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 GENESIS_PREV = "0" * 64
-SIGNATURE_TAG = b"tillpoints-entry-v1\x00"
+SIGNATURE_TAG = b"tillpoints-entry-v2\x00"
 
 
 def canonical(value: Any, *, checked: bool = False) -> bytes:
@@ -32,9 +39,12 @@ def canonical(value: Any, *, checked: bool = False) -> bytes:
     encodes the same body more than once)."""
     if not checked:
         _reject_floats(value)
-    return json.dumps(
-        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
-    ).encode("utf-8")
+    return _ENCODER.encode(value).encode("utf-8")
+
+
+_ENCODER = json.JSONEncoder(
+    sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+)
 
 
 def _reject_floats(value: Any) -> None:
@@ -113,8 +123,28 @@ class Entry:
         )
 
 
-def entry_hash(unsigned: dict[str, Any], *, checked: bool = False) -> str:
-    return hashlib.sha256(canonical(unsigned, checked=checked)).hexdigest()
+def content_digest(unsigned: dict[str, Any], *, checked: bool = False) -> bytes:
+    """What the device key signs: SHA-256 of the canonical unsigned entry."""
+    return hashlib.sha256(canonical(unsigned, checked=checked)).digest()
+
+
+def seal(digest: bytes, sig: str) -> str:
+    """An entry's ``hash``: its digest and its signature, hashed together. A
+    signature that is not lowercase hex simply seals to another hash."""
+    return hashlib.sha256(digest + sig.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def entry_hash(entry: Entry) -> str:
+    """The hash ``entry`` should carry, recomputed from its content and signature."""
+    return seal(content_digest(entry.unsigned()), entry.sig)
+
+
+def signature_valid(public_key: Ed25519PublicKey, digest: bytes, sig: str) -> bool:
+    try:
+        public_key.verify(bytes.fromhex(sig), SIGNATURE_TAG + digest)
+    except (InvalidSignature, ValueError):
+        return False
+    return True
 
 
 def sign_entry(
@@ -128,11 +158,30 @@ def sign_entry(
     body: dict[str, Any],
     prev: str,
 ) -> Entry:
-    _reject_floats(body)
+    return sign_entry_bytes(
+        key, device=device, seq=seq, ts=ts, kind=kind, staff=staff, body=body, prev=prev
+    )[0]
+
+
+def sign_entry_bytes(
+    key: Ed25519PrivateKey,
+    *,
+    device: str,
+    seq: int,
+    ts: str,
+    kind: str,
+    staff: str | None,
+    body: dict[str, Any],
+    prev: str,
+) -> tuple[Entry, bytes]:
+    """``sign_entry``, plus ``canonical(body)``: the till stores the very bytes it
+    signed, encoded once (``canonical_entry``)."""
     draft = Entry(device, seq, ts, kind, staff, body, prev, hash="", sig="")
-    digest = entry_hash(draft.unsigned(), checked=True)
-    signature = key.sign(SIGNATURE_TAG + bytes.fromhex(digest)).hex()
-    return Entry(device, seq, ts, kind, staff, body, prev, hash=digest, sig=signature)
+    unsigned, body_bytes = canonical_entry(draft)
+    digest = hashlib.sha256(unsigned).digest()
+    signature = key.sign(SIGNATURE_TAG + digest).hex()
+    entry = Entry(device, seq, ts, kind, staff, body, prev, seal(digest, signature), signature)
+    return entry, body_bytes
 
 
 @dataclass(frozen=True)
@@ -189,14 +238,12 @@ def _first_problem(
     if entry.prev != prev:
         return "previous-hash link broken (an entry was removed, inserted or reordered)"
     try:
-        digest = entry_hash(entry.unsigned())
+        digest = content_digest(entry.unsigned())
     except (TypeError, ValueError):
         return "entry cannot be encoded canonically"
-    if digest != entry.hash:
+    if seal(digest, entry.sig) != entry.hash:
         return "hash mismatch (the entry was edited)"
-    try:
-        public_key.verify(bytes.fromhex(entry.sig), SIGNATURE_TAG + bytes.fromhex(entry.hash))
-    except (InvalidSignature, ValueError):
+    if not signature_valid(public_key, digest, entry.sig):
         return "bad signature"
     return None
 
@@ -212,19 +259,34 @@ def canonical_entry(entry: Entry) -> tuple[bytes, bytes]:
     to store. With sorted keys, ``"body"`` is the first key of the unsigned entry
     and JSON encoding is context-free, so the unsigned bytes are exactly
     ``{"body":`` + body bytes + the other fields' encoding; no second walk of the
-    body. Raises what ``canonical`` raises (floats, NaN)."""
+    body. The other fields are a fixed shape (``Entry.from_json`` checks their
+    types) and are spliced in with the encoder's own string escaping. Raises what
+    ``canonical`` raises (floats, NaN)."""
     body = canonical(entry.body, checked=_floatless(entry.body))
-    fields = {
-        "v": FORMAT_VERSION,
-        "device": entry.device,
-        "seq": entry.seq,
-        "ts": entry.ts,
-        "kind": entry.kind,
-        "staff": entry.staff,
-        "prev": entry.prev,
-    }
-    rest = canonical(fields, checked=_floatless(fields))
-    return b'{"body":' + body + b"," + rest[1:], body
+    return b'{"body":' + body + _fields(entry), body
+
+
+_text = json.encoder.encode_basestring  # the escaping of json.dumps(ensure_ascii=False)
+
+
+def _fields(entry: Entry) -> bytes:
+    """``canonical(entry.unsigned())`` after its body: ``,"device":...,"v":N}``."""
+    device, seq, ts, kind, staff, prev = (
+        entry.device,
+        entry.seq,
+        entry.ts,
+        entry.kind,
+        entry.staff,
+        entry.prev,
+    )
+    if type(seq) is not int or not all(type(v) is str for v in (device, ts, kind, prev)):
+        raise TypeError("entry field of the wrong type")
+    text = (
+        f',"device":{_text(device)},"kind":{_text(kind)},"prev":{_text(prev)},"seq":{seq},'
+        f'"staff":{"null" if staff is None else _text(staff)},"ts":{_text(ts)},'
+        f'"v":{FORMAT_VERSION}}}'
+    )
+    return text.encode("utf-8")
 
 
 _SCALARS = (str, int, bool, type(None))

@@ -55,10 +55,22 @@ _002_OPERATORS = (
     "CREATE INDEX hq_operator_tokens_name ON hq_operator_tokens (name)",
 )
 
+# Most entries are earns, with no member id or phone key: indexing only the rows
+# that have one keeps ingest from writing two index entries per earn for nothing.
+# Every query on these columns is `= ?` or `IS NOT NULL`, which both backends match
+# to a partial index.
+_004_PARTIAL_INDEXES = (
+    "DROP INDEX entries_member",
+    "DROP INDEX entries_phone",
+    "CREATE INDEX entries_member ON entries (member_id) WHERE member_id IS NOT NULL",
+    "CREATE INDEX entries_phone ON entries (phone_key) WHERE phone_key IS NOT NULL",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("001_hq", _001_HQ),
     ("002_operators", _002_OPERATORS),
     CAMPAIGNS_MIGRATION,
+    ("004_partial_indexes", _004_PARTIAL_INDEXES),
 )
 
 

@@ -56,9 +56,9 @@ def test_an_edit_with_a_recomputed_hash_fails_the_signature(busy: Ledger) -> Non
     forged = Entry(
         entry.device, entry.seq, entry.ts, entry.kind, entry.staff, body, entry.prev, "", ""
     )
-    from sync.chain import entry_hash
+    from sync.chain import content_digest, seal
 
-    digest = entry_hash(forged.unsigned())
+    digest = seal(content_digest(forged.unsigned()), entry.sig)
     tamper(
         busy,
         "UPDATE journal SET body = ?, hash = ? WHERE seq = 5",
