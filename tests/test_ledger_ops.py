@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import stat
+from pathlib import Path
 
 import pytest
 
@@ -378,3 +379,14 @@ def test_a_refund_takes_back_a_multiplier_offers_bonus(ledger: Ledger, clock: Cl
     from agent.audit import verify_ledger
 
     assert verify_ledger(ledger).ok
+
+
+def test_the_earn_bench_reports_each_figure_against_the_raw_limit(tmp_path: Path) -> None:
+    from agent.bench import earn_figures
+
+    figures = earn_figures(tmp_path, rounds=1, seconds=0.05, members=5)
+    earns, rows = figures["durable_earns_per_s"], figures["earn_rows_commits_per_s"]
+    assert earns["value"] > 0 and rows["value"] > 0
+    assert earns["limit"] == rows["limit"] > 0
+    assert abs(earns["ratio"] - earns["value"] / earns["limit"]) < 0.01
+    assert figures["earn_latency_p99_ms"]["unit"] == "ms"
