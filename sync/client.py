@@ -12,6 +12,7 @@ loopback addresses only, where tests and an on-box proxy live.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import random
@@ -92,6 +93,13 @@ class HQClient:
 
     def close(self) -> None:
         self.session.close()
+
+    def twin(self) -> HQClient:
+        """The same HQ, trust and credentials over a session of its own: a
+        ``requests.Session`` is not for two threads at once."""
+        twin = copy.copy(self)
+        twin.session = requests.Session()
+        return twin
 
     def get(self, target: str) -> Reply:
         return self.call("GET", target, b"", {})

@@ -18,9 +18,13 @@ how to recover.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
+import threading
+from collections import deque
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -30,7 +34,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.store import Store
 from sync.chain import FORMAT_VERSION
-from sync.client import HQClient, RetryPolicy, Signer
+from sync.client import HQClient, Reply, RetryPolicy, Signer
 from sync.errors import SyncError, refused, unverified
 from sync.keys import load_public_key
 from sync.protocol import ACK_TAG, DELTA_TAG, HEAD_TAG, Ack, open_signed
@@ -235,30 +239,90 @@ def _accept_head(session: _Session, head: dict[str, Any]) -> None:
     session.acked_seq = seq
 
 
+# Batches on the wire at once. While HQ stores one, the next is already read,
+# encoded and on its way, and HQ decodes it meanwhile: a long catch-up keeps the
+# till, the network and HQ busy together. HQ still stores them in order: each
+# upload takes the device's row lock and must continue HQ's head.
+IN_FLIGHT = 2
+
+
+class _Senders:
+    """Up to IN_FLIGHT uploads at once, each thread with its own HTTP session."""
+
+    def __init__(self, client: HQClient) -> None:
+        self.client, self.local = client, threading.local()
+        self.clients: list[HQClient] = []
+        self.pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="upload")
+
+    def send(self, target: str, batch: _Upload) -> Future[Reply]:
+        return self.pool.submit(self._send, target, batch)
+
+    def _send(self, target: str, batch: _Upload) -> Reply:
+        client: HQClient | None = getattr(self.local, "client", None)
+        if client is None:
+            client = self.local.client = self.client.twin()
+            self.clients.append(client)
+        return client.post_json(target, batch.body, compress=True)
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)  # an answer nobody waits for is still awaited
+        for client in self.clients:
+            client.close()
+
+
 def _upload(session: _Session) -> None:
+    """Send every unacknowledged entry, IN_FLIGHT batches at a time, and take
+    HQ's answers in the order the batches were read. Whenever an answer is not
+    the expected ack (HQ wants another start, or the batch after raced ahead of
+    the one before), the batches still on the wire are let finish, their answers
+    are dropped, and sending resumes after HQ's acknowledged head: a resent
+    entry that HQ holds already is idempotent there."""
     store, total = session.store, _local_head(session.store)
+    target = f"/v1/devices/{session.device}/batches"
     start = session.acked_seq + 1
-    while start <= total:
-        batch = _read_batch(store, session.device, start, session.batch_entries)
-        if batch is None:
-            break
-        reply = session.client.post_json(
-            f"/v1/devices/{session.device}/batches", batch.body, compress=True
-        )
-        if reply.status == 409 and reply.body.get("error") == "expected_seq":
-            _accept_head(
-                session, open_signed(session.hq_key, HEAD_TAG, reply.body.get("head"), "head")
-            )
-            start = session.acked_seq + 1
-            continue
-        if reply.status != 200:
-            raise error_from(reply.status, reply.body)
-        ack = Ack.from_json(open_signed(session.hq_key, ACK_TAG, reply.body, "ack"))
-        _accept_head(session, ack.to_json())
-        session.uploaded += ack.stored
-        session.advance("batch")
-        session.progress(f"sync: uploaded {session.acked_seq}/{total} entries")
-        start = session.acked_seq + 1
+    senders = _Senders(session.client)
+    pending: deque[tuple[_Upload, Future[Reply]]] = deque()
+    try:
+        while True:
+            while len(pending) < IN_FLIGHT and start <= total:
+                batch = _read_batch(store, session.device, start, session.batch_entries)
+                if batch is None:
+                    break
+                pending.append((batch, senders.send(target, batch)))
+                start = batch.last_seq + 1
+            if not pending:
+                break
+            batch, sent = pending.popleft()
+            reply = sent.result()
+            if reply.status == 409 and reply.body.get("error") == "expected_seq":
+                _drain(pending)
+                head = open_signed(session.hq_key, HEAD_TAG, reply.body.get("head"), "head")
+                # A batch that raced ahead of the one before it carries a head older
+                # than the ack already taken: resume after the newer one.
+                if int(head.get("head_seq", -1)) >= session.acked_seq:
+                    _accept_head(session, head)
+                start = session.acked_seq + 1
+                continue
+            if reply.status != 200:
+                raise error_from(reply.status, reply.body)
+            ack = Ack.from_json(open_signed(session.hq_key, ACK_TAG, reply.body, "ack"))
+            _accept_head(session, ack.to_json())
+            session.uploaded += ack.stored
+            session.advance("batch")
+            session.progress(f"sync: uploaded {session.acked_seq}/{total} entries")
+            if session.acked_seq != batch.last_seq:
+                _drain(pending)
+                start = session.acked_seq + 1
+    finally:
+        senders.close()
+
+
+def _drain(pending: deque[tuple[_Upload, Future[Reply]]]) -> None:
+    """Let the uploads still on the wire finish; their answers no longer count."""
+    while pending:
+        _batch, sent = pending.popleft()
+        with contextlib.suppress(SyncError):
+            sent.result()
 
 
 def _download(session: _Session) -> None:

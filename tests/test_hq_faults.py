@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from agent.ledger import Ledger
-from sync.client import RetryPolicy
+from sync.client import Reply, RetryPolicy
 from sync.errors import SyncError
 from sync.hq_audit import verify_all
 from sync.hqdb import open_store
@@ -187,4 +187,35 @@ def test_hq_killed_mid_ingest_and_restarted(tmp_path: Path, db_url: str) -> None
     finally:
         server.stop()
         hq.close()
+    _assert_exactly_once(db_url, state)
+
+
+def test_a_batch_that_overtakes_the_one_before_is_sent_again(
+    tmp_path: Path, db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two batches are on the wire at once; hold the first back so that HQ sees the
+    # second first and answers it with the sequence it expects.
+    from sync import till_sync
+
+    hq = open_store(db_url)
+    state = make_till(tmp_path, "till")
+    answers: list[tuple[int, int]] = []
+    send = till_sync._Senders._send
+
+    def first_one_late(self: till_sync._Senders, target: str, batch: till_sync._Upload) -> Reply:
+        if batch.first_seq == 1:
+            time.sleep(0.6)
+        reply = send(self, target, batch)
+        answers.append((batch.first_seq, reply.status))
+        return reply
+
+    monkeypatch.setattr(till_sync._Senders, "_send", first_one_late)
+    with running_hq(db_url, tmp_path / "hq.log", workers=2) as server:
+        register_till(server, hq, state)
+        _fill(state, 60)
+        result = sync_till(state, batch_entries=20)
+    hq.close()
+    total = len(entries_of(state))
+    assert result["acked_seq"] == total and result["uploaded"] == total
+    assert answers[0] == (21, 409) and (1, 200) in answers and (21, 200) in answers
     _assert_exactly_once(db_url, state)
