@@ -1,5 +1,5 @@
-"""HQ insight commands (issue 8): ``hq simulate``, ``hq report``, ``hq campaign add|list``,
-and the till's ``offer take``.
+"""HQ insight commands (issue 8): ``hq simulate``, ``hq report``, ``hq campaign
+add|list|model fit``, and the till's ``offer take``.
 
 Thin, like ``agent.cli_sync``: parse options, call one function of
 ``sync.insight``; errors carry their own code and exit status.
@@ -84,9 +84,7 @@ def _simulate(ctx: Context) -> Result:
 def _report_args(parser: argparse.ArgumentParser) -> None:
     from sync.insight.catalog import FORMATS, REPORTS
 
-    parser.add_argument(
-        "name", metavar="NAME", help=", ".join([*REPORTS, "campaign_response", "campaign_model"])
-    )
+    parser.add_argument("name", metavar="NAME", help=", ".join(REPORTS))
     _db_arg(parser)
     parser.add_argument("--from", dest="start", help="first day, YYYY-MM-DD")
     parser.add_argument("--to", dest="end", help="last day, YYYY-MM-DD (default: newest data)")
@@ -104,16 +102,7 @@ def _report(ctx: Context) -> Result:
     args = ctx.args
     store = _open(ctx)
     try:
-        if args.name == "campaign_response":
-            from sync.insight.response import campaign_response
-
-            report = campaign_response(store, args.campaign)
-        elif args.name == "campaign_model":
-            from sync.insight.model import campaign_model
-
-            report = campaign_model(store, args.campaign)
-        else:
-            report = run_report(store, args.name, args.start, args.end, args.store)
+        report = run_report(store, args.name, args.start, args.end, args.store, args.campaign)
     finally:
         store.close()
     if args.out is not None:
@@ -142,7 +131,16 @@ def _campaign_args(parser: argparse.ArgumentParser) -> None:
     actions.required = True
     add = actions.add_parser("add", help="define a campaign and assign its members")
     list_ = actions.add_parser("list", help="the campaigns, with offers taken so far")
-    for sub in (add, list_):
+    model = actions.add_parser("model", help="the response model: fit")
+    model_actions = model.add_subparsers(
+        dest="model_action", metavar="ACTION", parser_class=type(parser)
+    )
+    model_actions.required = True
+    fit = model_actions.add_parser(
+        "fit", help="fit the response model on the campaigns with takes and store it"
+    )
+    fit.add_argument("--campaign", help="fit on this campaign alone (name or id)")
+    for sub in (add, list_, fit):
         _db_arg(sub)
         sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     add.add_argument("--file", type=Path, help="a TOML file with the keys below")
@@ -170,10 +168,14 @@ def _campaign(ctx: Context) -> Result:
     from sync.insight import campaigns
 
     args = ctx.args
-    if args.campaign_action == "list":
+    if args.campaign_action in ("list", "model"):
         store = _open(ctx)
         try:
-            return campaigns.list_campaigns(store)
+            if args.campaign_action == "list":
+                return campaigns.list_campaigns(store)
+            from sync.insight.stored_model import fit_command
+
+            return fit_command(store, args.campaign, dt.datetime.now(dt.UTC))
         finally:
             store.close()
     values: dict[str, object] = {}
@@ -235,6 +237,6 @@ COMMANDS = [
         _report_args,
         render=_render_report,
     ),
-    Command("hq campaign", "targeted offers: add, list", _campaign, _campaign_args),
+    Command("hq campaign", "targeted offers: add, list; model fit", _campaign, _campaign_args),
     Command("offer take", "take an HQ offer at the counter", _offer_take, _offer_take_args),
 ]

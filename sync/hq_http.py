@@ -157,10 +157,11 @@ def _page(resp: falcon.Response, content_type: str, text: str) -> None:
         resp.set_header(name, value)
 
 
-def _filters(req: falcon.Request) -> dict[str, str | None]:
-    """``from``, ``to`` (checked as dates by the catalog) and ``store``."""
+def _filters(req: falcon.Request, *extra: str) -> dict[str, str | None]:
+    """``from``, ``to`` (checked as dates by the catalog), ``store``, and ``extra``
+    (``campaign``: one report's own filter, kept out of the index's links)."""
     found: dict[str, str | None] = {}
-    for name in ("from", "to", "store"):
+    for name in ("from", "to", "store", *extra):
         value = req.get_param(name) or None
         if value is not None and (len(value) > 64 or not value.isprintable()):
             raise invalid(f"invalid_{name}", f"{name}: at most 64 printable characters")
@@ -205,12 +206,19 @@ class ReportByName(_Reports):
         fmt = req.get_param("format") or "html"
         if fmt not in ("html", "json", "csv"):
             raise invalid("invalid_format", "format: one of html, json, csv")
-        filters = _filters(req)
+        filters = _filters(req, "campaign")
         try:
             report = run_report(
-                self.api.store, name, filters["from"], filters["to"], filters["store"]
+                self.api.store,
+                name,
+                filters["from"],
+                filters["to"],
+                filters["store"],
+                filters["campaign"],
             )
-        except ModuleNotFoundError:
+        except SyncError as error:
+            if error.code != "insight_extra_missing":
+                raise
             raise SyncError(
                 "report_unavailable",
                 f"{name}: needs the optional extra, pip install 'tillpoints[insight]'",

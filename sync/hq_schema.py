@@ -66,11 +66,24 @@ _004_PARTIAL_INDEXES = (
     "CREATE INDEX entries_phone ON entries (phone_key) WHERE phone_key IS NOT NULL",
 )
 
+# Fitted campaign response models (sync.insight.stored_model), one row per fit,
+# numbered per scope ('*' or a campaign id). campaigns, columns, mean, scale and
+# coefficients are JSON lists; floats are stored exactly (JSON and IEEE doubles).
+_005_CAMPAIGN_MODELS = (
+    "CREATE TABLE cmp_models (scope TEXT NOT NULL, version BIGINT NOT NULL, "
+    "fitted_at TEXT NOT NULL, campaigns TEXT NOT NULL, data_key TEXT NOT NULL, "
+    "auc DOUBLE PRECISION, n_train BIGINT NOT NULL, n_test BIGINT NOT NULL, "
+    "base_rate DOUBLE PRECISION NOT NULL, columns TEXT NOT NULL, mean TEXT NOT NULL, "
+    "scale TEXT NOT NULL, coefficients TEXT NOT NULL, intercept DOUBLE PRECISION NOT NULL, "
+    "PRIMARY KEY (scope, version))",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("001_hq", _001_HQ),
     ("002_operators", _002_OPERATORS),
     CAMPAIGNS_MIGRATION,
     ("004_partial_indexes", _004_PARTIAL_INDEXES),
+    ("005_campaign_models", _005_CAMPAIGN_MODELS),
 )
 
 

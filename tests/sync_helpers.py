@@ -239,6 +239,7 @@ def start_hq(
     tls: tuple[Path, Path] | None = None,
     ca: Path | None = None,
     workers: int = 1,
+    env: dict[str, str] | None = None,
 ) -> HQServer:
     port = port or free_port()
     command = [
@@ -260,7 +261,12 @@ def start_hq(
         command += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     with log.open("ab") as sink:
         process = subprocess.Popen(
-            command, cwd=REPO, stdout=subprocess.DEVNULL, stderr=sink, start_new_session=True
+            command,
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=sink,
+            start_new_session=True,
+            env={**os.environ, **(env or {})},
         )
     server = HQServer(db_url, port, process, log, "https" if tls else "http")
     deadline = time.monotonic() + 30

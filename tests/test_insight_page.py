@@ -1,6 +1,7 @@
 """HQ's reports pages over real HTTP on loopback, and in a real headless Chromium.
 
-A small chain is simulated once (SQLite) and served by ``hq serve``. The operator
+A small chain is simulated once (SQLite), with a campaign whose take-up is
+planted on a feature, and served by ``hq serve``. The operator
 credentials (tokens, one-time login links, sessions) are also checked in-process
 on both backends. The browser test signs in with a one-time login link (a
 bearer header cannot be given to ``chromium`` on its command line), takes a
@@ -13,6 +14,7 @@ import datetime as dt
 import os
 import re
 import shutil
+import sqlite3
 import struct
 import subprocess
 import zlib
@@ -29,6 +31,7 @@ from sync.hqdb import HQStore, open_store
 from sync.insight import operators
 from sync.insight.catalog import REPORTS, run_report, to_csv
 from sync.insight.simulate import simulate
+from tests.insight_helpers import everyone_campaign, plant_takes
 from tests.sync_helpers import HQServer, cli, running_hq
 
 CHARTS = (
@@ -38,7 +41,11 @@ CHARTS = (
     "Sales by weekday",
     "Top categories",
     "Outstanding points by store",
+    "Offered against hold-out",
+    "Incremental spend by segment",
+    "Response model: AUC ",  # and the AUC itself
 )
+SPRING = dt.date(2025, 2, 15)  # the campaign's first day, inside the simulated period
 # clusters needs the optional numeric extra and is slow to fit; the rest are checked.
 NAMES = [name for name in REPORTS if name != "clusters"]
 
@@ -49,13 +56,16 @@ def utc_now() -> dt.datetime:
 
 @pytest.fixture(scope="module")
 def chain_url(tmp_path_factory: pytest.TempPathFactory) -> str:
-    url = f"sqlite:///{tmp_path_factory.mktemp('page')}/hq.db"
+    folder = tmp_path_factory.mktemp("page")
+    url = f"sqlite:///{folder}/hq.db"
     store = open_store(url)
     try:
         summary = simulate(store, stores=3, members=60, days=75, seed=11)
     finally:
         store.close()
     assert summary["members"] == 60 and summary["refused"] == 0
+    everyone_campaign(url, folder, "Spring", SPRING, days=21, holdout="0.3")
+    assert plant_takes(url, "Spring", SPRING) >= 5
     return url
 
 
@@ -221,6 +231,15 @@ def test_json_route_is_the_library_and_command_line_report(server: HQServer) -> 
         csv = requests.get(f"{server.url}/v1/reports/sales?format=csv", headers=headers, timeout=60)
         assert csv.status_code == 200 and csv.headers["Content-Type"].startswith("text/csv")
         assert csv.text == to_csv(run_report(store, "sales"))
+        for name in ("campaign_response", "campaign_model"):
+            answer = requests.get(
+                f"{server.url}/v1/reports/{name}",
+                params={"campaign": "Spring", "format": "json"},
+                headers=headers,
+                timeout=60,
+            )
+            assert answer.status_code == 200, answer.text
+            assert answer.json() == run_report(store, name, campaign="Spring"), name
     finally:
         store.close()
 
@@ -238,14 +257,62 @@ def test_report_pages_escape_and_refuse_bad_input(server: HQServer) -> None:
         assert "<b>boss" not in page and "&lt;b&gt;boss" in page
     page = requests.get(server.url + "/v1/reports/sales", headers=headers, timeout=60).text
     assert page.count("<svg") == 3 and "Sales by weekday" in page
+    for name, charts in (("campaign_response", 2), ("campaign_model", 1)):
+        page = requests.get(f"{server.url}/v1/reports/{name}", headers=headers, timeout=60).text
+        assert page.count("<svg") == charts and "name='campaign'" in page, name
     for path, status, code in (
         ("/v1/reports/nope", 404, "unknown_report"),
+        ("/v1/reports/liability?campaign=Spring", 400, "invalid_option"),
+        ("/v1/reports/campaign_response?campaign=Nope", 400, "unknown_campaign"),
+        ("/v1/reports/campaign_model?campaign=" + "x" * 65, 400, "invalid_campaign"),
         ("/v1/reports/sales?format=xml", 400, "invalid_format"),
         ("/v1/reports/sales?from=yesterday", 400, "invalid_date"),
         ("/v1/reports?store=" + "x" * 65, 400, "invalid_store"),
     ):
         answer = requests.get(server.url + path, headers=headers, timeout=60)
         assert (answer.status_code, answer.json()["error"]) == (status, code), path
+
+
+def test_without_the_insight_extra(chain_url: str, tmp_path: Path) -> None:
+    """An HQ without scikit-learn serves the stored response model, and says
+    ``report_unavailable`` (503) for one that needs fitting; the index stands, with
+    a note where the model would be."""
+    hidden = tmp_path / "hidden" / "sklearn"
+    hidden.mkdir(parents=True)
+    (hidden / "__init__.py").write_text('raise ImportError("hidden for this test")\n')
+    copy = tmp_path / "hq.db"
+    source, target = sqlite3.connect(chain_url.removeprefix("sqlite:///")), sqlite3.connect(copy)
+    try:
+        source.backup(target)  # a consistent copy of a database the module's server has open
+    finally:
+        source.close()
+        target.close()
+    url = f"sqlite:///{copy}"
+    store = open_store(url)
+    try:
+        with store.write() as tx:
+            tx.run("DELETE FROM cmp_models")  # whatever other tests had fitted
+        stored = run_report(store, "campaign_model")  # fitted and stored here, with the extra
+    finally:
+        store.close()
+    headers = bearer(token(url)["token"])
+    environment = {"PYTHONPATH": str(hidden.parent)}
+    with running_hq(url, tmp_path / "hq.log", env=environment) as bare:
+        answer = requests.get(
+            bare.url + "/v1/reports/campaign_model?format=json", headers=headers, timeout=60
+        )
+        assert answer.status_code == 200 and answer.json() == stored
+        for name in ("campaign_model?campaign=Spring", "clusters"):  # a new scope needs a fit
+            answer = requests.get(f"{bare.url}/v1/reports/{name}", headers=headers, timeout=60)
+            assert (answer.status_code, answer.json()["error"]) == (503, "report_unavailable")
+        store = open_store(url)
+        try:
+            with store.write() as tx:
+                tx.run("DELETE FROM cmp_models")  # so that the index would need a fit
+        finally:
+            store.close()
+        page = requests.get(bare.url + "/v1/reports", headers=headers, timeout=60)
+        assert page.status_code == 200 and "needs the insight extra" in page.text
 
 
 def test_login_form_and_one_time_link_set_a_strict_httponly_cookie(server: HQServer) -> None:
@@ -392,5 +459,10 @@ def test_the_page_in_headless_chromium(server: HQServer, tmp_path: Path) -> None
     text = dom.stdout.decode()
     assert "signed in as browser" in text, text[-2000:]
     svgs = re.findall(r"<svg\b[^>]*aria-label=\"([^\"]+)\"", text)
-    assert svgs == list(CHARTS), svgs
+    assert len(svgs) == len(CHARTS), svgs
+    assert all(svg.startswith(title) for svg, title in zip(svgs, CHARTS, strict=True)), svgs
     assert text.count("<rect") >= 24 + 7 and "<polyline" in text
+    # The campaign charts hold figures, not their "no data" notes: the two arms'
+    # legend and the model's AUC gauge.
+    assert "no campaign in this period" not in text and "no model yet" not in text
+    assert text.count("held out (no offer)</text>") == 1 and "hold-out AUC" in text

@@ -32,13 +32,16 @@ import tomllib
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from agent.errors import InvalidInput
 from agent.money import format_amount, parse_amount
 from sync.errors import invalid, refused
 from sync.hqdb import HQStore, Tx
 from sync.insight.batches import EntryRow, follow_batches
+
+if TYPE_CHECKING:
+    from sync.insight.model import Fitted
 
 CHAIN_WIDE_MAX = 5_000  # offered members of one chain-wide campaign (sent to every till)
 DELTA_MAX = 20_000  # offers in one delta
@@ -284,6 +287,17 @@ def load_file(path: Path) -> dict[str, Any]:
     return dict(campaign)
 
 
+def find_campaign(tx: Tx, campaign: str) -> str:
+    """The id of a campaign given by name or id (``unknown_campaign`` otherwise)."""
+    found = tx.one(
+        "SELECT campaign_id FROM cmp_campaigns WHERE name = ? OR campaign_id = ?",
+        (campaign, campaign),
+    )
+    if found is None:
+        raise invalid("unknown_campaign", f"campaign: no campaign {campaign[:60]!r}")
+    return str(found[0])
+
+
 def in_holdout(seed: int, member_id: str, holdout_bp: int) -> bool:
     """The deterministic draw: the same seed and member always land in the same arm."""
     digest = hashlib.sha256(f"{seed}:{member_id}".encode()).digest()
@@ -293,13 +307,14 @@ def in_holdout(seed: int, member_id: str, holdout_bp: int) -> bool:
 # -- creating and listing --------------------------------------------------------------
 
 
-def _targets(tx: Tx, spec: Spec, dialect: str) -> list[tuple[str, str, str]]:
-    """(member_id, home store, segment) of every targeted member, sorted."""
+def _targets(tx: Tx, spec: Spec, dialect: str, model: Fitted | None) -> list[tuple[str, str, str]]:
+    """(member_id, home store, segment) of every targeted member, sorted; ``model``
+    scores a ``model:...`` target."""
     from sync.insight.audience import segments
+    from sync.insight.model import newest_day
     from sync.insight.reports import Period
 
-    row = tx.one("SELECT MAX(day) FROM ins_sales")
-    as_of = dt.date.fromisoformat(str(row[0])) if row and row[0] else dt.date.today()
+    as_of = newest_day(tx) or dt.date.today()
     period = Period(None, as_of.isoformat(), None, as_of, dialect)
     segment_of = {r["member_id"]: r["segment"] for r in segments(tx, period)["rows"]}
     homes = {str(m): str(s) for m, s in tx.all("SELECT member_id, store FROM ins_members")}
@@ -309,11 +324,11 @@ def _targets(tx: Tx, spec: Spec, dialect: str) -> list[tuple[str, str, str]]:
         chosen = sorted(m for m, store in homes.items() if store == spec.target)
         if not chosen:
             raise invalid("unknown_store", f"target: no members enrolled at store {spec.target!r}")
-    elif spec.target_kind == "model":
-        from sync.insight.model import top_members
+    elif model is not None:
+        from sync.insight.stored_model import top_members
 
-        campaign, count = parse_model_target(spec.target)
-        chosen = sorted(m for m in top_members(tx, dialect, campaign, count) if m in homes)
+        _, count = parse_model_target(spec.target)
+        chosen = sorted(m for m in top_members(tx, dialect, model, count) if m in homes)
     else:
         unknown = [m for m in spec.members if m not in homes]
         if unknown:
@@ -332,10 +347,14 @@ def add_campaign(store: HQStore, spec: Spec, now: dt.datetime) -> dict[str, Any]
 
     refresh(store)
     ensure_tables(store)
+    stored = None
     if spec.target_kind == "model":
+        from sync.insight.stored_model import ensure
+
         refresh_takes(store)  # the model learns from every take stored so far
+        stored = ensure(store, parse_model_target(spec.target)[0], now)
     with store.read() as tx:
-        targets = _targets(tx, spec, store.dialect)
+        targets = _targets(tx, spec, store.dialect, stored.model if stored else None)
     if not targets:
         raise refused("empty_target", f"target: {spec.target_kind}:{spec.target} has no members")
     rows: list[tuple[Any, ...]] = []
@@ -394,6 +413,7 @@ def add_campaign(store: HQStore, spec: Spec, now: dt.datetime) -> dict[str, Any]
         "targeted": len(rows),
         "offered": offered,
         "held_out": len(rows) - offered,
+        **({"model": {"version": stored.version, "fitted_at": stored.fitted_at}} if stored else {}),
     }
 
 

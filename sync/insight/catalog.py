@@ -3,6 +3,11 @@ to date, and written as JSON, CSV or HTML.
 
 ``hq report NAME`` and the HTML page both come through ``run_report``, so the
 command line, the file and the page always show the same numbers.
+
+A report is a function of one read snapshot. The campaign reports need a write
+first, done by their ``PREPARE`` step before the snapshot opens: the tills'
+offer takes read into ``cmp_takes``, and the response model fitted and stored on
+first use or when the campaign data has grown (``stored_model.ensure``).
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from typing import Any
 
 from sync.errors import invalid
 from sync.hqdb import HQStore, Tx
-from sync.insight import audience, reports
+from sync.insight import audience, reports, response, stored_model
+from sync.insight.campaigns import refresh_takes
 from sync.insight.facts import refresh
 from sync.insight.reports import Period, Report
 
@@ -33,7 +39,17 @@ REPORTS: dict[str, Callable[[Tx, Period], Report]] = {
     "callbacks": audience.callbacks,
     "affinity": reports.affinity,
     "clusters": lambda tx, period: _clusters(tx, period),
+    "campaign_response": response.campaign_response,
+    "campaign_model": stored_model.campaign_model,
 }
+PREPARE: dict[str, Callable[[HQStore, str | None], object]] = {
+    "campaign_response": lambda store, campaign: refresh_takes(store),
+    "campaign_model": stored_model.prepare,
+}
+# The reports that take ``--campaign`` (one campaign, by name or id).
+CAMPAIGN_REPORTS = ("campaign_response", "campaign_model")
+# Chain-wide whatever the filters: the response model learns from every campaign.
+UNFILTERED = ("campaign_model",)
 
 
 def _clusters(tx: Tx, period: Period) -> Report:
@@ -61,20 +77,31 @@ def run_report(
     start: str | None = None,
     end: str | None = None,
     store_id: str | None = None,
+    campaign: str | None = None,
 ) -> Report:
     if name not in REPORTS:
         raise invalid("unknown_report", f"report: {name!r} is not one of {', '.join(REPORTS)}")
+    if campaign is not None and name not in CAMPAIGN_REPORTS:
+        raise invalid(
+            "invalid_option", f"campaign: only for {', '.join(CAMPAIGN_REPORTS)}, not {name}"
+        )
     start, end = _day(start, "from"), _day(end, "to")
     if start and end and start > end:
         raise invalid("invalid_date", "from: is after to")
     refresh(store)
+    if name in PREPARE:
+        PREPARE[name](store, campaign)
     with store.read() as tx:
         if end is None:
             row = tx.one("SELECT MAX(day) FROM ins_sales")
             end = str(row[0]) if row and row[0] else dt.date.today().isoformat()
-        period = Period(start, end, store_id, dt.date.fromisoformat(end), store.dialect)
+        period = Period(start, end, store_id, dt.date.fromisoformat(end), store.dialect, campaign)
         report = REPORTS[name](tx, period)
     report["period"] = {"from": start, "to": end, "store": store_id}
+    if name in UNFILTERED:
+        report["period"] = {"from": None, "to": None, "store": None}
+    if name in CAMPAIGN_REPORTS:
+        report["period"]["campaign"] = campaign
     return report
 
 

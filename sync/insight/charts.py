@@ -10,6 +10,8 @@ import html
 from collections.abc import Sequence
 from typing import Any
 
+from sync.insight.campaign_charts import campaign_charts
+
 WIDTH, HEIGHT, PAD = 520, 220, 36
 
 
@@ -94,4 +96,4 @@ def chart_for(report: dict[str, Any]) -> str:
                 bars(title, [r["key"] for r in picked], [_number(r["spend"]) for r in picked])
             )
         return "".join(out)
-    return ""
+    return "".join(campaign_charts(report))

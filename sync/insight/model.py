@@ -21,10 +21,12 @@ campaign and member, like the campaign's own hold-out: the same data always give
 the same split, the same fit and the same AUC (the area under the ROC curve of the
 test rows' scores: 0.5 is guessing, 1.0 a perfect ranking).
 
-Nothing is stored: ``--target model:TOPN`` fits the same deterministic model again
-and scores every enrolled member as of the newest day in the data. numpy and
-scikit-learn are the optional ``insight`` extra (HQ works without them and says
-``insight_extra_missing``, like ``clusters``).
+This module learns; ``sync.insight.stored_model`` keeps what it learnt at HQ (the
+coefficients and the standardisation, which is all a score needs) and refits
+only when the campaign data it learnt from has grown. A fit needs numpy and
+scikit-learn, the optional ``insight`` extra (HQ works without them and says
+``insight_extra_missing``, like ``clusters``); scoring a member with a fitted
+model is plain arithmetic.
 """
 
 # ruff: noqa: S608 -- SQL here is built from constant fragments; values are bound.
@@ -33,14 +35,15 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import json
 import math
 from dataclasses import dataclass
 from typing import Any
 
-from sync.errors import SyncError, invalid, refused
-from sync.hqdb import HQStore, Tx
+from sync.errors import SyncError, refused
+from sync.hqdb import Tx
 from sync.insight.audience import _rfm_sql
-from sync.insight.reports import AGE_BANDS, Period, Report, rules_of
+from sync.insight.reports import AGE_BANDS, Period, rules_of
 
 TEST_BP = 3_000  # share of labelled members kept out of the fit to measure it (30 %)
 MIN_ROWS = 20  # labelled members below which a fit says nothing
@@ -68,7 +71,9 @@ def _libraries() -> tuple[Any, Any, Any]:
 # -- features --------------------------------------------------------------------------
 
 
-def _newest_day(tx: Tx) -> dt.date | None:
+def newest_day(tx: Tx) -> dt.date | None:
+    """The newest day with a sale in the facts: what "as of now" means for data that
+    arrives nightly."""
     row = tx.one("SELECT MAX(day) FROM ins_sales")
     return dt.date.fromisoformat(str(row[0])) if row and row[0] else None
 
@@ -122,58 +127,67 @@ def _age_band(year: int, born: Any) -> str:
 # -- the labelled sample -----------------------------------------------------------------
 
 
-def _campaign_id(tx: Tx, campaign: str) -> str:
-    found = tx.one(
-        "SELECT campaign_id FROM cmp_campaigns WHERE name = ? OR campaign_id = ?",
-        (campaign, campaign),
-    )
-    if found is None:
-        raise invalid("unknown_campaign", f"campaign: no campaign {campaign[:60]!r}")
-    return str(found[0])
-
-
 def _in_test(campaign_id: str, member: str) -> bool:
     digest = hashlib.sha256(f"model:{campaign_id}:{member}".encode()).digest()
     return int.from_bytes(digest[:8], "big") % 10_000 < TEST_BP
 
 
+def training_data(tx: Tx, campaign_id: str | None) -> tuple[list[str], str]:
+    """The campaigns a fit learns from and a key of their data: every campaign with
+    at least one take (one nobody took yet has not been heard from, not refused by
+    everyone), or ``campaign_id`` alone. The key is a SHA-256 of each campaign's
+    offered members and takers: it changes when a campaign gains a take or a new
+    campaign its first, which is when a stored model is out of date."""
+    where, params = "m.arm = 'offer'", []
+    if campaign_id is not None:
+        where, params = "m.arm = 'offer' AND m.campaign_id = ?", [campaign_id]
+    counts = sorted(
+        (str(cid), int(offered), int(takers))
+        for cid, offered, takers in tx.all(
+            "SELECT m.campaign_id, COUNT(*), COUNT(t.offer_id) FROM cmp_members m "
+            "LEFT JOIN (SELECT DISTINCT offer_id FROM cmp_takes) t ON t.offer_id = m.offer_id "
+            f"WHERE {where} GROUP BY m.campaign_id",
+            params,
+        )
+        if campaign_id is not None or int(takers) > 0
+    )
+    key = hashlib.sha256(json.dumps(counts).encode()).hexdigest()
+    return [cid for cid, _, _ in counts], key
+
+
 def _labelled(
-    tx: Tx, dialect: str, campaign: str | None
-) -> tuple[list[str], list[dict[str, Any]], list[int], list[bool]]:
-    """Campaign ids, features, took (1/0) and is-test of every offered member of the
-    past campaigns with at least one take (a campaign nobody took yet has not been
-    heard from, not refused by everyone), or of ``campaign``."""
-    where, params = (
-        "EXISTS (SELECT 1 FROM cmp_members m2 JOIN cmp_takes t ON t.offer_id = m2.offer_id "
-        "WHERE m2.campaign_id = c.campaign_id)",
-        [],
+    tx: Tx, dialect: str, campaigns: list[str]
+) -> tuple[list[dict[str, Any]], list[int], list[bool]]:
+    """Features, took (1/0) and is-test of every offered member of ``campaigns``, in
+    campaign and member order (sorted here: PostgreSQL's collation may not be
+    byte order, and the same rows in the same order give the same fit)."""
+    marks = ", ".join("?" for _ in campaigns) or "NULL"
+    rows = sorted(
+        (str(cid), str(start), str(member), int(took))
+        for cid, start, member, took in tx.all(
+            "SELECT c.campaign_id, c.valid_from, m.member_id, CASE WHEN EXISTS (SELECT 1 FROM "
+            "cmp_takes t WHERE t.offer_id = m.offer_id) THEN 1 ELSE 0 END FROM cmp_members m "
+            "JOIN cmp_campaigns c ON c.campaign_id = m.campaign_id "
+            f"WHERE m.arm = 'offer' AND c.campaign_id IN ({marks})",
+            campaigns,
+        )
     )
-    if campaign is not None:
-        where, params = "c.campaign_id = ?", [_campaign_id(tx, campaign)]
-    rows = tx.all(
-        "SELECT c.campaign_id, c.valid_from, m.member_id, CASE WHEN EXISTS (SELECT 1 FROM "
-        "cmp_takes t WHERE t.offer_id = m.offer_id) THEN 1 ELSE 0 END FROM cmp_members m "
-        "JOIN cmp_campaigns c ON c.campaign_id = m.campaign_id "
-        f"WHERE m.arm = 'offer' AND {where} ORDER BY c.campaign_id, m.member_id",
-        params,
-    )
-    newest = _newest_day(tx)
+    newest = newest_day(tx)
     known: dict[str, dict[str, dict[str, Any]]] = {}
-    ids, features, labels, tests = [], [], [], []
+    features, labels, tests = [], [], []
     for cid, start, member, took in rows:
-        if str(cid) not in known:
-            as_of = dt.date.fromisoformat(str(start)) - dt.timedelta(days=1)
+        if cid not in known:
+            as_of = dt.date.fromisoformat(start) - dt.timedelta(days=1)
             if newest is not None:
                 as_of = min(as_of, newest)
-            known[str(cid)] = member_features(tx, dialect, as_of)
-        found = known[str(cid)].get(str(member))
+            known[cid] = member_features(tx, dialect, as_of)
+        found = known[cid].get(member)
         if found is None:
             continue  # enrolled after the campaign's features were taken
-        ids.append(str(cid))
         features.append(found)
-        labels.append(int(took))
-        tests.append(_in_test(str(cid), str(member)))
-    return ids, features, labels, tests
+        labels.append(took)
+        tests.append(_in_test(cid, member))
+    return features, labels, tests
 
 
 # -- the fit -----------------------------------------------------------------------------
@@ -181,27 +195,30 @@ def _labelled(
 
 @dataclass(frozen=True)
 class Fitted:
-    """A fitted model with its columns and the training rows' standardisation."""
+    """A fitted model as plain numbers: its columns, the training rows' mean and
+    scale of each, a coefficient each and the intercept; with how it measured."""
 
     columns: list[str]
-    mean: Any
-    scale: Any
-    model: Any
+    mean: list[float]
+    scale: list[float]
+    coefficients: list[float]
+    intercept: float
     auc: float | None
     n_train: int
     n_test: int
     base_rate: float
-    campaigns: int
+    campaigns: list[str]
+    data_key: str
 
-    def matrix(self, features: list[dict[str, Any]]) -> Any:
-        np = _libraries()[0]
-        raw = np.array([_row(self.columns, f) for f in features], dtype=float)
-        return (raw - self.mean) / self.scale
-
-    def scores(self, features: list[dict[str, Any]]) -> list[float]:
-        if not features:
-            return []
-        return [float(p) for p in self.model.predict_proba(self.matrix(features))[:, 1]]
+    def score(self, feature: dict[str, Any]) -> float:
+        """The log-odds of taking an offer: a member's standardised features times
+        the coefficients (ranking by it ranks by probability)."""
+        total = self.intercept
+        for value, mean, scale, weight in zip(
+            _row(self.columns, feature), self.mean, self.scale, self.coefficients, strict=True
+        ):
+            total += weight * (value - mean) / scale
+        return total
 
 
 def _row(columns: list[str], feature: dict[str, Any]) -> list[float]:
@@ -228,11 +245,12 @@ def _columns(tx: Tx, features: list[dict[str, Any]]) -> list[str]:
     ]
 
 
-def fit(tx: Tx, dialect: str, campaign: str | None = None) -> Fitted:
+def fit(tx: Tx, dialect: str, campaign_id: str | None = None) -> Fitted:
     """Fit on the training rows, measure on the test rows (``no_training_data``
     when there are too few takers or non-takers to learn anything)."""
     np, regression, roc_auc = _libraries()
-    ids, features, labels, tests = _labelled(tx, dialect, campaign)
+    campaigns, key = training_data(tx, campaign_id)
+    features, labels, tests = _labelled(tx, dialect, campaigns)
     takers = sum(labels)
     train = [i for i, test in enumerate(tests) if not test]
     train_takers = sum(labels[i] for i in train)
@@ -263,21 +281,23 @@ def fit(tx: Tx, dialect: str, campaign: str | None = None) -> Fitted:
         auc = float(roc_auc(test_y, model.predict_proba(x[~train_mask])[:, 1]))
     return Fitted(
         columns=columns,
-        mean=mean,
-        scale=scale,
-        model=model,
+        mean=[float(v) for v in mean],
+        scale=[float(v) for v in scale],
+        coefficients=[float(c) for c in model.coef_[0]],
+        intercept=float(model.intercept_[0]),
         auc=auc,
         n_train=int(train_mask.sum()),
         n_test=int((~train_mask).sum()),
         base_rate=takers / len(labels),
-        campaigns=len(set(ids)),
+        campaigns=campaigns,
+        data_key=key,
     )
 
 
 # -- in words ----------------------------------------------------------------------------
 
 
-def _describe(column: str, coefficient: float) -> tuple[str, str]:
+def describe(column: str, coefficient: float) -> tuple[str, str]:
     """(``raises``, ``lowers`` or ``little``; a sentence for the people who pick
     targets, who read words, not log-odds)."""
     if abs(coefficient) < LITTLE:
@@ -292,54 +312,3 @@ def _describe(column: str, coefficient: float) -> tuple[str, str]:
     kind, _, value = column.partition("=")
     subject = {"tier": "tier", "age": "age band", "store": "home store"}[kind]
     return effect, f"{subject} {value} {verb} take-up (against the other members)"
-
-
-def campaign_model(store: HQStore, campaign: str | None = None) -> Report:
-    """The report: one row per feature, largest effect first."""
-    from sync.insight.campaigns import ensure_tables, refresh_takes
-    from sync.insight.facts import refresh
-
-    _libraries()
-    refresh(store)
-    ensure_tables(store)
-    refresh_takes(store)
-    with store.read() as tx:
-        fitted = fit(tx, store.dialect, campaign)
-    coefficients = [float(c) for c in fitted.model.coef_[0]]
-    rows: list[dict[str, Any]] = []
-    for column, coefficient in zip(fitted.columns, coefficients, strict=True):
-        effect, words = _describe(column, coefficient)
-        kind = "score" if column in SCORES else column.partition("=")[0]
-        rows.append(
-            {
-                "feature": column,
-                "kind": {"age": "age_band", "store": "home_store"}.get(kind, kind),
-                "coefficient": round(coefficient, 4),
-                "odds_ratio": round(math.exp(coefficient), 4),
-                "effect": effect,
-                "description": words,
-            }
-        )
-    rows.sort(key=lambda row: (-abs(row["coefficient"]), row["feature"]))
-    totals: dict[str, Any] = {
-        "auc": None if fitted.auc is None else round(fitted.auc, 4),
-        "n_train": fitted.n_train,
-        "n_test": fitted.n_test,
-        "base_rate": round(fitted.base_rate, 4),
-        "campaigns": fitted.campaigns,
-        "intercept": round(float(fitted.model.intercept_[0]), 4),
-        "top_feature": rows[0]["feature"] if rows else None,
-    }
-    return {"report": "campaign_model", "rows": rows, "totals": totals}
-
-
-def top_members(tx: Tx, dialect: str, campaign: str | None, count: int) -> list[str]:
-    """The ``count`` enrolled members most likely to take an offer, as of the newest
-    day in the data (ties: member id order, so the pick is reproducible)."""
-    fitted = fit(tx, dialect, campaign)
-    newest = _newest_day(tx) or dt.date.today()
-    features = member_features(tx, dialect, newest)
-    members = sorted(features)
-    scores = fitted.scores([features[m] for m in members])
-    ranked = sorted(zip(members, scores, strict=True), key=lambda pair: (-pair[1], pair[0]))
-    return [member for member, _ in ranked[:count]]

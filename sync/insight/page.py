@@ -6,29 +6,36 @@ the page, ``hq report`` and the JSON route show the same numbers. The pages are
 self-contained: inline CSS and inline SVG, no script, no external asset (the
 Content-Security-Policy the server sends forbids them anyway). Every value put
 into the HTML goes through ``html.escape``; numbers in SVG attributes are
-formatted by this module.
+formatted by ``sync.insight.svg``.
 
-The charts are drawn here rather than by ``charts.py`` (the file renderer's
-compact charts) to be read at a glance on a screen: gridlines with round
-values, the figure written on each bar, names on horizontal bars.
+The charts are drawn with ``sync.insight.svg`` rather than by ``charts.py`` (the
+file renderer's compact charts) to be read at a glance on a screen: gridlines
+with round values, the figure written on each bar, names on horizontal bars.
 """
 
 from __future__ import annotations
 
-import html
-import math
 import re
 import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from sync.errors import SyncError
 from sync.hqdb import HQStore
-from sync.insight.catalog import REPORTS, run_report
+from sync.insight.campaign_charts import campaign_charts, model_chart, response_charts
+from sync.insight.catalog import CAMPAIGN_REPORTS, REPORTS, run_report
 from sync.insight.reports import Report
+from sync.insight.svg import (
+    INK,
+    bar_chart,
+    column_chart,
+    e,
+    empty_chart,
+    line_chart,
+    money_text,
+    number,
+)
 
-W, H = 600, 300
-LEFT, RIGHT, TOP, BOTTOM = 64, 20, 48, 40
-INK, MUTED, GRID, BAR, LINE = "#1f2937", "#6b7280", "#e5e7eb", "#2563eb", "#c2410c"
 WEEKDAYS = {"1": "Mon", "2": "Tue", "3": "Wed", "4": "Thu", "5": "Fri", "6": "Sat", "7": "Sun"}
 
 DESCRIPTIONS = {
@@ -43,6 +50,8 @@ DESCRIPTIONS = {
     "callbacks": "Who to call this week, and with which offer",
     "affinity": "Categories bought together",
     "clusters": "Member clusters by behaviour (needs the insight extra)",
+    "campaign_response": "Campaigns: take-up, and spend against the hold-out by segment",
+    "campaign_model": "Who takes offers: the response model's AUC and what raises take-up",
 }
 
 STYLE = (
@@ -64,6 +73,7 @@ STYLE = (
     ".tile{background:#fff;border-radius:8px;padding:12px 16px;box-shadow:0 1px 2px #0002}"
     ".tile .k{font-size:12px;color:#4b5563;text-transform:uppercase;letter-spacing:.03em}"
     ".tile .v{font-size:26px;font-weight:bold;margin-top:4px}"
+    ".tile .v.long{font-size:15px;overflow-wrap:anywhere}"
     ".charts{display:grid;grid-template-columns:repeat(auto-fill,minmax(560px,1fr));gap:16px}"
     ".card{background:#fff;border-radius:8px;padding:8px;box-shadow:0 1px 2px #0002}"
     ".card svg{width:100%;height:auto;display:block}"
@@ -73,173 +83,6 @@ STYLE = (
     "th{background:#f9fafb}td.n{text-align:right;font-variant-numeric:tabular-nums}"
     ".muted{color:#6b7280;font-size:13px}.empty{color:#6b7280;font-style:italic;padding:16px}"
 )
-
-
-def e(value: Any) -> str:
-    """Escaped for HTML text and quoted attribute values."""
-    return html.escape(str(value), quote=True)
-
-
-def number(value: Any) -> float:
-    """A report figure as a float: ints, and money as decimal strings."""
-    if value is None:
-        return 0.0
-    try:
-        return float(str(value).replace(",", ""))
-    except ValueError:
-        return 0.0
-
-
-def compact(value: float) -> str:
-    """An axis label: 950, 12k, 1.5M."""
-    size = abs(value)
-    for limit, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if size >= limit:
-            text = f"{value / limit:.1f}".rstrip("0").rstrip(".")
-            return text + suffix
-    return f"{value:.0f}" if value == int(value) or size >= 10 else f"{value:.1f}"
-
-
-def money_text(value: Any) -> str:
-    """A decimal string with thousands separators: 6745.70 -> 6,745.70."""
-    return f"{number(value):,.2f}"
-
-
-def full(value: float) -> str:
-    return f"{value:,.0f}" if value == int(value) or abs(value) >= 100 else f"{value:,.2f}"
-
-
-def nice_top(top: float, steps: int = 4) -> tuple[float, float]:
-    """A round axis maximum at or above ``top`` and its gridline step."""
-    if top <= 0:
-        return 1.0, 0.25
-    raw = top / steps
-    power = 10 ** math.floor(math.log10(raw))
-    step = next(m * power for m in (1, 2, 2.5, 5, 10) if m * power >= raw)
-    return step * math.ceil(top / step - 1e-9), step
-
-
-def _svg(title: str, subtitle: str, body: str, height: int = H) -> str:
-    return (
-        f"<svg viewBox='0 0 {W} {height}' width='{W}' height='{height}' role='img' "
-        f"xmlns='http://www.w3.org/2000/svg' aria-label='{e(title)}' class='chart'>"
-        f"<title>{e(title)}</title>"
-        f"<text x='12' y='22' font-size='16' font-weight='bold' fill='{INK}'>{e(title)}</text>"
-        f"<text x='12' y='40' font-size='12' fill='{MUTED}'>{e(subtitle)}</text>{body}</svg>"
-    )
-
-
-def _empty(title: str, subtitle: str) -> str:
-    body = (
-        f"<text x='{W / 2}' y='{H / 2}' font-size='14' fill='{MUTED}' text-anchor='middle'>"
-        "no data in this period</text>"
-    )
-    return _svg(title, subtitle, body)
-
-
-def _grid(top: float, step: float, plot_h: float) -> str:
-    parts, value = [], 0.0
-    while value <= top + step / 2:
-        y = TOP + plot_h - plot_h * value / top
-        parts.append(
-            f"<line x1='{LEFT}' y1='{y:.1f}' x2='{W - RIGHT}' y2='{y:.1f}' stroke='{GRID}'/>"
-            f"<text x='{LEFT - 8}' y='{y + 4:.1f}' font-size='12' fill='{MUTED}' "
-            f"text-anchor='end'>{e(compact(value))}</text>"
-        )
-        value += step
-    return "".join(parts)
-
-
-def column_chart(title: str, subtitle: str, labels: Sequence[str], values: Sequence[float]) -> str:
-    """Vertical bars on a round scale; each bar's figure above it when they fit."""
-    if not values or not any(values):
-        return _empty(title, subtitle)
-    top, step = nice_top(max(max(values), 0))
-    plot_w, plot_h = W - LEFT - RIGHT, H - TOP - BOTTOM
-    slot = plot_w / len(values)
-    parts = [_grid(top, step, plot_h)]
-    for n, (label, value) in enumerate(zip(labels, values, strict=True)):
-        height = plot_h * max(value, 0) / top
-        x, y = LEFT + n * slot, TOP + plot_h - height
-        parts.append(
-            f"<rect x='{x + slot * 0.12:.1f}' y='{y:.1f}' width='{slot * 0.76:.1f}' "
-            f"height='{height:.1f}' fill='{BAR}' rx='2'><title>{e(label)}: {e(full(value))}"
-            "</title></rect>"
-            f"<text x='{x + slot / 2:.1f}' y='{H - BOTTOM + 16}' font-size='12' fill='{INK}' "
-            f"text-anchor='middle'>{e(label[:12])}</text>"
-        )
-        if slot >= 40 and value > 0:
-            parts.append(
-                f"<text x='{x + slot / 2:.1f}' y='{y - 5:.1f}' font-size='11' fill='{INK}' "
-                f"text-anchor='middle'>{e(compact(value))}</text>"
-            )
-    return _svg(title, subtitle, "".join(parts))
-
-
-def bar_chart(
-    title: str, subtitle: str, labels: Sequence[str], values: Sequence[float], limit: int = 10
-) -> str:
-    """Horizontal bars, largest first as given: the name left, the figure right."""
-    labels, values = list(labels)[:limit], list(values)[:limit]
-    if not values or not any(values):
-        return _empty(title, subtitle)
-    name_w, figure_w, row_h = 150, 70, 26
-    height = max(H, TOP + 12 + row_h * len(values))
-    top = max(max(values), 1e-9)
-    span = W - name_w - figure_w - RIGHT
-    parts = []
-    for n, (label, value) in enumerate(zip(labels, values, strict=True)):
-        y = TOP + 8 + n * row_h
-        width = span * max(value, 0) / top
-        parts.append(
-            f"<text x='{name_w - 8}' y='{y + 15}' font-size='13' fill='{INK}' "
-            f"text-anchor='end'>{e(label[:20])}</text>"
-            f"<rect x='{name_w}' y='{y + 2}' width='{max(width, 1):.1f}' height='{row_h - 8}' "
-            f"fill='{BAR}' rx='2'><title>{e(label)}: {e(full(value))}</title></rect>"
-            f"<text x='{name_w + width + 6:.1f}' y='{y + 15}' font-size='12' "
-            f"fill='{INK}'>{e(full(value))}</text>"
-        )
-    return _svg(title, subtitle, "".join(parts), height)
-
-
-def line_chart(title: str, subtitle: str, labels: Sequence[str], values: Sequence[float]) -> str:
-    """A line with a light area under it, dots on each point, the last figure named."""
-    if not values:
-        return _empty(title, subtitle)
-    top, step = nice_top(max(max(values), 0))
-    plot_w, plot_h = W - LEFT - RIGHT - 40, H - TOP - BOTTOM
-    gap = plot_w / max(len(values) - 1, 1)
-
-    def at(n: int, value: float) -> tuple[float, float]:
-        return LEFT + 10 + n * gap, TOP + plot_h - plot_h * max(value, 0) / top
-
-    points = [at(n, v) for n, v in enumerate(values)]
-    path = " ".join(f"{x:.1f},{y:.1f}" for x, y in points)
-    base = TOP + plot_h
-    area = f"{points[0][0]:.1f},{base:.1f} {path} {points[-1][0]:.1f},{base:.1f}"
-    every = max(1, math.ceil(len(labels) / 8))
-    parts = [
-        _grid(top, step, plot_h),
-        f"<polygon points='{area}' fill='{LINE}' fill-opacity='0.12'/>",
-        f"<polyline points='{path}' fill='none' stroke='{LINE}' stroke-width='3' "
-        "stroke-linejoin='round'/>",
-    ]
-    for n, ((x, y), label, value) in enumerate(zip(points, labels, values, strict=True)):
-        parts.append(
-            f"<circle cx='{x:.1f}' cy='{y:.1f}' r='3.5' fill='{LINE}'>"
-            f"<title>{e(label)}: {e(full(value))}</title></circle>"
-        )
-        if n % every == 0 or n == len(values) - 1:
-            parts.append(
-                f"<text x='{x:.1f}' y='{H - BOTTOM + 16}' font-size='12' fill='{INK}' "
-                f"text-anchor='middle'>{e(label)}</text>"
-            )
-    x, y = points[-1]
-    parts.append(
-        f"<text x='{x - 4:.1f}' y='{y - 10:.1f}' font-size='13' font-weight='bold' "
-        f"fill='{LINE}' text-anchor='end'>{e(full(values[-1]))}</text>"
-    )
-    return _svg(title, subtitle, "".join(parts))
 
 
 # -- the charts of each report -----------------------------------------------------------
@@ -342,7 +185,7 @@ def charts_for(report: Report, clock: str = "UTC") -> list[str]:
                 [number(row["spend"]) for row in rows],
             )
         ]
-    return []
+    return campaign_charts(report)
 
 
 # -- pages ---------------------------------------------------------------------------
@@ -364,7 +207,7 @@ def _layout(title: str, operator: str, body: str) -> str:
     )
 
 
-def _filter_form(action: str, filters: Mapping[str, str | None]) -> str:
+def _filter_form(action: str, filters: Mapping[str, str | None], campaign: bool = False) -> str:
     def field(name: str, label: str, kind: str) -> str:
         return (
             f"<label>{e(label)}<input type='{kind}' name='{name}' "
@@ -374,7 +217,9 @@ def _filter_form(action: str, filters: Mapping[str, str | None]) -> str:
     return (
         f"<form class='filter' method='get' action='{e(action)}'>"
         f"{field('from', 'from', 'date')}{field('to', 'to (as of)', 'date')}"
-        f"{field('store', 'store', 'text')}<button type='submit'>show</button></form>"
+        f"{field('store', 'store', 'text')}"
+        f"{field('campaign', 'campaign', 'text') if campaign else ''}"
+        "<button type='submit'>show</button></form>"
     )
 
 
@@ -391,12 +236,14 @@ def _figure(value: Any) -> str:
 
 
 def _tiles(items: Sequence[tuple[str, Any]]) -> str:
+    """One tile per figure; a long text (a timestamp) in smaller type, to fit."""
+    figures = [(str(k).replace("_", " "), _figure(v)) for k, v in items]
     return (
         "<div class='tiles'>"
         + "".join(
-            f"<div class='tile'><div class='k'>{e(str(k).replace('_', ' '))}</div>"
-            f"<div class='v'>{e(_figure(v))}</div></div>"
-            for k, v in items
+            f"<div class='tile'><div class='k'>{e(k)}</div>"
+            f"<div class='v{' long' if len(v) > 14 else ''}'>{e(v)}</div></div>"
+            for k, v in figures
         )
         + "</div>"
     )
@@ -451,6 +298,7 @@ def index_page(store: HQStore, filters: Mapping[str, str | None], operator: str)
             liability_by_store(liability),
         ]
     )
+    campaigns = _campaign_section(store, start, end, store_id)
     links = "".join(
         f"<tr><td><a href='{e('/v1/reports/' + name + _query(filters))}'>{e(name)}</a></td>"
         f"<td>{e(DESCRIPTIONS.get(name, ''))}</td>"
@@ -465,10 +313,54 @@ def index_page(store: HQStore, filters: Mapping[str, str | None], operator: str)
         f"to {e(period['to'])}</p>"
         + tiles
         + charts
+        + campaigns
         + "<h2>Reports</h2><table><thead><tr><th>report</th><th>what it shows</th>"
         f"<th>data</th></tr></thead><tbody>{links}</tbody></table>"
     )
     return _layout("tillpoints HQ reports", operator, body)
+
+
+# Why the index has no response model to show, for the errors that only mean "not yet".
+_NO_MODEL = {
+    "no_training_data": "no model yet: it learns from campaigns with takes",
+    "insight_extra_missing": "needs the insight extra: pip install 'tillpoints[insight]'",
+}
+
+
+def _campaign_section(
+    store: HQStore, start: str | None, end: str | None, store_id: str | None
+) -> str:
+    """Campaigns at a glance: the newest campaign's arms and increment by segment,
+    and the response model (fitted on first use, then reused). Without campaigns
+    with takes, or without the insight extra, the model's card says so and the
+    rest of the page stands."""
+    response = run_report(store, "campaign_response", start, end, store_id)
+    try:
+        model = run_report(store, "campaign_model")
+    except SyncError as error:
+        if error.code not in _NO_MODEL:
+            raise
+        auc, model_card = (
+            None,
+            empty_chart(
+                "Response model",
+                "who takes an offer, learnt from past campaigns",
+                _NO_MODEL[error.code],
+            ),
+        )
+    else:
+        auc, model_card = model["totals"]["auc"], model_chart(model)
+    totals = response["totals"]
+    tiles = _tiles(
+        [
+            ("campaigns", totals["campaigns"]),
+            ("offered members", totals["offered"]),
+            ("took the offer", totals["takers"]),
+            ("incremental spend", totals["incremental_spend"]),
+            ("model AUC", "-" if auc is None else f"{auc:.2f}"),
+        ]
+    )
+    return "<h2>Campaigns</h2>" + tiles + _charts([*response_charts(response, 1), model_card])
 
 
 def _cell(value: Any) -> str:
@@ -503,7 +395,8 @@ def report_page(
     totals = report.get("totals", {})
     flat = [(k, v) for k, v in totals.items() if not isinstance(v, dict | list)]
     nested = "".join(
-        f"<tr><th>{e(k)}</th><td>{e(v)}</td></tr>"
+        f"<tr><th>{e(k)}</th><td>{e(', '.join(map(str, v)) if isinstance(v, list) else v)}"
+        "</td></tr>"
         for k, v in totals.items()
         if isinstance(v, dict | list)
     )
@@ -511,11 +404,14 @@ def report_page(
     csv_link = "/v1/reports/" + name + _query(filters, format="csv")
     json_link = "/v1/reports/" + name + _query(filters, format="json")
     period = report.get("period", {})
+    scope = "store " + period["store"] if period.get("store") else "all stores"
+    if period.get("campaign"):
+        scope += ", campaign " + period["campaign"]
+    upto = period.get("to") or "the newest data"
     body = (
-        _filter_form("/v1/reports/" + name, filters)
+        _filter_form("/v1/reports/" + name, filters, name in CAMPAIGN_REPORTS)
         + f"<p class='muted'>{e(DESCRIPTIONS.get(name, ''))}. "
-        f"From {e(period.get('from') or 'the start')} to {e(period.get('to'))}; "
-        f"{e('store ' + period['store'] if period.get('store') else 'all stores')}. "
+        f"From {e(period.get('from') or 'the start')} to {e(upto)}; {e(scope)}. "
         f"<a href='{e(csv_link)}'>CSV</a> <a href='{e(json_link)}'>JSON</a></p>"
         + _tiles(flat)
         + (f"<table>{nested}</table>" if nested else "")

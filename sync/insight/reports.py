@@ -28,14 +28,16 @@ AGE_BANDS = ((25, "18-24"), (35, "25-34"), (45, "35-44"), (55, "45-54"), (65, "5
 
 @dataclass(frozen=True)
 class Period:
-    """``--from``/``--to`` (inclusive local days), ``--store``, and the day the
-    report is as of (``--to``, else the newest day in the data)."""
+    """``--from``/``--to`` (inclusive local days), ``--store``, the day the report
+    is as of (``--to``, else the newest day in the data), and ``--campaign`` (the
+    campaign reports only)."""
 
     start: str | None
     end: str | None
     store: str | None
     as_of: dt.date
     dialect: str
+    campaign: str | None = None
 
     def where(self, day: str = "day", store: str = "store") -> tuple[str, list[Any]]:
         clauses, params = ["1 = 1"], []

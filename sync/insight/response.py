@@ -7,6 +7,13 @@ earn amounts minus refunds, the same spend as every report), and the
 incremental spend: (offered per member - hold-out per member) x offered members.
 A row with segment ``all`` sums each campaign. Ratios and money are computed in
 Python from integer sums, so both backends print the same digits.
+
+Like every report it has a period: the campaigns whose days overlap ``--from`` ..
+``--to`` (``--to`` defaults to the newest day in the data, so a campaign that has
+not started is not listed yet), with spend counted over each campaign's days up
+to ``--to``; ``--store`` keeps the members whose home store it was at assignment.
+Takes are read into ``cmp_takes`` before the snapshot (``refresh_takes``, the
+catalog's ``prepare`` step).
 """
 
 from __future__ import annotations
@@ -16,13 +23,12 @@ from fractions import Fraction
 from typing import Any
 
 from agent.money import format_amount
-from sync.errors import invalid
-from sync.hqdb import HQStore
-from sync.insight.campaigns import ensure_tables, refresh_takes
-from sync.insight.reports import Report
+from sync.hqdb import Tx
+from sync.insight.campaigns import find_campaign
+from sync.insight.reports import Period, Report
 
 _ARMS = (
-    "SELECT c.campaign_id, c.name, m.segment, m.arm, COUNT(*), "
+    "SELECT c.campaign_id, c.name, c.valid_from, c.valid_to, m.segment, m.arm, COUNT(*), "
     "SUM(CASE WHEN t.n IS NULL THEN 0 ELSE 1 END), SUM(COALESCE(t.value, 0)), "
     "SUM(COALESCE(t.points, 0)), SUM(COALESCE(s.spend, 0)), SUM(COALESCE(s.visits, 0)) "
     "FROM cmp_members m JOIN cmp_campaigns c ON c.campaign_id = m.campaign_id "
@@ -32,10 +38,10 @@ _ARMS = (
     "COUNT(DISTINCT CASE WHEN s.kind = 'earn' THEN s.device || ':' || s.receipt END) AS visits "
     "FROM cmp_members m2 JOIN cmp_campaigns c2 ON c2.campaign_id = m2.campaign_id "
     "JOIN ins_sales s ON s.member = m2.member_id AND s.day >= c2.valid_from "
-    "AND s.day <= c2.valid_to AND s.kind IN ('earn', 'refund') "
+    "AND s.day <= c2.valid_to AND s.day <= ? AND s.kind IN ('earn', 'refund') "
     "GROUP BY m2.campaign_id, m2.member_id) s "
     "ON s.campaign_id = m.campaign_id AND s.member_id = m.member_id "
-    "WHERE {where} GROUP BY c.campaign_id, c.name, m.segment, m.arm"
+    "WHERE {where} GROUP BY c.campaign_id, c.name, c.valid_from, c.valid_to, m.segment, m.arm"
 )
 
 
@@ -49,7 +55,9 @@ def _dec(part: int, whole: int) -> str:
     return f"{scaled // 10_000}.{scaled % 10_000:04d}"
 
 
-def _row(campaign: str, name: str, segment: str, arms: dict[str, list[int]]) -> dict[str, Any]:
+def _row(
+    campaign: tuple[str, str, str, str], segment: str, arms: dict[str, list[int]]
+) -> dict[str, Any]:
     offer = arms.get("offer", [0, 0, 0, 0, 0, 0])
     hold = arms.get("holdout", [0, 0, 0, 0, 0, 0])
     offered, held = offer[0], hold[0]
@@ -57,8 +65,10 @@ def _row(campaign: str, name: str, segment: str, arms: dict[str, list[int]]) -> 
     per_hold = Fraction(hold[4], held) if held else None
     lift = per_offer - per_hold if per_offer is not None and per_hold is not None else None
     return {
-        "campaign": name,
-        "campaign_id": campaign,
+        "campaign": campaign[1],
+        "campaign_id": campaign[0],
+        "from": campaign[2],
+        "to": campaign[3],
         "segment": segment,
         "offered": offered,
         "held_out": held,
@@ -77,31 +87,37 @@ def _row(campaign: str, name: str, segment: str, arms: dict[str, list[int]]) -> 
     }
 
 
-def campaign_response(store: HQStore, campaign: str | None = None) -> Report:
-    from sync.insight.facts import refresh
-
-    refresh(store)
-    ensure_tables(store)
-    refresh_takes(store)
-    where, params = "1 = 1", []
-    with store.read() as tx:
-        if campaign is not None:
-            found = tx.one(
-                "SELECT campaign_id FROM cmp_campaigns WHERE name = ? OR campaign_id = ?",
-                (campaign, campaign),
-            )
-            if found is None:
-                raise invalid("unknown_campaign", f"campaign: no campaign {campaign[:60]!r}")
-            where, params = "c.campaign_id = ?", [str(found[0])]
-        rows = tx.all(_ARMS.replace("{where}", where), params)
-    by: dict[tuple[str, str, str], dict[str, list[int]]] = defaultdict(dict)
-    for cid, name, segment, arm, *figures in rows:
+def campaign_response(tx: Tx, period: Period) -> Report:
+    """The report (after ``refresh_takes``): one row per campaign and segment."""
+    clauses = ["c.valid_from <= ?"]
+    params: list[Any] = [period.as_of.isoformat(), period.as_of.isoformat()]
+    if period.start:
+        clauses.append("c.valid_to >= ?")
+        params.append(period.start)
+    if period.store:
+        clauses.append("m.store = ?")
+        params.append(period.store)
+    if period.campaign is not None:
+        clauses.append("c.campaign_id = ?")
+        params.append(find_campaign(tx, period.campaign))
+    rows = tx.all(_ARMS.replace("{where}", " AND ".join(clauses)), params)
+    by: dict[tuple[tuple[str, str, str, str], str], dict[str, list[int]]] = defaultdict(dict)
+    for cid, name, start, end, segment, arm, *figures in rows:
+        campaign = (str(cid), str(name), str(start), str(end))
         numbers = [int(value or 0) for value in figures]
-        for key in ((str(cid), str(name), str(segment)), (str(cid), str(name), "all")):
+        for key in ((campaign, str(segment)), (campaign, "all")):
             sums = by[key].setdefault(str(arm), [0] * len(numbers))
             for index, value in enumerate(numbers):
                 sums[index] += value
-    out = [_row(cid, name, segment, arms) for (cid, name, segment), arms in sorted(by.items())]
+    # Newest campaign first (the one people ask about); its segments by name, then all.
+    campaigns = sorted({campaign for campaign, _ in by}, key=lambda c: (c[2], c[1]), reverse=True)
+    out = [
+        _row(campaign, segment, by[(campaign, segment)])
+        for campaign in campaigns
+        for segment in sorted(
+            (segment for c, segment in by if c == campaign), key=lambda s: (s == "all", s)
+        )
+    ]
     everything = [row for row in out if row["segment"] == "all"]
     totals: dict[str, Any] = {
         "campaigns": len(everything),
