@@ -102,6 +102,13 @@ def _reports_paths() -> dict[str, Any]:
                     {"name": "name", "in": "path", "required": True, "schema": {"type": "string"}},
                     *_FILTERS,
                     {
+                        "name": "campaign",
+                        "in": "query",
+                        "required": False,
+                        "description": "campaign_response, campaign_model: one campaign",
+                        "schema": {"type": "string", "maxLength": 64},
+                    },
+                    {
                         "name": "format",
                         "in": "query",
                         "required": False,
@@ -117,7 +124,7 @@ def _reports_paths() -> dict[str, Any]:
                             "text/csv": {"schema": {"type": "string"}},
                         },
                     },
-                    **_errors(400, 401, 404, 503),
+                    **_errors(400, 401, 404, 409, 503),
                 },
             }
         },
