@@ -553,4 +553,6 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
 
 
 def _fingerprint(account: str, content: object) -> str:
-    return hashlib.sha256(canonical({"account": account, "content": content})).hexdigest()
+    return hashlib.sha256(
+        canonical({"account": account, "content": content}, checked=True)
+    ).hexdigest()

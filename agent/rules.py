@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import tomllib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from importlib import resources
 from pathlib import Path
@@ -60,6 +60,12 @@ class Rules:
     expiry_months: int
     lock_days: int
     refund_supervisor_above: int
+    # Points per minor unit for each (category, tier, day, birthday) seen: the
+    # product of Fractions is the slow part of pricing a line, and a till sees
+    # few distinct keys a day. Not part of the rules' value.
+    _rates: dict[tuple[str, Fraction, dt.date, bool], Fraction] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     # -- pure rule applications ------------------------------------------------
 
@@ -72,17 +78,31 @@ class Rules:
     def line_points(
         self, category: str, amount: int, tier: Tier, day: dt.date, birthday_month: bool
     ) -> int:
-        """Points one receipt line earns (rounded per line, as the rules say)."""
-        multiplier = self.category_multipliers.get(category, Fraction(1)) * tier.multiplier
-        for promotion in self.promotions:
-            if promotion.applies(day):
-                multiplier *= promotion.multiplier
-        if birthday_month:
-            multiplier *= self.birthday_multiplier
-        exact = Fraction(amount, self.earn_unit) * self.earn_points_per_unit * multiplier
+        """Points one receipt line earns (rounded per line, as the rules say): the
+        exact product, truncated toward zero after adding a half for half_up."""
+        rate = self._rate(category, tier, day, birthday_month)
+        numerator, denominator = amount * rate.numerator, rate.denominator
         if self.rounding == "half_up":
-            return int(exact + Fraction(1, 2))
-        return int(exact)
+            numerator, denominator = 2 * numerator + denominator, 2 * denominator
+        if numerator >= 0:
+            return numerator // denominator
+        return -(-numerator // denominator)
+
+    def _rate(self, category: str, tier: Tier, day: dt.date, birthday_month: bool) -> Fraction:
+        key = (category, tier.multiplier, day, birthday_month)
+        rate = self._rates.get(key)
+        if rate is None:
+            multiplier = self.category_multipliers.get(category, Fraction(1)) * tier.multiplier
+            for promotion in self.promotions:
+                if promotion.applies(day):
+                    multiplier *= promotion.multiplier
+            if birthday_month:
+                multiplier *= self.birthday_multiplier
+            rate = Fraction(self.earn_points_per_unit, self.earn_unit) * multiplier
+            if len(self._rates) >= 4096:
+                self._rates.clear()
+            self._rates[key] = rate
+        return rate
 
     def redemption_value(self, points: int) -> int:
         """Money (minor units) that ``points`` are worth, rounded down."""

@@ -4,16 +4,21 @@ event hub's bounded queues."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import socket
+from fractions import Fraction
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import staff
 from agent.errors import InvalidInput, Refused
 from agent.events import QUEUE_LIMIT, EventHub
 from agent.ledger import Ledger
 from agent.notify import Notifier
+from agent.rules import default_rules_text, load_rules_text
 
 
 def test_notify_sends_datagrams_to_the_socket(tmp_path: Path) -> None:
@@ -98,3 +103,34 @@ def test_a_slow_subscriber_is_cut_off_not_buffered() -> None:
 
     chunks = asyncio.run(scenario())
     assert chunks[0].startswith(b"event: hello") and len(chunks) == 1
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    amount=st.integers(min_value=-(10**9), max_value=10**9),
+    category=st.sampled_from(["fresh", "tobacco", "drinks", "total"]),
+    tier=st.integers(min_value=0, max_value=2),
+    day=st.dates(min_value=dt.date(2025, 1, 1), max_value=dt.date(2031, 12, 31)),
+    birthday=st.booleans(),
+    half_up=st.booleans(),
+)
+def test_line_points_are_the_exact_fraction_rounded(
+    amount: int, category: str, tier: int, day: dt.date, birthday: bool, half_up: bool
+) -> None:
+    # The slow, obvious reference: every multiplier as a Fraction, then rounding.
+    rules = load_rules_text(
+        default_rules_text().replace('rounding = "floor"', 'rounding = "half_up"')
+        if half_up
+        else default_rules_text()
+    )
+    level = rules.tiers[tier]
+    multiplier = rules.category_multipliers.get(category, Fraction(1)) * level.multiplier
+    for promotion in rules.promotions:
+        if promotion.applies(day):
+            multiplier *= promotion.multiplier
+    if birthday:
+        multiplier *= rules.birthday_multiplier
+    exact = Fraction(amount, rules.earn_unit) * rules.earn_points_per_unit * multiplier
+    expected = int(exact + Fraction(1, 2)) if half_up else int(exact)
+    assert rules.line_points(category, amount, level, day, birthday) == expected
+    assert rules.line_points(category, amount, level, day, birthday) == expected  # cached

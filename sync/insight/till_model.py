@@ -34,7 +34,9 @@ from sync.insight.population import Member
 
 def fingerprint(account: str, content: object) -> str:
     """As ``agent.ledger`` keys a receipt's idempotency check."""
-    return hashlib.sha256(canonical({"account": account, "content": content})).hexdigest()
+    return hashlib.sha256(
+        canonical({"account": account, "content": content}, checked=True)
+    ).hexdigest()
 
 
 @dataclass
