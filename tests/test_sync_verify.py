@@ -6,6 +6,7 @@ the end of each key's run; and nobody without the device key gets past it."""
 from __future__ import annotations
 
 import dataclasses
+import json
 from typing import Any
 
 import pytest
@@ -276,3 +277,20 @@ def test_a_bad_signature_sealed_in_by_the_key_holder_is_left_to_hq_verify() -> N
     assert report.ok and report.entries == 30
     audit, _ = verify_rotating(chain, KEYS[0].public_key(), device="d1")
     assert not audit.ok and audit.first_bad_seq == 9 and audit.reason == "bad signature"
+
+
+@given(value=json_values)
+def test_canonical_is_json_dumps_with_sorted_keys(value: Any) -> None:
+    reference = json.dumps(
+        value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode("utf-8")
+    assert canonical(value) == reference
+
+
+def test_canonical_refuses_what_json_refuses() -> None:
+    with pytest.raises(ValueError):
+        canonical({"a": float("nan")}, checked=True)
+    with pytest.raises(TypeError):
+        canonical({"a": object()}, checked=True)
+    with pytest.raises(TypeError):
+        canonical({"a": 1.5})
