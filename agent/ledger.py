@@ -42,7 +42,7 @@ from agent.money import format_amount
 from agent.projection import Effects, apply, result_text
 from agent.rules import Rules, default_rules_text, load_rules_text
 from agent.store import Store, storage_error
-from sync.chain import GENESIS_PREV, Entry, canonical, sign_entry_bytes
+from sync.chain import GENESIS_PREV, Entry, canonical, sign_draft
 from sync.keys import device_id_for, public_key_text, read_private_key, write_private_key
 
 DB_FILE, KEY_FILE, RULES_FILE = "ledger.db", "device.key", "rules.toml"
@@ -187,16 +187,8 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         body: dict[str, Any],
     ) -> None:
         ts = self.clock().astimezone(dt.UTC).isoformat(timespec="milliseconds")
-        entry, body_bytes = sign_entry_bytes(
-            self.key,
-            device=self.device_id,
-            seq=seq,
-            ts=ts,
-            kind=kind,
-            staff=staff,
-            body=body,
-            prev=prev,
-        )
+        draft = Entry(self.device_id, seq, ts, kind, staff, body, prev, hash="", sig="")
+        entry, body_bytes = sign_draft(self.key, draft)
         conn.execute(
             "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
             (seq, ts, kind, staff, body_bytes.decode(), prev, entry.hash, entry.sig),

@@ -148,12 +148,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-@contextlib.contextmanager
-def _server(url: str, root: Path, workers: int = 2) -> Iterator[str]:
-    import requests
-
-    port = free_port()
-    command = [
+def hq_serve_command(url: str, port: int, *, workers: int, threads: int) -> list[str]:
+    """``tillpoints hq serve`` on loopback, as this interpreter runs it."""
+    return [
         sys.executable,
         "-m",
         "agent.cli",
@@ -166,8 +163,16 @@ def _server(url: str, root: Path, workers: int = 2) -> Iterator[str]:
         "--workers",
         str(workers),
         "--threads",
-        "16",
+        str(threads),
     ]
+
+
+@contextlib.contextmanager
+def _server(url: str, root: Path, workers: int = 2) -> Iterator[str]:
+    import requests
+
+    port = free_port()
+    command = hq_serve_command(url, port, workers=workers, threads=16)
     with (root / "hq.log").open("ab") as log:
         process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True

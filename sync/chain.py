@@ -171,29 +171,20 @@ def sign_entry(
     body: dict[str, Any],
     prev: str,
 ) -> Entry:
-    return sign_entry_bytes(
-        key, device=device, seq=seq, ts=ts, kind=kind, staff=staff, body=body, prev=prev
-    )[0]
+    return sign_draft(key, Entry(device, seq, ts, kind, staff, body, prev, hash="", sig=""))[0]
 
 
-def sign_entry_bytes(
-    key: Ed25519PrivateKey,
-    *,
-    device: str,
-    seq: int,
-    ts: str,
-    kind: str,
-    staff: str | None,
-    body: dict[str, Any],
-    prev: str,
-) -> tuple[Entry, bytes]:
-    """``sign_entry``, plus ``canonical(body)``: the till stores the very bytes it
-    signed, encoded once (``canonical_entry``)."""
-    draft = Entry(device, seq, ts, kind, staff, body, prev, hash="", sig="")
+def sign_draft(key: Ed25519PrivateKey, draft: Entry) -> tuple[Entry, bytes]:
+    """Sign ``draft`` (its ``hash`` and ``sig`` are ignored); also return
+    ``canonical(draft.body)``, so that the till stores the very bytes it signed,
+    encoded once (``canonical_entry``)."""
     unsigned, body_bytes = canonical_entry(draft)
     digest = hashlib.sha256(unsigned).digest()
     signature = key.sign(SIGNATURE_TAG + digest).hex()
-    entry = Entry(device, seq, ts, kind, staff, body, prev, seal(digest, signature), signature)
+    d = draft
+    entry = Entry(
+        d.device, d.seq, d.ts, d.kind, d.staff, d.body, d.prev, seal(digest, signature), signature
+    )
     return entry, body_bytes
 
 

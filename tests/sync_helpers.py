@@ -15,7 +15,6 @@ import os
 import secrets
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ import requests
 
 from agent.cli import main
 from agent.ledger import Ledger
-from sync.bench import free_port
+from sync.bench import free_port, hq_serve_command
 from sync.chain import Entry
 from sync.hq_devices import add_device, init_hq, register
 from sync.hqdb import HQStore, open_store
@@ -242,21 +241,7 @@ def start_hq(
     env: dict[str, str] | None = None,
 ) -> HQServer:
     port = port or free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "agent.cli",
-        "hq",
-        "serve",
-        "--db",
-        db_url,
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-        "--threads",
-        "8",
-    ]
+    command = hq_serve_command(db_url, port, workers=workers, threads=8)
     if tls is not None:
         command += ["--tls-cert", str(tls[0]), "--tls-key", str(tls[1])]
     with log.open("ab") as sink:
