@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime as dt
 import gzip
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -163,9 +164,15 @@ def test_oversized_and_malformed_bodies_get_stable_4xx(
             "POST", f"/v1/devices/{device}/batches", bomb, {"Content-Encoding": "gzip"}
         )
         assert (reply.status, reply.body["error"]) == (413, "body_too_large")
-        for body, code in ((b"{", "malformed_json"), (b'{"device": 1}', "malformed_batch")):
+        v1 = {"device": device, "entries": [{**entries_of(state)[0].to_json(), "v": 1}]}
+        for body, code in (
+            (b"{", "malformed_json"),
+            (b'{"device": 1}', "malformed_batch"),
+            (json.dumps(v1).encode(), "malformed_entry"),
+        ):
             reply = client.call("POST", f"/v1/devices/{device}/batches", body, {})
             assert (reply.status, reply.body["error"]) == (400, code)
+        assert "unknown entry format 1" in reply.body["message"]
         reply = client.get("/v1/devices/someone-else/head")
         assert (reply.status, reply.body["error"]) == (403, "device_mismatch")
     finally:

@@ -163,6 +163,13 @@ def test_entries_refuse_floats() -> None:
         Entry.from_json(json.loads('{"v": 1}'))
 
 
+def test_an_entry_of_the_v1_format_is_refused_by_name(busy: Ledger) -> None:
+    # v1 hashed the content only; a v2 reader must not take such an entry.
+    old = {**next(iter(busy.entries())).to_json(), "v": 1}
+    with pytest.raises(ValueError, match="unknown entry format 1"):
+        Entry.from_json(old)
+
+
 def test_a_key_rotation_keeps_the_chain_verifiable(busy: Ledger, tmp_path: Path) -> None:
     from sync.rotation import rotate_device_key
 
