@@ -21,9 +21,18 @@ import json
 import sqlite3
 from typing import Any
 
+from agent.errors import VerificationFailed
 from sync.chain import GENESIS_PREV, ChainReport, Entry
 from sync.judge import verify_fresh
 from sync.keys import device_id_for, load_public_key, public_key_text
+
+
+class JournalDamaged(VerificationFailed):
+    """Writes refused because the journal did not verify (exit 4; the local API
+    answers 503: the till cannot record until the ledger is repaired)."""
+
+    http_status = 503
+
 
 ENTRY_COLUMNS = "SELECT seq, ts, kind, staff, body, prev_hash, hash, sig FROM journal"
 

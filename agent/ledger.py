@@ -74,6 +74,9 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                 "broken_state", f"state in {state_dir} is incomplete: {error}"
             ) from None
         self.rules: Rules = load_rules_text(rules_text, str(state_dir / RULES_FILE))
+        # Set when the journal failed its check (``agent.daemon.check_journal``):
+        # every write is refused with it, reads still work.
+        self.write_refusal: LedgerError | None = None
         self.device_id = self.store.meta("device_id") or ""
         self.store_id = self.store.meta("store") or ""
         self.till_id = self.store.meta("till") or ""
@@ -157,6 +160,9 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         raises to refuse); ``finish`` builds the cashier's answer once the effects are
         known; it is stored in the entry so that a replay can give it back verbatim.
         """
+        if self.write_refusal is not None:
+            refusal = self.write_refusal
+            raise type(refusal)(refusal.code, refusal.message, dict(refusal.details))
         try:
             with self.store.transaction() as conn:
                 if decide is not None:
