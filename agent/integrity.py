@@ -34,6 +34,7 @@ class JournalDamaged(VerificationFailed):
     http_status = 503
 
 
+CHUNK = 1000  # entries walked at a time
 ENTRY_COLUMNS = "SELECT seq, ts, kind, staff, body, prev_hash, hash, sig FROM journal"
 
 
@@ -70,26 +71,25 @@ def check_unsynced(conn: sqlite3.Connection) -> ChainReport:
             "(truncated, or restored from a backup)",
         )
     start = max(acked, 1)
-    rows = conn.execute(f"{ENTRY_COLUMNS} WHERE seq >= ? ORDER BY seq", (start,))
-    entries: list[Entry] = []
-    for row in rows:
-        try:
-            entry: Entry | None = entry_from_row(device, row)
-        except ValueError:  # a body that is not JSON any more
-            entry = None
-        if entry is None or not isinstance(entry.body, dict):
-            return _broken(row[0] - 1, "", row[0], "the entry's body is not a JSON object")
-        entries.append(entry)
     key = _key_for(conn, start)
     if key is None or (start == 1 and device_id_for(key) != device):
         return _broken(start - 1, "", start, f"no valid device key on record for entry {start}")
-    prev = GENESIS_PREV if start == 1 or not entries else entries[0].prev
-    report, in_force, _ = verify_fresh(
-        entries, key, device=device, start_seq=start, start_prev=prev
-    )
-    if not report.ok:
-        return report
-    if acked and entries[0].hash != synced.get("acked_hash", entries[0].hash):
+    row = conn.execute("SELECT prev_hash, hash FROM journal WHERE seq = ?", (start,)).fetchone()
+    prev = GENESIS_PREV if start == 1 or row is None else str(row[0])
+    rows = conn.execute(f"{ENTRY_COLUMNS} WHERE seq >= ? ORDER BY seq", (start,))
+    report, count = ChainReport(True, 0, prev, start - 1), 0
+    while chunk := rows.fetchmany(CHUNK):  # bounded memory, however long the walk
+        entries = _entries(device, chunk)
+        if isinstance(entries, ChainReport):
+            return entries
+        report, key, _ = verify_fresh(
+            entries, key, device=device, start_seq=report.head_seq + 1, start_prev=report.head
+        )
+        if not report.ok:
+            return report
+        count += report.entries
+    report, in_force = ChainReport(True, count, report.head, report.head_seq), key
+    if acked and row is not None and str(row[1]) != synced.get("acked_hash", row[1]):
         return _broken(acked - 1, "", acked, "the entry differs from the one HQ acknowledged")
     if recorded != f"{report.head_seq}:{report.head}":
         seq = recorded.split(":")[0]
@@ -110,6 +110,19 @@ def check_unsynced(conn: sqlite3.Connection) -> ChainReport:
             "the device key on record is not the one the journal hands over to",
         )
     return report
+
+
+def _entries(device: str, rows: list[Any]) -> list[Entry] | ChainReport:
+    entries: list[Entry] = []
+    for row in rows:
+        try:
+            entry: Entry | None = entry_from_row(device, row)
+        except ValueError:  # a body that is not JSON any more
+            entry = None
+        if entry is None or not isinstance(entry.body, dict):
+            return _broken(row[0] - 1, "", row[0], "the entry's body is not a JSON object")
+        entries.append(entry)
+    return entries
 
 
 def _key_for(conn: sqlite3.Connection, seq: int) -> Any:

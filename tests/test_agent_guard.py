@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from agent.client import AgentError
+from agent.errors import LedgerError
 from agent.ledger import Ledger
 from agent.simulated_till import DEMO_CARD, SimulatedTill
 from sync.chain import canonical
@@ -166,3 +167,54 @@ def test_an_agent_never_takes_over_a_socket_another_agent_serves(tmp_path: Path)
     finally:
         second.close()
         first.close()
+
+
+# -- the check itself, on real SQLite files ------------------------------------------------
+
+
+def _acknowledge(state: Path, seq: int) -> None:
+    conn = sqlite3.connect(state / "ledger.db")
+    with conn:
+        digest = conn.execute("SELECT hash FROM journal WHERE seq = ?", (seq,)).fetchone()[0]
+        conn.execute("DELETE FROM sync_state WHERE key IN ('acked_seq', 'acked_hash')")
+        conn.execute(
+            "INSERT INTO sync_state VALUES ('acked_seq', ?), ('acked_hash', ?)", (str(seq), digest)
+        )
+    conn.close()
+
+
+def test_key_rotations_anywhere_in_the_unsynced_part_verify(tmp_path: Path) -> None:
+    from agent.daemon import check_journal
+    from agent.integrity import check_unsynced
+    from sync.rotation import rotate_device_key
+
+    state = tmp_path / "state"
+    ledger = Ledger.init(state, "S001", "T01")
+    member = ledger.enrol(name="Bo", phone="0622222222")["member_id"]
+    ledger.earn(member, "K1", amount=1000)
+    ledger.close()
+    rotated = int(str(rotate_device_key(state)["seq"]))
+    ledger = Ledger(state)
+    ledger.earn(member, "K2", amount=1000)
+    last = ledger.head()[0]
+    for acked in (0, 1, rotated - 1, rotated, last):
+        if acked:
+            _acknowledge(state, acked)
+        report = check_unsynced(ledger.store.conn)
+        assert report.ok and report.head_seq == last, (acked, report)
+        check_journal(ledger)
+        assert ledger.write_refusal is None
+    _acknowledge(state, rotated - 1)
+    conn = sqlite3.connect(state / "ledger.db")
+    with conn:  # the acknowledged entry itself, edited
+        conn.execute(
+            "UPDATE journal SET ts = '2020-01-01T00:00:00.000+00:00' WHERE seq = ?", (rotated - 1,)
+        )
+    conn.close()
+    report = check_unsynced(ledger.store.conn)
+    assert (report.ok, report.first_bad_seq) == (False, rotated - 1)
+    check_journal(ledger)
+    with pytest.raises(LedgerError) as refused:
+        ledger.earn(member, "K3", amount=1000)
+    assert (refused.value.code, refused.value.exit_status) == ("journal_unverified", 4)
+    ledger.close()
