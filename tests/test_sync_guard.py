@@ -4,6 +4,7 @@ itself. Real `tillpoints sync` processes, real HTTP on loopback, real SQLite."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
 import sqlite3
@@ -21,10 +22,11 @@ from agent.ledger import Ledger
 from sync.client import HQClient, Signer
 from sync.hq_devices import hq_key
 from sync.hq_ingest import signed_head
-from sync.hqdb import HQStore, open_store
+from sync.hqdb import HQStore
 from sync.till_register import transport_key
 from tests import sync_helpers
 from tests.sync_helpers import (
+    HQServer,
     cli,
     entries_of,
     hq_count,
@@ -35,6 +37,7 @@ from tests.sync_helpers import (
 )
 
 db_url = sync_helpers.db_url
+hq_store = sync_helpers.hq_store
 pg_database = sync_helpers.pg_database
 
 pytestmark = pytest.mark.timeout(240)
@@ -84,23 +87,27 @@ def _delete(state: Path, where: str) -> None:
     conn.close()
 
 
-@pytest.fixture
-def hq(db_url: str) -> Iterator[HQStore]:
-    store = open_store(db_url)
-    yield store
-    store.close()
-
-
-def test_a_hole_after_the_acknowledged_head_stops_the_run(
-    tmp_path: Path, db_url: str, hq: HQStore
-) -> None:
+@contextlib.contextmanager
+def _synced(
+    tmp_path: Path, db_url: str, hq: HQStore, more: int
+) -> Iterator[tuple[HQServer, Path, int]]:
+    """A served HQ and a till it acknowledged, with ``more`` entries unsynced;
+    yields the server, the till, and HQ's acknowledged head."""
     state = make_till(tmp_path, "till")
     with running_hq(db_url, tmp_path / "hq.log") as server:
         register_till(server, hq, state)
         member = _earn(state, 2)
         assert cli(state, "sync")[0] == 0
         acked = len(entries_of(state))
-        _earn(state, 5, member)
+        _earn(state, more, member)
+        yield server, state, acked
+
+
+def test_a_hole_after_the_acknowledged_head_stops_the_run(
+    tmp_path: Path, db_url: str, hq_store: HQStore
+) -> None:
+    hq = hq_store
+    with _synced(tmp_path, db_url, hq, 5) as (server, state, acked):
         _delete(state, f"seq = {acked + 1}")  # the entry just after HQ's head
         before = _batch_requests(server.log)
         code, answer = _sync_process(state, timeout=60)
@@ -111,15 +118,10 @@ def test_a_hole_after_the_acknowledged_head_stops_the_run(
 
 
 def test_a_tail_cut_below_the_recorded_head_is_refused(
-    tmp_path: Path, db_url: str, hq: HQStore
+    tmp_path: Path, db_url: str, hq_store: HQStore
 ) -> None:
-    state = make_till(tmp_path, "till")
-    with running_hq(db_url, tmp_path / "hq.log") as server:
-        register_till(server, hq, state)
-        member = _earn(state, 2)
-        assert cli(state, "sync")[0] == 0
-        acked = len(entries_of(state))
-        _earn(state, 4, member)
+    hq = hq_store
+    with _synced(tmp_path, db_url, hq, 4) as (_server, state, acked):
         _delete(state, f"seq > {acked + 1}")  # one entry left of four
         code, answer = _sync_process(state)
         assert (code, answer["error"]) == (4, "chain_broken"), answer
@@ -173,8 +175,9 @@ class _StuckHQ:
 
 
 def test_resends_that_never_move_hqs_head_stop_the_run(
-    tmp_path: Path, db_url: str, hq: HQStore
+    tmp_path: Path, db_url: str, hq_store: HQStore
 ) -> None:
+    hq = hq_store
     state = make_till(tmp_path, "till")
     with running_hq(db_url, tmp_path / "hq.log") as server:
         register_till(server, hq, state)
@@ -199,8 +202,9 @@ def _alerts(url: str) -> list[dict[str, Any]]:
 
 
 def test_a_clone_tells_hq_which_freezes_the_device(
-    tmp_path: Path, db_url: str, hq: HQStore
+    tmp_path: Path, db_url: str, hq_store: HQStore
 ) -> None:
+    hq = hq_store
     original = make_till(tmp_path, "till")
     with running_hq(db_url, tmp_path / "hq.log") as server:
         register_till(server, hq, original)
@@ -226,8 +230,9 @@ def test_a_clone_tells_hq_which_freezes_the_device(
 
 
 def test_a_clone_behind_hq_is_reported_and_a_false_report_is_refused(
-    tmp_path: Path, db_url: str, hq: HQStore
+    tmp_path: Path, db_url: str, hq_store: HQStore
 ) -> None:
+    hq = hq_store
     original = make_till(tmp_path, "till")
     with running_hq(db_url, tmp_path / "hq.log") as server:
         register_till(server, hq, original)
