@@ -12,7 +12,7 @@ from agent.cli_ledger import open_ledger
 from agent.client import AgentClient
 from agent.commands import Command, Context, Result
 from agent.config import load_config
-from agent.daemon import ledger_status, run_agent
+from agent.daemon import check_journal, ledger_status, run_agent
 from agent.errors import InvalidInput, LedgerError
 
 
@@ -33,6 +33,7 @@ def _status(ctx: Context) -> Result:
             raise
     ledger = open_ledger(ctx)
     try:
+        check_journal(ledger)  # what the agent checks at start, so status says it too
         return {**ledger_status(ledger, time.time()), "readers": [], "agent": "not running"}
     finally:
         ledger.close()
@@ -48,6 +49,9 @@ def _render_status(result: Result) -> str:
         f"last sync: {result['last_sync'] or 'never'}",
         f"clock: {result['clock']} ({'looks right' if result['clock_ok'] else 'LOOKS WRONG'})",
     ]
+    problem = result.get("journal_problem")
+    if problem:
+        lines.append(f"JOURNAL DAMAGED, writes refused ({problem['error']}): {problem['message']}")
     for reader in result["readers"]:
         lines.append(
             f"reader {reader['path']}: {reader['state']}, {reader['scans']} scans, "

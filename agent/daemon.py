@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import fcntl
 import logging
 import os
 import signal
+import socket
 import sqlite3
 import stat
 import time
@@ -29,6 +31,7 @@ from agent.config import Config
 from agent.errors import LedgerError
 from agent.events import EventHub
 from agent.http import serve_connection
+from agent.integrity import JournalDamaged, check_unsynced
 from agent.ledger import DB_FILE, Ledger
 from agent.notify import Notifier
 from drivers.errors import DriverError
@@ -36,9 +39,8 @@ from drivers.lifecycle import CONNECTED, ReaderState
 from drivers.reader_base import ReaderThread
 from drivers.registry import make_reader
 from drivers.scan import Scan
-from sync.chain import entry_hash, verify_chain
-from sync.keys import load_public_key
-from sync.rotation import KEY_ROTATE
+from sync.chain import ChainReport
+from sync.keys import public_key_text
 
 logger = logging.getLogger("tillpoints.agent")
 STOP_GRACE_S = 4.0
@@ -46,12 +48,10 @@ SYNC_POLL_S = 2.0
 
 
 def open_checked(state_dir: Path, config: Config) -> Ledger:
-    """Open the ledger only if it is whole: never start on an empty or corrupt one."""
-    path = state_dir / DB_FILE
-    if not path.exists():
-        raise LedgerError(
-            "not_initialised", f"no till ledger at {path}: run `tillpoints init` first"
-        )
+    """Open the ledger only if it is whole: never start on an empty or corrupt one.
+    A journal that does not verify from HQ's acknowledged entry to its recorded
+    head opens for reading only (``check_journal``)."""
+    path = _ledger_path(state_dir)
     try:
         probe = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
         try:
@@ -64,50 +64,53 @@ def open_checked(state_dir: Path, config: Config) -> Ledger:
         raise LedgerError("database_corrupt", f"{path} failed its integrity check: {verdict}")
     ledger = Ledger(state_dir, config)
     try:
-        _check_head(ledger)
+        if ledger.head()[0] == 0:
+            raise LedgerError(
+                "database_corrupt", "the journal is empty: the ledger was not initialised"
+            )
+        started = time.perf_counter()
+        check_journal(ledger)
+        logger.info("journal checked in %.2f s", time.perf_counter() - started)
     except BaseException:
         ledger.close()
         raise
     return ledger
 
 
-def _check_head(ledger: Ledger) -> None:
-    """The newest entry must verify and match the recorded head (a quick check; the
-    whole chain is `log verify`'s job)."""
-    seq, head = ledger.head()
-    if seq == 0:
+def _ledger_path(state_dir: Path) -> Path:
+    path = state_dir / DB_FILE
+    if not path.exists():
         raise LedgerError(
-            "database_corrupt", "the journal is empty: the ledger was not initialised"
+            "not_initialised", f"no till ledger at {path}: run `tillpoints init` first"
         )
-    entry = ledger.entry_at(seq)
-    if entry is None:
-        raise LedgerError("database_corrupt", f"journal head {seq} is missing")
-    if entry.kind == KEY_ROTATE:
-        # Signed by the key it retires, which is no longer on record: check that the
-        # entry is whole and hands over to the key on record (`log verify` checks the
-        # signature by walking the chain).
-        whole = entry_hash(entry) == entry.hash
-        reason = (
-            None
-            if whole and entry.body.get("public_key") == ledger.public_key
-            else ("key rotation entry does not match the key on record")
+    return path
+
+
+def check_journal(ledger: Ledger) -> None:
+    """Check the part of the journal HQ does not hold yet, and the recorded head
+    (``agent.integrity``); if it does not verify, refuse every write from now on
+    (``journal_unverified``) and say why in ``status``. Reads go on working: a
+    member can still be looked up while the damage is investigated."""
+    report = check_unsynced(ledger.store.conn)
+    if report.ok and public_key_text(ledger.key.public_key()) != ledger.public_key:
+        report = ChainReport(
+            False,
+            0,
+            report.head,
+            report.head_seq,
+            report.head_seq,
+            "device.key is not the key on record",
         )
-    else:
-        report = verify_chain(
-            [entry],
-            load_public_key(ledger.public_key),
-            device=ledger.device_id,
-            start_seq=seq,
-            start_prev=entry.prev,
-        )
-        reason = report.reason
-    if reason is None and ledger.store.meta("head") != f"{seq}:{head}":
-        reason = "the recorded head differs"
-    if reason is not None:
-        raise LedgerError(
-            "database_corrupt",
-            f"journal head {seq} does not verify ({reason}): run `tillpoints log verify`",
-        )
+    if report.ok:
+        ledger.write_refusal = None
+        return
+    ledger.write_refusal = JournalDamaged(
+        "journal_unverified",
+        f"the journal does not verify at entry {report.first_bad_seq}: {report.reason}. "
+        "Nothing can be recorded until it is repaired; run `tillpoints log verify`",
+        {"first_bad_seq": report.first_bad_seq, "reason": report.reason},
+    )
+    logger.error("%s", ledger.write_refusal.message)
 
 
 class TillAgent:
@@ -130,6 +133,7 @@ class TillAgent:
         # Connections being served and scans being looked up: drained on SIGTERM.
         self._tasks: set[asyncio.Task[None]] = set()
         self.ledger: Ledger
+        self._socket_id: tuple[int, int] | None = None
 
     # -- the bridge ----------------------------------------------------------------
 
@@ -206,6 +210,14 @@ class TillAgent:
         stop = asyncio.Event()
         for signum in (signal.SIGTERM, signal.SIGINT):
             self._loop.add_signal_handler(signum, stop.set)
+        lock = hold_state_lock(self.state_dir)
+        try:
+            await self._serve(stop)
+        finally:
+            os.close(lock)  # the lock goes with it; the file stays (never unlink a lock)
+
+    async def _serve(self, stop: asyncio.Event) -> None:
+        assert self._loop is not None
         self.ledger = await self.call(open_checked, self.state_dir, self.config)
         server = await self._listen()
         watchdog = self._loop.create_task(self._watchdog())
@@ -229,8 +241,7 @@ class TillAgent:
             )
             self._bridge.shutdown(wait=True)
             self.ledger.close()
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.config.socket)
+            self._unlink_own_socket()
 
     async def _listen(self) -> asyncio.Server:
         path = Path(self.config.socket)
@@ -239,6 +250,12 @@ class TillAgent:
             if path.exists() or path.is_symlink():
                 if not stat.S_ISSOCK(path.lstat().st_mode):
                     raise LedgerError("socket_path", f"socket: {path} exists and is not a socket")
+                if _served(path):
+                    raise LedgerError(
+                        "socket_in_use",
+                        f"socket: {path} is served by another live agent (another state "
+                        "directory configured with the same socket?); not taking it over",
+                    )
                 path.unlink()
             old_umask = os.umask(0o117)
             try:
@@ -246,9 +263,19 @@ class TillAgent:
             finally:
                 os.umask(old_umask)
             os.chmod(path, 0o660)
+            made = path.lstat()
+            self._socket_id = (made.st_dev, made.st_ino)
         except OSError as error:
             raise LedgerError("socket_path", f"socket: cannot listen on {path}: {error}") from None
         return server
+
+    def _unlink_own_socket(self) -> None:
+        """Remove the socket file only if it is still the one this agent made."""
+        path = Path(self.config.socket)
+        with contextlib.suppress(OSError):
+            now = path.lstat()
+            if (now.st_dev, now.st_ino) == self._socket_id:
+                path.unlink()
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -292,6 +319,50 @@ class TillAgent:
             await asyncio.sleep(interval / 2)
 
 
+LOCK_FILE = "agent.lock"
+
+
+def hold_state_lock(state_dir: Path) -> int:
+    """Lock the state directory for this agent's life (``flock`` on ``agent.lock``,
+    0600, holding the agent's pid); the kernel drops it when the process ends, so
+    a crash leaves no stale lock. A second agent on the same state stops here,
+    before it opens the ledger or touches the socket."""
+    _ledger_path(state_dir)
+    path = state_dir / LOCK_FILE
+    try:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+    except OSError as error:
+        raise LedgerError("state_lock", f"cannot open {path}: {error.strerror}") from None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.read(fd, 32).decode("ascii", "replace").strip() or "?"
+        os.close(fd)
+        raise LedgerError(
+            "agent_running",
+            f"another tillpoints agent (pid {holder}) is running on {state_dir} (it holds "
+            f"{path}); stop it first. This one exits without touching its socket",
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+    return fd
+
+
+def _served(path: Path) -> bool:
+    """Whether a live process accepts connections on the Unix socket ``path``."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(str(path))
+    except (ConnectionRefusedError, FileNotFoundError):
+        return False  # a socket file left by an agent that is gone
+    except OSError:
+        return True  # cannot tell (permissions, a busy listener): leave it alone
+    finally:
+        probe.close()
+    return True
+
+
 def sync_marks(ledger: Ledger) -> tuple[Any, ...]:
     """What a finished sync changes: HQ's acknowledged head and its last delta."""
     rows = ledger.store.conn.execute(
@@ -324,6 +395,9 @@ def ledger_status(ledger: Ledger, now: float) -> dict[str, Any]:
         "last_sync": synced.get("last_download"),
         "clock_ok": clock_ok,
         "clock": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
+        # False when the start-up check failed: every write is refused, and why.
+        "journal_ok": ledger.write_refusal is None,
+        **({"journal_problem": ledger.write_refusal.as_json()} if ledger.write_refusal else {}),
     }
 
 

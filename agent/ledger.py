@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent import fields
 from agent.config import Config
 from agent.errors import InvalidInput, LedgerError, Refused
+from agent.integrity import ENTRY_COLUMNS, entry_from_row
 from agent.ledger_numbers import LedgerNumbers
 from agent.ledger_offers import LedgerOffers
 from agent.ledger_reads import Account as Account  # re-exported: callers import it from here
@@ -73,6 +74,9 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                 "broken_state", f"state in {state_dir} is incomplete: {error}"
             ) from None
         self.rules: Rules = load_rules_text(rules_text, str(state_dir / RULES_FILE))
+        # Set when the journal failed its check (``agent.daemon.check_journal``):
+        # every write is refused with it, reads still work.
+        self.write_refusal: LedgerError | None = None
         self.device_id = self.store.meta("device_id") or ""
         self.store_id = self.store.meta("store") or ""
         self.till_id = self.store.meta("till") or ""
@@ -156,6 +160,9 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         raises to refuse); ``finish`` builds the cashier's answer once the effects are
         known; it is stored in the entry so that a replay can give it back verbatim.
         """
+        if self.write_refusal is not None:
+            refusal = self.write_refusal
+            raise type(refusal)(refusal.code, refusal.message, dict(refusal.details))
         try:
             with self.store.transaction() as conn:
                 if decide is not None:
@@ -516,7 +523,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
 
     # -- the journal -------------------------------------------------------------
 
-    _ENTRY_COLUMNS = "SELECT seq, ts, kind, staff, body, prev_hash, hash, sig FROM journal"
+    _ENTRY_COLUMNS = ENTRY_COLUMNS
 
     def entries(self, conn: sqlite3.Connection | None = None) -> Iterator[Entry]:
         conn = conn or self.store.conn
@@ -528,17 +535,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         return None if row is None else self._entry(row)
 
     def _entry(self, row: tuple[Any, ...]) -> Entry:
-        return Entry(
-            device=self.device_id,
-            seq=row[0],
-            ts=row[1],
-            kind=row[2],
-            staff=row[3],
-            body=json.loads(row[4]),
-            prev=row[5],
-            hash=row[6],
-            sig=row[7],
-        )
+        return entry_from_row(self.device_id, row)
 
     def head(self) -> tuple[int, str]:
         return self._head(self.store.conn)

@@ -45,11 +45,13 @@ def _answers(required: list[str]) -> dict[str, Any]:
 
 
 def _post(summary: str, body: dict[str, Any], required: list[str]) -> dict[str, Any]:
+    error = {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
+    unverified = "journal_unverified: the journal failed the agent's start-up check"
     return {
         "post": {
             "summary": summary,
             "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-            "responses": _answers(required),
+            "responses": {**_answers(required), "503": {**error, "description": unverified}},
         }
     }
 

@@ -211,6 +211,8 @@ def _till_with_entries(root: Path, name: str, count: int) -> Path:
                 for e in entries
             ],
         )
+        if entries:  # the recorded head, as the ledger's own write path keeps it
+            ledger.store.set_meta(conn, "head", f"{entries[-1].seq}:{entries[-1].hash}")
     ledger.close()
     return state
 

@@ -24,7 +24,7 @@ from typing import Any
 import falcon
 
 from agent.errors import LedgerError
-from sync import hq_devices, hq_directory, hq_ingest
+from sync import hq_devices, hq_directory, hq_forks, hq_ingest
 from sync.errors import SyncError, invalid, refused
 from sync.hq_devices import Caller
 from sync.hqdb import HQStore, open_store
@@ -118,6 +118,19 @@ class Batches:
         resp.media = hq_ingest.ingest(
             self.api.store, self.api.key, caller.device, batch, self.api.clock(), caller.till_clock
         )
+
+
+class Fork:
+    """A till's report that it is a second history of its device (``sync.hq_forks``)."""
+
+    def __init__(self, api: _Api) -> None:
+        self.api = api
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, device: str) -> None:
+        body = self.api.body(req)
+        caller = self.api.caller(req, device, body)
+        report = decode_json(body, req.get_header("Content-Encoding"))
+        resp.media = hq_forks.report_fork(self.api.store, caller.device, report, self.api.clock())
 
 
 class Delta:
@@ -358,6 +371,7 @@ def create_app(db_url: str, clock: Clock = utc_now) -> falcon.App[Any, Any]:
     app.add_route("/v1/devices/{device}/head", Head(api))
     app.add_route("/v1/devices/{device}/batches", Batches(api))
     app.add_route("/v1/devices/{device}/delta", Delta(api))
+    app.add_route("/v1/devices/{device}/fork", Fork(api))
     app.add_route(REPORTS_PATH, ReportsIndex(api))
     app.add_route(REPORTS_PATH + "/login", ReportsLogin(api))
     app.add_route(REPORTS_PATH + "/{name}", ReportByName(api))

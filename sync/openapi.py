@@ -40,6 +40,16 @@ _ENTRY = {
         "sig": {"type": "string"},
     },
 }
+_FORK_REPORT = {
+    "type": "object",
+    "required": ["device", "seq", "hash", "head_seq"],
+    "properties": {
+        "device": {"type": "string"},
+        "seq": {"type": "integer", "minimum": 1, "description": "an entry of the till's"},
+        "hash": {"type": "string", "description": "the till's hash of entry seq"},
+        "head_seq": {"type": "integer", "minimum": 1, "description": "the till's last entry"},
+    },
+}
 _REGISTER = {
     "type": "object",
     "required": list(REGISTER_FIELDS),
@@ -251,6 +261,23 @@ def openapi_document() -> dict[str, Any]:
                         },
                     ],
                     "responses": {**_ok(signed, "a signed directory delta"), **_errors(*authed)},
+                }
+            },
+            "/v1/devices/{device}/fork": {
+                "post": {
+                    "operationId": "reportFork",
+                    "description": "the till reports that its journal is behind or differs "
+                    "from HQ's signed head (restored or cloned): HQ checks it against what "
+                    "it holds, raises a fork alert and freezes the device",
+                    "parameters": [_DEVICE, *_AUTH_HEADERS],
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _FORK_REPORT}},
+                    },
+                    "responses": {
+                        **_ok({"type": "object"}, "the device is frozen"),
+                        **_errors(*authed, 413, 415, 422),
+                    },
                 }
             },
             **_reports_paths(),

@@ -12,8 +12,15 @@ local state is one SQLite transaction taken *after* HQ's signed answer verified:
 So a cut connection or a killed process loses and duplicates nothing: the next
 run asks HQ for its head and resumes there. If HQ holds *more* than this till,
 or other hashes, the till was restored from a backup (or cloned): it refuses to
-upload (exit 3, ``restored_from_backup``) instead of forking; docs/sync.md says
-how to recover.
+upload (exit 3, ``restored_from_backup``) instead of forking, and tells HQ so
+(``_report_fork``: HQ raises a ``fork`` alert and freezes the device); docs/sync.md
+says how to recover.
+
+Before it talks to HQ, a run checks its own journal from the acknowledged entry
+to the recorded head (``agent.integrity.check_unsynced``): a hole or a cut tail
+stops it (exit 4, ``chain_broken``) instead of uploading around it. And every
+resend must move HQ's head: one that does not ends the run (``sync_stalled``),
+so no run can spin on the same answer.
 """
 
 from __future__ import annotations
@@ -32,6 +39,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.integrity import check_unsynced
 from agent.store import Store
 from sync.chain import FORMAT_VERSION
 from sync.client import HQClient, Reply, RetryPolicy, Signer
@@ -106,7 +114,7 @@ def sync_till(
         )
         session = _Session(store, client, device, load_public_key(pinned), progress, batch_entries)
         try:
-            _check_offline(session)
+            _check_journal(session.store)
             _check_head(session)
             _upload(session)
             _download(session)
@@ -197,23 +205,54 @@ def _set_state(conn: sqlite3.Connection, **values: object) -> None:
     )
 
 
-def _restored(message: str) -> SyncError:
+def _report_fork(session: _Session, seq: int, message: str) -> SyncError:
+    """This journal and HQ's signed head are two histories of one device: tell HQ
+    (which freezes the device and raises a ``fork`` alert, as when it sees a fork
+    in an upload), then refuse. The report is signed like every request, with the
+    transport key, and says only where this journal stands: its entry ``seq``
+    (its own head, or the one at HQ's head) and its head. HQ checks it against
+    the entries it holds."""
+    report = {
+        "device": session.device,
+        "seq": seq,
+        "hash": _local_hash(session.store, seq),
+        "head_seq": _local_head(session.store),
+    }
+    try:
+        reply = session.client.post(f"/v1/devices/{session.device}/fork", report)
+        told = reply.status == 200
+        why = "" if told else f" ({reply.body.get('error')})"
+    except SyncError as error:
+        told, why = False, f" ({error.code})"
     return refused(
         "restored_from_backup",
         f"{message}. This till's journal is behind or different from what HQ holds: it "
-        "was restored from a backup or cloned. Nothing was uploaded. Recover by moving "
-        "the state directory aside, `tillpoints init` and `register` as a new chain "
-        "with a fresh token (docs/sync.md, 'A till restored from backup').",
+        "was restored from a backup or cloned. Nothing was uploaded. "
+        + (
+            "HQ was told: it raised a fork alert and froze the device. "
+            if told
+            else f"HQ could not be told{why}; the next run tries again. "
+        )
+        + "Recover by moving the state directory aside, `tillpoints init` and `register` "
+        "as a new chain with a fresh token (docs/sync.md, 'A till restored from backup').",
+        fork_reported=told,
     )
 
 
 # -- the session --------------------------------------------------------------------
 
 
-def _check_offline(session: _Session) -> None:
-    acked = int(_state(session.store, "acked_seq") or 0)
-    if acked > _local_head(session.store):
-        raise _restored(f"HQ acknowledged entry {acked}, but the journal ends before it")
+def _check_journal(store: Store) -> None:
+    """Refuse to upload around a hole, an edit or a cut tail of the unsynced part."""
+    report = check_unsynced(store.conn)
+    if not report.ok:
+        raise unverified(
+            "chain_broken",
+            f"the journal does not verify at entry {report.first_bad_seq}: {report.reason}. "
+            "Nothing was uploaded; run `tillpoints log verify`",
+            first_bad_seq=report.first_bad_seq,
+            reason=report.reason,
+        )
 
 
 def _check_head(session: _Session) -> None:
@@ -231,9 +270,11 @@ def _accept_head(session: _Session, head: dict[str, Any]) -> None:
     seq, digest = int(head.get("head_seq", -1)), str(head.get("head_hash"))
     local = _local_head(session.store)
     if seq > local:
-        raise _restored(f"HQ holds entries up to {seq}, this journal only up to {local}")
+        raise _report_fork(
+            session, local, f"HQ holds entries up to {seq}, this journal only up to {local}"
+        )
     if seq > 0 and _local_hash(session.store, seq) != digest:
-        raise _restored(f"HQ's entry {seq} differs from this journal's")
+        raise _report_fork(session, seq, f"HQ's entry {seq} differs from this journal's")
     with session.store.transaction() as conn:
         _set_state(conn, acked_seq=seq, acked_hash=digest)
     session.acked_seq = seq
@@ -276,12 +317,15 @@ def _upload(session: _Session) -> None:
     the expected ack (HQ wants another start, or the batch after raced ahead of
     the one before), the batches still on the wire are let finish, their answers
     are dropped, and sending resumes after HQ's acknowledged head: a resent
-    entry that HQ holds already is idempotent there."""
+    entry that HQ holds already is idempotent there. A resend must move HQ's
+    head: answered ``expected_seq`` again at the same head, the run stops
+    (``_stalled``) instead of sending the same batches for ever."""
     store, total = session.store, _local_head(session.store)
     target = f"/v1/devices/{session.device}/batches"
     start = session.acked_seq + 1
     senders = _Senders(session.client)
     pending: deque[tuple[_Upload, Future[Reply]]] = deque()
+    resent_after: int | None = None  # the acknowledged head when we last resent
     try:
         while True:
             while len(pending) < IN_FLIGHT and start <= total:
@@ -301,7 +345,9 @@ def _upload(session: _Session) -> None:
                 # than the ack already taken: resume after the newer one.
                 if int(head.get("head_seq", -1)) >= session.acked_seq:
                     _accept_head(session, head)
-                start = session.acked_seq + 1
+                if resent_after is not None and session.acked_seq <= resent_after:
+                    raise _stalled(session, reply.body)
+                resent_after, start = session.acked_seq, session.acked_seq + 1
                 continue
             if reply.status != 200:
                 raise error_from(reply.status, reply.body)
@@ -315,6 +361,18 @@ def _upload(session: _Session) -> None:
                 start = session.acked_seq + 1
     finally:
         senders.close()
+
+
+def _stalled(session: _Session, answer: dict[str, Any]) -> SyncError:
+    """A resend did not move HQ's head: stop rather than send the same again.
+    A journal that changed under the run is named as such (exit 4)."""
+    _check_journal(session.store)
+    return SyncError(
+        "sync_stalled",
+        f"HQ answered expected_seq {answer.get('expected_seq')} again after a resend from "
+        f"{session.acked_seq + 1}: its head did not move, so the run stops here. "
+        "Nothing is lost; the next run starts from HQ's head",
+    )
 
 
 def _drain(pending: deque[tuple[_Upload, Future[Reply]]]) -> None:

@@ -194,7 +194,8 @@ def test_a_till_restored_from_backup_refuses_to_fork(
     shutil.copytree(state, backup)
     _earn(state, 2, member)
     assert cli(state, "sync")[0] == 0
-    held = hq_count(hq, entries_of(state)[0].device)
+    device = entries_of(state)[0].device
+    held = hq_count(hq, device)
     shutil.rmtree(state)
     shutil.copytree(backup, state)
     code, answer = cli(state, "sync")  # behind HQ
@@ -202,10 +203,11 @@ def test_a_till_restored_from_backup_refuses_to_fork(
     _earn(state, 3, member)  # and now a different history past the backup point
     code, answer = cli(state, "sync")
     assert (code, answer["error"]) == (3, "restored_from_backup")
-    assert "new chain" in answer["message"]
-    assert hq_count(hq, entries_of(state)[0].device) == held
+    assert "new chain" in answer["message"] and answer["fork_reported"] is True
+    assert hq_count(hq, device) == held
     code, found = cli(None, "hq", "alerts", "--db", server.db_url)
-    assert not [a for a in found["alerts"] if a["kind"] == "fork"]
+    # Told by the till itself (tests/test_sync_guard.py): HQ froze the device.
+    assert [a["device"] for a in found["alerts"] if a["kind"] == "fork"] == [device]
 
 
 def test_download_gives_balances_the_till_view_builds_on(
