@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from typing import Any
 
@@ -60,7 +61,15 @@ def inflate(body: bytes, limit: int = MAX_INFLATED_BYTES) -> bytes:
 
 
 def decode_json(body: bytes, encoding: str | None) -> Any:
-    """Parse a request body, gunzipping it if the client said so."""
+    """Parse a request body, gunzipping it if the client said so.
+
+    Beyond JSON itself, what HQ can store and hash is refused here, once for
+    every endpoint, with a 400 and nothing written: an integer outside signed
+    64 bits (``integer_out_of_range``: no BIGINT column holds it) and a string
+    or key holding a lone UTF-16 surrogate such as ``"\\ud800"``
+    (``invalid_text``: valid JSON, but not Unicode, so it cannot be encoded as
+    UTF-8). Nesting deeper than the parser's recursion bound (~1,000 levels) is
+    ``malformed_json``."""
     if encoding and encoding.strip().lower() == "gzip":
         body = inflate(body)
     elif encoding and encoding.strip().lower() != "identity":
@@ -71,9 +80,56 @@ def decode_json(body: bytes, encoding: str | None) -> Any:
             http_status=415,
         )
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+        text = body.decode("utf-8")
+        value = json.loads(text, parse_constant=_no_constants, parse_int=_bounded_int)
+    except _OutOfRange as error:
+        raise invalid(
+            "integer_out_of_range",
+            f"body: an integer ({error.digits[:24]}...) is outside signed 64 bits",
+        ) from None
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise invalid("malformed_json", f"body: not JSON: {error}") from None
+    # A surrogate can only come from a \\u escape: most bodies hold none.
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise invalid(
+            "invalid_text", "body: a string holds a lone UTF-16 surrogate, which is not text"
+        )
+    return value
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _OutOfRange(Exception):
+    def __init__(self, digits: str) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
+def _bounded_int(digits: str) -> int:
+    # 19 digits and a sign at most; checked before ``int`` for a long run of digits.
+    if len(digits) >= 19 and (len(digits) > 20 or not INT64_MIN <= int(digits) <= INT64_MAX):
+        raise _OutOfRange(digits)
+    return int(digits)
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a decoded JSON value holds a lone surrogate in any string or key
+    (``json`` joins an escaped pair into one character, so any left is lone)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _no_constants(name: str) -> Any:
