@@ -81,7 +81,8 @@ def decode_json(body: bytes, encoding: str | None) -> Any:
         )
     try:
         text = body.decode("utf-8")
-        value = json.loads(text, parse_constant=_no_constants, parse_int=_bounded_int)
+        bounded = _bounded_int if _long_number(body) else None
+        value = json.loads(text, parse_constant=_no_constants, parse_int=bounded)
     except _OutOfRange as error:
         raise invalid(
             "integer_out_of_range",
@@ -106,6 +107,29 @@ class _OutOfRange(Exception):
     def __init__(self, digits: str) -> None:
         super().__init__(digits)
         self.digits = digits
+
+
+_FLAT_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
+_RUN = b"0" * 19
+# What may come before a JSON number: a separator, whitespace or its sign.
+_BEFORE_NUMBER = frozenset(b":[, \t\r\n-")
+
+
+def _long_number(raw: bytes) -> bool:
+    """Whether ``raw`` may hold a number of 19 digits or more. A cheap scan, so
+    that the parser checks integers one by one only then: runs of digits inside
+    hex hashes and signatures follow a letter or a quote, not what precedes a
+    number."""
+    flat = raw.translate(_FLAT_DIGITS)
+    start = flat.find(_RUN)
+    while start != -1:
+        if start == 0 or raw[start - 1] in _BEFORE_NUMBER:
+            return True
+        end = start + len(_RUN)
+        while end < len(flat) and flat[end] == 0x30:
+            end += 1
+        start = flat.find(_RUN, end)
+    return False
 
 
 def _bounded_int(digits: str) -> int:

@@ -16,14 +16,18 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given
+from hypothesis import strategies as st
 
 from agent.ledger import Ledger
 from sync.chain import Entry, sign_draft
 from sync.client import HQClient, Signer
+from sync.errors import SyncError
 from sync.hq_devices import add_device
 from sync.hqdb import HQStore, open_store
 from sync.keys import read_private_key
 from sync.till_register import registration_request, transport_key
+from sync.wire import decode_json
 from tests.sync_helpers import (
     HQServer,
     cli,
@@ -315,3 +319,60 @@ def test_every_endpoint_answers_hostile_bodies_with_a_4xx(
     # Only the refused-upload alert of the huge integer: nothing else is written.
     assert after == {**before, "alerts": before["alerts"] + 1}
     _no_server_errors(server)
+
+
+# -- the wire check itself, for any JSON value ---------------------------------------------
+
+# Text with lone surrogates, a pair as two escapes, an escaped backslash before "u".
+_PIECES = st.characters(exclude_categories=["Cs"]) | st.sampled_from(
+    ["\ud800", "\udfff", "\U0001f600", "\\ud800"]
+)
+_TEXT = st.lists(_PIECES, max_size=6).map("".join)
+_JSON = st.recursive(
+    st.none() | st.booleans() | st.integers(min_value=-(2**70), max_value=2**70) | _TEXT,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_TEXT, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+def _lone(value: Any) -> bool:
+    if isinstance(value, str):
+        return any(0xD800 <= ord(char) <= 0xDFFF for char in value)
+    if isinstance(value, dict):
+        return any(_lone(key) or _lone(item) for key, item in value.items())
+    return isinstance(value, list) and any(_lone(item) for item in value)
+
+
+def _wide(value: Any) -> bool:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return not -(2**63) <= value < 2**63
+    if isinstance(value, dict):
+        return any(_wide(item) for item in value.values())
+    return isinstance(value, list) and any(_wide(item) for item in value)
+
+
+@given(_JSON, st.booleans(), st.sampled_from([(",", ":"), (", ", ": "), (" ,\n", "\t:\r")]))
+def test_decode_json_refuses_exactly_what_hq_cannot_store(
+    value: Any, ascii_only: bool, separators: tuple[str, str]
+) -> None:
+    text_of = json.dumps(value, ensure_ascii=ascii_only, separators=separators)
+    body = text_of.encode("utf-8", "surrogatepass")
+    try:
+        # What the standard parser makes of it (an escaped pair is one character).
+        text: str | None = body.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None  # a surrogate unescaped is not UTF-8 at all
+    expected = json.loads(text) if text is not None else None
+    try:
+        decoded = decode_json(body, None)
+    except SyncError as error:
+        assert error.http_status == 400
+        if text is None:
+            assert error.code in ("malformed_json", "integer_out_of_range")
+        elif error.code == "integer_out_of_range":
+            assert _wide(expected)
+        else:
+            assert (error.code, _wide(expected), _lone(expected)) == ("invalid_text", False, True)
+        return
+    assert decoded == expected
+    assert text is not None and not _lone(expected) and not _wide(expected)
