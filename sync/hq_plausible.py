@@ -118,16 +118,28 @@ def limits(tx: Tx) -> Limits:
             wanted,
         )
     }
-    rate = found.get("limit_earn_points_per_unit")
+    rate = _stored(found, "limit_earn_points_per_unit")
     return Limits(
-        adjust_points=int(found.get("limit_adjust_points", DEFAULT_ADJUST_POINTS)),
-        entry_points=int(found.get("limit_entry_points", DEFAULT_ENTRY_POINTS)),
+        adjust_points=int(_stored(found, "limit_adjust_points") or DEFAULT_ADJUST_POINTS),
+        entry_points=int(_stored(found, "limit_entry_points") or DEFAULT_ENTRY_POINTS),
         earn_per_unit=(
             Fraction(rate)
             if rate is not None
             else _rules_rate(found.get("rules") or default_rules_text())
         ),
     )
+
+
+def _stored(found: dict[str, str], key: str) -> str | None:
+    """A limit as stored, if it parses (a row edited by hand to nonsense counts as
+    unset rather than failing every upload)."""
+    text = found.get(key)
+    if text is None:
+        return None
+    try:
+        return _parse_limit(key, text)
+    except LedgerError:
+        return None
 
 
 def set_limits(tx: Tx, values: dict[str, str]) -> None:
@@ -163,13 +175,13 @@ def _decimal(value: Fraction) -> str:
 
 
 def findings(
-    rows: Iterable[tuple[Any, ...]], lines: Iterable[int], limits: Limits
+    rows: Iterable[tuple[Any, ...]], lines: Iterable[int], bounds: Limits
 ) -> Iterator[Finding]:
     """Implausible entries among ``rows`` (``sync.hq_ingest.entry_row`` tuples);
     ``lines`` is each entry's number of receipt lines."""
     for row, count in zip(rows, lines, strict=True):
         seq, kind, delta, expired, amount = int(row[1]), str(row[3]), row[10], row[11], row[12]
-        reason = _reason(kind, delta, expired, amount, count, limits)
+        reason = _reason(kind, delta, expired, amount, count, bounds)
         if reason is not None:
             yield Finding(seq, kind, delta - expired, reason)
 

@@ -189,6 +189,15 @@ def test_limits_are_configured_at_hq(
     assert cli(thief.state, "sync")[0] == 0
     (alert,) = _alerts(server, "implausible_entry")
     assert alert["points"] == 50 and "limit of 40" in alert["reason"]
+    # A limit edited by hand into nonsense counts as unset; uploads go on.
+    with _hq.write() as tx:
+        tx.run("UPDATE hq_meta SET value = 'lots' WHERE key = 'limit_adjust_points'")
+    assert cli(None, "hq", "limits", "--db", server.db_url)[1]["limit_adjust_points"] == 100_000
+    ledger = Ledger(thief.state)
+    ledger.adjust(member, "60", "goodwill", "sup1")
+    ledger.close()
+    assert cli(thief.state, "sync")[0] == 0
+    assert len(_alerts(server, "implausible_entry")) == 1
 
 
 # -- item 4: 4xx, never a 500, nothing written -------------------------------------------
