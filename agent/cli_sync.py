@@ -170,6 +170,32 @@ def _alerts(store: HQStore, args: argparse.Namespace) -> Result:
     return {"alerts": alerts(store)}
 
 
+def _limits_args(parser: argparse.ArgumentParser) -> None:
+    _db_arg(parser)
+    parser.add_argument(
+        "--adjust-points", help="largest plausible manual adjustment, in points (100000)"
+    )
+    parser.add_argument(
+        "--entry-points", help="most points any other single entry may add (1000000)"
+    )
+    parser.add_argument(
+        "--earn-rate", help="most points per 1.00 of sale (default: the rules' best rate)"
+    )
+
+
+def _limits(store: HQStore, args: argparse.Namespace) -> Result:
+    from sync.hq_plausible import limits, set_limits
+
+    given = {
+        "limit_adjust_points": args.adjust_points,
+        "limit_entry_points": args.entry_points,
+        "limit_earn_points_per_unit": args.earn_rate,
+    }
+    with store.write() as tx:
+        set_limits(tx, {key: value for key, value in given.items() if value is not None})
+        return limits(tx).to_json()
+
+
 def _unfreeze_args(parser: argparse.ArgumentParser) -> None:
     _db_arg(parser)
     parser.add_argument("--device", required=True, help="the frozen device id")
@@ -231,6 +257,12 @@ COMMANDS = [
     ),
     Command(
         "hq unfreeze", "let a frozen device upload again", _with_store(_unfreeze), _unfreeze_args
+    ),
+    Command(
+        "hq limits",
+        "show (or set) the plausibility limits of uploaded entries",
+        _with_store(_limits),
+        _limits_args,
     ),
     Command(
         "hq operator-token",

@@ -405,11 +405,17 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                 )
             if wanted > figures["available"]:
                 code = "offline_cap" if figures.get("capped") else "insufficient_points"
-                why = (
-                    " (the offline limit: the till has not synced recently)"
-                    if figures.get("capped")
-                    else ""
-                )
+                why = ""
+                if figures.get("capped") and figures.get("stale"):
+                    why = (
+                        " (the offline limit: the till has not synced in the last "
+                        f"{self.rules.offline_after_hours} hours)"
+                    )
+                elif figures.get("capped"):
+                    why = (
+                        f" (at most {self.rules.offline_cap} points of the balance HQ "
+                        "confirmed at this till between two syncs; more after the next sync)"
+                    )
                 raise Refused(
                     code, f"points: {wanted} asked, {figures['available']} available{why}"
                 )

@@ -152,11 +152,15 @@ class LedgerReads:
         """The member's standing as this till can know it (ARCHITECTURE.md, invariant 7):
         once HQ has confirmed a balance, that balance plus this till's entries HQ had
         not yet counted; before, this till's own lots. What may be redeemed is capped by
-        the rules' offline limit while HQ has not been heard from recently.
+        the rules' offline limit: of an HQ-confirmed balance at any time between two
+        syncs (``sync.till_view.redeemable``), of everything while HQ has not been
+        heard from recently (``stale``).
 
         ``pending`` is the balance change of an entry being written in the current
         transaction: already in the lots, not yet in the journal HQ's view reads."""
         figures = self._local_figures(account, day, conn)
+        age = hours_since_hq(conn, self.clock())
+        figures["stale"] = int(age is None or age > self.rules.offline_after_hours)
         if has_hq_balance(conn, account):
             view = till_view(conn, account, self.device_id) + pending
             figures["balance"] = view
@@ -170,8 +174,7 @@ class LedgerReads:
             )
             figures["capped"] = int(figures["available"] < max(0, view))
             return figures
-        age = hours_since_hq(conn, self.clock())
-        if age is None or age > self.rules.offline_after_hours:
+        if figures["stale"]:
             figures["capped"] = int(figures["available"] > self.rules.offline_cap)
             figures["available"] = min(figures["available"], self.rules.offline_cap)
         return figures

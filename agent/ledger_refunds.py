@@ -30,20 +30,24 @@ class LedgerRefunds(LedgerReads):
         *,
         supervised: bool = True,
     ) -> dict[str, Any]:
-        """``supervised=False`` (a cashier without a supervisor's PIN) refuses refunds
-        above the rules' ``refund.supervisor_above``."""
+        """``supervised=False`` (a cashier without a supervisor's PIN) refuses a
+        refund that takes the receipt's refunded total (every refund of it so far,
+        this one included) above the rules' ``refund.supervisor_above``: splitting
+        one large refund into small ones does not get around the supervisor."""
         receipt_id, who = fields.receipt(receipt), fields.staff(staff)
         day = self.today()
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
             plan = self._plan_refund(conn, receipt_id, lines, day)
             limit = self.rules.refund_supervisor_above
-            if not supervised and plan["amount"] > limit:
-                raise Refused(
-                    "supervisor_required",
-                    f"refund of {format_amount(plan['amount'])} is over "
-                    f"{format_amount(limit)}: a supervisor's PIN is needed",
-                )
+            if not supervised:
+                total = _refunded_before(conn, receipt_id) + plan["amount"]
+                if total > limit:
+                    raise Refused(
+                        "supervisor_required",
+                        f"refunds of receipt {receipt_id} would total {format_amount(total)}, "
+                        f"over {format_amount(limit)}: a supervisor's PIN is needed",
+                    )
             return plan
 
         def finish(
@@ -154,3 +158,11 @@ class LedgerRefunds(LedgerReads):
         if bonus_taken:
             plan["bonus_taken"] = bonus_taken
         return plan
+
+
+def _refunded_before(conn: sqlite3.Connection, receipt_id: str) -> int:
+    """Money already refunded on the sale ``receipt_id`` (0 if it recorded no sale)."""
+    row = conn.execute(
+        "SELECT refunded_amount FROM receipts WHERE op = 'earn' AND receipt = ?", (receipt_id,)
+    ).fetchone()
+    return 0 if row is None else int(row[0])

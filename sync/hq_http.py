@@ -113,7 +113,13 @@ class Batches:
     def on_post(self, req: falcon.Request, resp: falcon.Response, device: str) -> None:
         body = self.api.body(req)
         caller = self.api.caller(req, device, body)
-        batch = Batch.from_json(decode_json(body, req.get_header("Content-Encoding")))
+        try:
+            document = decode_json(body, req.get_header("Content-Encoding"))
+        except SyncError as error:
+            if error.code == "integer_out_of_range":  # refused, and worth a look
+                hq_ingest.refused_alert(self.api.store, caller.device, error, self.api.clock())
+            raise
+        batch = Batch.from_json(document)
         req.context.entries = len(batch.entries)
         resp.media = hq_ingest.ingest(
             self.api.store, self.api.key, caller.device, batch, self.api.clock(), caller.till_clock

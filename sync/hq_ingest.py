@@ -20,6 +20,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from sync import hq_plausible
 from sync.chain import Entry, canonical
 from sync.errors import SyncError, refused, unverified
 from sync.extract import facts_of
@@ -93,7 +94,13 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
     fresh = verdict.new_entries
     if not fresh:
         return Ack(device, head.seq, head.hash, 0, utc_text(now))
-    tx.many(_INSERT, map(entry_row, fresh, verdict.bodies))
+    rows = list(map(entry_row, fresh, verdict.bodies))
+    tx.many(_INSERT, rows)
+    # Signed is not plausible: stored all the same, and alerted (sync.hq_plausible).
+    counts = (len(lines) if isinstance(lines := e.body.get("lines"), list) else 0 for e in fresh)
+    for finding in hq_plausible.findings(rows, counts, hq_plausible.limits(tx)):
+        dedupe = f"{hq_plausible.ALERT}:{device}:{finding.seq}"
+        raise_alert(tx, hq_plausible.ALERT, device, finding.detail(), dedupe, now)
     last = fresh[-1]
     current = public_key_text(verdict.key) if verdict.key is not None else str(row[1])
     tx.run(
@@ -172,6 +179,15 @@ def _refusal(
         return refused("fork", f"{verdict.reason}; the device is frozen", seq=verdict.bad_seq)
     _alert(store, "tampered_upload", device, detail, now)
     return unverified(verdict.code, verdict.reason, seq=verdict.bad_seq)
+
+
+def refused_alert(store: HQStore, device: str, error: SyncError, now: dt.datetime) -> None:
+    """An upload of ``device`` refused before its entries could be read (an integer
+    beyond 64 bits): the ``implausible_entry`` alert, once a day per device."""
+    detail = {"seq": None, "reason": f"upload refused: {error.message}", "code": error.code}
+    with store.write() as tx:
+        dedupe = f"{hq_plausible.ALERT}:{device}:refused:{now.date()}"
+        raise_alert(tx, hq_plausible.ALERT, device, detail, dedupe, now)
 
 
 def _alert(

@@ -44,6 +44,13 @@ def till_view(conn: sqlite3.Connection, account: str, device_id: str) -> int:
 
     ``device_id`` is this till's own device: ``included_seq`` counts its chain,
     and the local journal holds only its entries."""
+    confirmed, local = view_parts(conn, account, device_id)
+    return confirmed + local
+
+
+def view_parts(conn: sqlite3.Connection, account: str, device_id: str) -> tuple[int, int]:
+    """``till_view`` in its two parts: the balance HQ last confirmed, and the net
+    change of this till's entries HQ had not counted then."""
     own = conn.execute("SELECT value FROM meta WHERE key = 'device_id'").fetchone()
     if own is not None and str(own[0]) != device_id:
         raise ValueError(f"till_view: this ledger belongs to device {own[0]}, not {device_id}")
@@ -60,7 +67,7 @@ def till_view(conn: sqlite3.Connection, account: str, device_id: str) -> int:
         f"WHERE seq > ? AND {_ENTRY_ACCOUNT} IN ({marks})",
         (included, *accounts),
     ).fetchone()
-    return confirmed + int(local[0])
+    return confirmed, int(local[0])
 
 
 def has_hq_balance(conn: sqlite3.Connection, account: str) -> bool:
@@ -87,12 +94,21 @@ def redeemable(
     offline_after_hours: int,
     now: dt.datetime,
 ) -> int:
-    """Points that may be redeemed now: the till's view, capped by
-    ``rules.offline_cap`` once HQ has not been heard from for
-    ``rules.offline_after_hours`` (or ever), so a member cannot spend the same
-    points at two offline stores without bound."""
-    view = max(0, till_view(conn, account, device_id))
+    """Points that may be redeemed now, at any age of the last sync.
+
+    Between two syncs a till cannot know what other tills did with the confirmed
+    balance, however recently it synced: it lets the member spend at most
+    ``rules.offline_cap`` of it, net of this till's own entries since
+    (redemptions spend the window, points earned here widen it: no other till
+    knows of them). Once HQ has counted this till's entries (``included_seq``)
+    the window reopens. Once HQ has not been heard from for
+    ``rules.offline_after_hours`` (or ever), the cap also bounds the whole view.
+
+    So a member spends the same points at most once per till between syncs, up
+    to the cap at each; HQ flags an account that goes negative."""
+    confirmed, local = view_parts(conn, account, device_id)
+    window = max(0, min(confirmed, offline_cap) + local)
     age = hours_since_hq(conn, now)
     if age is None or age > offline_after_hours:
-        return min(view, offline_cap)
-    return view
+        return min(window, offline_cap)
+    return window

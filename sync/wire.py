@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 import zlib
 from typing import Any
 
@@ -60,7 +61,15 @@ def inflate(body: bytes, limit: int = MAX_INFLATED_BYTES) -> bytes:
 
 
 def decode_json(body: bytes, encoding: str | None) -> Any:
-    """Parse a request body, gunzipping it if the client said so."""
+    """Parse a request body, gunzipping it if the client said so.
+
+    Beyond JSON itself, what HQ can store and hash is refused here, once for
+    every endpoint, with a 400 and nothing written: an integer outside signed
+    64 bits (``integer_out_of_range``: no BIGINT column holds it) and a string
+    or key holding a lone UTF-16 surrogate such as ``"\\ud800"``
+    (``invalid_text``: valid JSON, but not Unicode, so it cannot be encoded as
+    UTF-8). Nesting deeper than the parser's recursion bound (~1,000 levels) is
+    ``malformed_json``."""
     if encoding and encoding.strip().lower() == "gzip":
         body = inflate(body)
     elif encoding and encoding.strip().lower() != "identity":
@@ -71,9 +80,80 @@ def decode_json(body: bytes, encoding: str | None) -> Any:
             http_status=415,
         )
     try:
-        return json.loads(body.decode("utf-8"), parse_constant=_no_constants)
+        text = body.decode("utf-8")
+        bounded = _bounded_int if _long_number(body) else None
+        value = json.loads(text, parse_constant=_no_constants, parse_int=bounded)
+    except _OutOfRange as error:
+        raise invalid(
+            "integer_out_of_range",
+            f"body: an integer ({error.digits[:24]}...) is outside signed 64 bits",
+        ) from None
     except (UnicodeDecodeError, ValueError, RecursionError) as error:
         raise invalid("malformed_json", f"body: not JSON: {error}") from None
+    # A surrogate can only come from a \\u escape: most bodies hold none.
+    if _SURROGATE_ESCAPE.search(text) and _has_lone_surrogate(value):
+        raise invalid(
+            "invalid_text", "body: a string holds a lone UTF-16 surrogate, which is not text"
+        )
+    return value
+
+
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+class _OutOfRange(Exception):
+    def __init__(self, digits: str) -> None:
+        super().__init__(digits)
+        self.digits = digits
+
+
+_FLAT_DIGITS = bytes.maketrans(b"0123456789", b"0" * 10)
+_RUN = b"0" * 19
+# What may come before a JSON number: a separator, whitespace or its sign.
+_BEFORE_NUMBER = frozenset(b":[, \t\r\n-")
+
+
+def _long_number(raw: bytes) -> bool:
+    """Whether ``raw`` may hold a number of 19 digits or more. A cheap scan, so
+    that the parser checks integers one by one only then: runs of digits inside
+    hex hashes and signatures follow a letter or a quote, not what precedes a
+    number."""
+    flat = raw.translate(_FLAT_DIGITS)
+    start = flat.find(_RUN)
+    while start != -1:
+        if start == 0 or raw[start - 1] in _BEFORE_NUMBER:
+            return True
+        end = start + len(_RUN)
+        while end < len(flat) and flat[end] == 0x30:
+            end += 1
+        start = flat.find(_RUN, end)
+    return False
+
+
+def _bounded_int(digits: str) -> int:
+    # 19 digits and a sign at most; checked before ``int`` for a long run of digits.
+    if len(digits) >= 19 and (len(digits) > 20 or not INT64_MIN <= int(digits) <= INT64_MAX):
+        raise _OutOfRange(digits)
+    return int(digits)
+
+
+def _has_lone_surrogate(value: Any) -> bool:
+    """Whether a decoded JSON value holds a lone surrogate in any string or key
+    (``json`` joins an escaped pair into one character, so any left is lone)."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return False
 
 
 def _no_constants(name: str) -> Any:
