@@ -21,7 +21,7 @@ from drivers.lifecycle import ReaderState
 from drivers.registry import make_reader
 from drivers.scan import Scan
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 A = "9900835840532866"
 
 

@@ -1,4 +1,4 @@
-"""Every sample in ../shared/fixtures and tests/corpus decodes as its file says."""
+"""Every sample in tests/fixtures and tests/corpus decodes as its file says."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from drivers.decoder import DecoderSettings, ScanDecoder, decode_stream
 from drivers.scan import Scan
 
 REPO = Path(__file__).resolve().parents[1]
-FIXTURES = REPO.parent / "shared" / "fixtures"
+FIXTURES = REPO / "tests" / "fixtures"
 CORPUS = REPO / "tests" / "corpus"
 
 
