@@ -174,7 +174,7 @@ def test_reopen_expects_a_new_signon() -> None:
     decoder.opened(0.0)
     assert cards(decoder.feed(f"{A}\r".encode(), 0.1)) == [A]
     decoder.opened(10.0)
-    assert decoder.feed(b"SIGNON\r", 10.1) == []
+    assert decoder.feed(b"21088838A02\r", 10.1) == []
 
 
 def test_overlong_input_is_bounded_and_reported_once() -> None:
