@@ -10,9 +10,10 @@ Layouts (READERS.md, "Tracks"):
 - ``^`` in place of track 1's expiry or service code marks it absent (ISO/IEC 7813).
 
 A reader that failed a track sends ``E`` as its only character (``%E?``, ``;E?``,
-``+E?``). Loyalty cards often put 8-20 digits on track 2 with or without ``=``, so
-PANs of up to 20 digits are accepted there. The number of a payment card is kept
-only as a keyed fingerprint, never as digits, from the moment it is recognised.
+``+E?``). Loyalty cards often put 8-20 digits on track 2 with or without ``=``, and
+programme cards go past ISO's 19, so PANs of 6 to 32 digits are accepted. The number
+of a payment card is kept only as a keyed fingerprint, never as digits, from the
+moment it is recognised.
 """
 
 from __future__ import annotations
@@ -27,7 +28,9 @@ TRACK_STARTS = "%;+#"
 _SET_1 = frozenset(chr(c) for c in range(0x20, 0x60)) - set("%;?")
 _SET_23 = frozenset(chr(c) for c in range(0x30, 0x40)) - set(";?")
 _MAX_LENGTH = {1: 79, 2: 40, 3: 107}
-_PAN_LENGTHS = range(6, 21)
+# ISO/IEC 7812 stops at 19 digits; programme cards (gift cards, student ids) go past
+# it, up to the longest ``card_length`` a chain may configure.
+_PAN_LENGTHS = range(6, 33)
 # ISO/IEC 7813 track 1 format codes: ``B`` is the financial layout; ``A`` and ``C``-``Z``
 # are reserved or issuers' own, and fleet and private-label cards use digits too.
 _FORMAT_CODES = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
@@ -134,8 +137,8 @@ def _numbered(track: int, pan: str, policy: CardPolicy) -> TrackRead:
     return TrackRead(track, None, kept, fingerprint(pan), card_class)
 
 
-def _pan_ok(pan: str, lengths: range = _PAN_LENGTHS) -> bool:
-    return pan.isascii() and pan.isdigit() and len(pan) in lengths
+def _pan_ok(pan: str) -> bool:
+    return pan.isascii() and pan.isdigit() and len(pan) in _PAN_LENGTHS
 
 
 def parse_track(track: int, raw: RawTrack, policy: CardPolicy, lrc: bool = False) -> TrackRead:
@@ -159,7 +162,7 @@ def parse_track(track: int, raw: RawTrack, policy: CardPolicy, lrc: bool = False
         pan = raw.body.split("=", 1)[0]
         return _numbered(2, pan, policy) if _pan_ok(pan) else TrackRead(2, "garbled")
     pan = raw.body[2:].split("=", 1)[0]
-    if raw.body[:2].isdigit() and _pan_ok(pan, range(6, 20)):
+    if raw.body[:2].isdigit() and _pan_ok(pan):
         return _numbered(3, pan, policy)
     return TrackRead(3, card_class=CardClass.FOREIGN_CARD)
 
@@ -171,7 +174,7 @@ def _parse_track1(body: str, policy: CardPolicy) -> TrackRead:
         return TrackRead(1, "garbled")
     fields = body[1:].split("^", 2)
     pan = fields[0].replace(" ", "")
-    if len(fields) == 3 and _pan_ok(pan, range(6, 20)) and len(fields[1]) <= 26:
+    if len(fields) == 3 and _pan_ok(pan) and len(fields[1]) <= 26:
         return _numbered(1, pan, policy)
     if body[0] == "B":
         return TrackRead(1, "garbled")
