@@ -115,9 +115,21 @@ def looks_like_payment_card(digits: str) -> bool:
     return any(low <= digits[: len(low)] <= high for low, high, _ in _PAYMENT_RANGES)
 
 
-def classify(digits: str, policy: CardPolicy = DEFAULT_POLICY) -> CardClass:
-    """Classify a card number read from a track or a code."""
-    if is_payment_card(digits):
+def in_payment_range(digits: str) -> bool:
+    """A number of a payment network's length in its issuer range, Luhn or not."""
+    for low, high, lengths in _PAYMENT_RANGES:
+        if low <= digits[: len(low)] <= high and len(digits) in lengths:
+            return True
+    return False
+
+
+def classify(
+    digits: str, policy: CardPolicy = DEFAULT_POLICY, financial: bool = False
+) -> CardClass:
+    """Classify a card number read from a track or a code. ``financial``: the track
+    says it is a bank card (track 1 format code ``B``), so a number in a payment
+    network's range is treated as a payment card even if its check digit is wrong."""
+    if is_payment_card(digits) or (financial and digits.isdigit() and in_payment_range(digits)):
         return CardClass.PAYMENT_CARD
     if any(digits.startswith(prefix) for prefix in policy.prefixes):
         if not policy.length_ok(digits) or not digits.isdigit():

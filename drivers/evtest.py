@@ -80,8 +80,9 @@ _HEADER = re.compile(
             r"    Event code \d+ \([^()]*\)(?: state \d+)?",
             r"      (?:Value|Min|Max|Fuzz|Flat|Resolution) *-?\d+",
             r"Key repeat handling:",
-            r"  Repeat type \d+ \([^()]*\)",
-            r"    Repeat code \d+ \([^()]*\)",
+            # Some versions print the repeat settings under "Properties:" with these words.
+            r"  (?:Repeat|Property) type \d+ \([^()]*\)",
+            r"    (?:Repeat|Property) code \d+ \([^()]*\)",
             r"Properties:",
             r"  Property type \d+ \([^()]*\)",
             r"Testing \.\.\. \(interrupt to exit\)",
@@ -99,7 +100,7 @@ _HEADER = re.compile(
             r"No device specified, trying to scan all of /dev/input/event\*",
             r"Not running as root, no devices may be available\.",
             r"Available devices:",
-            r"/dev/input/event\d+:\t.*",
+            r"/dev/input/event\d+:\s.*",
             r"Select the device event number \[0-\d+\]: ?\d*",
         )
     )

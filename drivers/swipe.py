@@ -86,9 +86,11 @@ class Swipe:
         numbered = [read for read in good if read.fingerprint is not None]
         best = (numbered or good)[0]
         card_class = best.card_class or CardClass.FOREIGN_CARD
+        same_card = [r for r in numbered if r.fingerprint == best.fingerprint]
+        if any(r.card_class is CardClass.PAYMENT_CARD for r in same_card):
+            card_class = CardClass.PAYMENT_CARD  # another track of it says it is a bank card
         if card_class is CardClass.MEMBER and best.card is not None:
-            same = (r.track for r in numbered if r.fingerprint == best.fingerprint)
-            return member(best.card, tuple(_SOURCES[track] for track in same), at)
+            return member(best.card, tuple(_SOURCES[r.track] for r in same_card), at)
         return failure(card_class.value, at)
 
 

@@ -131,8 +131,8 @@ def fingerprint(digits: str) -> bytes:
     return hashlib.blake2b(digits.encode(), key=_FINGERPRINT_KEY, digest_size=16).digest()
 
 
-def _numbered(track: int, pan: str, policy: CardPolicy) -> TrackRead:
-    card_class = classify(pan, policy)
+def _numbered(track: int, pan: str, policy: CardPolicy, financial: bool = False) -> TrackRead:
+    card_class = classify(pan, policy, financial)
     kept = None if card_class is CardClass.PAYMENT_CARD else pan
     return TrackRead(track, None, kept, fingerprint(pan), card_class)
 
@@ -175,7 +175,7 @@ def _parse_track1(body: str, policy: CardPolicy) -> TrackRead:
     fields = body[1:].split("^", 2)
     pan = fields[0].replace(" ", "")
     if len(fields) == 3 and _pan_ok(pan) and len(fields[1]) <= 26:
-        return _numbered(1, pan, policy)
+        return _numbered(1, pan, policy, financial=body[0] == "B")
     if body[0] == "B":
         return TrackRead(1, "garbled")
     return TrackRead(1, card_class=CardClass.FOREIGN_CARD)
