@@ -164,12 +164,10 @@ def parse_evtest(text: str) -> list[KeyEvent]:
             if trailer:
                 raise _refuse(number, "an event after evtest stopped reading")
             events.append(parse_event_line(line, number))
-        elif events and _TRAILER.fullmatch(line):
+        elif _TRAILER.fullmatch(line):
             trailer = True
-        elif not events and _HEADER.fullmatch(line):
+        elif not events and not trailer and _HEADER.fullmatch(line):
             seen_header = seen_header or line.startswith(_HEADER_MARK)
-        elif not events and line == "^C":
-            trailer = True
         else:
             where = "after the events" if events else "in the header"
             raise _refuse(number, f"not a line evtest prints {where}")
