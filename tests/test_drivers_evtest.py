@@ -217,3 +217,17 @@ def test_fixtures_are_in_evtest_true_format(capture: Path) -> None:
             scans += 1
     assert scans > 0
     parse_evtest("\n".join(lines))
+
+
+def test_a_device_name_that_is_not_utf8_is_still_a_capture() -> None:
+    from drivers.replay import load_events
+
+    data = (
+        b'Input driver version is 1.0.1\nInput device name: "Lecteur \xe9"\n'
+        b"Testing ... (interrupt to exit)\n"
+        b"Event: time 1.000000, -------------- SYN_REPORT ------------\n"
+    )
+    assert load_events(data) == [KeyEvent(1.0, EV_SYN, SYN_REPORT, 0)]
+    with pytest.raises(DriverError) as refused:
+        load_events(b"\xff\xfe\x00binary\n")
+    assert refused.value.message.startswith("line 1:")
