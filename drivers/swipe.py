@@ -21,7 +21,8 @@ account, an AAMVA licence's ``#`` track), so its number neither conflicts with t
 swipe's nor starts another swipe. It decides only when it is the one good numbered
 track. Track 3 may start with ``;`` like track 2 (ID TECH): a ``;`` track is track 2
 unless track 2 is already read and the track, read as track 3, carries the same
-number or is longer than a track 2 can be (ISO/IEC 4909 data).
+number, starts with ``0`` (ISO/IEC 4909's format code; no card number does) or is
+longer than a track 2 can be.
 """
 
 from __future__ import annotations
@@ -147,7 +148,9 @@ class SwipeAssembler:
         as_track3 = parse_track(3, raw, self._policy, self._lrc)
         mine = swipe.number()
         same = as_track3.fingerprint is not None and mine in (None, as_track3.fingerprint)
-        if same or too_long_for(2, raw, self._lrc):
+        # ISO/IEC 4909 track 3 starts with a format code 0x; no card number starts
+        # with 0 (major industry identifier 0 is not issued to cards).
+        if same or too_long_for(2, raw, self._lrc) or raw.body.startswith("0"):
             return as_track3
         return as_track2
 
