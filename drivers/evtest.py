@@ -168,6 +168,12 @@ def parse_evtest(text: str) -> list[KeyEvent]:
             trailer = True
         elif not events and not trailer and _HEADER.fullmatch(line):
             seen_header = seen_header or line.startswith(_HEADER_MARK)
+        elif "Event: time" in line:
+            raise _refuse(
+                number,
+                "text before 'Event:' (keys echoed by the terminal? redirect evtest's "
+                "output to a file, or run it with --grab)",
+            )
         else:
             where = "after the events" if events else "in the header"
             raise _refuse(number, f"not a line evtest prints {where}")

@@ -231,3 +231,10 @@ def test_a_device_name_that_is_not_utf8_is_still_a_capture() -> None:
     with pytest.raises(DriverError) as refused:
         load_events(b"\xff\xfe\x00binary\n")
     assert refused.value.message.startswith("line 1:")
+
+
+def test_terminal_echo_is_named() -> None:
+    text = f"{TESTING}\n!Event: time 1.000000, -------------- SYN_REPORT ------------\n"
+    with pytest.raises(DriverError) as refused:
+        parse_evtest(text)
+    assert refused.value.message.startswith("line 2: text before 'Event:'")
