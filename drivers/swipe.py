@@ -139,7 +139,7 @@ class SwipeAssembler:
     def _place(self, raw: RawTrack) -> TrackRead:
         if raw.sentinel == "%":
             return parse_track(1, raw, self._policy, self._lrc)
-        if raw.sentinel in "+#":
+        if raw.sentinel in "+#!":
             return parse_track(3, raw, self._policy, self._lrc)
         as_track2 = parse_track(2, raw, self._policy, self._lrc)
         swipe = self._swipe

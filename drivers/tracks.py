@@ -6,7 +6,7 @@ Layouts (READERS.md, "Tracks"):
   discretionary data ``?``; characters 0x20-0x5F; at most 79 with sentinels and LRC.
 - track 2: ``;`` PAN ``=`` YYMM ... ``?``; characters 0x30-0x3F; at most 40.
 - track 3: ``;`` or ``+`` two-digit format code, PAN ``=`` ... ``?``; at most 107;
-  or ``#`` (AAMVA driving licences) in track 1's character set, with no card number.
+  or ``#`` (AAMVA) or ``!`` (CDL) licences: track 1's character set, no card number.
 - ``^`` in place of track 1's expiry or service code marks it absent (ISO/IEC 7813).
 
 A reader that failed a track sends ``E`` as its only character (``%E?``, ``;E?``,
@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 
 from drivers.cards import CardClass, CardPolicy, classify
 
-TRACK_STARTS = "%;+#"
+TRACK_STARTS = "%;+#!"
+# Track 3 sentinels of driving licences: ``#`` (AAMVA), ``!`` (CDL, MagTek 99875094).
+_LICENCE_STARTS = "#!"
 _SET_1 = frozenset(chr(c) for c in range(0x20, 0x60)) - set("%;?")
 _SET_23 = frozenset(chr(c) for c in range(0x30, 0x40)) - set(";?")
 _MAX_LENGTH = {1: 79, 2: 40, 3: 107}
@@ -68,7 +70,7 @@ class TrackRead:
 def lrc_char(sentinel: str, body: str) -> str:
     """The LRC character for ``sentinel + body + '?'``: XOR of the characters' data
     bits, 6 bits above 0x20 on track 1 and 4 bits above 0x30 on tracks 2 and 3."""
-    if sentinel in "%#":
+    if sentinel == "%" or sentinel in _LICENCE_STARTS:
         base, mask = 0x20, 0x3F
     else:
         base, mask = 0x30, 0x0F
@@ -91,7 +93,7 @@ def split_tracks(line: str, lrc: bool) -> tuple[list[RawTrack], bool]:
         sentinel = line[index]
         if sentinel not in TRACK_STARTS:
             return tracks, True
-        stops = "%;?" if sentinel in "%#" else "%;+?"
+        stops = "%;?" if sentinel == "%" or sentinel in _LICENCE_STARTS else "%;+?"
         end = index + 1
         while end < len(line) and line[end] not in stops:
             end += 1
@@ -119,6 +121,8 @@ def headless_track(text: str, lrc: bool) -> bool:
     ending = text[-2:-1] if lrc else text[-1:]
     if ending == "?" and set(text[: len(text) - int(lrc)]) <= _SET_1 | {"?"}:
         return True
+    if "^" in text and set(text) <= _SET_1 and any(c.isdigit() for c in text.split("^")[0]):
+        return True  # track 1 that lost both sentinels: B<PAN>^NAME^...
     return "=" in text and set(text) <= _SET_23 | {"?"}
 
 
@@ -151,7 +155,7 @@ def parse_track(track: int, raw: RawTrack, policy: CardPolicy, lrc: bool = False
         return TrackRead(track, "garbled")
     if track == 1:
         return _parse_track1(raw.body, policy)
-    if raw.sentinel == "#":
+    if raw.sentinel in _LICENCE_STARTS:
         # AAMVA driving licences: track 3 in track 1's character set, no card number.
         if not set(raw.body) <= _SET_1:
             return TrackRead(3, "garbled")
