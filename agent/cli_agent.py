@@ -55,7 +55,8 @@ def _render_status(result: Result) -> str:
     for reader in result["readers"]:
         lines.append(
             f"reader {reader['path']}: {reader['state']}, {reader['scans']} scans, "
-            f"{reader['errors']} errors, last scan {reader['last_scan_at'] or 'never'}"
+            f"{reader['errors']} errors, {reader.get('unreadable', 0)} unreadable, "
+            f"last scan {reader['last_scan_at'] or 'never'}"
         )
     if not result["readers"]:
         lines.append("readers: none running")

@@ -17,6 +17,9 @@ from drivers.config import ReaderConfig, parse_reader
 # The chain's key for phone-number hashes. Every till of a chain must share it (HQ
 # spots the same phone enrolled at two stores by it); set your own per chain.
 DEFAULT_PHONE_PEPPER = "tillpoints-default-phone-pepper"
+# Programme card lengths a chain may configure: 8 leaves room for an e-card block and
+# counter; 32 is the longest number the track decoders accept (drivers/tracks.py).
+CARD_LENGTHS = (8, 32)
 
 _KEYS = {
     "store",
@@ -26,6 +29,7 @@ _KEYS = {
     "reader",
     "card_prefixes",
     "card_length",
+    "card_luhn",
     "phone_pepper",
     "qr_secret",
 }
@@ -77,9 +81,17 @@ def parse_config(document: dict[str, Any], where: str = "config") -> Config:
         and all(isinstance(p, str) and re.fullmatch(r"[0-9]{1,8}", p) for p in prefixes)
     ):
         raise InvalidInput("invalid_config", f"{where}: card_prefixes: a list of digit strings")
-    length = document.get("card_length", 16)
-    if isinstance(length, bool) or not isinstance(length, int) or not 8 <= length <= 19:
-        raise InvalidInput("invalid_config", f"{where}: card_length: a whole number 8..19")
+    lengths = document.get("card_length", 16)
+    lengths = lengths if isinstance(lengths, list) else [lengths]
+    if not lengths or not all(
+        type(n) is int and CARD_LENGTHS[0] <= n <= CARD_LENGTHS[1] for n in lengths
+    ):
+        low, high = CARD_LENGTHS
+        problem = f"a whole number {low}..{high}, or a non-empty list of them"
+        raise InvalidInput("invalid_config", f"{where}: card_length: {problem}")
+    luhn = document.get("card_luhn", True)
+    if type(luhn) is not bool:
+        raise InvalidInput("invalid_config", f"{where}: card_luhn: must be true or false")
     qr_secret = strings["qr_secret"]
     if qr_secret is not None and len(qr_secret) < 16:
         raise InvalidInput("invalid_config", f"{where}: qr_secret: at least 16 characters")
@@ -91,7 +103,12 @@ def parse_config(document: dict[str, Any], where: str = "config") -> Config:
         readers=tuple(
             parse_reader(table, f"{where}: reader[{index}]") for index, table in enumerate(readers)
         ),
-        cards=CardPolicy(prefixes=tuple(prefixes), length=length),
+        cards=CardPolicy(
+            prefixes=tuple(prefixes),
+            length=lengths[0],
+            luhn=luhn,
+            other_lengths=tuple(lengths[1:]),
+        ),
         phone_pepper=(strings["phone_pepper"] or DEFAULT_PHONE_PEPPER).encode(),
         qr_secret=qr_secret.encode() if qr_secret else None,
     )

@@ -21,11 +21,20 @@ class CardClass(Enum):
 
 @dataclass(frozen=True)
 class CardPolicy:
-    """Which numbers are this programme's cards (the defaults of CONTRACT.md)."""
+    """Which numbers are this programme's cards (the defaults of CONTRACT.md).
+
+    ``length`` is the length of the cards this till issues (e-cards) and one that it
+    accepts; ``other_lengths`` are further lengths accepted (older card runs). ``luhn``
+    False accepts any last digit (student ids, many gift-card runs have no check digit).
+    """
 
     prefixes: tuple[str, ...] = ("9900",)
     length: int = 16
     luhn: bool = True
+    other_lengths: tuple[int, ...] = ()
+
+    def length_ok(self, digits: str) -> bool:
+        return len(digits) == self.length or len(digits) in self.other_lengths
 
 
 DEFAULT_POLICY = CardPolicy()
@@ -55,26 +64,35 @@ def luhn_digit(body: str) -> str:
 
 
 # (low, high) inclusive prefix ranges compared on the first len(low) digits, with the
-# lengths each network issues. Visa, Mastercard (51-55 and the 2-series), American
-# Express, UnionPay, JCB, Discover (incl. its 622126-622925 co-brand), Diners, Maestro.
+# lengths each network issues. Sources (docs/readers.md, "Payment cards"): the IIN
+# table of Wikipedia's "Payment card number" article and braintree/credit-card-type
+# (src/lib/card-types.ts), both as of 2026; ISO/IEC 7812's register is not public.
 _PAYMENT_RANGES: tuple[tuple[str, str, range], ...] = (
-    ("4", "4", range(13, 20)),
-    ("51", "55", range(16, 17)),
-    ("2221", "2720", range(16, 17)),
-    ("34", "34", range(15, 16)),
+    ("4", "4", range(13, 20)),  # Visa, Visa Electron, Cartes Bancaires co-badged
+    ("51", "55", range(16, 17)),  # Mastercard
+    ("2221", "2720", range(16, 17)),  # Mastercard 2-series
+    ("2200", "2204", range(16, 20)),  # Mir
+    ("2205", "2205", range(16, 17)),  # Borica
+    ("34", "34", range(15, 16)),  # American Express
     ("37", "37", range(15, 16)),
-    ("62", "62", range(16, 20)),
-    ("81", "81", range(16, 20)),
-    ("3528", "3589", range(16, 20)),
-    ("6011", "6011", range(16, 20)),
-    ("644", "649", range(16, 20)),
-    ("65", "65", range(16, 20)),
-    ("300", "305", range(14, 20)),
+    ("300", "305", range(14, 20)),  # Diners Club International
+    ("3095", "3095", range(14, 20)),
     ("36", "36", range(14, 20)),
     ("38", "39", range(14, 20)),
-    ("50", "50", range(12, 20)),
-    ("56", "58", range(12, 20)),
-    ("6759", "6759", range(12, 20)),
+    ("3528", "3589", range(16, 20)),  # JCB (LankaPay 357111 inside it)
+    ("1800", "1800", range(15, 16)),  # JCB, older 15-digit runs
+    ("2131", "2131", range(15, 16)),
+    ("1", "1", range(15, 16)),  # UATP
+    ("31", "31", range(19, 20)),  # China T-Union
+    ("1946", "1946", range(16, 20)),  # GPN (Indonesia)
+    ("50", "50", range(12, 20)),  # Maestro; Dankort 5019, Elo, Verve 5060-5079
+    ("56", "69", range(12, 20)),  # Maestro 56-69; Discover 6011/644-649/65, UnionPay 62,
+    # RuPay 60/65, Bancontact 6703, InterPayment 636, InstaPayment 637-639, Hipercard
+    ("6703", "6703", range(16, 20)),  # Bancontact (inside Maestro's 67, named for docs)
+    ("81", "82", range(16, 20)),  # UnionPay 81, RuPay 81-82
+    ("8600", "8600", range(16, 17)),  # UzCard
+    ("9792", "9792", range(16, 17)),  # Troy
+    ("9860", "9860", range(16, 17)),  # Humo
 )
 
 
@@ -97,12 +115,24 @@ def looks_like_payment_card(digits: str) -> bool:
     return any(low <= digits[: len(low)] <= high for low, high, _ in _PAYMENT_RANGES)
 
 
-def classify(digits: str, policy: CardPolicy = DEFAULT_POLICY) -> CardClass:
-    """Classify a card number read from a track or a code."""
-    if is_payment_card(digits):
+def in_payment_range(digits: str) -> bool:
+    """A number of a payment network's length in its issuer range, Luhn or not."""
+    for low, high, lengths in _PAYMENT_RANGES:
+        if low <= digits[: len(low)] <= high and len(digits) in lengths:
+            return True
+    return False
+
+
+def classify(
+    digits: str, policy: CardPolicy = DEFAULT_POLICY, financial: bool = False
+) -> CardClass:
+    """Classify a card number read from a track or a code. ``financial``: the track
+    says it is a bank card (track 1 format code ``B``), so a number in a payment
+    network's range is treated as a payment card even if its check digit is wrong."""
+    if is_payment_card(digits) or (financial and digits.isdigit() and in_payment_range(digits)):
         return CardClass.PAYMENT_CARD
     if any(digits.startswith(prefix) for prefix in policy.prefixes):
-        if len(digits) != policy.length or not digits.isdigit():
+        if not policy.length_ok(digits) or not digits.isdigit():
             return CardClass.INVALID_CODE
         if policy.luhn and not luhn_ok(digits):
             return CardClass.INVALID_CODE

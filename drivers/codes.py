@@ -110,8 +110,10 @@ def decode_code(
 ) -> Scan:
     """Decode one line a scanner sent with no track sentinels. ``now`` is unix time
     (for dynamic codes), ``at`` the decoder's clock stamped on the scan."""
+    if not all(" " <= char <= "~" for char in text):
+        return failure(UNREADABLE, at, "noise")
     payload = strip_aim(text)
-    if not payload or not all(" " <= char <= "~" for char in payload):
+    if not payload:
         return failure(UNREADABLE, at, "garbled")
     if payload.startswith(VERSION + "."):
         return verify_dynamic_code(payload, qr_secret, now, policy, at)

@@ -16,8 +16,11 @@ Framing (READERS.md):
   ends, so that a good track arriving later wins.
 - A swipe also ends after ``idle_s`` of silence, which is how a reader that sends no
   terminator (or ENTER after every track) is framed.
-- The first code-like line after the port opens, within ``signon_s``, that is not a
-  card or member code is the reader's firmware sign-on (``21088817A01``) and dropped.
+- A line shaped like a reader's firmware sign-on (MagTek: ``210888xxLnn``, eight
+  digits, a revision letter, two digits) within ``signon_s`` after the port opens is
+  dropped, wherever it comes; nothing else is ever dropped for being early.
+- Any other line that is neither track data nor a code (binary noise from a reader at
+  the wrong baud rate) is ``unreadable``, so a misconfigured reader shows.
 - The same scan delivered twice within ``duplicate_s`` is reported once.
 - A line longer than ``max_line`` is cut: only a bounded tail is kept, to find the
   terminator, and the line reports ``unreadable``.
@@ -28,6 +31,7 @@ Framing (READERS.md):
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -37,13 +41,16 @@ from drivers.cards import DEFAULT_POLICY, CardPolicy
 from drivers.codes import decode_code
 from drivers.keys import Keyboard, KeyEvent
 from drivers.layouts import LAYOUTS
-from drivers.scan import FOREIGN_CARD, UNREADABLE, Scan, failure
+from drivers.scan import UNREADABLE, Scan, failure
 from drivers.swipe import SwipeAssembler
 from drivers.tracks import TRACK_STARTS, headless_track, split_tracks
 
 STX, ETX, DLE = 0x02, 0x03, 0x10
 _LINE_ENDS = frozenset({0x0D, 0x0A, 0x09, DLE, STX})
 _IGNORED_LEADING = b"\x00\x1b"
+# MagTek serial readers' sign-on (99875094, "Sign-on ID"): firmware part number,
+# revision letter, revision sublevel 01-99.
+SIGNON = re.compile(r"[0-9]{8}[A-Z][0-9]{2}")
 
 
 @dataclass(frozen=True)
@@ -80,7 +87,6 @@ class ScanDecoder:
         self._last_input: float | None = None
         self._last_scan: Scan | None = None
         self._opened_at: float | None = None
-        self._lines_since_open = 0
         self._tail = max(len(settings.prefix), len(settings.suffix), 1)
 
     @property
@@ -95,7 +101,6 @@ class ScanDecoder:
         self._assembler.discard()
         self._keyboard.reset()
         self._opened_at = now
-        self._lines_since_open = 0
         self._last_input = None
 
     def keys_held(self, codes: Iterable[int]) -> None:
@@ -185,13 +190,17 @@ class ScanDecoder:
             self._overlong = False
             done = [*self._assembler.complete(now), failure(UNREADABLE, now, "overlong")]
             return self._emit(done)
-        raw = bytes(self._line).lstrip(_IGNORED_LEADING)
+        line = bytes(self._line)
+        raw = line.lstrip(_IGNORED_LEADING)
         self._line.clear()
         if not raw:
+            if b"\x00" in line:  # NUL bytes only: line noise, not a blank line
+                noise = failure(UNREADABLE, now, "noise")
+                return self._emit([*self._assembler.complete(now), noise])
             return []
         text = raw.decode("latin-1")
-        first_line = self._lines_since_open == 0
-        self._lines_since_open += 1
+        if self._signon(text, now):
+            return []
         if text[0] in TRACK_STARTS:
             tracks, garbled = split_tracks(text, self.settings.lrc)
             done = self._assembler.add_line(tracks, garbled, now)
@@ -204,14 +213,13 @@ class ScanDecoder:
             code = failure(UNREADABLE, now, "garbled")
         else:
             code = decode_code(text, s.policy, s.qr_secret, self._wall_clock(), now)
-        if not (first_line and self._signon(code, now)):
-            done.append(code)
+        done.append(code)
         return self._emit(done)
 
-    def _signon(self, code: Scan, now: float) -> bool:
+    def _signon(self, text: str, now: float) -> bool:
         opened = self._opened_at if self._opened_at is not None else now
         window = self.settings.signon_s
-        return window > 0 and now - opened <= window and code.error in (FOREIGN_CARD, UNREADABLE)
+        return window > 0 and now - opened <= window and SIGNON.fullmatch(text) is not None
 
     def _emit(self, scans: list[Scan]) -> list[Scan]:
         kept: list[Scan] = []

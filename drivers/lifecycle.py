@@ -75,7 +75,9 @@ class Lifecycle:
 @dataclass(frozen=True)
 class ReaderHealth:
     """What the daemon reports for a reader (``GET /v1/status``). ``last_scan_at`` is
-    unix time; ``errors`` counts lost connections, dropped input and restarts."""
+    unix time; ``errors`` counts lost connections, dropped input and restarts;
+    ``unreadable`` counts the ``unreadable`` scans among ``scans`` (many of them: a
+    dirty head, or a reader at the wrong baud rate sending noise)."""
 
     kind: str
     path: str
@@ -83,6 +85,7 @@ class ReaderHealth:
     last_scan_at: float | None
     scans: int
     errors: int
+    unreadable: int = 0
 
     @property
     def connected(self) -> bool:
@@ -97,4 +100,5 @@ class ReaderHealth:
             "last_scan_at": self.last_scan_at,
             "scans": self.scans,
             "errors": self.errors,
+            "unreadable": self.unreadable,
         }

@@ -23,7 +23,7 @@ from typing import Any, Generic, Protocol, TypeVar
 from drivers.config import ReaderConfig
 from drivers.decoder import DecoderSettings, ScanDecoder
 from drivers.lifecycle import CONNECTED, Lifecycle, ReaderHealth, ReaderState
-from drivers.scan import Scan
+from drivers.scan import UNREADABLE, Scan
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class ReaderThread:
         self._counts_lock = threading.Lock()
         self._scans = 0
         self._errors = 0
+        self._unreadable = 0
         self._last_scan_at: float | None = None
 
     @property
@@ -97,6 +98,7 @@ class ReaderThread:
                 last_scan_at=self._last_scan_at,
                 scans=self._scans,
                 errors=self._errors,
+                unreadable=self._unreadable,
             )
 
     @property
@@ -144,6 +146,7 @@ class ReaderThread:
         for scan in scans:
             with self._counts_lock:
                 self._scans += 1
+                self._unreadable += scan.error == UNREADABLE
                 self._last_scan_at = self._wall_clock()
             self._on_scan(scan)
 

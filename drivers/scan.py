@@ -28,6 +28,7 @@ MESSAGES: dict[str, str] = {
     "garbled": "the swipe was garbled (missing sentinel or a character outside the track set)",
     "bad_lrc": "a track failed its longitudinal redundancy check; swipe it again",
     "conflict": "the tracks of one swipe carry different numbers; swipe it again",
+    "noise": "the reader sent bytes that are neither a card nor a code; check its baud rate",
     "overlong": "the input was too long to be a card or a code and was discarded",
     "dropped": "the reader lost input mid-swipe; swipe it again",
     PAYMENT_CARD: "a payment card was swiped; its number was discarded",

@@ -15,17 +15,24 @@ scan until the swipe ends. An unsettled swipe (only read errors, garbled tracks,
 good track without a number, junk, a conflict) waits for the swipe to end, so that a
 good track of the same swipe arriving later still wins.
 
-Track 3 may start with ``;`` like track 2 (ID TECH): a ``;`` track is track 2 unless
-track 2 is already read and the track, read as track 3, carries the same number.
+Track 3 never decides which card was swiped when track 1 or 2 read well: many
+cards carry another number or another format there (ISO/IEC 4909 data, a second
+account, an AAMVA licence's ``#`` track), so its number neither conflicts with the
+swipe's nor starts another swipe. It decides only when it is the one good numbered
+track. Track 3 may start with ``;`` like track 2 (ID TECH): a ``;`` track is track 2
+unless track 2 is already read and the track, read as track 3, carries the same
+number, starts with ``0`` (ISO/IEC 4909's format code; no card number does) or is
+longer than a track 2 can be.
 """
 
 from __future__ import annotations
 
 from drivers.cards import CardClass, CardPolicy
 from drivers.scan import UNREADABLE, Scan, Source, failure, member
-from drivers.tracks import RawTrack, TrackRead, parse_track
+from drivers.tracks import RawTrack, TrackRead, parse_track, too_long_for
 
 _SOURCES: dict[int, Source] = {1: "track1", 2: "track2", 3: "track3"}
+_PREFERENCE = (2, 1, 3)
 
 
 class Swipe:
@@ -42,8 +49,9 @@ class Swipe:
         return bool(self.tracks) or self.garbled
 
     def number(self) -> bytes | None:
+        """The card's number as tracks 1 and 2 carry it (track 3 does not count)."""
         for read in self.tracks.values():
-            if read.fingerprint is not None:
+            if read.fingerprint is not None and read.track != 3:
                 return read.fingerprint
         return None
 
@@ -51,14 +59,19 @@ class Swipe:
         if read.track in self.tracks:
             return False
         mine = self.number()
-        return mine is None or read.fingerprint is None or read.fingerprint == mine
+        if mine is None or read.fingerprint is None or read.fingerprint == mine:
+            return True
+        return read.track == 3
 
     def settled(self) -> bool:
         """Whether the outcome is known: tracks that can still join carry this number
-        or none, and the best numbered good track decides whatever they are."""
+        or none (or are track 3), and the best numbered good track decides."""
         if self.conflict or self.garbled:
             return False
-        return any(read.good and read.fingerprint is not None for read in self.tracks.values())
+        return any(
+            read.good and read.fingerprint is not None and read.track != 3
+            for read in self.tracks.values()
+        )
 
     def outcome(self, at: float) -> Scan:
         """ISO 7813 tracks of one card carry one number; the best good track decides,
@@ -70,12 +83,15 @@ class Swipe:
             faults = [read.fault for read in self.tracks.values()]
             reason = next((f for f in ("reader_error", "bad_lrc") if f in faults), "garbled")
             return failure(UNREADABLE, at, reason)
+        good.sort(key=lambda read: _PREFERENCE.index(read.track))
         numbered = [read for read in good if read.fingerprint is not None]
-        best = numbered or good
-        card_class = best[0].card_class or CardClass.FOREIGN_CARD
-        card = best[0].card
-        if card_class is CardClass.MEMBER and card is not None:
-            return member(card, tuple(_SOURCES[read.track] for read in numbered), at)
+        best = (numbered or good)[0]
+        card_class = best.card_class or CardClass.FOREIGN_CARD
+        same_card = [r for r in numbered if r.fingerprint == best.fingerprint]
+        if any(r.card_class is CardClass.PAYMENT_CARD for r in same_card):
+            card_class = CardClass.PAYMENT_CARD  # another track of it says it is a bank card
+        if card_class is CardClass.MEMBER and best.card is not None:
+            return member(best.card, tuple(_SOURCES[r.track] for r in same_card), at)
         return failure(card_class.value, at)
 
 
@@ -123,13 +139,18 @@ class SwipeAssembler:
     def _place(self, raw: RawTrack) -> TrackRead:
         if raw.sentinel == "%":
             return parse_track(1, raw, self._policy, self._lrc)
-        if raw.sentinel == "+":
+        if raw.sentinel in "+#!":
             return parse_track(3, raw, self._policy, self._lrc)
         as_track2 = parse_track(2, raw, self._policy, self._lrc)
-        if 2 not in self._swipe.tracks:
+        swipe = self._swipe
+        if 2 not in swipe.tracks or 3 in swipe.tracks:
             return as_track2
         as_track3 = parse_track(3, raw, self._policy, self._lrc)
-        if self._swipe.fits(as_track3) and as_track3.fingerprint is not None:
+        mine = swipe.number()
+        same = as_track3.fingerprint is not None and mine in (None, as_track3.fingerprint)
+        # ISO/IEC 4909 track 3 starts with a format code 0x; no card number starts
+        # with 0 (major industry identifier 0 is not issued to cards).
+        if same or too_long_for(2, raw, self._lrc) or raw.body.startswith("0"):
             return as_track3
         return as_track2
 

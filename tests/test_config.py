@@ -50,6 +50,11 @@ baudrate = 19200
         ('store = ""', "store"),
         ('store = "S 001"', "store"),
         ("card_length = 40", "card_length"),
+        ("card_length = []", "card_length"),
+        ("card_length = [16, 7]", "card_length"),
+        ("card_length = true", "card_length"),
+        ('card_luhn = "no"', "card_luhn"),
+        ("card_luhn = 0", "card_luhn"),
         ('card_prefixes = ["99a0"]', "card_prefixes"),
         ('qr_secret = "short"', "qr_secret"),
         ("reader = 5", "reader"),
@@ -67,3 +72,17 @@ def test_a_typo_in_a_reader_is_refused(tmp_path: Path) -> None:
     with pytest.raises(DriverError) as caught:
         load_config(path)
     assert caught.value.code == "invalid_config" and "baudrat" in caught.value.message
+
+
+def test_card_lengths_and_check_digit_are_configuration(tmp_path: Path) -> None:
+    """Chains run non-Luhn and longer numbers (student ids, gift cards)."""
+    from drivers.cards import CardClass, classify
+
+    text = 'card_prefixes = ["77"]\ncard_length = [12, 24]\ncard_luhn = false\n'
+    policy = load_config(write(tmp_path, text)).cards
+    assert (policy.length, policy.other_lengths, policy.luhn) == (12, (24,), False)
+    assert classify("771234567890", policy) is CardClass.MEMBER  # no check digit
+    assert classify("77" + "1" * 22, policy) is CardClass.MEMBER  # 24 digits
+    assert classify("77" + "1" * 14, policy) is CardClass.INVALID_CODE  # 16: not a length
+    defaults = load_config(write(tmp_path, "")).cards
+    assert (defaults.prefixes, defaults.length, defaults.luhn) == (("9900",), 16, True)

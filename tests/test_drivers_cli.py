@@ -14,6 +14,7 @@ import pytest
 from agent.cli import build_parser
 from agent.cli_readers import COMMANDS
 from agent.commands import Context
+from agent.errors import InvalidInput
 from drivers.bench import swipe_to_scan_p99_ms
 from drivers.config import ReaderConfig
 from drivers.errors import DriverError
@@ -21,7 +22,7 @@ from drivers.lifecycle import ReaderState
 from drivers.registry import make_reader
 from drivers.scan import Scan
 
-FIXTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
 A = "9900835840532866"
 
 
@@ -141,3 +142,18 @@ def test_bench_returns_a_figure() -> None:
     figure = swipe_to_scan_p99_ms(samples=5)
     assert figure["unit"] == "ms"
     assert isinstance(figure["value"], float)
+
+
+def test_decode_follows_the_configured_card_rules(tmp_path: Path) -> None:
+    """A chain whose gift cards are 24 digits without a check digit (issue 13)."""
+    config = tmp_path / "agent.toml"
+    config.write_text('card_prefixes = ["7711"]\ncard_length = [24]\ncard_luhn = false\n')
+    gift = "7711" + "0123456789" * 2
+    capture = tmp_path / "swipe.bin"
+    capture.write_bytes(f";{gift}=99?\r;{A}=3012?\r".encode())
+    result = run(["--config", str(config), "decode", "--file", str(capture)])
+    assert [item.get("card") or item["error"] for item in result["scans"]] == [gift, "foreign_card"]
+    config.write_text("card_luhn = 1\n")
+    with pytest.raises(InvalidInput) as refused:
+        run(["--config", str(config), "decode", "--file", str(capture)])
+    assert refused.value.code == "invalid_config" and "card_luhn" in refused.value.message

@@ -20,7 +20,7 @@ from drivers.keys import EV_SYN, SYN_DROPPED, SYN_REPORT, KeyEvent
 from drivers.lifecycle import ReaderState
 from drivers.scan import Scan
 
-CAPTURES = Path(__file__).resolve().parents[1].parent / "shared" / "fixtures" / "evtest"
+CAPTURES = Path(__file__).resolve().parent / "fixtures" / "evtest"
 pytestmark = pytest.mark.timeout(30)
 
 

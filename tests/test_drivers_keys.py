@@ -135,4 +135,4 @@ def test_malformed_evtest_is_refused(text: str) -> None:
 
 
 def test_evtest_header_only_is_an_empty_capture() -> None:
-    assert parse_evtest("Input driver version is 1.0.1\nTesting ...\n") == []
+    assert parse_evtest("Input driver version is 1.0.1\nTesting ... (interrupt to exit)\n") == []

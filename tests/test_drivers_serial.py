@@ -79,6 +79,7 @@ def test_swipes_over_a_pty(link: Path, reader: SerialReader, scans: queue.Queue[
         assert scans.get(timeout=5).error == "unreadable"
         health = reader.health()
         assert health.scans == 3 and health.errors == 0 and health.last_scan_at is not None
+        assert health.unreadable == 1
         assert scans.empty()
     finally:
         reader.stop()
@@ -182,6 +183,26 @@ def test_settings_from_config_are_used(link: Path, scans: queue.Queue[Scan]) -> 
         wait_for(lambda: reader.health().connected)
         pty.write(f"##;{A}=3012?!!".encode())
         assert scans.get(timeout=5).card == A
+    finally:
+        reader.stop()
+        pty.unplug()
+
+
+def test_noise_right_after_open_is_reported_and_counted(
+    link: Path, reader: SerialReader, scans: queue.Queue[Scan]
+) -> None:
+    """A reader at the wrong baud rate sends noise: it must show, not vanish as a
+    'sign-on' (issue 13)."""
+    pty = Pty(link)
+    try:
+        reader.start()
+        wait_for(lambda: reader.health().connected)
+        pty.write(b"\x80\xfe\x9c\xe6\xff\r")
+        scan = scans.get(timeout=5)
+        assert scan.error == "unreadable" and "baud" in (scan.message or "")
+        pty.write(f"21088817A01\r;{A}=3012?\r".encode())
+        assert scans.get(timeout=5).card == A
+        assert reader.health().unreadable == 1 and reader.health().to_json()["unreadable"] == 1
     finally:
         reader.stop()
         pty.unplug()
