@@ -19,7 +19,6 @@ from agent.simulated_till import SimulatedTill
 pytest_plugins = ["tests.sync_helpers"]
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED = REPO.parent / "shared"
 TZ = dt.timezone(dt.timedelta(hours=8))
 
 

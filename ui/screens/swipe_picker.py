@@ -12,7 +12,7 @@ from textual.screen import ModalScreen
 from textual.widgets import Footer, OptionList, Static
 from textual.widgets.option_list import Option
 
-# The fixtures' sample swipes (shared/fixtures/reader-samples.jsonl), as a serial
+# The fixtures' sample swipes (tests/fixtures/reader-samples.jsonl), as a serial
 # reader sends them.
 SAMPLES: dict[str, tuple[str, bytes]] = {
     "member": ("Ann's member card", b";9900835840532866=3012?\r"),
