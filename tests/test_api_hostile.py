@@ -13,8 +13,6 @@ from __future__ import annotations
 import json
 import re
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +28,6 @@ from tests.conftest import REPO
 
 pytestmark = pytest.mark.timeout(300)
 
-CLI = (sys.executable, "-m", "agent.cli")
 OTHER_CARD = "9900568732746027"
 VISA = "4111111111111111"
 VISA_TYPED = "4111 1111 1111 1111"
@@ -150,17 +147,8 @@ def post(till: SimulatedTill, path: str, payload: bytes) -> tuple[int, str, Any]
         connection.close()
 
 
-def add_supervisor(till: SimulatedTill, staff_id: str = "sup1", pin: str = "4321") -> None:
-    added = subprocess.run(
-        [*CLI, "staff", "add", "--id", staff_id, "--role", "supervisor", "--pin-stdin", "--json"],
-        input=f"{pin}\n",
-        capture_output=True,
-        text=True,
-        env=till.env,
-        cwd=REPO,
-        check=False,
-    )
-    assert added.returncode == 0, added.stderr
+def add_supervisor(till: SimulatedTill) -> None:
+    till.add_staff("sup1", "supervisor", "4321")
 
 
 def counts(till: SimulatedTill) -> tuple[int, int, int]:

@@ -180,6 +180,10 @@ def till(tmp_path: Path) -> Path:
             "payment_card",
         ),
         (
+            ("staff", "add", "--id", "4111-1111-1111-1111", "--role", "cashier", "--pin-stdin"),
+            "payment_card",
+        ),
+        (
             ("redeem", "--member", CARD, "--receipt", "R1", "--points", "4111 1111 1111 1111"),
             "invalid_points",
         ),
