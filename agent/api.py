@@ -23,7 +23,7 @@ from agent.http import Request, Response, error
 from agent.ledger import Ledger
 from agent.money import parse_amount
 from agent.openapi import OPENAPI
-from drivers.cards import redact_payment_cards
+from drivers.cards import redact_payment_cards, shown
 from drivers.errors import DriverError
 
 logger = logging.getLogger("tillpoints.api")
@@ -53,6 +53,7 @@ Route = Callable[[Services, Request, dict[str, str]], Awaitable[Response]]
 Kind = Literal["text", "money", "points", "whole", "flag", "lines"]
 MAX_DEPTH = 8
 MAX_NUMBER_DIGITS = 40
+_FIELD_NAME = re.compile(r"[a-z_]{1,40}", re.ASCII)
 
 
 @dataclass(frozen=True)
@@ -118,12 +119,17 @@ def _check_tree(value: Any) -> None:
             for key, inner in pairs:
                 if isinstance(key, str):
                     _unicode(key, f"{where}: a field name")
-                    place = key if where == "body" else f"{where}.{key}"
+                    place = _field(key) if where == "body" else f"{where}.{_field(key)}"
                 else:
                     place = f"{where}[{key}]"
                 stack.append((inner, place, depth + 1))
         elif isinstance(item, str):
             _unicode(item, where)
+
+
+def _field(name: str) -> str:
+    """A field name as a message may show it: quoted and cut short unless plain."""
+    return name if _FIELD_NAME.fullmatch(name) else shown(name, 40)
 
 
 def _unicode(text: str, where: str) -> None:
@@ -140,7 +146,7 @@ def _body(request: Request, schema: Schema) -> dict[str, Any]:
         raise InvalidInput("invalid_body", "body: must be a JSON object")
     unknown = sorted(set(body) - set(schema.fields))
     if unknown:
-        raise InvalidInput("invalid_body", f"{unknown[0]}: unknown field")
+        raise InvalidInput("invalid_body", f"{_field(unknown[0])}: unknown field")
     missing = sorted(schema.required - set(body))
     if missing:
         raise InvalidInput("invalid_body", f"{missing[0]}: required")
@@ -148,8 +154,8 @@ def _body(request: Request, schema: Schema) -> dict[str, Any]:
         kind = schema.fields[key]
         if not _is_kind(item, kind):
             code = "invalid_amount" if kind == "money" else "invalid_body"
-            shown = "null (leave the field out instead)" if item is None else _json_type(item)
-            raise InvalidInput(code, f"{key}: {_KIND_TEXT[kind]}, not {shown}")
+            given = "null (leave the field out instead)" if item is None else _json_type(item)
+            raise InvalidInput(code, f"{key}: {_KIND_TEXT[kind]}, not {given}")
     return body
 
 

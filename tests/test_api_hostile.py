@@ -117,6 +117,8 @@ RAW_BODIES: list[tuple[str, bytes, int]] = [
     ("latin-1", '{"name": "Zoë"}'.encode("latin-1"), 400),
     ("byte order mark", b"\xef\xbb\xbf{}", 400),
     ("surrogate key", b'{"\\ud800": 1}', 400),
+    ("escape key", b'{"\\u001b[2J": 1}', 400),
+    ("long key", b'{"' + b"k" * 100_000 + b'": 1}', 400),
     ("deep list", b"[" * 100_000, 400),
     ("deep object", b'{"a": ' * 50 + b"1" + b"}" * 50, 400),
     ("deep field", b'{"member": ' + b"[" * 20 + b"]" * 20 + b"}", 400),
@@ -196,6 +198,7 @@ def assert_error_answer(status: int, kind: str, answer: Any, expected: int, case
     assert CODE.fullmatch(answer["error"]), (case, answer)
     assert isinstance(answer["message"], str) and answer["message"], (case, answer)
     assert "4111" not in answer["message"], (case, answer)
+    assert "\x1b" not in answer["message"] and len(answer["message"]) < 300, (case, answer)
 
 
 def test_every_post_route_has_a_body_schema() -> None:
