@@ -9,9 +9,11 @@ ledger through the daemon's single bridge thread (``Services.call``).
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from dataclasses import dataclass
+from typing import Any, Literal, Protocol
 from urllib.parse import unquote
 
 from agent import fields
@@ -21,7 +23,10 @@ from agent.http import Request, Response, error
 from agent.ledger import Ledger
 from agent.money import parse_amount
 from agent.openapi import OPENAPI
+from drivers.cards import redact_payment_cards, shown
 from drivers.errors import DriverError
+
+logger = logging.getLogger("tillpoints.api")
 
 
 class Services(Protocol):
@@ -40,25 +45,138 @@ class Services(Protocol):
 Route = Callable[[Services, Request, dict[str, str]], Awaitable[Response]]
 
 
-def _body(request: Request, allowed: set[str], required: set[str]) -> dict[str, Any]:
+# What each field of a request body may be (docs/local-api.md). "text": a JSON
+# string; "money": a decimal string ("12.30"), never a JSON number, whose float
+# would not be exact; "points": a whole number as a JSON integer or a string (500
+# or "500"); "whole": the same, for counts; "flag": true or false; "lines": a list
+# of receipt lines.
+Kind = Literal["text", "money", "points", "whole", "flag", "lines"]
+MAX_DEPTH = 8
+MAX_NUMBER_DIGITS = 40
+_FIELD_NAME = re.compile(r"[a-z_]{1,40}", re.ASCII)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """The fields of one route's body: their kinds, and which must be there."""
+
+    fields: dict[str, Kind]
+    required: frozenset[str]
+
+    @classmethod
+    def of(cls, required: str, optional: str = "", **kinds: Kind) -> Schema:
+        names = required.split() + optional.split()
+        return cls({name: kinds.get(name, "text") for name in names}, frozenset(required.split()))
+
+
+_KIND_TEXT: dict[Kind, str] = {
+    "text": "must be a string",
+    "money": 'must be a decimal string like "12.30"',
+    "points": "must be a whole number (an integer or a string of digits)",
+    "whole": "must be a whole number (an integer or a string of digits)",
+    "flag": "must be true or false",
+    "lines": "must be a list of receipt lines",
+}
+
+
+def _number(text: str) -> int:
+    # json.loads would build any integer; refuse absurd ones before Python's own
+    # digit limit turns them into an unexpected ValueError.
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise InvalidInput("invalid_body", f"body: a number longer than {MAX_NUMBER_DIGITS} digits")
+    return int(text)
+
+
+def _no_constant(text: str) -> Any:
+    raise InvalidInput("invalid_body", f"body: {text} is not a JSON value")
+
+
+def _parse(raw: bytes) -> Any:
+    """The body as JSON, or ``InvalidInput``: never another exception."""
     try:
-        value = json.loads(request.body or b"{}")
-    except (json.JSONDecodeError, UnicodeDecodeError):
+        value = json.loads(raw or b"{}", parse_int=_number, parse_constant=_no_constant)
+    except RecursionError:
+        raise InvalidInput("invalid_body", f"body: nested deeper than {MAX_DEPTH} levels") from None
+    except UnicodeDecodeError:
+        raise InvalidInput("invalid_body", "body: not UTF-8 text") from None
+    except ValueError:  # json.JSONDecodeError is one
         raise InvalidInput("invalid_body", "body: not JSON") from None
-    if not isinstance(value, dict):
+    _check_tree(value)
+    return value
+
+
+def _check_tree(value: Any) -> None:
+    """Walk the parsed body once, without recursion: refuse deep nesting and strings
+    that are not Unicode text (a lone surrogate such as "\\ud800" cannot be stored,
+    logged or sent back), naming where they are."""
+    stack: list[tuple[Any, str, int]] = [(value, "body", 1)]
+    while stack:
+        item, where, depth = stack.pop()
+        if isinstance(item, (dict, list)):
+            if depth > MAX_DEPTH:
+                raise InvalidInput("invalid_body", f"body: nested deeper than {MAX_DEPTH} levels")
+            pairs = item.items() if isinstance(item, dict) else enumerate(item)
+            for key, inner in pairs:
+                if isinstance(key, str):
+                    _unicode(key, f"{where}: a field name")
+                    place = _field(key) if where == "body" else f"{where}.{_field(key)}"
+                else:
+                    place = f"{where}[{key}]"
+                stack.append((inner, place, depth + 1))
+        elif isinstance(item, str):
+            _unicode(item, where)
+
+
+def _field(name: str) -> str:
+    """A field name as a message may show it: quoted and cut short unless plain."""
+    return name if _FIELD_NAME.fullmatch(name) else shown(name, 40)
+
+
+def _unicode(text: str, where: str) -> None:
+    if any("\ud800" <= char <= "\udfff" for char in text):
+        raise InvalidInput("invalid_text", f"{where}: not valid Unicode text (a lone surrogate)")
+
+
+def _body(request: Request, schema: Schema) -> dict[str, Any]:
+    """The request's JSON object checked against ``schema``: unknown fields, missing
+    required ones and wrong JSON types (null included: an optional field is left
+    out, not sent as null) are refused naming the field."""
+    body = _parse(request.body)
+    if not isinstance(body, dict):
         raise InvalidInput("invalid_body", "body: must be a JSON object")
-    unknown = sorted(set(value) - allowed)
+    unknown = sorted(set(body) - set(schema.fields))
     if unknown:
-        raise InvalidInput("invalid_body", f"{unknown[0]}: unknown field")
-    missing = sorted(required - set(value))
+        raise InvalidInput("invalid_body", f"{_field(unknown[0])}: unknown field")
+    missing = sorted(schema.required - set(body))
     if missing:
         raise InvalidInput("invalid_body", f"{missing[0]}: required")
-    for key, item in value.items():
-        if key not in ("lines", "consent_marketing", "household") and not (
-            item is None or isinstance(item, str)
-        ):
-            raise InvalidInput("invalid_body", f"{key}: must be a string")
-    return value
+    for key, item in body.items():
+        kind = schema.fields[key]
+        if not _is_kind(item, kind):
+            code = "invalid_amount" if kind == "money" else "invalid_body"
+            given = "null (leave the field out instead)" if item is None else _json_type(item)
+            raise InvalidInput(code, f"{key}: {_KIND_TEXT[kind]}, not {given}")
+    return body
+
+
+def _json_type(item: Any) -> str:
+    if isinstance(item, bool):
+        return "true or false"
+    if isinstance(item, (int, float)):
+        return "a number"
+    if isinstance(item, str):
+        return "a string"
+    return "a list" if isinstance(item, list) else "an object"
+
+
+def _is_kind(item: Any, kind: Kind) -> bool:
+    if kind in ("text", "money"):
+        return isinstance(item, str)
+    if kind in ("points", "whole"):
+        return isinstance(item, str) or (isinstance(item, int) and not isinstance(item, bool))
+    if kind == "flag":
+        return isinstance(item, bool)
+    return isinstance(item, list)
 
 
 def _lines(value: Any) -> tuple[fields.Line, ...]:
@@ -74,6 +192,20 @@ def _lines(value: Any) -> tuple[fields.Line, ...]:
             fields.line_parts(line["category"], line["qty"], line["amount"], f"lines[{index}]")
         )
     return tuple(parsed)
+
+
+ENROLL = Schema.of(
+    "name phone",
+    "birthday gender district household card consent_marketing staff",
+    household="whole",
+    consent_marketing="flag",
+)
+EARN = Schema.of("member receipt", "amount lines staff", amount="money", lines="lines")
+REDEEM = Schema.of("member receipt points", "amount staff", points="points", amount="money")
+REFUND = Schema.of("receipt", "lines staff supervisor pin", lines="lines")
+CARD_REPLACE = Schema.of("member card", "staff pin")
+ADJUST = Schema.of("member points reason", "staff pin", points="points")
+TAKE_OFFER = Schema.of("member offer receipt", "staff")
 
 
 async def _status(services: Services, request: Request, match: dict[str, str]) -> Response:
@@ -92,37 +224,12 @@ async def _lookup(services: Services, request: Request, match: dict[str, str]) -
 
 
 async def _enroll(services: Services, request: Request, match: dict[str, str]) -> Response:
-    body = _body(
-        request,
-        {
-            "name",
-            "phone",
-            "birthday",
-            "gender",
-            "district",
-            "household",
-            "card",
-            "consent_marketing",
-            "staff",
-        },
-        {"name", "phone"},
-    )
-    consent = body.pop("consent_marketing", False)
-    if not isinstance(consent, bool):
-        raise InvalidInput("invalid_body", "consent_marketing: must be true or false")
-    household = body.pop("household", None)
-    if household is not None and (
-        isinstance(household, bool) or not isinstance(household, (int, str))
-    ):
-        raise InvalidInput("invalid_household", "household: must be a whole number")
-    result = await services.call(
-        services.ledger.enrol, **body, household=household, consent_marketing=consent
-    )
-    return Response(200, result)
+    body = _body(request, ENROLL)
+    return Response(200, await services.call(services.ledger.enrol, **body))
 
 
 async def _earn(services: Services, request: Request, match: dict[str, str]) -> Response:
-    body = _body(request, {"member", "receipt", "amount", "lines", "staff"}, {"member", "receipt"})
+    body = _body(request, EARN)
     if ("amount" in body) == ("lines" in body):
         raise InvalidInput("invalid_body", "amount: give either amount or lines")
     sale: dict[str, Any] = (
@@ -137,12 +244,8 @@ async def _earn(services: Services, request: Request, match: dict[str, str]) -> 
 
 
 async def _redeem(services: Services, request: Request, match: dict[str, str]) -> Response:
-    body = _body(
-        request,
-        {"member", "receipt", "points", "amount", "staff"},
-        {"member", "receipt", "points"},
-    )
-    amount = parse_amount(body["amount"]) if body.get("amount") is not None else None
+    body = _body(request, REDEEM)
+    amount = parse_amount(body["amount"]) if "amount" in body else None
     result = await services.call(
         services.ledger.redeem,
         body["member"],
@@ -155,14 +258,15 @@ async def _redeem(services: Services, request: Request, match: dict[str, str]) -
 
 
 async def _refund(services: Services, request: Request, match: dict[str, str]) -> Response:
-    body = _body(request, {"receipt", "lines", "staff", "supervisor", "pin"}, {"receipt"})
+    body = _body(request, REFUND)
     supervised = False
-    if body.get("supervisor") is not None:
+    if "supervisor" in body:
+        fields.staff(body["supervisor"], "supervisor")
         await services.authorise(
             {"staff": body["supervisor"], "pin": body.get("pin")}, "supervisor"
         )
         supervised = True
-    lines = _lines(body["lines"]) if body.get("lines") is not None else None
+    lines = _lines(body["lines"]) if "lines" in body else None
     result = await services.call(
         services.ledger.refund, body["receipt"], lines, body.get("staff"), supervised=supervised
     )
@@ -170,16 +274,16 @@ async def _refund(services: Services, request: Request, match: dict[str, str]) -
 
 
 async def _card_replace(services: Services, request: Request, match: dict[str, str]) -> Response:
-    body = _body(request, {"member", "card", "staff", "pin"}, {"member", "card"})
+    body = _body(request, CARD_REPLACE)
+    fields.staff(body.get("staff"))
     staff = await services.authorise(body, "supervisor")
     result = await services.call(services.ledger.card_replace, body["member"], body["card"], staff)
     return Response(200, result)
 
 
 async def _adjust(services: Services, request: Request, match: dict[str, str]) -> Response:
-    body = _body(
-        request, {"member", "points", "reason", "staff", "pin"}, {"member", "points", "reason"}
-    )
+    body = _body(request, ADJUST)
+    fields.staff(body.get("staff"))
     staff = await services.authorise(body, "supervisor")
     result = await services.call(
         services.ledger.adjust, body["member"], body["points"], body["reason"], staff
@@ -188,7 +292,7 @@ async def _adjust(services: Services, request: Request, match: dict[str, str]) -
 
 
 async def _take_offer(services: Services, request: Request, match: dict[str, str]) -> Response:
-    body = _body(request, {"member", "offer", "receipt", "staff"}, {"member", "offer", "receipt"})
+    body = _body(request, TAKE_OFFER)
     result = await services.call(
         services.ledger.take_offer,
         body["member"],
@@ -222,6 +326,18 @@ ROUTES: list[tuple[str, re.Pattern[str], Route]] = [
     ("GET", re.compile(r"/v1/openapi\.json"), _openapi),
 ]
 
+# The body of every POST route, by path: what the tests sweep and the OpenAPI
+# document is checked against.
+BODIES: dict[str, Schema] = {
+    "/v1/enroll": ENROLL,
+    "/v1/earn": EARN,
+    "/v1/redeem": REDEEM,
+    "/v1/refund": REFUND,
+    "/v1/card-replace": CARD_REPLACE,
+    "/v1/adjust": ADJUST,
+    "/v1/offers/take": TAKE_OFFER,
+}
+
 
 def router(services: Services) -> Callable[[Request], Awaitable[Response]]:
     async def handle(request: Request) -> Response:
@@ -238,9 +354,32 @@ def router(services: Services) -> Callable[[Request], Awaitable[Response]]:
                 return await route(services, request, groups)
             except (LedgerError, DriverError) as failure:
                 status = getattr(failure, "http_status", 400 if failure.exit_status == 2 else 500)
-                return Response(status, failure.as_json())
+                return _answer(status, failure.as_json())
+            except Exception as failure:  # noqa: BLE001 - the connection is answered, always
+                # A bug, not bad input: say so to the client and in the log, but never
+                # echo what was sent (it may hold personal data or a card number).
+                logger.error("%s %s failed: %s", method, pattern.pattern, type(failure).__name__)
+                return error(500, "internal_error", "the agent failed to handle this request")
         if allowed:
-            return error(405, "method_not_allowed", f"{request.path}: use {', '.join(allowed)}")
-        return error(404, "not_found", f"{request.path}: no such path (see /v1/openapi.json)")
+            return _answer(
+                405,
+                {
+                    "error": "method_not_allowed",
+                    "message": f"{request.path}: use {', '.join(allowed)}",
+                },
+            )
+        return _answer(
+            404,
+            {
+                "error": "not_found",
+                "message": f"{request.path}: no such path (see /v1/openapi.json)",
+            },
+        )
 
     return handle
+
+
+def _answer(status: int, payload: dict[str, Any]) -> Response:
+    """An error answer whose message never repeats a payment card number that was
+    typed into the request."""
+    return Response(status, {**payload, "message": redact_payment_cards(str(payload["message"]))})

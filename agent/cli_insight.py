@@ -142,7 +142,6 @@ def _campaign_args(parser: argparse.ArgumentParser) -> None:
     fit.add_argument("--campaign", help="fit on this campaign alone (name or id)")
     for sub in (add, list_, fit):
         _db_arg(sub)
-        sub.add_argument("--json", action="store_true", default=argparse.SUPPRESS)
     add.add_argument("--file", type=Path, help="a TOML file with the keys below")
     add.add_argument("--name")
     add.add_argument(

@@ -16,10 +16,13 @@ from typing import Any
 
 from agent.errors import InvalidInput
 from agent.money import parse_amount
+from drivers.cards import contains_payment_card, shown
 
 MAX_NAME = 80
 MAX_LINES = 200
 MAX_POINTS = 100_000_000
+MAX_DISTRICT = 60
+MAX_REASON = 200
 
 _RECEIPT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}", re.ASCII)
 _STAFF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}", re.ASCII)
@@ -39,17 +42,35 @@ class Line:
         return {"category": self.category, "qty": self.qty, "amount": self.amount}
 
 
-def name(value: str) -> str:
-    """Names are stored verbatim, in any script; only control characters and
-    empty or oversized names are refused."""
+def free_text(value: object, field: str, code: str, most: int) -> str:
+    """Text a person typed (a name, a district, a reason): kept verbatim in any
+    script, but refused when empty, oversized, or carrying what a screen, a log or a
+    terminal would act on (control and format characters, ANSI escapes, lone
+    surrogates), or a payment card number."""
+    if not isinstance(value, str):
+        raise InvalidInput(code, f"{field}: must be text")
     text = value.strip()
     if not text:
-        raise InvalidInput("invalid_name", "name: must not be empty")
-    if len(text) > MAX_NAME:
-        raise InvalidInput("invalid_name", f"name: longer than {MAX_NAME} characters")
+        raise InvalidInput(code, f"{field}: must not be empty")
+    if len(text) > most:
+        raise InvalidInput(code, f"{field}: longer than {most} characters")
     if any(unicodedata.category(char).startswith("C") for char in text):
-        raise InvalidInput("invalid_name", "name: contains control characters")
+        raise InvalidInput(code, f"{field}: contains control characters")
+    no_payment_card(text, field)
     return text
+
+
+def no_payment_card(text: str, field: str) -> None:
+    """Refuse text that carries a bank card number; the message never repeats it."""
+    if contains_payment_card(text):
+        raise InvalidInput(
+            "payment_card", f"{field}: looks like a payment card number, which is never stored"
+        )
+
+
+def name(value: str) -> str:
+    """Names are stored verbatim, in any script (see ``free_text``)."""
+    return free_text(value, "name", "invalid_name", MAX_NAME)
 
 
 def phone(value: str) -> str:
@@ -58,7 +79,7 @@ def phone(value: str) -> str:
     text = re.sub(r"[ \-.()]", "", value.strip())
     if not re.fullmatch(r"\+?[0-9]{6,15}", text, re.ASCII):
         raise InvalidInput(
-            "invalid_phone", f"phone: {value[:30]!r} is not a phone number (6 to 15 digits)"
+            "invalid_phone", f"phone: {shown(value, 30)} is not a phone number (6 to 15 digits)"
         )
     return text
 
@@ -76,7 +97,9 @@ def birthday(value: str, today: dt.date) -> str:
     except ValueError:
         day = None
     if day is None:
-        raise InvalidInput("invalid_birthday", f"birthday: {value[:20]!r} is not a date YYYY-MM-DD")
+        raise InvalidInput(
+            "invalid_birthday", f"birthday: {shown(value, 20)} is not a date YYYY-MM-DD"
+        )
     if day > today:
         raise InvalidInput("invalid_birthday", f"birthday: {value} is in the future")
     if day.year < today.year - 120:
@@ -86,15 +109,17 @@ def birthday(value: str, today: dt.date) -> str:
 
 def gender(value: str) -> str:
     if value not in ("F", "M", "X"):
-        raise InvalidInput("invalid_gender", f"gender: must be F, M or X, not {value[:10]!r}")
+        raise InvalidInput("invalid_gender", f"gender: must be F, M or X, not {shown(value, 10)}")
     return value
 
 
 def district(value: str) -> str:
-    text = value.strip()
-    if not text or len(text) > 60 or any(unicodedata.category(c).startswith("C") for c in text):
-        raise InvalidInput("invalid_district", "district: 1 to 60 printable characters")
-    return text
+    return free_text(value, "district", "invalid_district", MAX_DISTRICT)
+
+
+def reason(value: str) -> str:
+    """Why a manual adjustment was made: free text, journaled and synced to HQ."""
+    return free_text(value, "reason", "invalid_reason", MAX_REASON)
 
 
 def household(value: str | int) -> int:
@@ -110,14 +135,16 @@ def receipt(value: str) -> str:
             "invalid_receipt",
             "receipt: 1 to 64 characters of letters, digits and . _ : / -",
         )
+    no_payment_card(value, "receipt")
     return value
 
 
-def staff(value: str | None) -> str | None:
+def staff(value: str | None, field: str = "staff") -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or not _STAFF.fullmatch(value):
-        raise InvalidInput("invalid_staff", "staff: 1 to 32 letters, digits, '.', '_' or '-'")
+        raise InvalidInput("invalid_staff", f"{field}: 1 to 32 letters, digits, '.', '_' or '-'")
+    no_payment_card(value, field)
     return value
 
 
@@ -132,19 +159,22 @@ def points(value: str | int, field: str = "points") -> int:
 
 
 def signed_points(value: str | int, field: str = "points") -> int:
-    """A non-zero whole number of points that may be negative (adjustments)."""
+    """A non-zero whole number of points that may be negative (adjustments): a
+    string ``"-50"`` or an integer ``-50``."""
     if isinstance(value, str) and value.startswith("-"):
         return -points(value[1:], field)
+    if isinstance(value, int) and not isinstance(value, bool) and value < 0:
+        return -points(-value, field)
     return points(value, field)
 
 
-def _whole(value: str | int, field: str, code: str) -> int:
-    if isinstance(value, bool):
-        raise InvalidInput(code, f"{field}: must be a whole number")
-    if isinstance(value, int):
+def _whole(value: object, field: str, code: str) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
         return value
-    if not isinstance(value, str) or not _INTEGER.fullmatch(value):
-        raise InvalidInput(code, f"{field}: {str(value)[:20]!r} is not a whole number")
+    if not isinstance(value, str):
+        raise InvalidInput(code, f"{field}: must be a whole number")
+    if not _INTEGER.fullmatch(value):
+        raise InvalidInput(code, f"{field}: {shown(value, 20)} is not a whole number")
     return int(value)
 
 
@@ -152,8 +182,9 @@ def category(value: str, field: str = "line") -> str:
     text = value.strip().lower()
     if not _CATEGORY.fullmatch(text):
         raise InvalidInput(
-            "invalid_line", f"{field}: category {value[:40]!r} must be 1-32 of a-z 0-9 _ -"
+            "invalid_line", f"{field}: category {shown(value, 40)} must be 1-32 of a-z 0-9 _ -"
         )
+    no_payment_card(text, f"{field}: category")
     return text
 
 
@@ -162,7 +193,9 @@ def line_text(value: str, index: int) -> Line:
     field = f"line {index + 1}"
     parts = value.split(":")
     if len(parts) != 3:
-        raise InvalidInput("invalid_line", f"{field}: {value[:60]!r} is not CATEGORY:QTY:AMOUNT")
+        raise InvalidInput(
+            "invalid_line", f"{field}: {shown(value, 60)} is not CATEGORY:QTY:AMOUNT"
+        )
     return line_parts(parts[0], parts[1], parts[2], field)
 
 
@@ -171,6 +204,10 @@ def line_parts(cat: object, qty: object, amount: object, field: str) -> Line:
         raise InvalidInput("invalid_line", f"{field}: category must be text")
     if not isinstance(qty, (str, int)):
         raise InvalidInput("invalid_line", f"{field}: qty must be a whole number")
+    if not isinstance(amount, str):
+        raise InvalidInput(
+            "invalid_line", f"{field}: amount must be a decimal string like '12.30', not a number"
+        )
     number = _whole(qty, f"{field}: qty", "invalid_line")
     if not 1 <= number <= 100_000:
         raise InvalidInput("invalid_line", f"{field}: qty must be 1 to 100000")

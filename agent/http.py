@@ -143,7 +143,11 @@ async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, response: Re
             writer.write(conn.send(h11.EndOfMessage()) or b"")
             await writer.drain()
         return
-    payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
+    try:
+        payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate somewhere in the answer: ASCII JSON escapes it instead.
+        payload = json.dumps(response.body).encode("ascii")
     headers = [
         ("content-type", "application/json"),
         ("content-length", str(len(payload))),

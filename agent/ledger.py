@@ -462,9 +462,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         who, change = fields.staff(staff), fields.signed_points(points)
         if who is None:
             raise InvalidInput("invalid_staff", "staff: a manual adjustment needs a staff id")
-        why = reason.strip()
-        if not why or len(why) > 200:
-            raise InvalidInput("invalid_reason", "reason: 1 to 200 characters")
+        why = fields.reason(reason)
         day = self.today()
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 
 from agent.errors import InvalidInput
+from drivers.cards import shown
 
 # The largest amount one line or receipt may carry: 10 million in major units.
 MAX_MINOR = 10_000_000_00
@@ -27,7 +28,7 @@ def parse_amount(text: object, field: str = "amount", *, allow_zero: bool = Fals
     if match is None:
         raise InvalidInput(
             "invalid_amount",
-            f"{field}: {text[:40]!r} is not an amount (digits, optional '.' and at most "
+            f"{field}: {shown(text, 40)} is not an amount (digits, optional '.' and at most "
             "two fraction digits)",
         )
     whole, frac = match.group(1), match.group(2) or ""

@@ -5,6 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 _STRING = {"type": "string"}
+# Free text (names, districts, reasons): no control characters or ANSI escapes, no
+# lone surrogates, no payment card number (400 invalid_text, payment_card, ...).
+_TEXT = {"type": "string", "minLength": 1}
+# Points: a whole number, as a JSON integer or a string of digits (500 or "500").
+_POINTS = {"type": ["integer", "string"], "pattern": "^[0-9]{1,13}$", "minimum": 1, "example": 500}
+_SIGNED_POINTS = {"type": ["integer", "string"], "pattern": "^-?[0-9]{1,13}$", "example": -50}
 _MONEY = {"type": "string", "pattern": r"^(0|[1-9][0-9]{0,11})(\.[0-9]{1,2})?$", "example": "12.30"}
 _LINE = {
     "type": "object",
@@ -12,7 +18,7 @@ _LINE = {
     "additionalProperties": False,
     "properties": {
         "category": {"type": "string", "example": "grocery"},
-        "qty": {"type": "integer", "minimum": 1},
+        "qty": {"type": ["integer", "string"], "minimum": 1, "maximum": 100000},
         "amount": _MONEY,
     },
 }
@@ -51,7 +57,19 @@ def _post(summary: str, body: dict[str, Any], required: list[str]) -> dict[str, 
         "post": {
             "summary": summary,
             "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
-            "responses": {**_answers(required), "503": {**error, "description": unverified}},
+            "responses": {
+                **_answers(required),
+                "400": {
+                    **_answers(required)["400"],
+                    "description": "invalid input: a body that is not a JSON object, an "
+                    "unknown field, a missing one, a JSON type the field does not take (null "
+                    "included: leave an optional field out), nesting deeper than 8 levels "
+                    "(invalid_body); text that is not Unicode (invalid_text); a payment card "
+                    "number in any field (payment_card); a bad value (invalid_FIELD)",
+                },
+                "413": {**error, "description": "body over 256 KiB (body_too_large)"},
+                "503": {**error, "description": unverified},
+            },
         }
     }
 
@@ -95,11 +113,11 @@ OPENAPI: dict[str, Any] = {
             _object(
                 ["name", "phone"],
                 {
-                    "name": _STRING,
+                    "name": _TEXT,
                     "phone": _STRING,
                     "birthday": {"type": "string", "format": "date"},
-                    "gender": {"enum": ["F", "M", "X"]},
-                    "district": _STRING,
+                    "gender": {"type": "string", "enum": ["F", "M", "X"]},
+                    "district": _TEXT,
                     "household": {"type": ["integer", "string"]},
                     "card": _STRING,
                     "consent_marketing": {"type": "boolean"},
@@ -129,7 +147,7 @@ OPENAPI: dict[str, Any] = {
                 {
                     "member": _STRING,
                     "receipt": _STRING,
-                    "points": _STRING,
+                    "points": _POINTS,
                     "amount": _MONEY,
                     **_STAFF,
                 },
@@ -163,8 +181,8 @@ OPENAPI: dict[str, Any] = {
                 ["member", "points", "reason", "staff", "pin"],
                 {
                     "member": _STRING,
-                    "points": _STRING,
-                    "reason": _STRING,
+                    "points": _SIGNED_POINTS,
+                    "reason": _TEXT,
                     **_PIN,
                 },
             ),

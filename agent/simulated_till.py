@@ -20,6 +20,7 @@ from agent.client import AgentClient
 from agent.ledger import Ledger
 
 DEMO_CARD = "9900835840532866"
+CLI = (sys.executable, "-m", "agent.cli")
 
 
 class SimulatedTill:
@@ -77,6 +78,19 @@ class SimulatedTill:
         except TimeoutError:
             self.close()
             raise
+
+    def add_staff(self, staff_id: str, role: str, pin: str) -> None:
+        """`tillpoints staff add` as store IT would run it, the PIN on stdin."""
+        added = subprocess.run(
+            [*CLI, "staff", "add", "--id", staff_id, "--role", role, "--pin-stdin", "--json"],
+            input=f"{pin}\n",
+            capture_output=True,
+            text=True,
+            env=self.env,
+            check=False,
+        )
+        if added.returncode != 0:
+            raise RuntimeError(f"staff add {staff_id}: {added.stdout}{added.stderr}")
 
     def swipe(self, data: bytes) -> None:
         os.write(self.master, data)

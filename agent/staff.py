@@ -16,6 +16,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 
+from agent import fields
 from agent.errors import InvalidInput, Refused
 from agent.store import Store
 
@@ -24,7 +25,6 @@ MAX_FAILURES = 5
 LOCK_S = 300
 _SCRYPT = {"n": 2**14, "r": 8, "p": 1, "dklen": 32}
 _PIN = re.compile(r"[0-9]{4,12}", re.ASCII)
-_STAFF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}", re.ASCII)
 
 
 class PinLocked(Refused):
@@ -39,8 +39,7 @@ def _hash(pin: str, salt: bytes) -> str:
 
 def add_staff(conn: sqlite3.Connection, staff_id: str, role: str, pin: str) -> dict[str, str]:
     """Create or re-key a staff member (inside the caller's transaction)."""
-    if not _STAFF.fullmatch(staff_id):
-        raise InvalidInput("invalid_staff", "staff: 1 to 32 letters, digits, '.', '_' or '-'")
+    fields.staff(staff_id)
     if role not in ROLES:
         raise InvalidInput("invalid_role", f"role: one of {', '.join(ROLES)}")
     if not _PIN.fullmatch(pin):

@@ -8,6 +8,7 @@ the classification, never the digits back in an error.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from enum import Enum
 
@@ -138,3 +139,57 @@ def classify(
             return CardClass.INVALID_CODE
         return CardClass.MEMBER
     return CardClass.FOREIGN_CARD
+
+
+# Digit groups as a person types a card number: "4111 1111 1111 1111", "4111-1111-...".
+_DIGIT_GROUPS = re.compile(r"[0-9]+(?:[ -][0-9]+)*", re.ASCII)
+_DIGITS = re.compile(r"[0-9]+", re.ASCII)
+CARD_REMOVED = "[card number removed]"
+
+
+def _payment_spans(text: str) -> list[tuple[int, int]]:
+    """Where free text carries a payment card number: 13 to 19 digits, alone or in
+    groups separated by single spaces or dashes, in a payment network's range with a
+    good Luhn check. Every run of consecutive groups is tried, so both
+    ``R-4111111111111111-01`` and ``4111 1111 1111 1111`` are found; a longer
+    unbroken run of digits is not a card number."""
+    spans = []
+    for match in _DIGIT_GROUPS.finditer(text):
+        groups = list(_DIGITS.finditer(text, match.start(), match.end()))
+        first = 0
+        while first < len(groups):
+            digits, found = "", None
+            for last in range(first, len(groups)):
+                digits += groups[last].group()
+                if len(digits) > 19:
+                    break
+                if len(digits) >= 13 and is_payment_card(digits):
+                    found = last
+                    break
+            if found is None:
+                first += 1
+                continue
+            spans.append((groups[first].start(), groups[found].end()))
+            first = found + 1
+    return spans
+
+
+def contains_payment_card(text: str) -> bool:
+    """True if free text (a name, a receipt id, a reason) carries a payment card
+    number (see ``_payment_spans``)."""
+    return bool(_payment_spans(text))
+
+
+def redact_payment_cards(text: str) -> str:
+    """``text`` with every payment card number in it replaced: for error messages
+    that quote what was typed."""
+    for start, end in reversed(_payment_spans(text)):
+        text = text[:start] + CARD_REMOVED + text[end:]
+    return text
+
+
+def shown(text: str, width: int) -> str:
+    """What an error message may quote of typed text: at most ``width`` characters,
+    quoted, with any payment card number removed first (so that cutting the text
+    short never leaves part of a card number behind)."""
+    return repr(redact_payment_cards(text)[:width])

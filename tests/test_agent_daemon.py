@@ -159,28 +159,7 @@ def test_malformed_http_and_oversized_bodies(till: SimulatedTill) -> None:
 
 
 def test_supervisor_pin_rate_limit_and_card_replace(till: SimulatedTill) -> None:
-    added = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "agent.cli",
-            "staff",
-            "add",
-            "--id",
-            "sup1",
-            "--role",
-            "supervisor",
-            "--pin-stdin",
-            "--json",
-        ],
-        input="4321\n",
-        capture_output=True,
-        text=True,
-        env=till.env,
-        cwd=REPO,
-        check=False,
-    )
-    assert added.returncode == 0, added.stderr
+    till.add_staff("sup1", "supervisor", "4321")
     body = {"member": MEMBER_CARD, "card": "9900568732746027", "staff": "sup1"}
     for _ in range(5):
         with pytest.raises(AgentError) as caught:
