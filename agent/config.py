@@ -14,9 +14,12 @@ from agent.errors import InvalidInput
 from drivers.cards import CardPolicy
 from drivers.config import ReaderConfig, parse_reader
 
-# The chain's key for phone-number hashes. Every till of a chain must share it (HQ
-# spots the same phone enrolled at two stores by it); set your own per chain.
-DEFAULT_PHONE_PEPPER = "tillpoints-default-phone-pepper"
+# Keys that held secrets once and are refused now, with where the secret lives.
+_MOVED = {
+    "phone_pepper": "phone_pepper: no longer read from the configuration, which the POS "
+    "group can read: the chain's phone pepper comes from HQ at `register` and is kept in "
+    'STATE/secrets.json (0600); remove the key (docs/sync.md, "Phone numbers")',
+}
 
 _KEYS = {
     "store",
@@ -26,7 +29,6 @@ _KEYS = {
     "reader",
     "card_prefixes",
     "card_length",
-    "phone_pepper",
     "qr_secret",
 }
 
@@ -39,7 +41,6 @@ class Config:
     socket: str = "/run/tillpoints/agent.sock"
     readers: tuple[ReaderConfig, ...] = ()
     cards: CardPolicy = field(default_factory=CardPolicy)
-    phone_pepper: bytes = DEFAULT_PHONE_PEPPER.encode()
     # The chain's key for dynamic member QR codes (docs/readers.md); None: static only.
     qr_secret: bytes | None = None
 
@@ -55,11 +56,14 @@ def load_config(path: Path) -> Config:
 
 
 def parse_config(document: dict[str, Any], where: str = "config") -> Config:
+    for key, message in _MOVED.items():
+        if key in document:
+            raise InvalidInput("invalid_config", f"{where}: {message}")
     unknown = sorted(set(document) - _KEYS)
     if unknown:
         raise InvalidInput("invalid_config", f"{where}: {unknown[0]}: unknown key")
     strings: dict[str, str | None] = {}
-    for key in ("store", "till", "hq_url", "socket", "phone_pepper", "qr_secret"):
+    for key in ("store", "till", "hq_url", "socket", "qr_secret"):
         if key in document and not (isinstance(document[key], str) and document[key]):
             raise InvalidInput("invalid_config", f"{where}: {key}: must be a non-empty string")
         strings[key] = document.get(key)
@@ -92,7 +96,6 @@ def parse_config(document: dict[str, Any], where: str = "config") -> Config:
             parse_reader(table, f"{where}: reader[{index}]") for index, table in enumerate(readers)
         ),
         cards=CardPolicy(prefixes=tuple(prefixes), length=length),
-        phone_pepper=(strings["phone_pepper"] or DEFAULT_PHONE_PEPPER).encode(),
         qr_secret=qr_secret.encode() if qr_secret else None,
     )
 

@@ -8,6 +8,7 @@ operation's transaction (``conn``) or on the store's own connection.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import sqlite3
 import time
@@ -21,6 +22,7 @@ from agent.money import format_amount
 from agent.projection import Effects
 from agent.rules import Rules
 from agent.store import Store
+from agent.till_secrets import TillSecrets
 from drivers.cards import CardClass, classify
 from drivers.codes import VERSION as DYNAMIC_VERSION
 from drivers.codes import verify_dynamic_code
@@ -53,6 +55,7 @@ class LedgerReads:
     # these reads and this state.
     store: Store
     config: Config
+    secrets: TillSecrets
     rules: Rules
     device_id: str
     clock: Clock
@@ -233,15 +236,29 @@ class LedgerReads:
         return self._active_card(self.store.conn, account.member_id)
 
     def lookup(self, phone: str) -> dict[str, Any]:
-        key = fields.phone_key(fields.phone(phone), self.config.phone_pepper)
-        row = self.store.conn.execute(
-            "SELECT m.member_id, m.name, c.card FROM members m LEFT JOIN cards c "
-            "ON c.account = m.member_id AND c.state = 'active' WHERE m.phone_key = ? "
-            "ORDER BY c.issued_at DESC LIMIT 1",
-            (key,),
-        ).fetchone()
+        """A member of this store by phone: enrolled on this till, or on another till
+        of the store (HQ sends phone keys of the store's own members only; a member
+        of another store is found by card)."""
+        number = fields.phone(phone)
+        keys = json.dumps([fields.phone_key(number, pepper) for pepper in self.secrets.phone()])
+        conn = self.store.conn
+        row = (
+            conn.execute(
+                "SELECT m.member_id, m.name, c.card FROM members m LEFT JOIN cards c "
+                "ON c.account = m.member_id AND c.state = 'active' "
+                "WHERE m.phone_key IN (SELECT value FROM json_each(?)) "
+                "ORDER BY c.issued_at DESC LIMIT 1",
+                (keys,),
+            ).fetchone()
+            or conn.execute(
+                "SELECT h.member_id, h.name, c.card FROM hq_members h LEFT JOIN hq_cards c "
+                "ON c.member_id = h.member_id AND c.state = 'active' "
+                "WHERE h.phone_key IN (SELECT value FROM json_each(?)) LIMIT 1",
+                (keys,),
+            ).fetchone()
+        )
         if row is None:
-            raise Refused("unknown_phone", "phone: no member with this phone on this till")
+            raise Refused("unknown_phone", "phone: no member of this store with this phone")
         return {"member_id": row[0], "name": row[1], "card": row[2]}
 
     def member(self, ref: str) -> dict[str, Any]:

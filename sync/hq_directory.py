@@ -1,7 +1,8 @@
 """What HQ sends down to a till: signed deltas of its directory since a cursor.
 
 A delta carries the members and cards enrolled or replaced in the batches after
-the till's cursor (only what a counter needs, ``sync.extract.counter_member``),
+the till's cursor (only what a counter needs, ``sync.extract.counter_member``:
+phone keys only of the till's own store's members),
 the HQ-confirmed balance of every account those batches touched, and
 ``included_seq``: how far HQ holds *this* till's own chain in the same snapshot.
 The last page (``more`` false) also carries ``offers``: every current campaign
@@ -62,12 +63,15 @@ def delta(
         )
         more = len(batches) > page
         upto = int(batches[:page][-1][0]) if batches else cursor
+        # Whether the enrolling device is of the asking till's store, by HQ's own record
+        # of the device (not the entry's word): only then does a phone key go down.
         rows = tx.all(
             "SELECT e.kind, e.account, CASE WHEN e.kind IN ('enrol', 'card_replace') "
-            "THEN e.body END FROM entries e JOIN batches b ON e.device = b.device "
-            "AND e.seq BETWEEN b.first_seq AND b.last_seq "
+            "THEN e.body END, CASE WHEN d.store = ? THEN 1 ELSE 0 END "
+            "FROM entries e JOIN batches b ON e.device = b.device "
+            "AND e.seq BETWEEN b.first_seq AND b.last_seq JOIN devices d ON d.device = e.device "
             "WHERE b.batch_no > ? AND b.batch_no <= ? ORDER BY b.batch_no, e.seq",
-            (cursor, upto),
+            (own[1], cursor, upto),
         )
         members, cards, accounts = _directory(rows)
         owners = sorted({member_of(tx, account) for account in accounts})
@@ -102,14 +106,14 @@ def _directory(
     members: list[dict[str, Any]] = []
     cards: dict[str, dict[str, Any]] = {}
     accounts: set[str] = set()
-    for kind, account, text in rows:
+    for kind, account, text, own_store in rows:
         if account is not None:
             accounts.add(str(account))
         if text is None:
             continue
         body = json.loads(str(text))
         if kind == "enrol":
-            member = counter_member(body)
+            member = counter_member(body, bool(own_store))
             members.append(member)
             cards[str(body.get("card"))] = {
                 "card": body.get("card"),

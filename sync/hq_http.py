@@ -19,6 +19,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import falcon
@@ -348,8 +349,10 @@ def _unexpected(
     _answer(resp, 500, {"error": "internal_error", "message": "HQ failed; retry later"})
 
 
-def create_app(db_url: str, clock: Clock = utc_now) -> falcon.App[Any, Any]:
-    api = _Api(open_store(db_url), clock)
+def create_app(
+    db_url: str, clock: Clock = utc_now, key: Path | None = None
+) -> falcon.App[Any, Any]:
+    api = _Api(open_store(db_url, key), clock)
     app = falcon.App(middleware=[_RequestLog()])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_route("/v1/health", Health(api))

@@ -9,11 +9,12 @@ twice.
 
 from __future__ import annotations
 
+from sync.hq_keyfile import MIGRATION_LOCK, move_key_out
 from sync.hqdb import HQStore
 from sync.insight.campaigns import MIGRATION as CAMPAIGNS_MIGRATION
 
 _SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": "BIGSERIAL PRIMARY KEY"}
-_MIGRATION_LOCK = 0x7470_6871  # "tphq"
+_MIGRATION_LOCK = MIGRATION_LOCK  # "tphq"
 
 _001_HQ = (
     "CREATE TABLE hq_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -99,3 +100,5 @@ def migrate(store: HQStore) -> None:
             for statement in statements:
                 tx.run(statement.replace("{serial}", _SERIAL[store.dialect]))
             tx.run("INSERT INTO hq_migrations (name, at) VALUES (?, CURRENT_TIMESTAMP)", (name,))
+    # 006_key_file: a key an earlier version kept in hq_meta goes out to its file.
+    move_key_out(store)
