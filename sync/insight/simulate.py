@@ -41,7 +41,7 @@ from sync.till_register import adopt_phone, registration_request
 BATCH = 500
 DEFAULT_START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 SMALL_CHAIN = 2_000  # members: below this the ledger writes the whole period
-SIMULATED_PHONE_COST = 4  # scrypt N = 16: well under a millisecond per key
+SIMULATED_PHONE_COST = fields.SIMULATED_PHONE_COST
 
 
 class Clock:
