@@ -13,6 +13,7 @@ import re
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import fields
@@ -53,6 +54,7 @@ class Account:
 class LedgerReads:
     # Set by ``agent.ledger.Ledger.__init__``; the other parts of the ledger build on
     # these reads and this state.
+    state_dir: Path
     store: Store
     config: Config
     secrets: TillSecrets
@@ -236,30 +238,40 @@ class LedgerReads:
         return self._active_card(self.store.conn, account.member_id)
 
     def lookup(self, phone: str) -> dict[str, Any]:
-        """A member of this store by phone: enrolled on this till, or on another till
-        of the store (HQ sends phone keys of the store's own members only; a member
-        of another store is found by card)."""
+        """A member by phone: one of this store (enrolled here, or on another till of
+        the store: HQ sends phone keys of the store's own members only), else, online,
+        any member of the chain asked of HQ (``sync.till_lookup``)."""
         number = fields.phone(phone)
-        keys = json.dumps([fields.phone_key(number, pepper) for pepper in self.secrets.phone()])
-        conn = self.store.conn
+        peppers = self.secrets.phone()
+        keys = [fields.phone_key(number, pepper) for pepper in peppers]
+        conn, listed = self.store.conn, json.dumps(keys)
         row = (
             conn.execute(
                 "SELECT m.member_id, m.name, c.card FROM members m LEFT JOIN cards c "
                 "ON c.account = m.member_id AND c.state = 'active' "
                 "WHERE m.phone_key IN (SELECT value FROM json_each(?)) "
                 "ORDER BY c.issued_at DESC LIMIT 1",
-                (keys,),
+                (listed,),
             ).fetchone()
             or conn.execute(
                 "SELECT h.member_id, h.name, c.card FROM hq_members h LEFT JOIN hq_cards c "
                 "ON c.member_id = h.member_id AND c.state = 'active' "
                 "WHERE h.phone_key IN (SELECT value FROM json_each(?)) LIMIT 1",
-                (keys,),
+                (listed,),
             ).fetchone()
         )
-        if row is None:
-            raise Refused("unknown_phone", "phone: no member of this store with this phone")
-        return {"member_id": row[0], "name": row[1], "card": row[2]}
+        if row is not None:
+            return {"member_id": row[0], "name": row[1], "card": row[2]}
+        from sync.till_lookup import lookup_at_hq
+
+        found = lookup_at_hq(self.state_dir, self.store, keys[0])
+        if found is None:
+            raise Refused(
+                "unknown_phone",
+                "phone: no member with this phone here, and HQ did not find one or cannot "
+                "be reached: find the member by card",
+            )
+        return found
 
     def member(self, ref: str) -> dict[str, Any]:
         """What the counter shows on a scan: name, tier, balance, birthday month, and the

@@ -21,17 +21,19 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from sync.errors import unverified
+from sync.errors import invalid, refused, unverified
 from sync.extract import counter_member
 from sync.hq_ingest import signed_head
 from sync.hq_projection import member_balance, member_of
 from sync.hqdb import HQStore
 from sync.insight.campaigns import device_offers
-from sync.protocol import DELTA_TAG, signed, utc_text
+from sync.protocol import DELTA_TAG, LOOKUP_TAG, signed, utc_text
+from sync.registration import State
 from sync.till_offers import OFFERS_KEY
 
 PAGE_BATCHES = 100
@@ -125,3 +127,63 @@ def _directory(
             cards[old] = {"card": old, "member_id": body.get("member_id"), "state": "blocked"}
             cards[new] = {"card": new, "member_id": body.get("member_id"), "state": "active"}
     return members, list(cards.values()), accounts
+
+
+# A till may ask HQ for a member by phone key this often (``phone_lookup``): enough
+# for a counter's forgotten cards, far too few to walk a numbering plan through a
+# stolen till's credentials. Every lookup is recorded (``phone_lookups``).
+LOOKUPS_PER_HOUR = 30
+_PHONE_KEY = re.compile(r"[0-9a-f]{64}", re.ASCII)
+
+
+def phone_lookup(
+    store: HQStore, key: Ed25519PrivateKey, device: str, request: Any, now: dt.datetime
+) -> dict[str, Any]:
+    """A member of any store by the phone key a till computed (its chain pepper):
+    member id, name and active card, signed; ``unknown_phone`` (404) if none."""
+    phone_key = request.get("phone_key") if isinstance(request, dict) else None
+    if not isinstance(phone_key, str) or not _PHONE_KEY.fullmatch(phone_key):
+        raise invalid("invalid_phone_key", "phone_key: 64 lowercase hexadecimal digits")
+    since = utc_text(now - dt.timedelta(hours=1))
+    with store.write() as tx:
+        # The device's row lock: two lookups of one till count one after the other.
+        own = tx.locked("SELECT state FROM devices WHERE device = ?", (device,))
+        if own is None or str(own[0]) == State.FROZEN.value:
+            raise refused("device_frozen", "this till is frozen at HQ", http_status=403)
+        done = tx.one(
+            "SELECT COUNT(*) FROM phone_lookups WHERE device = ? AND at > ?", (device, since)
+        )
+        if done is not None and int(done[0]) >= LOOKUPS_PER_HOUR:
+            raise refused(
+                "rate_limited",
+                f"phone lookups: at most {LOOKUPS_PER_HOUR} an hour per till; find the "
+                "member by card",
+                http_status=429,
+            )
+        found = tx.one(
+            "SELECT member_id, body FROM entries WHERE kind = 'enrol' AND phone_key = ? "
+            "ORDER BY ts, device, seq LIMIT 1",
+            (phone_key,),
+        )
+        member = str(found[0]) if found else None
+        tx.run(
+            "INSERT INTO phone_lookups (device, at, member_id) VALUES (?, ?, ?)",
+            (device, utc_text(now), member),
+        )
+        card = tx.one(
+            "SELECT card FROM entries WHERE member_id = ? AND card IS NOT NULL "
+            "ORDER BY ts DESC, seq DESC LIMIT 1",
+            (member,),
+        )
+    if found is None:
+        raise refused("unknown_phone", "phone: no member with this phone key", http_status=404)
+    body = json.loads(str(found[1]))
+    answer = {
+        "device": device,
+        "phone_key": phone_key,
+        "member_id": member,
+        "name": counter_member(body, own_store=False)["name"],
+        "card": str(card[0]) if card else None,
+        "hq_time": utc_text(now),
+    }
+    return signed(key, LOOKUP_TAG, answer)

@@ -135,6 +135,19 @@ class Delta:
         )
 
 
+class PhoneLookup:
+    def __init__(self, api: _Api) -> None:
+        self.api = api
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, device: str) -> None:
+        body = self.api.body(req)
+        caller = self.api.caller(req, device, body)
+        request = decode_json(body, req.get_header("Content-Encoding"))
+        resp.media = hq_directory.phone_lookup(
+            self.api.store, self.api.key, caller.device, request, self.api.clock()
+        )
+
+
 # -- the reports pages (issue 8): behind an operator credential -----------------------
 
 REPORTS_COOKIE = "tp_reports"
@@ -361,6 +374,7 @@ def create_app(
     app.add_route("/v1/devices/{device}/head", Head(api))
     app.add_route("/v1/devices/{device}/batches", Batches(api))
     app.add_route("/v1/devices/{device}/delta", Delta(api))
+    app.add_route("/v1/devices/{device}/phone-lookup", PhoneLookup(api))
     app.add_route(REPORTS_PATH, ReportsIndex(api))
     app.add_route(REPORTS_PATH + "/login", ReportsLogin(api))
     app.add_route(REPORTS_PATH + "/{name}", ReportByName(api))

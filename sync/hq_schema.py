@@ -79,12 +79,20 @@ _005_CAMPAIGN_MODELS = (
     "PRIMARY KEY (scope, version))",
 )
 
+# Every phone lookup a till asked of HQ (sync.hq_directory.phone_lookup): the rate
+# limit counts them, and they are the audit trail of who looked up whom.
+_007_PHONE_LOOKUPS = (
+    "CREATE TABLE phone_lookups (device TEXT NOT NULL, at TEXT NOT NULL, member_id TEXT)",
+    "CREATE INDEX phone_lookups_device ON phone_lookups (device, at)",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("001_hq", _001_HQ),
     ("002_operators", _002_OPERATORS),
     CAMPAIGNS_MIGRATION,
     ("004_partial_indexes", _004_PARTIAL_INDEXES),
     ("005_campaign_models", _005_CAMPAIGN_MODELS),
+    ("007_phone_lookups", _007_PHONE_LOOKUPS),
 )
 
 

@@ -33,9 +33,11 @@ from agent.cli import main
 from agent.fields import PHONE_COST
 from agent.ledger import Ledger
 from agent.till_secrets import SECRETS_FILE, TillSecrets
+from sync.client import HQClient, Signer
 from sync.hq_devices import chain_phone, hq_key
 from sync.hqdb import open_store
 from sync.keys import private_key_pem, public_key_text, read_private_key
+from sync.till_register import transport_key
 from tests.sync_helpers import REPO, cli, make_till, pg_schema, register_till, running_hq
 
 ANN, BO = "0612345678", "0698765432"
@@ -134,6 +136,57 @@ def test_a_till_holds_phone_keys_of_its_own_store_only_and_no_digits(
     stored = json.loads(secrets_file.read_text())["phone"]
     assert stored == [{"pepper": chain["pepper"], "cost": chain["cost"], "from": "hq"}]
     assert chain["pepper"].encode() not in data
+
+
+def test_another_stores_member_is_found_online_at_hq_within_a_rate_limit(
+    tmp_path: Path,
+) -> None:
+    hq_url = f"sqlite:///{tmp_path}/hq.db"
+    assert main(["hq", "init", "--db", hq_url, "--json"]) == 0
+    hq = open_store(hq_url)
+    try:
+        with running_hq(hq_url, tmp_path / "hq.log") as server:
+            a1, b1 = make_till(tmp_path, "a1", "S001"), make_till(tmp_path, "b1", "S002")
+            for state in (a1, b1):
+                register_till(server, hq, state)
+            code, ann = cli(a1, "enroll", "--name", "Ann", "--phone", ANN)
+            assert code == 0 and cli(a1, "sync")[0] == 0
+            code, found = cli(b1, "lookup", "--phone", ANN)
+            assert (code, found) == (
+                0,
+                {"member_id": ann["member_id"], "name": "Ann", "card": ann["card"]},
+            )
+            code, missing = cli(b1, "lookup", "--phone", BO)
+            assert (code, missing["error"]) == (3, "unknown_phone")
+
+            device = Ledger(b1)
+            try:
+                device_id = device.device_id
+            finally:
+                device.close()
+            client = HQClient(server.url, signer=Signer(device_id, transport_key(b1)))
+            target = f"/v1/devices/{device_id}/phone-lookup"
+            try:
+                for hostile in ({}, {"phone_key": "12"}, {"phone_key": ANN}, [1]):
+                    reply = client.post(target, hostile)
+                    assert (reply.status, reply.body["error"]) == (400, "invalid_phone_key")
+                unsigned = requests.post(
+                    server.url + target, json={"phone_key": "0" * 64}, timeout=5
+                )
+                assert (unsigned.status_code, unsigned.json()["error"]) == (401, "unauthenticated")
+                answers = [client.post(target, {"phone_key": f"{n:064x}"}) for n in range(28)]
+                assert {reply.status for reply in answers} == {404}  # 2 + 28: the limit
+                limited = client.post(target, {"phone_key": "f" * 64})
+                assert (limited.status, limited.body["error"]) == (429, "rate_limited")
+            finally:
+                client.close()
+            code, later = cli(b1, "lookup", "--phone", ANN)
+            assert (code, later["error"]) == (3, "rate_limited")
+        with hq.read() as tx:
+            recorded = tx.all("SELECT device, member_id FROM phone_lookups ORDER BY at")
+        assert len(recorded) == 30 and recorded[0] == (device_id, ann["member_id"])
+    finally:
+        hq.close()
 
 
 def test_one_key_costs_a_thief_tens_of_milliseconds(tmp_path: Path) -> None:
