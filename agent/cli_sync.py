@@ -34,8 +34,8 @@ def key_arg(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--key",
         type=Path,
-        help="HQ's signing key file, 0600 (default $TILLPOINTS_HQ_KEY, else hq.key beside "
-        "an SQLite database, else $TILLPOINTS_HQ_STATE/hq-ID.key)",
+        help="HQ's signing key file, 0600 (default $TILLPOINTS_HQ_KEY, else NAME-signing.key "
+        "beside an SQLite database NAME.db, else $TILLPOINTS_HQ_STATE/hq-ID.key)",
     )
 
 

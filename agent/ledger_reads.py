@@ -237,10 +237,11 @@ class LedgerReads:
             raise Refused("no_active_card", "member: has no active card")
         return self._active_card(self.store.conn, account.member_id)
 
-    def lookup(self, phone: str) -> dict[str, Any]:
+    def lookup(self, phone: str, *, online: bool = False) -> dict[str, Any]:
         """A member by phone: one of this store (enrolled here, or on another till of
-        the store: HQ sends phone keys of the store's own members only), else, online,
-        any member of the chain asked of HQ (``sync.till_lookup``)."""
+        the store: HQ sends phone keys of the store's own members only); else, with
+        ``online`` (the command line: the agent has no network), any member of the
+        chain, asked of HQ (``sync.till_lookup``)."""
         number = fields.phone(phone)
         peppers = self.secrets.phone()
         keys = [fields.phone_key(number, pepper) for pepper in peppers]
@@ -262,16 +263,22 @@ class LedgerReads:
         )
         if row is not None:
             return {"member_id": row[0], "name": row[1], "card": row[2]}
-        from sync.till_lookup import lookup_at_hq
+        if online:
+            from sync.till_lookup import lookup_at_hq
 
-        found = lookup_at_hq(self.state_dir, self.store, keys[0])
-        if found is None:
-            raise Refused(
-                "unknown_phone",
-                "phone: no member with this phone here, and HQ did not find one or cannot "
-                "be reached: find the member by card",
-            )
-        return found
+            found = lookup_at_hq(self.state_dir, self.store, keys[0])
+            if found is not None:
+                return found
+        raise Refused(
+            "unknown_phone",
+            "phone: no member of this store with this phone"
+            + (
+                ", and HQ found none or cannot be reached: find the member by card"
+                if online
+                else ": a member of another store is found by card (or by `tillpoints "
+                "lookup --phone`, which asks HQ)"
+            ),
+        )
 
     def member(self, ref: str) -> dict[str, Any]:
         """What the counter shows on a scan: name, tier, balance, birthday month, and the

@@ -9,7 +9,7 @@ hand it over. The database records only the *public* key (``hq_meta``
 Where the file is, first match wins:
 
 1. ``--key FILE`` (``hq init``, ``hq serve``, ``hq simulate``), or ``$TILLPOINTS_HQ_KEY``;
-2. for SQLite, beside the database: ``hq.db`` -> ``hq.key``;
+2. for SQLite, beside the database: ``hq.db`` -> ``hq-signing.key``;
 3. for PostgreSQL, ``hq-ID.key`` in ``$TILLPOINTS_HQ_STATE``, else
    ``$XDG_STATE_HOME/tillpoints``, else ``~/.local/state/tillpoints`` (created
    0700), ID being the key's id (12 hex digits of the SHA-256 of its public key)
@@ -64,8 +64,8 @@ def key_path(store: HQStore, key_id: str) -> Path:
         return chosen
     database = getattr(store, "path", None)
     if isinstance(database, Path):
-        beside = database.with_suffix(".key")
-        return beside if beside != database else database.with_name(database.name + ".key")
+        # Not "hq.key": that is what a TLS key beside it is often called.
+        return database.with_name(f"{database.stem}-signing.key")
     return state_dir() / f"hq-{key_id}.key"
 
 

@@ -23,6 +23,7 @@ from sync.protocol import LOOKUP_TAG, open_signed
 from sync.till_register import error_from, transport_key
 
 COUNTER_WAIT = RetryPolicy(attempts=1, connect_timeout_s=2.0, read_timeout_s=5.0)
+_LOCAL_STATUS = {2: 400, 3: 409, 4: 422}
 
 
 def lookup_at_hq(state_dir: Path, store: Store, phone_key: str) -> dict[str, Any] | None:
@@ -48,7 +49,11 @@ def lookup_at_hq(state_dir: Path, store: Store, phone_key: str) -> dict[str, Any
     if reply.status == 404 and reply.body.get("error") == "unknown_phone":
         return None
     if reply.status != 200:
-        raise error_from(reply.status, reply.body)
+        # Answered on the local API as a till's own refusal would be (409 for
+        # rate_limited), not with HQ's status: the POS did nothing unauthorised.
+        answered = error_from(reply.status, reply.body)
+        answered.http_status = _LOCAL_STATUS.get(answered.exit_status, 502)
+        raise answered
     answer = open_signed(load_public_key(pinned), LOOKUP_TAG, reply.body, "phone lookup")
     if answer.get("device") != device or answer.get("phone_key") != phone_key:
         raise unverified("bad_lookup", "HQ's phone lookup answers another question")

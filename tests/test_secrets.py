@@ -30,6 +30,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import fields
 from agent.cli import main
+from agent.errors import Refused
 from agent.fields import PHONE_COST
 from agent.ledger import Ledger
 from agent.till_secrets import SECRETS_FILE, TillSecrets
@@ -158,6 +159,14 @@ def test_another_stores_member_is_found_online_at_hq_within_a_rate_limit(
             )
             code, missing = cli(b1, "lookup", "--phone", BO)
             assert (code, missing["error"]) == (3, "unknown_phone")
+            # The agent (no network under its unit) answers from the till alone.
+            ledger = Ledger(b1)
+            try:
+                with pytest.raises(Refused) as refused:
+                    ledger.lookup(ANN)
+                assert "by card" in refused.value.message
+            finally:
+                ledger.close()
 
             device = Ledger(b1)
             try:
@@ -293,7 +302,7 @@ def test_hq_init_keeps_the_key_in_a_0600_file_not_in_the_database(
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
-    key_file = tmp_path / "hq.key"
+    key_file = tmp_path / "hq-signing.key"
     assert result["key"] == str(key_file)
     assert mode(key_file) == 0o600
     for path in (db, tmp_path / "hq.db-wal", tmp_path / "hq.db-shm"):
@@ -312,7 +321,7 @@ def test_hq_init_keeps_the_key_in_a_0600_file_not_in_the_database(
 def test_hq_serve_refuses_a_missing_foreign_or_readable_key(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/hq.db"
     assert main(["hq", "init", "--db", url, "--json"]) == 0
-    key_file = tmp_path / "hq.key"
+    key_file = tmp_path / "hq-signing.key"
     os.chmod(key_file, 0o640)
     assert _serve_error(url, tmp_path) == "hq_key_insecure"
     key_file.unlink()
@@ -360,9 +369,9 @@ def test_migration_moves_the_key_out_of_an_sqlite_database(tmp_path: Path) -> No
     with running_hq(url, tmp_path / "hq.log") as server:
         health = requests.get(f"{server.url}/v1/health", timeout=5).json()
     assert health["hq_public_key"] == public_key_text(key.public_key())
-    assert mode(tmp_path / "hq.key") == 0o600
+    assert mode(tmp_path / "hq-signing.key") == 0o600
     assert (
-        public_key_text(read_private_key(tmp_path / "hq.key").public_key())
+        public_key_text(read_private_key(tmp_path / "hq-signing.key").public_key())
         == (health["hq_public_key"])
     )
     assert b"PRIVATE KEY" not in on_disk(db)
@@ -379,7 +388,7 @@ def test_migration_moves_the_key_out_of_an_sqlite_database(tmp_path: Path) -> No
 def test_migration_refuses_to_overwrite_another_key(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/hq.db"
     _old_hq(url, Ed25519PrivateKey.generate())
-    fd = os.open(tmp_path / "hq.key", os.O_WRONLY | os.O_CREAT, 0o600)
+    fd = os.open(tmp_path / "hq-signing.key", os.O_WRONLY | os.O_CREAT, 0o600)
     os.write(fd, private_key_pem(Ed25519PrivateKey.generate()))
     os.close(fd)
     code = main(["hq", "verify", "--db", url, "--json"])
