@@ -461,3 +461,18 @@ def test_an_existing_readable_ledger_is_narrowed(tmp_path: Path) -> None:
     os.chmod(state / "ledger.db", 0o644)
     Ledger(state).close()
     assert mode(state / "ledger.db") == 0o600
+
+
+def test_the_key_file_can_be_named_by_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    key_file = tmp_path / "secret" / "hq-signing.pem"
+    monkeypatch.setenv("TILLPOINTS_HQ_KEY", str(key_file))
+    url = f"sqlite:///{tmp_path}/hq.db"
+    assert main(["hq", "init", "--db", url, "--json"]) == 0
+    assert mode(key_file) == 0o600 and not (tmp_path / "hq-signing.key").exists()
+    public = public_key_text(read_private_key(key_file).public_key())
+    with running_hq(url, tmp_path / "hq.log") as server:  # the process inherits the variable
+        assert requests.get(f"{server.url}/v1/health", timeout=5).json()["hq_public_key"] == public
+    monkeypatch.delenv("TILLPOINTS_HQ_KEY")
+    assert _serve_error(url, tmp_path) == "hq_key_missing"
