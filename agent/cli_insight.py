@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from agent.cli_sync import key_arg
 from agent.commands import Command, Context, Result
 from sync.errors import invalid
 from sync.hqdb import HQStore
@@ -23,7 +24,7 @@ def _open(ctx: Context) -> HQStore:
 
     if not ctx.args.db:
         raise invalid("invalid_db_url", "db: give --db sqlite:///PATH or postgresql://...")
-    return open_store(ctx.args.db)
+    return open_store(ctx.args.db, getattr(ctx.args, "key", None))
 
 
 def _db_arg(parser: argparse.ArgumentParser) -> None:
@@ -42,6 +43,7 @@ def _positive(name: str, value: int, most: int) -> int:
 
 def _simulate_args(parser: argparse.ArgumentParser) -> None:
     _db_arg(parser)
+    key_arg(parser)
     parser.add_argument("--stores", type=int, required=True)
     parser.add_argument("--members", type=int, required=True)
     parser.add_argument("--days", type=int, required=True)

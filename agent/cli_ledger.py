@@ -280,7 +280,7 @@ COMMANDS = [
     Command(
         "lookup",
         "find a member by phone",
-        _with_ledger(lambda ledger, args: ledger.lookup(args.phone)),
+        _with_ledger(lambda ledger, args: ledger.lookup(args.phone, online=True)),
         _lookup_args,
     ),
     Command(

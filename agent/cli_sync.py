@@ -28,6 +28,22 @@ def _db_arg(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def key_arg(parser: argparse.ArgumentParser) -> None:
+    """``--key FILE``: HQ's signing key (sync.hq_keyfile); $TILLPOINTS_HQ_KEY, else
+    beside an SQLite database, else in HQ's state directory."""
+    parser.add_argument(
+        "--key",
+        type=Path,
+        help="HQ's signing key file, 0600 (default $TILLPOINTS_HQ_KEY, else NAME-signing.key "
+        "beside an SQLite database NAME.db, else $TILLPOINTS_HQ_STATE/hq-ID.key)",
+    )
+
+
+def _init_args(parser: argparse.ArgumentParser) -> None:
+    _db_arg(parser)
+    key_arg(parser)
+
+
 def _with_store(
     action: Callable[[HQStore, argparse.Namespace], Result],
 ) -> Callable[[Context], Result]:
@@ -36,7 +52,7 @@ def _with_store(
 
         if not ctx.args.db:
             raise invalid("invalid_db_url", "db: give --db sqlite:///PATH or postgresql://...")
-        store = open_store(ctx.args.db)
+        store = open_store(ctx.args.db, getattr(ctx.args, "key", None))
         try:
             return action(store, ctx.args)
         finally:
@@ -89,8 +105,12 @@ def _sync(ctx: Context) -> Result:
 
 def _hq_init(store: HQStore, args: argparse.Namespace) -> Result:
     from sync.hq_devices import init_hq
+    from sync.hq_keyfile import key_path, load_key
+    from sync.keys import device_id_for
 
-    return {"db": args.db, "hq_public_key": init_hq(store)}
+    public = init_hq(store)
+    key = key_path(store, device_id_for(load_key(store).public_key()))
+    return {"db": args.db, "hq_public_key": public, "key": str(key)}
 
 
 def _add_device_args(parser: argparse.ArgumentParser) -> None:
@@ -110,7 +130,7 @@ def _add_device(store: HQStore, args: argparse.Namespace) -> Result:
 
 
 def _serve_args(parser: argparse.ArgumentParser) -> None:
-    _db_arg(parser)
+    _init_args(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8443)
     parser.add_argument("--tls-cert", type=Path)
@@ -128,6 +148,7 @@ def _serve(ctx: Context) -> Result:
     serve(
         ServeOptions(
             db_url=args.db,
+            key=args.key,
             host=args.host,
             port=args.port,
             tls_cert=args.tls_cert,
@@ -236,7 +257,10 @@ COMMANDS = [
     Command("register", "register this till with HQ (one-time token)", _register, _register_args),
     Command("sync", "upload the journal to HQ and download updates", _sync, _sync_args),
     Command(
-        "hq init", "create HQ's database schema and signing key", _with_store(_hq_init), _db_arg
+        "hq init",
+        "create HQ's database schema and signing key file",
+        _with_store(_hq_init),
+        _init_args,
     ),
     Command(
         "hq add-device",

@@ -14,9 +14,13 @@ from agent.errors import InvalidInput
 from drivers.cards import CardPolicy
 from drivers.config import ReaderConfig, parse_reader
 
-# The chain's key for phone-number hashes. Every till of a chain must share it (HQ
-# spots the same phone enrolled at two stores by it); set your own per chain.
-DEFAULT_PHONE_PEPPER = "tillpoints-default-phone-pepper"
+# Keys that held secrets once and are refused now, with where the secret lives.
+_MOVED = {
+    "phone_pepper": "phone_pepper: no longer read from the configuration, which the POS "
+    "group can read: the chain's phone pepper comes from HQ at `register` and is kept in "
+    'STATE/secrets.json (0600); remove the key (docs/sync.md, "Phone numbers")',
+}
+
 # Programme card lengths a chain may configure: 8 leaves room for an e-card block and
 # counter; 32 is the longest number the track decoders accept (drivers/tracks.py).
 CARD_LENGTHS = (8, 32)
@@ -30,7 +34,6 @@ _KEYS = {
     "card_prefixes",
     "card_length",
     "card_luhn",
-    "phone_pepper",
     "qr_secret",
 }
 
@@ -43,7 +46,6 @@ class Config:
     socket: str = "/run/tillpoints/agent.sock"
     readers: tuple[ReaderConfig, ...] = ()
     cards: CardPolicy = field(default_factory=CardPolicy)
-    phone_pepper: bytes = DEFAULT_PHONE_PEPPER.encode()
     # The chain's key for dynamic member QR codes (docs/readers.md); None: static only.
     qr_secret: bytes | None = None
 
@@ -59,11 +61,14 @@ def load_config(path: Path) -> Config:
 
 
 def parse_config(document: dict[str, Any], where: str = "config") -> Config:
+    for key, message in _MOVED.items():
+        if key in document:
+            raise InvalidInput("invalid_config", f"{where}: {message}")
     unknown = sorted(set(document) - _KEYS)
     if unknown:
         raise InvalidInput("invalid_config", f"{where}: {unknown[0]}: unknown key")
     strings: dict[str, str | None] = {}
-    for key in ("store", "till", "hq_url", "socket", "phone_pepper", "qr_secret"):
+    for key in ("store", "till", "hq_url", "socket", "qr_secret"):
         if key in document and not (isinstance(document[key], str) and document[key]):
             raise InvalidInput("invalid_config", f"{where}: {key}: must be a non-empty string")
         strings[key] = document.get(key)
@@ -109,7 +114,6 @@ def parse_config(document: dict[str, Any], where: str = "config") -> Config:
             luhn=luhn,
             other_lengths=tuple(lengths[1:]),
         ),
-        phone_pepper=(strings["phone_pepper"] or DEFAULT_PHONE_PEPPER).encode(),
         qr_secret=qr_secret.encode() if qr_secret else None,
     )
 

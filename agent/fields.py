@@ -7,12 +7,12 @@ with the field's name. Nothing here touches the database.
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
-import hmac
 import re
 import unicodedata
 from dataclasses import dataclass
 from typing import Any
+
+from cryptography.hazmat.primitives.kdf.scrypt import Scrypt
 
 from agent.errors import InvalidInput
 from agent.money import parse_amount
@@ -84,11 +84,33 @@ def phone(value: str) -> str:
     return text
 
 
-def phone_key(normalised: str, pepper: bytes) -> str:
-    """A keyed hash of the phone: what the till stores and looks up by, so a stolen
-    till does not hand over the member list's phone numbers in clear text."""
-    digits = normalised.lstrip("+")
-    return hmac.new(pepper, digits.encode("ascii"), hashlib.sha256).hexdigest()
+# scrypt's cost as log2 of its N (r = 8, p = 1): 2**14 needs 16 MiB and tens of
+# milliseconds per key (docs/sync.md, "Phone numbers"). HQ sets its chain's cost;
+# a simulated chain sets it low. What a till accepts from HQ is bounded.
+PHONE_COST, MIN_PHONE_COST, MAX_PHONE_COST = 14, 1, 16
+# A simulated chain (``hq simulate``) and the benchmark's set-up: made-up numbers,
+# nobody's phone at stake; scrypt N = 16 is well under a millisecond per key.
+SIMULATED_PHONE_COST = 4
+
+
+@dataclass(frozen=True)
+class PhonePepper:
+    """The chain's (or, before registration, the till's own) secret salt for phone
+    keys and scrypt's cost; kept in the state directory's 0600 secrets file."""
+
+    pepper: bytes
+    cost: int = PHONE_COST
+
+
+def phone_key(normalised: str, pepper: PhonePepper) -> str:
+    """What the till stores and looks up a phone number by: scrypt of its digits,
+    salted with the chain's pepper. Deliberately slow (and memory-hard), because
+    anyone holding the pepper can try every mobile number: at the default cost that
+    is years of CPU for a whole numbering plan, instead of seconds for a plain
+    keyed hash."""
+    digits = normalised.lstrip("+").encode("ascii")
+    kdf = Scrypt(salt=pepper.pepper, length=32, n=1 << pepper.cost, r=8, p=1)
+    return kdf.derive(digits).hex()
 
 
 def birthday(value: str, today: dt.date) -> str:

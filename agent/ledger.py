@@ -30,7 +30,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import fields
+from agent import fields, till_secrets
 from agent.config import Config
 from agent.errors import InvalidInput, LedgerError, Refused
 from agent.integrity import ENTRY_COLUMNS, entry_from_row
@@ -43,6 +43,7 @@ from agent.money import format_amount
 from agent.projection import Effects, apply, result_text
 from agent.rules import Rules, default_rules_text, load_rules_text
 from agent.store import Store, storage_error
+from agent.till_secrets import SECRETS_FILE, TillSecrets
 from sync.chain import GENESIS_PREV, Entry, canonical, sign_draft
 from sync.keys import device_id_for, public_key_text, read_private_key, write_private_key
 
@@ -65,6 +66,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
     ) -> None:
         self.state_dir, self.config, self.clock = state_dir, config or Config(), clock
         self.store = Store(state_dir / DB_FILE)
+        self.secrets = TillSecrets(state_dir)
         try:
             self.key = read_private_key(state_dir / KEY_FILE)
             rules_text = (state_dir / RULES_FILE).read_text("utf-8")
@@ -92,9 +94,11 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         rules_text: str | None = None,
         config: Config | None = None,
         clock: Clock = local_now,
+        phone_cost: int = fields.PHONE_COST,
     ) -> Ledger:
-        """Create the state directory (0700), the device key (0600), the ledger and
-        its first journal entry, which names the device and its public key."""
+        """Create the state directory (0700), the device key and the secrets file
+        (0600, ``agent.till_secrets``), the ledger and its first journal entry, which
+        names the device and its public key."""
         text = rules_text if rules_text is not None else default_rules_text()
         load_rules_text(text)
         if (state_dir / DB_FILE).exists():
@@ -107,6 +111,8 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
             if key_path.exists():
                 key_path.unlink()
             write_private_key(key_path, key)
+            (state_dir / SECRETS_FILE).unlink(missing_ok=True)
+            till_secrets.create(state_dir, phone_cost)
             (state_dir / RULES_FILE).write_text(text, "utf-8")
             created = Store(state_dir / DB_FILE, create=True)
         except (OSError, sqlite3.Error) as error:
@@ -222,8 +228,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         number = fields.phone(phone)
         member = {
             "name": fields.name(name),
-            "phone_key": fields.phone_key(number, self.config.phone_pepper),
-            "phone_last4": number[-4:],
+            "phone_key": "",
             "birthday": fields.birthday(birthday, today) if birthday is not None else None,
             "gender": fields.gender(gender) if gender is not None else None,
             "district": fields.district(district) if district is not None else None,
@@ -235,10 +240,16 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
             "enrolled_by": who,
         }
         physical = self._program_card(card.strip(), "card") if card is not None else None
+        # Only the current pepper's key is stored (no digits of the number: no
+        # ``phone_last4`` since issue 12); earlier peppers' keys find a member enrolled
+        # before this till registered (agent.till_secrets).
+        keys = [fields.phone_key(number, pepper) for pepper in self.secrets.phone()]
+        member["phone_key"] = keys[0]
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
             existing = conn.execute(
-                "SELECT member_id FROM members WHERE phone_key = ?", (member["phone_key"],)
+                "SELECT member_id FROM members WHERE phone_key IN (SELECT value FROM json_each(?))",
+                (json.dumps(keys),),
             ).fetchone()
             if existing:
                 raise Refused("duplicate_phone", f"phone: already enrolled as member {existing[0]}")

@@ -8,10 +8,12 @@ operation's transaction (``conn``) or on the store's own connection.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import re
 import sqlite3
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import fields
@@ -21,6 +23,7 @@ from agent.money import format_amount
 from agent.projection import Effects
 from agent.rules import Rules
 from agent.store import Store
+from agent.till_secrets import TillSecrets
 from drivers.cards import CardClass, classify
 from drivers.codes import VERSION as DYNAMIC_VERSION
 from drivers.codes import verify_dynamic_code
@@ -51,8 +54,10 @@ class Account:
 class LedgerReads:
     # Set by ``agent.ledger.Ledger.__init__``; the other parts of the ledger build on
     # these reads and this state.
+    state_dir: Path
     store: Store
     config: Config
+    secrets: TillSecrets
     rules: Rules
     device_id: str
     clock: Clock
@@ -235,17 +240,48 @@ class LedgerReads:
             raise Refused("no_active_card", "member: has no active card")
         return self._active_card(self.store.conn, account.member_id)
 
-    def lookup(self, phone: str) -> dict[str, Any]:
-        key = fields.phone_key(fields.phone(phone), self.config.phone_pepper)
-        row = self.store.conn.execute(
-            "SELECT m.member_id, m.name, c.card FROM members m LEFT JOIN cards c "
-            "ON c.account = m.member_id AND c.state = 'active' WHERE m.phone_key = ? "
-            "ORDER BY c.issued_at DESC LIMIT 1",
-            (key,),
-        ).fetchone()
-        if row is None:
-            raise Refused("unknown_phone", "phone: no member with this phone on this till")
-        return {"member_id": row[0], "name": row[1], "card": row[2]}
+    def lookup(self, phone: str, *, online: bool = False) -> dict[str, Any]:
+        """A member by phone: one of this store (enrolled here, or on another till of
+        the store: HQ sends phone keys of the store's own members only); else, with
+        ``online`` (the command line: the agent has no network), any member of the
+        chain, asked of HQ (``sync.till_lookup``)."""
+        number = fields.phone(phone)
+        peppers = self.secrets.phone()
+        keys = [fields.phone_key(number, pepper) for pepper in peppers]
+        conn, listed = self.store.conn, json.dumps(keys)
+        row = (
+            conn.execute(
+                "SELECT m.member_id, m.name, c.card FROM members m LEFT JOIN cards c "
+                "ON c.account = m.member_id AND c.state = 'active' "
+                "WHERE m.phone_key IN (SELECT value FROM json_each(?)) "
+                "ORDER BY c.issued_at DESC LIMIT 1",
+                (listed,),
+            ).fetchone()
+            or conn.execute(
+                "SELECT h.member_id, h.name, c.card FROM hq_members h LEFT JOIN hq_cards c "
+                "ON c.member_id = h.member_id AND c.state = 'active' "
+                "WHERE h.phone_key IN (SELECT value FROM json_each(?)) LIMIT 1",
+                (listed,),
+            ).fetchone()
+        )
+        if row is not None:
+            return {"member_id": row[0], "name": row[1], "card": row[2]}
+        if online:
+            from sync.till_lookup import lookup_at_hq
+
+            found = lookup_at_hq(self.state_dir, self.store, keys[0])
+            if found is not None:
+                return found
+        raise Refused(
+            "unknown_phone",
+            "phone: no member of this store with this phone"
+            + (
+                ", and HQ found none or cannot be reached: find the member by card"
+                if online
+                else ": a member of another store is found by card (or by `tillpoints "
+                "lookup --phone`, which asks HQ)"
+            ),
+        )
 
     def member(self, ref: str) -> dict[str, Any]:
         """What the counter shows on a scan: name, tier, balance, birthday month, and the

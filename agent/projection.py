@@ -43,7 +43,9 @@ def _enrol(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
         "enrolled_by) VALUES (:member_id, :name, :phone_key, :phone_last4, :birthday, "
         ":gender, :district, :household, :consent_marketing, :enrolled_at, :enrolled_store, "
         ":enrolled_till, :enrolled_by)",
-        member,
+        # Entries written before issue 12 carry the number's last four digits; later
+        # ones do not (the counter never needed them).
+        {"phone_last4": None, **member},
     )
     member_id, card = member["member_id"], body["card"]
     previous = conn.execute("SELECT account FROM cards WHERE card = ?", (card,)).fetchone()

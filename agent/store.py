@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     # Imported for real only when a migration runs: sqlite-utils pulls in click,
     # dateutil and (when installed) numpy, which the running agent does not need.
     from sqlite_utils import Database
+from sync.keys import private_sqlite
 from sync.till_offers import migrate_005_offers
-from sync.till_schema import migrate_002_sync
+from sync.till_schema import migrate_002_sync, migrate_006_forget_phones
 
 BUSY_TIMEOUT_MS = 10_000
 # Less free space than this on the ledger's filesystem means a failed write was the
@@ -171,6 +172,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("003_staff", _m003_staff),
     ("004_remote_draws", _m004_remote_draws),
     ("005_offers", migrate_005_offers),
+    ("006_forget_phones", migrate_006_forget_phones),
 )
 
 PROJECTION_TABLES = (
@@ -191,6 +193,7 @@ class Store:
         if not create and not path.exists():
             raise LedgerError("not_initialised", f"no ledger at {path}: run `tillpoints init`")
         try:
+            private_sqlite(path)
             self.conn = sqlite3.connect(
                 path, isolation_level=None, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
             )
@@ -204,6 +207,8 @@ class Store:
                 raise LedgerError(
                     "database_corrupt", f"{path} is not a readable ledger: {error}"
                 ) from None
+            raise storage_error(error, path) from None
+        except OSError as error:
             raise storage_error(error, path) from None
 
     def close(self) -> None:
@@ -245,6 +250,8 @@ class Store:
                     "INSERT INTO migrations VALUES (?, strftime('%Y-%m-%dT%H:%M:%SZ','now'))",
                     (name,),
                 )
+        # What a migration deleted must not live on in the WAL's copies of its pages.
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def meta(self, key: str) -> str | None:
         row = self.conn.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()

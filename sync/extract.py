@@ -70,18 +70,20 @@ def facts_of(entry: Entry) -> Facts:
     )
 
 
-def counter_member(body: dict[str, Any]) -> dict[str, Any]:
+def counter_member(body: dict[str, Any], own_store: bool) -> dict[str, Any]:
     """The fields of an enrolment a counter needs, and no more (ARCHITECTURE.md,
-    Trust): no phone number in clear, only its chain-keyed hash and last digits;
-    the birthday month, not the date."""
+    Trust): the phone key only to a till of the store that enrolled the member
+    (``own_store``: by the enrolling device's store at HQ), so that one till's disk
+    never holds the chain's phone keys; never a digit of the number (an entry written
+    before issue 12 carries ``phone_last4``: it stays at HQ); the birthday month,
+    not the date."""
     member = _dict(body.get("member"))
     birthday = _str(member.get("birthday")) or ""
     month = birthday[5:7]
     return {
         "member_id": _str(member.get("member_id")),
         "name": _str(member.get("name")),
-        "phone_key": _str(member.get("phone_key")),
-        "phone_last4": _str(member.get("phone_last4")),
+        "phone_key": _str(member.get("phone_key")) if own_store else None,
         "birthday_month": int(month) if month.isascii() and month.isdigit() else None,
         "enrolled_store": _str(member.get("enrolled_store")),
     }

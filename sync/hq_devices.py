@@ -1,24 +1,28 @@
 """HQ's side of device identity: its own key, tokens, registration, freezing.
 
-HQ's Ed25519 key is created by ``hq init`` and kept in the database's
-``hq_meta`` table, so one ``--db`` URL configures a whole HQ and every worker
-process signs with the same key. Tokens are stored hashed. Every request from a
+HQ's Ed25519 key is created by ``hq init`` in a 0600 file of its own, never in
+the database (``sync.hq_keyfile``); every worker process loads it once. Tokens are
+stored hashed. The chain's phone pepper is derived from the key (``chain_phone``)
+and handed to each till in its signed registration answer. Every request from a
 till is signed with the transport key registered here (``sync.protocol``).
 """
 
 from __future__ import annotations
 
+import base64
 import datetime as dt
+import hashlib
 import json
 from dataclasses import dataclass
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from agent.fields import PHONE_COST
 from sync.chain import GENESIS_PREV
-from sync.errors import SyncError, invalid, refused, unverified
+from sync.errors import invalid, refused, unverified
+from sync.hq_keyfile import create_key, load_key
 from sync.hqdb import HQStore, Tx
 from sync.keys import device_id_for, load_public_key, public_key_text
 from sync.protocol import (
@@ -45,31 +49,46 @@ from sync.registration import (
 REQUEST_WINDOW = dt.timedelta(hours=24)
 
 
-def init_hq(store: HQStore) -> str:
-    """Create HQ's signing key once (a second call keeps the first); its public key."""
-    key = Ed25519PrivateKey.generate()
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode("ascii")
+def init_hq(store: HQStore, phone_cost: int | None = None) -> str:
+    """Create HQ's signing key once (a second call keeps the first) and record the
+    chain's phone cost (``phone_cost``: a new value, else the first or the default);
+    returns the public key."""
+    key = create_key(store)
     with store.write() as tx:
+        if phone_cost is not None:
+            tx.run(
+                "INSERT INTO hq_meta (key, value) VALUES ('phone_cost', ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (str(phone_cost),),
+            )
         tx.run(
-            "INSERT INTO hq_meta (key, value) VALUES ('signing_key', ?) ON CONFLICT DO NOTHING",
-            (pem,),
+            "INSERT INTO hq_meta (key, value) VALUES ('phone_cost', ?) ON CONFLICT DO NOTHING",
+            (str(PHONE_COST),),
         )
-    return public_key_text(hq_key(store).public_key())
+    return public_key_text(key.public_key())
 
 
 def hq_key(store: HQStore) -> Ed25519PrivateKey:
+    """HQ's signing key, from its file (``sync.hq_keyfile``)."""
+    return load_key(store)
+
+
+# Ed25519 signatures are deterministic (RFC 8032): signing this label always gives
+# the same bytes, which only the holder of HQ's key (a file or an HSM) can make.
+PEPPER_LABEL = b"tillpoints chain phone pepper v1"
+
+
+def chain_phone(store: HQStore, key: Ed25519PrivateKey) -> dict[str, Any]:
+    """The chain's phone pepper and scrypt cost as a till receives them at
+    registration (``agent.till_secrets``). The pepper is derived from HQ's key, so
+    it is stored nowhere: not in a table the reports read, not beside the key."""
     with store.read() as tx:
-        row = tx.one("SELECT value FROM hq_meta WHERE key = 'signing_key'")
-    if row is None:
-        raise SyncError("hq_not_initialised", "HQ has no key yet: run `tillpoints hq init`")
-    key = serialization.load_pem_private_key(str(row[0]).encode("ascii"), password=None)
-    if not isinstance(key, Ed25519PrivateKey):
-        raise SyncError("hq_not_initialised", "HQ's stored key is not an Ed25519 key")
-    return key
+        row = tx.one("SELECT value FROM hq_meta WHERE key = 'phone_cost'")
+    pepper = hashlib.sha256(key.sign(PEPPER_LABEL)).digest()
+    return {
+        "pepper": base64.b64encode(pepper).decode("ascii"),
+        "cost": int(row[0]) if row else PHONE_COST,
+    }
 
 
 def add_device(
@@ -154,6 +173,7 @@ def register(
         "hq_public_key": public_key_text(key.public_key()),
         "registered_at": utc_text(now),
         "ecard_block": block,
+        "phone": chain_phone(store, key),
     }
     return signed(key, RECEIPT_TAG, receipt)
 

@@ -19,6 +19,7 @@ import logging
 import time
 import urllib.parse
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import falcon
@@ -150,6 +151,19 @@ class Delta:
             raise invalid("invalid_cursor", "cursor: a whole number >= 0")
         resp.media = hq_directory.delta(
             self.api.store, self.api.key, caller.device, int(text), self.api.clock()
+        )
+
+
+class PhoneLookup:
+    def __init__(self, api: _Api) -> None:
+        self.api = api
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response, device: str) -> None:
+        body = self.api.body(req)
+        caller = self.api.caller(req, device, body)
+        request = decode_json(body, req.get_header("Content-Encoding"))
+        resp.media = hq_directory.phone_lookup(
+            self.api.store, self.api.key, caller.device, request, self.api.clock()
         )
 
 
@@ -367,8 +381,10 @@ def _unexpected(
     _answer(resp, 500, {"error": "internal_error", "message": "HQ failed; retry later"})
 
 
-def create_app(db_url: str, clock: Clock = utc_now) -> falcon.App[Any, Any]:
-    api = _Api(open_store(db_url), clock)
+def create_app(
+    db_url: str, clock: Clock = utc_now, key: Path | None = None
+) -> falcon.App[Any, Any]:
+    api = _Api(open_store(db_url, key), clock)
     app = falcon.App(middleware=[_RequestLog()])
     app.req_options.strip_url_path_trailing_slash = True
     app.add_route("/v1/health", Health(api))
@@ -378,6 +394,7 @@ def create_app(db_url: str, clock: Clock = utc_now) -> falcon.App[Any, Any]:
     app.add_route("/v1/devices/{device}/batches", Batches(api))
     app.add_route("/v1/devices/{device}/delta", Delta(api))
     app.add_route("/v1/devices/{device}/fork", Fork(api))
+    app.add_route("/v1/devices/{device}/phone-lookup", PhoneLookup(api))
     app.add_route(REPORTS_PATH, ReportsIndex(api))
     app.add_route(REPORTS_PATH + "/login", ReportsLogin(api))
     app.add_route(REPORTS_PATH + "/{name}", ReportByName(api))

@@ -13,6 +13,7 @@ import re
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -61,6 +62,7 @@ class PostgresStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.key_path: Path | None = None
         self._local = threading.local()
 
     def _conn(self) -> psycopg.Connection[Any]:

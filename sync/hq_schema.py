@@ -9,11 +9,12 @@ twice.
 
 from __future__ import annotations
 
+from sync.hq_keyfile import MIGRATION_LOCK, move_key_out
 from sync.hqdb import HQStore
 from sync.insight.campaigns import MIGRATION as CAMPAIGNS_MIGRATION
 
 _SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": "BIGSERIAL PRIMARY KEY"}
-_MIGRATION_LOCK = 0x7470_6871  # "tphq"
+_MIGRATION_LOCK = MIGRATION_LOCK  # "tphq"
 
 _001_HQ = (
     "CREATE TABLE hq_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
@@ -78,12 +79,20 @@ _005_CAMPAIGN_MODELS = (
     "PRIMARY KEY (scope, version))",
 )
 
+# Every phone lookup a till asked of HQ (sync.hq_directory.phone_lookup): the rate
+# limit counts them, and they are the audit trail of who looked up whom.
+_007_PHONE_LOOKUPS = (
+    "CREATE TABLE phone_lookups (device TEXT NOT NULL, at TEXT NOT NULL, member_id TEXT)",
+    "CREATE INDEX phone_lookups_device ON phone_lookups (device, at)",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("001_hq", _001_HQ),
     ("002_operators", _002_OPERATORS),
     CAMPAIGNS_MIGRATION,
     ("004_partial_indexes", _004_PARTIAL_INDEXES),
     ("005_campaign_models", _005_CAMPAIGN_MODELS),
+    ("007_phone_lookups", _007_PHONE_LOOKUPS),
 )
 
 
@@ -99,3 +108,5 @@ def migrate(store: HQStore) -> None:
             for statement in statements:
                 tx.run(statement.replace("{serial}", _SERIAL[store.dialect]))
             tx.run("INSERT INTO hq_migrations (name, at) VALUES (?, CURRENT_TIMESTAMP)", (name,))
+    # 006_key_file: a key an earlier version kept in hq_meta goes out to its file.
+    move_key_out(store)

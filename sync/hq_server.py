@@ -24,6 +24,7 @@ from sync.hq_logs import logconfig
 @dataclass(frozen=True)
 class ServeOptions:
     db_url: str
+    key: Path | None = None
     host: str = "127.0.0.1"
     port: int = 8443
     tls_cert: Path | None = None
@@ -67,7 +68,7 @@ class _HQApplication(BaseApplication):  # type: ignore[misc]
     def load(self) -> Any:
         from sync.hq_http import create_app
 
-        return create_app(self.options.db_url)
+        return create_app(self.options.db_url, key=self.options.key)
 
 
 def serve(options: ServeOptions) -> None:
@@ -80,7 +81,7 @@ def serve(options: ServeOptions) -> None:
     from sync.hq_devices import hq_key
     from sync.hqdb import open_store
 
-    store = open_store(options.db_url)
+    store = open_store(options.db_url, options.key)
     try:
         hq_key(store)
     finally:

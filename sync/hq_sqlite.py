@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from sync.hqdb import Row, conflict, unavailable
+from sync.keys import private_sqlite
 
 BUSY_TIMEOUT_S = 30.0
 
@@ -49,6 +50,7 @@ class SQLiteStore:
 
     def __init__(self, url: str) -> None:
         self.url = url
+        self.key_path: Path | None = None
         self.path = Path(url.removeprefix("sqlite:///"))
         if not self.path.is_absolute():
             self.path = Path.cwd() / self.path
@@ -59,6 +61,7 @@ class SQLiteStore:
         if conn is None:
             try:
                 self.path.parent.mkdir(parents=True, exist_ok=True)
+                private_sqlite(self.path)
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")

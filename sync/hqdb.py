@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
+from pathlib import Path
 from typing import Any, Protocol
 
 from sync.errors import SyncError
@@ -49,6 +50,8 @@ class HQStore(Protocol):
 
     url: str
     dialect: str
+    # HQ's signing key file when given (--key); None: the default (sync.hq_keyfile).
+    key_path: Path | None
 
     def write(self) -> AbstractContextManager[Tx]: ...
 
@@ -66,8 +69,9 @@ def unavailable(message: str) -> SyncError:
     return SyncError("storage_unavailable", message, exit_status=1, http_status=503)
 
 
-def open_store(url: str) -> HQStore:
-    """``sqlite:///PATH`` or ``postgresql://...``; the schema is migrated on open."""
+def open_store(url: str, key: Path | None = None) -> HQStore:
+    """``sqlite:///PATH`` or ``postgresql://...``; the schema is migrated on open.
+    ``key``: HQ's signing key file, where it is not the default (sync.hq_keyfile)."""
     from sync.hq_schema import migrate
 
     store: HQStore
@@ -86,5 +90,6 @@ def open_store(url: str) -> HQStore:
             exit_status=2,
             http_status=400,
         )
+    store.key_path = key
     migrate(store)
     return store

@@ -280,6 +280,32 @@ def openapi_document() -> dict[str, Any]:
                     },
                 }
             },
+            "/v1/devices/{device}/phone-lookup": {
+                "post": {
+                    "operationId": "phoneLookup",
+                    "description": "A member of any store by phone key (the till's scrypt of "
+                    "the number under the chain's pepper); at most 30 an hour per till (429).",
+                    "parameters": [_DEVICE, *_AUTH_HEADERS],
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {
+                                    "type": "object",
+                                    "required": ["phone_key"],
+                                    "properties": {
+                                        "phone_key": {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+                                    },
+                                }
+                            }
+                        },
+                    },
+                    "responses": {
+                        **_ok(signed, "signed member_id, name and card"),
+                        **_errors(*authed, 413, 415, 429),
+                    },
+                }
+            },
             **_reports_paths(),
         },
         "components": {

@@ -30,6 +30,7 @@ RECEIPT_TAG = b"tillpoints-registration-v1\x00"
 REQUEST_TAG = b"tillpoints-request-v1\x00"
 CHALLENGE_TAG = b"tillpoints-register-challenge-v1\x00"
 HEAD_TAG = b"tillpoints-head-v1\x00"
+LOOKUP_TAG = b"tillpoints-phone-lookup-v1\x00"
 
 # Header names of a signed request (the device and the till's own clock).
 DEVICE_HEADER = "Tillpoints-Device"

@@ -16,6 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.store import Store
+from agent.till_secrets import adopt_chain, parse_phone
 from sync.client import HQClient, Signer, check_url
 from sync.errors import SyncError, refused, unverified
 from sync.keys import load_public_key, public_key_text, read_private_key, write_private_key
@@ -93,6 +94,7 @@ def register_till(
             till,
         ):
             raise unverified("bad_receipt", "register: HQ's receipt names another till")
+        adopt_phone(state_dir, store, document)
         with store.transaction() as conn:
             store.set_meta(conn, "hq_public_key", str(hq_text))
             store.set_meta(conn, "hq_url", url)
@@ -112,9 +114,28 @@ def register_till(
         store.close()
 
 
+def adopt_phone(state_dir: Path, store: Store, receipt: dict[str, Any]) -> None:
+    """Keep the chain's phone pepper and cost from HQ's verified registration answer
+    in the till's secrets file (``agent.till_secrets``); the till's own pepper stays
+    after it if members were enrolled under it. An HQ that sends none leaves the
+    till's own pepper in place."""
+    phone = receipt.get("phone")
+    if phone is None:
+        return
+    try:
+        chain = parse_phone(phone, "phone")
+    except ValueError as error:
+        raise unverified("bad_receipt", f"register: HQ's {error}") from None
+    enrolled = store.conn.execute("SELECT EXISTS (SELECT 1 FROM members)").fetchone()[0]
+    try:
+        adopt_chain(state_dir, chain, keep_own=bool(enrolled))
+    except OSError as error:
+        raise SyncError("storage_error", f"cannot write {state_dir}'s secrets: {error}") from None
+
+
 # Exit statuses for HQ's HTTP answers (CONTRACT.md): 4xx refusals are exit 3,
 # malformed input 2, verification failures 4.
-_EXIT_FOR_STATUS = {400: 2, 413: 2, 415: 2, 401: 4, 422: 4, 403: 3, 404: 3, 409: 3, 410: 3}
+_EXIT_FOR_STATUS = {400: 2, 413: 2, 415: 2, 401: 4, 422: 4, 403: 3, 404: 3, 409: 3, 410: 3, 429: 3}
 
 
 def error_from(status: int, body: dict[str, Any]) -> SyncError:

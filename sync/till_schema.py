@@ -3,7 +3,8 @@
 - ``sync_state``: what this till knows about HQ: the acknowledged head (only from
   a verified, signed ack), the download cursor, when it last heard from HQ.
 - ``hq_members``, ``hq_cards``: the chain's directory as HQ last sent it (only the
-  fields a counter needs).
+  fields a counter needs: phone keys of this store's members only, and no digits of
+  a number; ``phone_last4`` stays empty, migration ``006_forget_phones``).
 - ``hq_balances``: HQ-confirmed balances and ``included_seq``, how far HQ held this
   till's own chain when it computed them (``sync.till_view``).
 - ``hq_rules``, ``hq_staff``: rules and staff sent down by HQ (may be empty).
@@ -34,3 +35,17 @@ def migrate_002_sync(db: Any) -> None:
     """``db`` is the ``sqlite_utils.Database`` the migration runner passes."""
     for statement in _DDL:
         db.execute(statement)
+
+
+def migrate_006_forget_phones(db: Any) -> None:
+    """Issue 12: forget what earlier downloads stored beyond the counter's needs: the
+    last four digits of every member's number, and the phone keys of other stores'
+    members. ``secure_delete`` overwrites the old bytes in the file's pages
+    (``agent.store.Store.migrate`` checkpoints the WAL afterwards)."""
+    db.execute("PRAGMA secure_delete = ON")
+    db.execute("UPDATE hq_members SET phone_last4 = NULL WHERE phone_last4 IS NOT NULL")
+    db.execute(
+        "UPDATE hq_members SET phone_key = NULL WHERE phone_key IS NOT NULL AND "
+        "enrolled_store IS NOT (SELECT value FROM meta WHERE key = 'store')"
+    )
+    db.execute("PRAGMA secure_delete = OFF")

@@ -409,9 +409,10 @@ def apply_delta(conn: sqlite3.Connection, delta: dict[str, Any]) -> int:
     members, cards = delta.get("members") or [], delta.get("cards") or []
     balances = delta.get("balances") or []
     conn.executemany(
-        "INSERT OR REPLACE INTO hq_members (member_id, name, phone_key, phone_last4, "
+        # No phone_last4, whatever HQ sends (an HQ before issue 12 sent it).
+        "INSERT OR REPLACE INTO hq_members (member_id, name, phone_key, "
         "birthday_month, enrolled_store) VALUES (:member_id, :name, :phone_key, "
-        ":phone_last4, :birthday_month, :enrolled_store)",
+        ":birthday_month, :enrolled_store)",
         members,
     )
     conn.executemany(

@@ -26,12 +26,13 @@ import requests
 
 from agent.cli import main
 from agent.ledger import Ledger
+from agent.store import Store
 from sync.bench import free_port, hq_serve_command
 from sync.chain import Entry
 from sync.hq_devices import add_device, init_hq, register
 from sync.hqdb import HQStore, open_store
 from sync.protocol import Batch
-from sync.till_register import registration_request
+from sync.till_register import adopt_phone, registration_request
 
 REPO = Path(__file__).resolve().parents[1]
 PG_BASE = os.environ.get("TILLPOINTS_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -42,6 +43,20 @@ def utc_now() -> dt.datetime:
 
 
 # -- databases ------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def hq_key_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where a PostgreSQL HQ made by a test keeps its key file (sync.hq_keyfile):
+    in the session's temporary directory, not the user's ~/.local/state."""
+    home = tmp_path_factory.mktemp("hq-keys")
+    before = os.environ.get("TILLPOINTS_HQ_STATE")
+    os.environ["TILLPOINTS_HQ_STATE"] = str(home)
+    yield home
+    if before is None:
+        os.environ.pop("TILLPOINTS_HQ_STATE", None)
+    else:
+        os.environ["TILLPOINTS_HQ_STATE"] = before
 
 
 @pytest.fixture(scope="session")
@@ -126,7 +141,12 @@ def bind(hq: HQStore, state: Path) -> str:
     request = registration_request(state, token, device, store_id, till)
     from sync.hq_devices import hq_key
 
-    register(hq, hq_key(hq), request, utc_now())
+    receipt = register(hq, hq_key(hq), request, utc_now())["document"]
+    opened = Store(state / "ledger.db")
+    try:
+        adopt_phone(state, opened, receipt)  # the chain's phone pepper, as `register` keeps it
+    finally:
+        opened.close()
     return device
 
 

@@ -10,13 +10,16 @@ from typing import Any
 
 import pytest
 
+from agent import fields
 from agent.cli import build_parser
 from agent.cli_insight import COMMANDS
 from agent.commands import Context
+from agent.till_secrets import parse_phone
 from sync.hq_audit import verify_all
+from sync.hq_devices import chain_phone, hq_key
 from sync.hqdb import open_store
 from sync.insight.population import Chain
-from sync.insight.simulate import DEFAULT_START, simulate
+from sync.insight.simulate import DEFAULT_START, SIMULATED_PHONE_COST, simulate
 
 
 def _history(url: str, ledger_days: int, seed: int = 5) -> tuple[dict[str, Any], dict[Any, Any]]:
@@ -26,17 +29,28 @@ def _history(url: str, ledger_days: int, seed: int = 5) -> tuple[dict[str, Any],
             store, stores=2, members=60, days=150, seed=seed, ledger_days=ledger_days
         )
         assert verify_all(store)["ok"]
+        pepper = parse_phone(chain_phone(store, hq_key(store)), "phone")
         with store.read() as tx:
             names = {d: f"{s}/{t}" for d, s, t in tx.all("SELECT device, store, till FROM devices")}
             rows = tx.all("SELECT device, seq, ts, kind, body FROM entries WHERE kind <> 'init'")
     finally:
         store.close()
+    population = Chain(seed, 2, 60, 150, DEFAULT_START)
     history = {}
     for device, seq, ts, kind, text in rows:
         for raw, name in names.items():  # device ids come from fresh keys: name them
             text = text.replace(raw, name)
         body = json.loads(text)
         body.pop("fingerprint", None)  # a hash over the (renamed) account
+        if kind == "enrol":
+            # Each simulated HQ has its own key, so its own phone pepper: check the key
+            # is the member's number under this chain's pepper, then name it.
+            member = body["member"]
+            index = int(member["name"].removeprefix("Member "))
+            number = fields.phone(population.members[index].phone)
+            assert member.pop("phone_key") == fields.phone_key(number, pepper)
+            assert "phone_last4" not in member
+            assert pepper.cost == SIMULATED_PHONE_COST
         history[(names[device], int(seq))] = (ts, kind, body)
     return summary, history
 

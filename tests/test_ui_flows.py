@@ -25,6 +25,7 @@ from ui.app import CashierApp
 from ui.messages import StatusArrived
 from ui.qr import modules
 from ui.screens.ecard import EcardScreen
+from ui.screens.lookup import LookupScreen
 from ui.screens.supervisor import SupervisorScreen
 
 UNKNOWN_CARD = "9900568732746027"
@@ -258,6 +259,8 @@ async def test_lookup_by_phone_shows_the_member(till: SimulatedTill) -> None:
         await pilot.press(*["backspace"] * 12)
         await type_into(pilot, "5551234567")
         await pilot.press("enter")
+        # A phone key is a deliberately slow scrypt: the lookup screen stays up a moment.
+        await wait_for(pilot, lambda: not isinstance(app.screen, LookupScreen))
         await wait_for(pilot, lambda: text_of(app, "#member-name") == "Ann")
         assert "Found Ann" in notice(app)
 

@@ -36,11 +36,12 @@ from sync.insight.population import Chain, Event, Member
 from sync.insight.till_model import ModelTill, TillState
 from sync.keys import read_private_key
 from sync.protocol import Batch
-from sync.till_register import registration_request
+from sync.till_register import adopt_phone, registration_request
 
 BATCH = 500
 DEFAULT_START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 SMALL_CHAIN = 2_000  # members: below this the ledger writes the whole period
+SIMULATED_PHONE_COST = fields.SIMULATED_PHONE_COST
 
 
 class Clock:
@@ -85,7 +86,7 @@ class Till:
         if self.ledger is None:
             return
         key = read_private_key(self.path / "device.key")
-        self.model = ModelTill(self.state, key, self.ledger.rules, self.ledger.config)
+        self.model = ModelTill(self.state, key, self.ledger.rules, self.ledger.secrets.phone()[0])
         self.ledger.close()
         self.ledger = None
 
@@ -184,7 +185,9 @@ def simulate(
 ) -> dict[str, Any]:
     """Simulate and upload; returns ``stores, devices, members, entries`` and how."""
     started = time.perf_counter()
-    init_hq(store)
+    # A simulated chain's phone keys are cheap (docs/sync.md, "Phone numbers"): the
+    # simulator enrols thousands of made-up members, and nobody's number is at risk.
+    init_hq(store, phone_cost=SIMULATED_PHONE_COST)
     chain = Chain(seed, stores, members, days, start)
     if ledger_days is None:
         ledger_days = days if members <= SMALL_CHAIN else min(days, 7)
@@ -272,7 +275,9 @@ def _redeem_rule(till: Till) -> Callable[[int, int], int]:
 def _bind(store: HQStore, till: Till, signer: Any, now: dt.datetime) -> None:
     token = add_device(store, till.state.store, till.state.till, now)["token"]
     request = registration_request(till.path, token, till.device, till.state.store, till.state.till)
-    register(store, signer, request, now)
+    receipt = register(store, signer, request, now)["document"]
+    assert till.ledger is not None
+    adopt_phone(till.path, till.ledger.store, receipt)
 
 
 def _upload(

@@ -25,7 +25,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import fields
-from agent.config import Config
+from agent.fields import PhonePepper
 from agent.money import format_amount
 from agent.rules import Rules
 from sync.chain import Entry, canonical, sign_entry
@@ -171,8 +171,11 @@ class TillState:
 class ModelTill:
     """Writes a till's entries as ``agent.ledger.Ledger`` would, without its database."""
 
-    def __init__(self, state: TillState, key: Ed25519PrivateKey, rules: Rules, config: Config):
-        self.state, self.key, self.rules, self.config = state, key, rules, config
+    def __init__(
+        self, state: TillState, key: Ed25519PrivateKey, rules: Rules, pepper: PhonePepper
+    ) -> None:
+        # pepper: the till's current phone pepper (agent.till_secrets), as the ledger's.
+        self.state, self.key, self.rules, self.pepper = state, key, rules, pepper
         self.written: list[Entry] = []
 
     def _append(self, when: dt.datetime, kind: str, body: dict[str, Any]) -> Entry:
@@ -206,8 +209,7 @@ class ModelTill:
         body: dict[str, Any] = {
             "member": {
                 "name": f"Member {member.index}",
-                "phone_key": fields.phone_key(number, self.config.phone_pepper),
-                "phone_last4": number[-4:],
+                "phone_key": fields.phone_key(number, self.pepper),
                 "birthday": member.birthday.isoformat(),
                 "gender": member.gender,
                 "district": member.district,
