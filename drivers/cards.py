@@ -151,8 +151,10 @@ def _payment_spans(text: str) -> list[tuple[int, int]]:
     """Where free text carries a payment card number: 13 to 19 digits, alone or in
     groups separated by single spaces or dashes, in a payment network's range with a
     good Luhn check. Every run of consecutive groups is tried, so both
-    ``R-4111111111111111-01`` and ``4111 1111 1111 1111`` are found; a longer
-    unbroken run of digits is not a card number."""
+    ``R-4111111111111111-01`` and ``4111 1111 1111 1111`` are found, each as the
+    longest card number its groups spell (a 19-digit number whose first 15 digits
+    also pass is removed whole); a longer unbroken run of digits is not a card
+    number."""
     spans = []
     for match in _DIGIT_GROUPS.finditer(text):
         groups = list(_DIGITS.finditer(text, match.start(), match.end()))
@@ -164,8 +166,7 @@ def _payment_spans(text: str) -> list[tuple[int, int]]:
                 if len(digits) > 19:
                     break
                 if len(digits) >= 13 and is_payment_card(digits):
-                    found = last
-                    break
+                    found = last  # keep going: the longest number wins, so no tail is left
             if found is None:
                 first += 1
                 continue

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from agent import fields
@@ -44,6 +44,8 @@ def typed(number: str, separator: str, group: int) -> str:
     return separator.join(number[i : i + group] for i in range(0, len(number), group))
 
 
+# A 19-digit number whose first 15 digits are a card number too: removed whole.
+@example(number="4030313253337870000", separator=" ", group=5, before="", after="")
 @given(
     number=payment_numbers(),
     separator=st.sampled_from(["", " ", "-"]),
