@@ -1,7 +1,7 @@
 """The agent's local API: routes from HTTP requests to ledger operations.
 
 JSON bodies in the shapes and with the error codes of the command line
-(CONTRACT.md); invalid input is 400, a refusal by a rule 409, too many wrong PINs
+(docs/contract.md); invalid input is 400, a refusal by a rule 409, too many wrong PINs
 429; every error body is ``{"error": CODE, "message": TEXT}``. The routes run the
 ledger through the daemon's single bridge thread (``Services.call``).
 """

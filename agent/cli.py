@@ -1,4 +1,4 @@
-"""The ``tillpoints`` command line (CONTRACT.md).
+"""The ``tillpoints`` command line (docs/contract.md).
 
 This is the one place where errors become exit statuses and JSON: every command
 returns a result dict or raises an error carrying a stable code.
@@ -56,7 +56,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _add_globals(parser: argparse.ArgumentParser, *, top: bool) -> None:
-    """The options every command takes, before or after its name (CONTRACT.md).
+    """The options every command takes, before or after its name (docs/contract.md).
 
     The top-level parser holds the defaults; every command's parser accepts the same
     options with no default of its own (``SUPPRESS``), so a value given before the

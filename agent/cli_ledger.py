@@ -1,4 +1,4 @@
-"""Till commands of CONTRACT.md that work on the ledger: init, enroll, lookup, card
+"""Till commands of docs/contract.md that work on the ledger: init, enroll, lookup, card
 replace, earn, redeem, refund, balance, adjust, log verify, log export."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The card-reader commands: ``decode`` (CONTRACT.md) and ``readers``.
+"""The card-reader commands: ``decode`` (docs/contract.md) and ``readers``.
 
 ``decode`` runs a capture through the same decoder the live readers use: bytes a
 serial reader sent (``--from serial``, the default) or an ``evtest`` capture of a

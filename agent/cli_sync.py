@@ -1,4 +1,4 @@
-"""Sync and HQ commands of CONTRACT.md: register, sync, and ``hq ...``.
+"""Sync and HQ commands of docs/contract.md: register, sync, and ``hq ...``.
 
 Thin: each command parses its options and calls one function of ``sync``; the
 errors those raise (``sync.errors.SyncError``, a ``LedgerError``) carry their

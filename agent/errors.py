@@ -1,4 +1,4 @@
-"""The agent's exception root and the exit statuses of CONTRACT.md.
+"""The agent's exception root and the exit statuses of docs/contract.md.
 
 Every expected failure is a ``LedgerError`` carrying a stable snake_case ``code``.
 The command line (``agent.cli``) and the local API map them to exit statuses,

@@ -154,7 +154,7 @@ class LedgerReads:
     def balance_of(
         self, account: str, day: dt.date, conn: sqlite3.Connection, pending: int = 0
     ) -> dict[str, int]:
-        """The member's standing as this till can know it (ARCHITECTURE.md, invariant 7):
+        """The member's standing as this till can know it (docs/architecture.md, invariant 7):
         once HQ has confirmed a balance, that balance plus this till's entries HQ had
         not yet counted; before, this till's own lots. What may be redeemed is capped by
         the rules' offline limit: of an HQ-confirmed balance at any time between two

@@ -22,7 +22,7 @@ class CardClass(Enum):
 
 @dataclass(frozen=True)
 class CardPolicy:
-    """Which numbers are this programme's cards (the defaults of CONTRACT.md).
+    """Which numbers are this programme's cards (the defaults of docs/contract.md).
 
     ``length`` is the length of the cards this till issues (e-cards) and one that it
     accepts; ``other_lengths`` are further lengths accepted (older card runs). ``luhn``

@@ -1,6 +1,6 @@
 """One ``[[reader]]`` table of the agent's TOML configuration, validated.
 
-Unknown keys and bad values are refused with the key named (STYLE.md: a typo in
+Unknown keys and bad values are refused with the key named (docs/style.md: a typo in
 ``baudrate`` must not silently fall back to a default). Keys that belong to another
 kind of reader are refused too: ``baudrate`` on a HID reader would mean somebody
 configured the wrong device.

@@ -5,7 +5,7 @@ the scans it completed; ``tick(now)`` lets silence end a swipe, ``deadline()`` s
 when the next tick is due, ``finish()`` ends the input. No I/O, no threads, no clock
 of its own except the injected wall clock used to check dynamic codes' windows.
 
-Framing (READERS.md):
+Framing (docs/reader-field-notes.md):
 - CR, LF, CRLF, TAB, DLE (ID TECH's UIC ``STX track [LRC] DLE``), STX and a configured
   suffix end a line; a configured prefix starts one; ETX ends a line and the swipe.
 - A line that starts with a track sentinel holds tracks; ``swipe.SwipeAssembler``

@@ -1,10 +1,10 @@
-"""The drivers' exception root, carrying a stable error code (CONTRACT.md)."""
+"""The drivers' exception root, carrying a stable error code (docs/contract.md)."""
 
 from __future__ import annotations
 
 
 class DriverError(Exception):
-    """A reader or decoder failure. ``exit_status`` follows CONTRACT.md: 2 for input
+    """A reader or decoder failure. ``exit_status`` follows docs/contract.md: 2 for input
     that is wrong (an unknown device, a bad capture file), 1 for I/O failures."""
 
     def __init__(self, code: str, message: str, exit_status: int = 1) -> None:

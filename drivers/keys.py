@@ -1,7 +1,7 @@
 """Key events from a keyboard-wedge reader, turned into the characters it typed.
 
 Own frozen type for events (python-evdev's ``InputEvent`` stays in the I/O shell).
-Rules from the Linux input documentation and READERS.md:
+Rules from the Linux input documentation and docs/reader-field-notes.md:
 - values are 0 up, 1 down, 2 autorepeat; characters are produced on key-down and
   autorepeat is ignored (a reader never holds a key);
 - Shift may be released before the shifted key's own key-up, so the modifier state

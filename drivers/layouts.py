@@ -2,7 +2,7 @@
 
 A wedge reader sends key *positions* (``linux/input-event-codes.h``), chosen for the
 layout it was configured for. We decode with the reader's layout, never the host's
-(READERS.md, python-evdev). Each layout is a table ``code -> (plain, shifted)`` plus
+(docs/reader-field-notes.md, python-evdev). Each layout is a table ``code -> (plain, shifted)`` plus
 an AltGr table. Dead keys (``^`` on German) are taken as the plain character: a
 reader configured for German sends ``^`` then space, and a track 1 name field
 tolerates the space.

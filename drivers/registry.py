@@ -1,5 +1,5 @@
 """Which class reads which ``kind`` of reader: one plain dict, chosen by the
-configuration (STYLE.md: explicit registration, no metaclass or import magic)."""
+configuration (docs/style.md: explicit registration, no metaclass or import magic)."""
 
 from __future__ import annotations
 

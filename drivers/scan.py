@@ -1,8 +1,8 @@
-"""What a reader produced: one ``Scan`` per swipe or code (CONTRACT.md, ``decode``).
+"""What a reader produced: one ``Scan`` per swipe or code (docs/contract.md, ``decode``).
 
 A scan is either a member card number or an error code. Error messages are fixed
 sentences chosen here and never carry anything read from the card: that is how a
-payment card's number cannot leak through a message (ARCHITECTURE.md invariant 6).
+payment card's number cannot leak through a message (docs/architecture.md invariant 6).
 """
 
 from __future__ import annotations

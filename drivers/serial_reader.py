@@ -4,7 +4,7 @@ The port is opened with the configured line settings and ``exclusive=True`` (an
 advisory ``flock``: a second tillpoints cannot steal the reader's bytes). Reads
 never block: the thread ``select``s on the port, then takes what is waiting, so the
 decoder's idle deadline drives framing rather than ``read_until``, which returns
-partial data without its terminator when a timeout expires (READERS.md, pyserial).
+partial data without its terminator when a timeout expires (docs/reader-field-notes.md, pyserial).
 
 Unplugging a USB-CDC reader, closing a pty's master and killing socat all end in a
 ``SerialException`` (or ``OSError``); the reader then marks itself lost and reopens

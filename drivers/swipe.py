@@ -1,6 +1,6 @@
 """Which tracks belong to one swipe, and what the swipe says.
 
-Readers disagree on framing (READERS.md): MagTek sends ``%T1?;T2?+T3?`` then one CR;
+Readers disagree on framing (docs/reader-field-notes.md): MagTek sends ``%T1?;T2?+T3?`` then one CR;
 ID TECH sends ENTER after every track; some send nothing at the end. So a line end
 does not end a swipe. A swipe ends when the decoder says so (silence, ETX, a code
 line, end of input), or when a track cannot belong to it: its track slot is taken,

@@ -1,7 +1,7 @@
 """Magnetic-stripe tracks as readers send them: ISO/IEC 7813 (tracks 1 and 2) and
 ISO/IEC 4909 (track 3). Pure functions over one line of text.
 
-Layouts (READERS.md, "Tracks"):
+Layouts (docs/reader-field-notes.md, "Tracks"):
 - track 1: ``%`` format code, PAN (<= 19 digits) ``^`` name ``^`` YYMM, service code,
   discretionary data ``?``; characters 0x20-0x5F; at most 79 with sentinels and LRC.
 - track 2: ``;`` PAN ``=`` YYMM ... ``?``; characters 0x30-0x3F; at most 40.

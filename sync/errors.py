@@ -1,4 +1,4 @@
-"""The sync package's exception root: one stable code per failure (CONTRACT.md).
+"""The sync package's exception root: one stable code per failure (docs/contract.md).
 
 ``SyncError`` subclasses ``agent.errors.LedgerError`` so that the command line maps
 it to an exit status and ``{"error": CODE, "message": TEXT}`` in its one existing

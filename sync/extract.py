@@ -71,7 +71,7 @@ def facts_of(entry: Entry) -> Facts:
 
 
 def counter_member(body: dict[str, Any], own_store: bool) -> dict[str, Any]:
-    """The fields of an enrolment a counter needs, and no more (ARCHITECTURE.md,
+    """The fields of an enrolment a counter needs, and no more (docs/architecture.md,
     Trust): the phone key only to a till of the store that enrolled the member
     (``own_store``: by the enrolling device's store at HQ), so that one till's disk
     never holds the chain's phone keys; never a digit of the number (an entry written

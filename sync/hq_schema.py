@@ -1,7 +1,7 @@
 """HQ's schema as named forward migrations, one list for both backends.
 
 Each migration is a name and its statements, applied once in one transaction and
-recorded in ``hq_migrations`` (the sqlite-migrate habit of STYLE.md). Where the
+recorded in ``hq_migrations`` (the sqlite-migrate habit of docs/style.md). Where the
 dialects differ (an auto-numbered key) the statement has a ``{serial}`` slot.
 On PostgreSQL an advisory lock keeps two workers starting at once from migrating
 twice.

@@ -1,6 +1,6 @@
 """HQ storage behind one small interface, with SQLite and PostgreSQL backends.
 
-HQ keeps no state between requests (ARCHITECTURE.md, "Scale"): every guarantee
+HQ keeps no state between requests (docs/architecture.md, "Scale"): every guarantee
 lives in the database. The interface is therefore just transactions:
 
 - ``write()``: one read-write transaction. SQLite takes the file's write lock up

@@ -1,4 +1,4 @@
-"""Device registration as a state table (STYLE.md, "State machines as tables").
+"""Device registration as a state table (docs/style.md, "State machines as tables").
 
 A registration starts as a one-time token HQ issued for one (store, till). The
 till redeems it once, which binds its keys to that store and till; a fork found

@@ -133,7 +133,7 @@ def adopt_phone(state_dir: Path, store: Store, receipt: dict[str, Any]) -> None:
         raise SyncError("storage_error", f"cannot write {state_dir}'s secrets: {error}") from None
 
 
-# Exit statuses for HQ's HTTP answers (CONTRACT.md): 4xx refusals are exit 3,
+# Exit statuses for HQ's HTTP answers (docs/contract.md): 4xx refusals are exit 3,
 # malformed input 2, verification failures 4.
 _EXIT_FOR_STATUS = {400: 2, 413: 2, 415: 2, 401: 4, 422: 4, 403: 3, 404: 3, 409: 3, 410: 3, 429: 3}
 

@@ -1,6 +1,6 @@
 """``tillpoints sync``: upload what HQ has not acknowledged, then download deltas.
 
-The session is a small state table (STYLE.md): ``start -> checked`` once HQ's
+The session is a small state table (docs/style.md): ``start -> checked`` once HQ's
 signed head agrees with this till's own history; ``checked -> uploading`` per
 batch; ``-> downloading`` per delta page; ``-> done``. Every step that changes
 local state is one SQLite transaction taken *after* HQ's signed answer verified:

@@ -1,4 +1,4 @@
-"""The till's view of a balance while offline (ARCHITECTURE.md, invariant 7).
+"""The till's view of a balance while offline (docs/architecture.md, invariant 7).
 
     view = last HQ-confirmed balance + this till's entries HQ had not counted
 

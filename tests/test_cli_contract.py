@@ -1,4 +1,4 @@
-"""The command line as CONTRACT.md writes it: JSON shapes, exit statuses, stable
+"""The command line as docs/contract.md writes it: JSON shapes, exit statuses, stable
 error codes, and nothing written when a command fails."""
 
 from __future__ import annotations
@@ -246,7 +246,7 @@ def test_every_contract_command_exists_and_is_in_the_readme() -> None:
         if name in implemented:
             assert f"tillpoints {name}" in readme, f"README does not document {name}"
         else:
-            assert name in PLANNED, f"{name} is in CONTRACT.md but neither built nor planned"
+            assert name in PLANNED, f"{name} is in docs/contract.md but neither built nor planned"
     assert parser.prog == "tillpoints"
 
 

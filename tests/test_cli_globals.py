@@ -1,4 +1,4 @@
-"""Global options before or after the command name (issue 12, CONTRACT.md Conventions).
+"""Global options before or after the command name (issue 12, docs/contract.md Conventions).
 
 ``--json``, ``--state`` and ``--config`` are accepted before the command name, after
 it, or between a command and its subcommand, with the same effect, for every command

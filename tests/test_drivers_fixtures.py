@@ -124,7 +124,7 @@ def test_real_world_evtest_capture(sample: dict[str, Any]) -> None:
 
 def test_no_payment_digits_in_any_real_world_output() -> None:
     """Every payment number of the corpus is decoded without one of its digits runs
-    appearing in the output (ARCHITECTURE.md invariant 6)."""
+    appearing in the output (docs/architecture.md invariant 6)."""
     for sample in REAL_WORLD:
         text = json.dumps(decode_capture(sample["input"].encode("latin-1"), "serial"))
         for run in re.findall(r"[0-9][0-9 ]{11,}", sample["input"]):

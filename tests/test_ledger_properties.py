@@ -1,4 +1,4 @@
-"""Random sequences of operations keep the ledger's invariants (ARCHITECTURE.md):
+"""Random sequences of operations keep the ledger's invariants (docs/architecture.md):
 every balance equals the sum of its journal effects, only a refund can make one
 negative, the rebuilt projection equals the live one, and the chain verifies."""
 

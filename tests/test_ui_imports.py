@@ -1,4 +1,4 @@
-"""The core never imports the UI (STYLE.md): `agent`, `drivers` and `sync` load
+"""The core never imports the UI (docs/style.md): `agent`, `drivers` and `sync` load
 without Textual, so the agent's memory stays small."""
 
 from __future__ import annotations

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-# Scan refusals (CONTRACT.md `decode` codes, and `card_blocked` for a replaced card).
+# Scan refusals (docs/contract.md `decode` codes, and `card_blocked` for a replaced card).
 SCAN_REFUSALS = {
     "unreadable": "Could not read the card: please swipe it again.",
     "payment_card": "This is a bank card, not a member card. Its number was not stored.",

@@ -7,7 +7,7 @@ arithmetic gives the same scores on SQLite and PostgreSQL), then named by a
 fixed table of rules, first match wins, so every member is in exactly one
 segment.
 
-The store lists carry what a counter needs and no more (ARCHITECTURE.md,
+The store lists carry what a counter needs and no more (docs/architecture.md,
 Trust): the member id (the till's directory has the name), the home store, the
 reason and what to offer; only members who consented to marketing are put on a
 list that leads to contacting them.

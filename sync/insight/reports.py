@@ -3,7 +3,7 @@
 Each report is SQL aggregations over the journals (``entries``) and the facts
 derived from them (``sync.insight.facts``), written once for SQLite and
 PostgreSQL and run in one read snapshot. Python only formats: money leaves as
-decimal strings (CONTRACT.md), ratios are computed from integer counts so both
+decimal strings (docs/contract.md), ratios are computed from integer counts so both
 backends print the same digits. Where a comparison of text must order the same
 on both, ``text_order`` pins PostgreSQL to byte order (its default collation
 may follow the locale).
