@@ -163,7 +163,7 @@ class TillAgent:
 
     def _start_readers(self) -> None:
         for config in self.config.readers:
-            settings = config.decoder_settings(self.config.cards, self.config.qr_secret)
+            settings = config.decoder_settings(self.config.cards, self.ledger.secrets.qr())
             reader = make_reader(
                 config, self._scan_from_thread, settings=settings, on_state=self._state_from_thread
             )
