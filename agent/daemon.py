@@ -383,6 +383,7 @@ def ledger_status(ledger: Ledger, now: float) -> dict[str, Any]:
     # A clock behind the newest entry (with 5 minutes of slack) has been set back.
     clock_ok = now >= last_entry - 300 and now > dt.datetime(2024, 1, 1).timestamp()
     size = (ledger.state_dir / DB_FILE).stat().st_size
+    refusal = ledger.refusal()
     wal = ledger.state_dir / (DB_FILE + "-wal")
     return {
         "store": ledger.store_id,
@@ -395,9 +396,10 @@ def ledger_status(ledger: Ledger, now: float) -> dict[str, Any]:
         "last_sync": synced.get("last_download"),
         "clock_ok": clock_ok,
         "clock": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
-        # False when the start-up check failed: every write is refused, and why.
-        "journal_ok": ledger.write_refusal is None,
-        **({"journal_problem": ledger.write_refusal.as_json()} if ledger.write_refusal else {}),
+        # False when the start-up check failed or `sync` found the till restored or
+        # cloned: every write is refused, and why.
+        "journal_ok": refusal is None,
+        **({"journal_problem": refusal.as_json()} if refusal else {}),
     }
 
 
