@@ -6,16 +6,19 @@ the till keeps it in its 0600 secrets file. Real HQ process, real HTTP."""
 from __future__ import annotations
 
 import base64
+import queue
 import stat
 import time
 from pathlib import Path
 
 from agent.cli import main
+from agent.simulated_till import DEMO_CARD, SimulatedTill
 from agent.till_secrets import SECRETS_FILE, TillSecrets
 from drivers.codes import make_dynamic_code
 from sync.hq_devices import chain_qr, hq_key
 from sync.hqdb import open_store
 from tests.sync_helpers import cli, make_till, register_till, running_hq
+from tests.test_agent_daemon import collect_events, next_event
 
 CARD = "9900835840532866"
 
@@ -112,3 +115,31 @@ def test_hq_hands_over_a_secret_the_chain_already_used(tmp_path: Path) -> None:
     phone, _ = make_dynamic_code(CARD, b"the-chain-secret-of-2025", time.time())
     code, earned = _earn(state, phone, "Q1")
     assert (code, earned["points"]) == (0, 5)
+
+
+def test_the_agents_reader_checks_phone_codes_after_registration(tmp_path: Path) -> None:
+    hq_url = f"sqlite:///{tmp_path}/hq.db"
+    assert main(["hq", "init", "--db", hq_url, "--json"]) == 0
+    root = tmp_path / "till"
+    root.mkdir()
+    till = SimulatedTill(root)  # Ann holds DEMO_CARD
+    hq = open_store(hq_url)
+    try:
+        with running_hq(hq_url, tmp_path / "hq.log") as server:
+            register_till(server, hq, till.state)
+        secret = base64.b64decode(chain_qr(hq, hq_key(hq)))
+        till.start()
+        events: queue.Queue[tuple[str, dict]] = queue.Queue()
+        collect_events(till.client, events)
+        next_event(events, "hello")
+        phone, _ = make_dynamic_code(DEMO_CARD, secret, time.time())
+        till.swipe(f"{phone}\r".encode())
+        scan = next_event(events, "scan")
+        assert (scan["kind"], scan["card"]) == ("member", DEMO_CARD), scan
+        assert scan["member"]["name"] == "Ann"
+        forged, _ = make_dynamic_code(DEMO_CARD, b"a-guess-at-the-chain-secret", time.time())
+        till.swipe(f"{forged}\r".encode())
+        assert next_event(events, "scan")["error"] == "invalid_code"
+    finally:
+        till.close()
+        hq.close()
