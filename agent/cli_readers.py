@@ -59,7 +59,7 @@ def _decode(ctx: Context) -> Result:
 
 def _qr_secret(state_dir: Path) -> bytes | None:
     """The till's QR secret if this user may read it (the agent's user): another
-    user decodes dynamic codes as ``qr_not_configured``, like a till not registered."""
+    user decodes dynamic codes as ``invalid_code``, like a till not registered."""
     path = state_dir / SECRETS_FILE
     if not os.access(path, os.R_OK):
         return None

@@ -12,8 +12,7 @@ it, so the till still finds them by phone (their keys are never comparable with
 other stores': HQ's duplicate enrolment alert does not see them).
 
 The file is read again whenever it changes on disk, so an agent that is running
-while ``register`` runs uses the chain's pepper and QR secret from then on (its
-readers take the QR secret when the agent starts). A secrets file that
+while ``register`` runs uses the chain's pepper and QR secret from then on. A secrets file that
 other users can read is refused, like ssh refuses such a key.
 """
 

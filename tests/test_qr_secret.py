@@ -125,13 +125,16 @@ def test_the_agents_reader_checks_phone_codes_after_registration(tmp_path: Path)
     till = SimulatedTill(root)  # Ann holds DEMO_CARD
     hq = open_store(hq_url)
     try:
-        with running_hq(hq_url, tmp_path / "hq.log") as server:
-            register_till(server, hq, till.state)
         secret = base64.b64decode(chain_qr(hq, hq_key(hq)))
+        phone, _ = make_dynamic_code(DEMO_CARD, secret, time.time())
         till.start()
         events: queue.Queue[tuple[str, dict]] = queue.Queue()
         collect_events(till.client, events)
         next_event(events, "hello")
+        till.swipe(f"{phone}\r".encode())  # not registered yet: dynamic codes are off
+        assert next_event(events, "scan")["error"] == "invalid_code"
+        with running_hq(hq_url, tmp_path / "hq.log") as server:
+            register_till(server, hq, till.state)  # while the agent runs
         phone, _ = make_dynamic_code(DEMO_CARD, secret, time.time())
         till.swipe(f"{phone}\r".encode())
         scan = next_event(events, "scan")
