@@ -6,8 +6,11 @@ the till keeps it in its 0600 secrets file. Real HQ process, real HTTP."""
 from __future__ import annotations
 
 import base64
+import json
 import queue
 import stat
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -17,7 +20,8 @@ from agent.till_secrets import SECRETS_FILE, TillSecrets
 from drivers.codes import make_dynamic_code
 from sync.hq_devices import chain_qr, hq_key
 from sync.hqdb import open_store
-from tests.sync_helpers import cli, make_till, register_till, running_hq
+from tests.secrets_helpers import give_qr_secret
+from tests.sync_helpers import REPO, cli, make_till, register_till, running_hq
 from tests.test_agent_daemon import collect_events, next_event
 
 CARD = "9900835840532866"
@@ -146,3 +150,25 @@ def test_the_agents_reader_checks_phone_codes_after_registration(tmp_path: Path)
     finally:
         till.close()
         hq.close()
+
+
+def test_decode_checks_dynamic_codes_with_the_tills_secret(tmp_path: Path) -> None:
+    state = make_till(tmp_path, "till")
+    secret = b"a-chain-secret-for-decode"
+    phone, _ = make_dynamic_code(CARD, secret, time.time())
+
+    def decode() -> list[dict[str, str]]:
+        command = [sys.executable, "-m", "agent.cli", "--state", str(state), "--config", "/x"]
+        done = subprocess.run(
+            [*command, "decode", "--json"],
+            input=f"{phone}\r".encode(),
+            capture_output=True,
+            cwd=REPO,
+            timeout=60,
+            check=False,
+        )
+        return list(json.loads(done.stdout)["scans"])
+
+    assert decode()[0]["error"] == "invalid_code"  # not registered: no secret
+    give_qr_secret(state, secret)
+    assert decode() == [{"kind": "member", "card": CARD, "source": "qr_dynamic"}]
