@@ -51,7 +51,9 @@ def _render_status(result: Result) -> str:
     ]
     problem = result.get("journal_problem")
     if problem:
-        lines.append(f"JOURNAL DAMAGED, writes refused ({problem['error']}): {problem['message']}")
+        cloned = problem["error"] == "till_restored_from_backup"
+        what = "RESTORED FROM BACKUP OR CLONED" if cloned else "JOURNAL DAMAGED"
+        lines.append(f"{what}, writes refused ({problem['error']}): {problem['message']}")
     for reader in result["readers"]:
         lines.append(
             f"reader {reader['path']}: {reader['state']}, {reader['scans']} scans, "

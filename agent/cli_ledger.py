@@ -256,12 +256,14 @@ def _qr(ctx: Context) -> Result:
     ledger = open_ledger(ctx)
     try:
         card = ledger.member_card(ctx.args.member)
-        secret = ledger.config.qr_secret
+        secret = ledger.secrets.qr()
     finally:
         ledger.close()
     if secret is None:
         raise LedgerError(
-            "qr_not_configured", "qr: no qr_secret in the configuration: dynamic codes are off"
+            "qr_not_configured",
+            "qr: this till has no QR secret: it comes from HQ at `register`; dynamic codes "
+            "are off until then",
         )
     payload, valid_until = make_dynamic_code(card, secret, time.time())
     until = dt.datetime.fromtimestamp(valid_until, dt.UTC).isoformat().replace("+00:00", "Z")

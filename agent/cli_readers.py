@@ -8,12 +8,14 @@ keyboard-wedge reader (``--from evtest``, US layout unless ``--layout``).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from dataclasses import replace
 from pathlib import Path
 
 from agent.commands import Command, Context, Result
 from agent.config import load_config
+from agent.till_secrets import SECRETS_FILE, TillSecrets
 from drivers.cards import DEFAULT_POLICY, CardPolicy
 from drivers.decoder import DecoderSettings, decode_events, decode_stream
 from drivers.layouts import LAYOUTS
@@ -50,9 +52,18 @@ def _decode(ctx: Context) -> Result:
     config = load_config(ctx.config_path)
     data = read_capture(Path(args.file), "--file") if args.file else sys.stdin.buffer.read()
     scans = decode_capture(
-        data, args.source, config.cards, config.qr_secret, lrc=args.lrc, layout=args.layout
+        data, args.source, config.cards, _qr_secret(ctx.state_dir), lrc=args.lrc, layout=args.layout
     )
     return {"scans": scans}
+
+
+def _qr_secret(state_dir: Path) -> bytes | None:
+    """The till's QR secret if this user may read it (the agent's user): another
+    user decodes dynamic codes as ``invalid_code``, like a till not registered."""
+    path = state_dir / SECRETS_FILE
+    if not os.access(path, os.R_OK):
+        return None
+    return TillSecrets(state_dir).qr()
 
 
 def _render_scans(result: Result) -> str:

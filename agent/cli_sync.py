@@ -44,6 +44,15 @@ def _init_args(parser: argparse.ArgumentParser) -> None:
     key_arg(parser)
 
 
+def _hq_init_args(parser: argparse.ArgumentParser) -> None:
+    _init_args(parser)
+    parser.add_argument(
+        "--qr-secret-file",
+        help="the chain's existing QR secret (what agent.toml's qr_secret was), kept 0600 "
+        "beside HQ's key; without it HQ derives one from its key",
+    )
+
+
 def _with_store(
     action: Callable[[HQStore, argparse.Namespace], Result],
 ) -> Callable[[Context], Result]:
@@ -109,8 +118,14 @@ def _hq_init(store: HQStore, args: argparse.Namespace) -> Result:
     from sync.keys import device_id_for
 
     public = init_hq(store)
-    key = key_path(store, device_id_for(load_key(store).public_key()))
-    return {"db": args.db, "hq_public_key": public, "key": str(key)}
+    signing = load_key(store)
+    key = key_path(store, device_id_for(signing.public_key()))
+    result = {"db": args.db, "hq_public_key": public, "key": str(key)}
+    if args.qr_secret_file:
+        from sync.hq_keyfile import keep_qr_secret
+
+        result["qr_secret"] = str(keep_qr_secret(store, signing, Path(args.qr_secret_file)))
+    return result
 
 
 def _add_device_args(parser: argparse.ArgumentParser) -> None:
@@ -260,7 +275,7 @@ COMMANDS = [
         "hq init",
         "create HQ's database schema and signing key file",
         _with_store(_hq_init),
-        _init_args,
+        _hq_init_args,
     ),
     Command(
         "hq add-device",

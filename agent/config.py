@@ -19,6 +19,11 @@ _MOVED = {
     "phone_pepper": "phone_pepper: no longer read from the configuration, which the POS "
     "group can read: the chain's phone pepper comes from HQ at `register` and is kept in "
     'STATE/secrets.json (0600); remove the key (docs/sync.md, "Phone numbers")',
+    "qr_secret": "qr_secret: no longer read from the configuration, which the POS group "
+    "can read (anyone there could mint a member's phone code): the chain's QR secret "
+    "comes from HQ at `register` and is kept in STATE/secrets.json (0600); a chain whose "
+    "phones already make codes under this secret gives it to `tillpoints hq init "
+    '--qr-secret-file`; remove the key (docs/sync.md, "The QR secret")',
 }
 
 # Programme card lengths a chain may configure: 8 leaves room for an e-card block and
@@ -34,7 +39,6 @@ _KEYS = {
     "card_prefixes",
     "card_length",
     "card_luhn",
-    "qr_secret",
 }
 
 
@@ -46,8 +50,6 @@ class Config:
     socket: str = "/run/tillpoints/agent.sock"
     readers: tuple[ReaderConfig, ...] = ()
     cards: CardPolicy = field(default_factory=CardPolicy)
-    # The chain's key for dynamic member QR codes (docs/readers.md); None: static only.
-    qr_secret: bytes | None = None
 
 
 def load_config(path: Path) -> Config:
@@ -68,7 +70,7 @@ def parse_config(document: dict[str, Any], where: str = "config") -> Config:
     if unknown:
         raise InvalidInput("invalid_config", f"{where}: {unknown[0]}: unknown key")
     strings: dict[str, str | None] = {}
-    for key in ("store", "till", "hq_url", "socket", "qr_secret"):
+    for key in ("store", "till", "hq_url", "socket"):
         if key in document and not (isinstance(document[key], str) and document[key]):
             raise InvalidInput("invalid_config", f"{where}: {key}: must be a non-empty string")
         strings[key] = document.get(key)
@@ -97,9 +99,6 @@ def parse_config(document: dict[str, Any], where: str = "config") -> Config:
     luhn = document.get("card_luhn", True)
     if type(luhn) is not bool:
         raise InvalidInput("invalid_config", f"{where}: card_luhn: must be true or false")
-    qr_secret = strings["qr_secret"]
-    if qr_secret is not None and len(qr_secret) < 16:
-        raise InvalidInput("invalid_config", f"{where}: qr_secret: at least 16 characters")
     return Config(
         store=strings["store"],
         till=strings["till"],
@@ -114,7 +113,6 @@ def parse_config(document: dict[str, Any], where: str = "config") -> Config:
             luhn=luhn,
             other_lengths=tuple(lengths[1:]),
         ),
-        qr_secret=qr_secret.encode() if qr_secret else None,
     )
 
 

@@ -34,6 +34,7 @@ from agent.http import serve_connection
 from agent.integrity import JournalDamaged, check_unsynced
 from agent.ledger import DB_FILE, Ledger
 from agent.notify import Notifier
+from agent.till_secrets import TillSecrets
 from drivers.errors import DriverError
 from drivers.lifecycle import CONNECTED, ReaderState
 from drivers.reader_base import ReaderThread
@@ -113,6 +114,21 @@ def check_journal(ledger: Ledger) -> None:
     logger.error("%s", ledger.write_refusal.message)
 
 
+def _qr_source(secrets: TillSecrets) -> Callable[[], bytes | None]:
+    """The chain's QR secret for one reader thread, read again when the secrets
+    file changes (a registration while the agent runs); a broken file turns
+    dynamic codes off (``qr_not_configured``) and is logged, the reader goes on."""
+
+    def current() -> bytes | None:
+        try:
+            return secrets.qr()
+        except LedgerError as error:
+            logger.error("dynamic codes off: %s", error.message)
+            return None
+
+    return current
+
+
 class TillAgent:
     def __init__(
         self,
@@ -163,7 +179,8 @@ class TillAgent:
 
     def _start_readers(self) -> None:
         for config in self.config.readers:
-            settings = config.decoder_settings(self.config.cards, self.config.qr_secret)
+            source = _qr_source(TillSecrets(self.state_dir))
+            settings = config.decoder_settings(self.config.cards, qr_source=source)
             reader = make_reader(
                 config, self._scan_from_thread, settings=settings, on_state=self._state_from_thread
             )
@@ -383,6 +400,7 @@ def ledger_status(ledger: Ledger, now: float) -> dict[str, Any]:
     # A clock behind the newest entry (with 5 minutes of slack) has been set back.
     clock_ok = now >= last_entry - 300 and now > dt.datetime(2024, 1, 1).timestamp()
     size = (ledger.state_dir / DB_FILE).stat().st_size
+    refusal = ledger.refusal()
     wal = ledger.state_dir / (DB_FILE + "-wal")
     return {
         "store": ledger.store_id,
@@ -395,9 +413,10 @@ def ledger_status(ledger: Ledger, now: float) -> dict[str, Any]:
         "last_sync": synced.get("last_download"),
         "clock_ok": clock_ok,
         "clock": dt.datetime.fromtimestamp(now, dt.UTC).isoformat(timespec="seconds"),
-        # False when the start-up check failed: every write is refused, and why.
-        "journal_ok": ledger.write_refusal is None,
-        **({"journal_problem": ledger.write_refusal.as_json()} if ledger.write_refusal else {}),
+        # False when the start-up check failed or `sync` found the till restored or
+        # cloned: every write is refused, and why.
+        "journal_ok": refusal is None,
+        **({"journal_problem": refusal.as_json()} if refusal else {}),
     }
 
 

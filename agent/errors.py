@@ -41,6 +41,13 @@ class Refused(LedgerError):
     http_status = 409
 
 
+class TillRestored(Refused):
+    """Writes refused because ``sync`` found this till restored from a backup or
+    cloned (exit 3; the local API answers 503: this till can never record again)."""
+
+    http_status = 503
+
+
 class VerificationFailed(LedgerError):
     """A log or signature does not verify (exit 4)."""
 

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import fields, till_secrets
 from agent.config import Config
-from agent.errors import InvalidInput, LedgerError, Refused
+from agent.errors import InvalidInput, LedgerError, Refused, TillRestored
 from agent.integrity import ENTRY_COLUMNS, entry_from_row
 from agent.ledger_numbers import LedgerNumbers
 from agent.ledger_offers import LedgerOffers
@@ -42,7 +42,7 @@ from agent.ledger_refunds import LedgerRefunds
 from agent.money import format_amount
 from agent.projection import Effects, apply, result_text
 from agent.rules import Rules, default_rules_text, load_rules_text
-from agent.store import Store, storage_error
+from agent.store import RESTORED_KEY, Store, storage_error
 from agent.till_secrets import SECRETS_FILE, TillSecrets
 from sync.chain import GENESIS_PREV, Entry, canonical, sign_draft
 from sync.keys import device_id_for, public_key_text, read_private_key, write_private_key
@@ -58,6 +58,22 @@ Record = Callable[[str, str | None, dict[str, Any], Decide | None, Finish | None
 
 def local_now() -> dt.datetime:
     return dt.datetime.now().astimezone()
+
+
+def restored_refusal(conn: sqlite3.Connection) -> LedgerError | None:
+    """The refusal of every write once ``sync`` found this till restored or cloned."""
+    row = conn.execute("SELECT value FROM sync_state WHERE key = ?", (RESTORED_KEY,)).fetchone()
+    if row is None:
+        return None
+    return TillRestored(
+        "till_restored_from_backup",
+        f"`tillpoints sync` found this till restored from a backup or cloned ({row[0]}): "
+        "HQ holds another history for its device, so nothing recorded here could ever be "
+        "uploaded. Nothing can be recorded; reads still work. Recover by moving the state "
+        "directory aside, `tillpoints init` and `register` with a fresh token "
+        '(docs/sync.md, "A till restored from backup")',
+        {"found": str(row[0])},
+    )
 
 
 class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
@@ -77,7 +93,8 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
             ) from None
         self.rules: Rules = load_rules_text(rules_text, str(state_dir / RULES_FILE))
         # Set when the journal failed its check (``agent.daemon.check_journal``):
-        # every write is refused with it, reads still work.
+        # every write is refused with it, reads still work (so is every write of a
+        # till found restored or cloned: ``refusal``).
         self.write_refusal: LedgerError | None = None
         self.device_id = self.store.meta("device_id") or ""
         self.store_id = self.store.meta("store") or ""
@@ -146,6 +163,11 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
     def close(self) -> None:
         self.store.close()
 
+    def refusal(self) -> LedgerError | None:
+        """Why every write is refused now, if it is: the journal failed its check, or
+        ``sync`` found this till restored from a backup or cloned."""
+        return self.write_refusal or restored_refusal(self.store.conn)
+
     @property
     def public_key(self) -> str:
         return self.store.meta("public_key") or ""
@@ -171,6 +193,10 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
             raise type(refusal)(refusal.code, refusal.message, dict(refusal.details))
         try:
             with self.store.transaction() as conn:
+                # Under the write lock: `sync` (another process) may have just found it.
+                restored = restored_refusal(conn)
+                if restored is not None:
+                    raise restored
                 if decide is not None:
                     facts = {**facts, **decide(conn)}
                 if facts.get("replayed"):

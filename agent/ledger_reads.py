@@ -118,9 +118,7 @@ class LedgerReads:
     def _dynamic_card(self, payload: str) -> str:
         """The card inside a member's rotating phone code, once its signature and time
         window check out (docs/readers.md)."""
-        scan = verify_dynamic_code(
-            payload, self.config.qr_secret, time.time(), self.config.cards, 0.0
-        )
+        scan = verify_dynamic_code(payload, self.secrets.qr(), time.time(), self.config.cards, 0.0)
         if scan.kind == "member" and scan.card is not None:
             return scan.card
         code = scan.error or "invalid_code"

@@ -52,7 +52,10 @@ def _answers(required: list[str]) -> dict[str, Any]:
 
 def _post(summary: str, body: dict[str, Any], required: list[str]) -> dict[str, Any]:
     error = {"description": "error", "content": {"application/json": {"schema": _ERROR}}}
-    unverified = "journal_unverified: the journal failed the agent's start-up check"
+    unverified = (
+        "journal_unverified: the journal failed the agent's start-up check; "
+        "till_restored_from_backup: `sync` found this till restored from a backup or cloned"
+    )
     return {
         "post": {
             "summary": summary,

@@ -27,6 +27,10 @@ from sync.till_offers import migrate_005_offers
 from sync.till_schema import migrate_002_sync, migrate_006_forget_phones
 
 BUSY_TIMEOUT_MS = 10_000
+# sync_state's key set by `tillpoints sync` when HQ's head shows this journal is a
+# restored backup or a clone (sync.till_sync._report_fork); never cleared: every
+# write is refused from then on (agent.ledger.restored_refusal).
+RESTORED_KEY = "restored_from_backup"
 # Less free space than this on the ledger's filesystem means a failed write was the
 # disk filling up (SQLite reports a full disk as SQLITE_FULL or, when the WAL index
 # cannot grow, as a plain "disk I/O error").

@@ -1,16 +1,18 @@
 """The till's secrets file: ``STATE/secrets.json``, 0600, owned by the agent's user.
 
-It holds the phone pepper(s) (``agent.fields.PhonePepper``), never
-``agent.toml``, which the POS group reads. ``init`` writes a random pepper of the
-till's own (nothing shared or default: a till that never registers has keys no
-other till can make). ``register`` replaces it with the chain's pepper and cost
-from HQ's signed registration answer; if members were already enrolled under the
-till's own pepper, that one is kept after it, so the till still finds them by
-phone (their keys are never comparable with other stores': HQ's duplicate
-enrolment alert does not see them).
+It holds the phone pepper(s) (``agent.fields.PhonePepper``) and, once the till
+registered, the chain's QR secret (``drivers.codes``: whoever holds it can mint a
+valid dynamic member code for any card), never ``agent.toml``, which the POS group
+reads. A till that never registered has no QR secret: dynamic codes are off.
+``init`` writes a random pepper of the till's own (nothing shared or default: a
+till that never registers has keys no other till can make). ``register`` replaces
+it with the chain's pepper and cost from HQ's signed registration answer; if
+members were already enrolled under the till's own pepper, that one is kept after
+it, so the till still finds them by phone (their keys are never comparable with
+other stores': HQ's duplicate enrolment alert does not see them).
 
 The file is read again whenever it changes on disk, so an agent that is running
-while ``register`` runs uses the chain's pepper from then on. A secrets file that
+while ``register`` runs uses the chain's pepper and QR secret from then on. A secrets file that
 other users can read is refused, like ssh refuses such a key.
 """
 
@@ -31,12 +33,15 @@ from sync.keys import readable_by_others, replace_secret, write_secret
 SECRETS_FILE = "secrets.json"
 
 
-def _document(peppers: list[tuple[PhonePepper, str]]) -> bytes:
+def _document(peppers: list[tuple[PhonePepper, str]], qr: bytes | None = None) -> bytes:
     phone = [
         {"pepper": base64.b64encode(p.pepper).decode("ascii"), "cost": p.cost, "from": source}
         for p, source in peppers
     ]
-    return json.dumps({"version": 1, "phone": phone}, indent=1).encode("utf-8") + b"\n"
+    document: dict[str, Any] = {"version": 1, "phone": phone}
+    if qr is not None:
+        document["qr"] = base64.b64encode(qr).decode("ascii")
+    return json.dumps(document, indent=1).encode("utf-8") + b"\n"
 
 
 def create(state_dir: Path, cost: int = PHONE_COST) -> None:
@@ -64,6 +69,17 @@ def parse_phone(value: Any, where: str) -> PhonePepper:
     return PhonePepper(pepper, cost)
 
 
+def parse_qr(value: Any, where: str) -> bytes:
+    """The chain's QR secret as base64, from the file or from HQ: 16 to 64 bytes."""
+    try:
+        secret = base64.b64decode(str(value), validate=True)
+    except (binascii.Error, ValueError):
+        raise ValueError(f"{where}: not base64") from None
+    if not 16 <= len(secret) <= 64:
+        raise ValueError(f"{where}: not 16 to 64 bytes")
+    return secret
+
+
 class TillSecrets:
     """The secrets file of one state directory, re-read when it changes."""
 
@@ -71,6 +87,12 @@ class TillSecrets:
         self.path = state_dir / SECRETS_FILE
         self._seen: tuple[int, int, int] | None = None
         self._phone: tuple[PhonePepper, ...] = ()
+        self._qr: bytes | None = None
+
+    def qr(self) -> bytes | None:
+        """The chain's QR secret; None before the till registered (dynamic codes off)."""
+        self.phone()
+        return self._qr
 
     def phone(self) -> tuple[PhonePepper, ...]:
         """The current pepper first, then any earlier one still needed for lookups."""
@@ -78,7 +100,7 @@ class TillSecrets:
             info = os.stat(self.path)
             seen = (info.st_ino, info.st_mtime_ns, info.st_size)
             if seen != self._seen:
-                self._phone, self._seen = self._load(), seen
+                (self._phone, self._qr), self._seen = self._load(), seen
         except FileNotFoundError:
             # A state directory made before this file existed: a pepper of its own now.
             try:
@@ -92,7 +114,7 @@ class TillSecrets:
             raise self._broken(error) from None
         return self._phone
 
-    def _load(self) -> tuple[PhonePepper, ...]:
+    def _load(self) -> tuple[tuple[PhonePepper, ...], bytes | None]:
         if readable_by_others(self.path):
             raise LedgerError(
                 "insecure_secrets",
@@ -102,21 +124,29 @@ class TillSecrets:
             document = json.loads(self.path.read_text("utf-8"))
             peppers = document["phone"]
             parsed = tuple(parse_phone(item, f"phone[{n}]") for n, item in enumerate(peppers))
+            qr = None if document.get("qr") is None else parse_qr(document["qr"], "qr")
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise self._broken(error) from None
         if not parsed:
             raise self._broken(ValueError("no phone pepper"))
-        return parsed
+        return parsed, qr
 
     def _broken(self, error: Exception) -> LedgerError:
         return LedgerError("broken_state", f"{self.path}: cannot be used: {error}")
 
 
-def adopt_chain(state_dir: Path, chain: PhonePepper, keep_own: bool) -> None:
+def adopt_chain(
+    state_dir: Path, chain: PhonePepper | None, keep_own: bool, qr: bytes | None = None
+) -> None:
     """``register``: the chain's pepper becomes current; the till's own is kept
-    after it only when members were enrolled under it (``keep_own``)."""
-    current = TillSecrets(state_dir).phone()
-    peppers = [(chain, "hq")]
-    if keep_own:
-        peppers += [(pepper, "till") for pepper in current if pepper != chain]
-    replace_secret(state_dir / SECRETS_FILE, _document(peppers))
+    after it only when members were enrolled under it (``keep_own``). The chain's
+    QR secret (``qr``) replaces any earlier one. ``None``: that part is left as is."""
+    secrets_now = TillSecrets(state_dir)
+    current = secrets_now.phone()
+    if chain is None:
+        peppers = [(pepper, "till") for pepper in current]
+    else:
+        peppers = [(chain, "hq")]
+        if keep_own:
+            peppers += [(pepper, "till") for pepper in current if pepper != chain]
+    replace_secret(state_dir / SECRETS_FILE, _document(peppers, qr or secrets_now.qr()))

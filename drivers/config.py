@@ -47,7 +47,10 @@ class ReaderConfig:
     speed: float = 1.0
 
     def decoder_settings(
-        self, policy: CardPolicy = DEFAULT_POLICY, qr_secret: bytes | None = None
+        self,
+        policy: CardPolicy = DEFAULT_POLICY,
+        qr_secret: bytes | None = None,
+        qr_source: Callable[[], bytes | None] | None = None,
     ) -> DecoderSettings:
         """Serial readers print a sign-on line when opened; keyboards never do."""
         signon = self.signon_ms
@@ -56,6 +59,7 @@ class ReaderConfig:
         return DecoderSettings(
             policy=policy,
             qr_secret=qr_secret,
+            qr_source=qr_source,
             lrc=self.lrc,
             prefix=self.prefix.encode("ascii"),
             suffix=self.suffix.encode("ascii"),

@@ -59,6 +59,9 @@ class DecoderSettings:
 
     policy: CardPolicy = DEFAULT_POLICY
     qr_secret: bytes | None = field(default=None, repr=False)
+    # Asked for the QR secret at each code instead, when given: the agent's readers
+    # follow the till's secrets file, so a registration takes effect without a restart.
+    qr_source: Callable[[], bytes | None] | None = field(default=None, repr=False, compare=False)
     lrc: bool = False
     prefix: bytes = b""
     suffix: bytes = b""
@@ -212,7 +215,8 @@ class ScanDecoder:
         if headless_track(text, s.lrc):
             code = failure(UNREADABLE, now, "garbled")
         else:
-            code = decode_code(text, s.policy, s.qr_secret, self._wall_clock(), now)
+            secret = s.qr_source() if s.qr_source is not None else s.qr_secret
+            code = decode_code(text, s.policy, secret, self._wall_clock(), now)
         done.append(code)
         return self._emit(done)
 

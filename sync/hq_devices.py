@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from agent.fields import PHONE_COST
 from sync.chain import GENESIS_PREV
 from sync.errors import invalid, refused, unverified
-from sync.hq_keyfile import create_key, load_key
+from sync.hq_keyfile import create_key, load_key, read_qr_secret
 from sync.hqdb import HQStore, Tx
 from sync.keys import device_id_for, load_public_key, public_key_text
 from sync.protocol import (
@@ -89,6 +89,20 @@ def chain_phone(store: HQStore, key: Ed25519PrivateKey) -> dict[str, Any]:
         "pepper": base64.b64encode(pepper).decode("ascii"),
         "cost": int(row[0]) if row else PHONE_COST,
     }
+
+
+QR_LABEL = b"tillpoints chain qr secret v1"
+
+
+def chain_qr(store: HQStore, key: Ed25519PrivateKey) -> str:
+    """The chain's QR secret (``drivers.codes``) as a till receives it at
+    registration, base64: the one an operator gave ``hq init --qr-secret-file`` if
+    the chain already issued codes under it (kept 0600 beside HQ's key,
+    ``sync.hq_keyfile.qr_secret_path``), else derived from HQ's key like the
+    phone pepper, under its own label."""
+    given = read_qr_secret(store, key)
+    secret = given if given is not None else hashlib.sha256(key.sign(QR_LABEL)).digest()
+    return base64.b64encode(secret).decode("ascii")
 
 
 def add_device(
@@ -174,6 +188,7 @@ def register(
         "registered_at": utc_text(now),
         "ecard_block": block,
         "phone": chain_phone(store, key),
+        "qr_secret": chain_qr(store, key),
     }
     return signed(key, RECEIPT_TAG, receipt)
 

@@ -19,6 +19,11 @@ An HSM: every signature HQ makes goes through the object ``load_key`` returns
 (its ``sign(data)`` and ``public_key()``); Ed25519 signing is deterministic, so a
 PKCS#11 object with those two methods can stand in for the file (docs/sync.md).
 
+The chain's QR secret is derived from the key (``sync.hq_devices.chain_qr``)
+unless an operator gave one to ``hq init --qr-secret-file`` (a chain whose members'
+phones already make codes under an older secret): it is kept beside the key file,
+``hq-signing.key`` -> ``hq-signing.qr-secret``, 0600 too (``qr_secret_path``).
+
 Migration ``006_key_file`` moves the key of a database made by an earlier version
 (``hq_meta`` ``signing_key``) out to the file and deletes it from the table.
 """
@@ -134,9 +139,14 @@ def _write(path: Path, key: Ed25519PrivateKey) -> None:
 
 
 def move_key_out(store: HQStore) -> None:
-    """Migration ``006_key_file``: the key an earlier version kept in ``hq_meta`` goes
-    to its file (0600) and is deleted from the table, in one transaction; a file that
-    already holds another key stops it, with nothing changed."""
+    """The chain's QR secret is derived from the key (``sync.hq_devices.chain_qr``)
+    unless an operator gave one to ``hq init --qr-secret-file`` (a chain whose members'
+    phones already make codes under an older secret): it is kept beside the key file,
+    ``hq-signing.key`` -> ``hq-signing.qr-secret``, 0600 too (``qr_secret_path``).
+
+    Migration ``006_key_file``: the key an earlier version kept in ``hq_meta`` goes
+        to its file (0600) and is deleted from the table, in one transaction; a file that
+        already holds another key stops it, with nothing changed."""
     with store.write() as tx:
         if store.dialect == "postgresql":
             tx.run(f"SELECT pg_advisory_xact_lock({MIGRATION_LOCK})")
@@ -183,3 +193,66 @@ def _scrub(store: HQStore) -> None:
 
     with contextlib.suppress(psycopg.Error), psycopg.connect(store.url, autocommit=True) as conn:
         conn.execute("VACUUM FULL hq_meta")
+
+
+# What an operator may give as the chain's QR secret: what agent.toml's qr_secret
+# accepted (at least 16 characters), at most what a till's secrets file takes.
+QR_SECRET_BYTES = (16, 64)
+
+
+def qr_secret_path(store: HQStore, key: Ed25519PrivateKey) -> Path:
+    return key_path(store, device_id_for(key.public_key())).with_suffix(".qr-secret")
+
+
+def _qr_bytes(text: bytes, where: str) -> bytes:
+    secret = text.rstrip(b"\r\n")
+    low, high = QR_SECRET_BYTES
+    if not low <= len(secret) <= high:
+        raise SyncError(
+            "invalid_qr_secret",
+            f"{where}: the QR secret is not {low} to {high} bytes",
+            exit_status=2,
+        )
+    return secret
+
+
+def read_qr_secret(store: HQStore, key: Ed25519PrivateKey) -> bytes | None:
+    """The QR secret an operator gave ``hq init``, or None: HQ derives it."""
+    path = qr_secret_path(store, key)
+    try:
+        if readable_by_others(path):
+            raise SyncError(
+                "hq_key_insecure", f"{path} is readable by other users: chmod 600 {path}"
+            )
+        return _qr_bytes(path.read_bytes(), str(path))
+    except FileNotFoundError:
+        return None
+    except OSError as error:
+        raise SyncError("hq_key_unreadable", f"{path}: cannot be read: {error}") from None
+
+
+def keep_qr_secret(store: HQStore, key: Ed25519PrivateKey, source: Path) -> Path:
+    """``hq init --qr-secret-file``: the chain's existing QR secret (the text that was
+    agent.toml's ``qr_secret``), copied 0600 beside HQ's key; tills get it when they
+    register. A different one already kept is not replaced."""
+    try:
+        secret = _qr_bytes(source.read_bytes(), str(source))
+    except OSError as error:
+        raise SyncError(
+            "invalid_qr_secret", f"{source}: cannot be read: {error}", exit_status=2
+        ) from None
+    path = qr_secret_path(store, key)
+    kept = read_qr_secret(store, key)
+    if kept is not None:
+        if kept != secret:
+            raise SyncError(
+                "qr_secret_exists",
+                f"{path} already holds another QR secret: tills registered since use it",
+                exit_status=3,
+            )
+        return path
+    try:
+        write_secret(path, secret)
+    except OSError as error:
+        raise SyncError("hq_key_unwritable", f"cannot write {path}: {error}") from None
+    return path

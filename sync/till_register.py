@@ -16,7 +16,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.store import Store
-from agent.till_secrets import adopt_chain, parse_phone
+from agent.till_secrets import adopt_chain, parse_phone, parse_qr
 from sync.client import HQClient, Signer, check_url
 from sync.errors import SyncError, refused, unverified
 from sync.keys import load_public_key, public_key_text, read_private_key, write_private_key
@@ -115,20 +115,21 @@ def register_till(
 
 
 def adopt_phone(state_dir: Path, store: Store, receipt: dict[str, Any]) -> None:
-    """Keep the chain's phone pepper and cost from HQ's verified registration answer
-    in the till's secrets file (``agent.till_secrets``); the till's own pepper stays
-    after it if members were enrolled under it. An HQ that sends none leaves the
-    till's own pepper in place."""
-    phone = receipt.get("phone")
-    if phone is None:
+    """Keep the chain's phone pepper and cost, and its QR secret, from HQ's verified
+    registration answer in the till's secrets file (``agent.till_secrets``); the
+    till's own pepper stays after it if members were enrolled under it. An HQ that
+    sends none leaves the till's own pepper in place (and no QR secret)."""
+    phone, qr = receipt.get("phone"), receipt.get("qr_secret")
+    if phone is None and qr is None:
         return
     try:
-        chain = parse_phone(phone, "phone")
+        chain = None if phone is None else parse_phone(phone, "phone")
+        secret = None if qr is None else parse_qr(qr, "qr_secret")
     except ValueError as error:
         raise unverified("bad_receipt", f"register: HQ's {error}") from None
     enrolled = store.conn.execute("SELECT EXISTS (SELECT 1 FROM members)").fetchone()[0]
     try:
-        adopt_chain(state_dir, chain, keep_own=bool(enrolled))
+        adopt_chain(state_dir, chain, keep_own=bool(enrolled), qr=secret)
     except OSError as error:
         raise SyncError("storage_error", f"cannot write {state_dir}'s secrets: {error}") from None
 

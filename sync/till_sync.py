@@ -26,6 +26,7 @@ so no run can spin on the same answer.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import sqlite3
 import threading
@@ -40,12 +41,12 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.integrity import check_unsynced
-from agent.store import Store
+from agent.store import RESTORED_KEY, Store
 from sync.chain import FORMAT_VERSION
 from sync.client import HQClient, Reply, RetryPolicy, Signer
 from sync.errors import SyncError, refused, unverified
 from sync.keys import load_public_key
-from sync.protocol import ACK_TAG, DELTA_TAG, HEAD_TAG, Ack, open_signed
+from sync.protocol import ACK_TAG, DELTA_TAG, HEAD_TAG, Ack, open_signed, utc_text
 from sync.till_offers import apply_offers
 from sync.till_register import error_from, open_till, transport_key
 
@@ -212,6 +213,13 @@ def _report_fork(session: _Session, seq: int, message: str) -> SyncError:
     transport key, and says only where this journal stands: its entry ``seq``
     (its own head, or the one at HQ's head) and its head. HQ checks it against
     the entries it holds."""
+    # Remembered first, whatever HQ answers: every write is refused from now on
+    # (agent.ledger.restored_refusal), since nothing recorded here could be uploaded.
+    with session.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO sync_state (key, value) VALUES (?, ?) ON CONFLICT(key) DO NOTHING",
+            (RESTORED_KEY, utc_text(dt.datetime.now(dt.UTC))),
+        )
     report = {
         "device": session.device,
         "seq": seq,
@@ -233,8 +241,9 @@ def _report_fork(session: _Session, seq: int, message: str) -> SyncError:
             if told
             else f"HQ could not be told{why}; the next run tries again. "
         )
-        + "Recover by moving the state directory aside, `tillpoints init` and `register` "
-        "as a new chain with a fresh token (docs/sync.md, 'A till restored from backup').",
+        + "This till now refuses to record anything. Recover by moving the state "
+        "directory aside, `tillpoints init` and `register` as a new chain with a fresh "
+        "token (docs/sync.md, 'A till restored from backup').",
         fork_reported=told,
     )
 

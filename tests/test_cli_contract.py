@@ -15,6 +15,7 @@ import pytest
 from agent.cli import _commands, build_parser
 from drivers.codes import make_dynamic_code
 from tests.conftest import REPO
+from tests.secrets_helpers import give_qr_secret
 
 CARD = "9900835840532866"
 OTHER = "9900568732746027"
@@ -251,7 +252,7 @@ def test_every_contract_command_exists_and_is_in_the_readme() -> None:
 
 
 def test_qr_codes_work_as_member_references(till, tmp_path: Path) -> None:
-    (tmp_path / "absent.toml").write_text('qr_secret = "a-chain-secret-for-tests"\n')
+    give_qr_secret(tmp_path / "till", b"a-chain-secret-for-tests")
     code = till("qr", "--member", CARD)
     assert code.status == 0 and code.json["payload"].startswith("TP1.")
     assert code.json["valid_until"].endswith("Z")

@@ -30,7 +30,6 @@ store = "S001"
 till = "T01"
 socket = "/run/tillpoints/agent.sock"
 card_prefixes = ["9900", "9901"]
-qr_secret = "a-chain-secret-of-some-length"
 
 [[reader]]
 kind = "serial"
@@ -40,7 +39,7 @@ baudrate = 19200
         )
     )
     assert config.store == "S001" and config.cards.prefixes == ("9900", "9901")
-    assert config.readers[0].baudrate == 19200 and config.qr_secret is not None
+    assert config.readers[0].baudrate == 19200
 
 
 @pytest.mark.parametrize(

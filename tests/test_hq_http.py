@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from agent.errors import Refused
 from agent.ledger import Ledger
 from sync.client import HQClient, Signer
 from sync.hq_devices import add_device
@@ -200,7 +201,10 @@ def test_a_till_restored_from_backup_refuses_to_fork(
     shutil.copytree(backup, state)
     code, answer = cli(state, "sync")  # behind HQ
     assert (code, answer["error"]) == (3, "restored_from_backup")
-    _earn(state, 3, member)  # and now a different history past the backup point
+    # It remembers: no different history past the backup point can be started.
+    with pytest.raises(Refused) as refused:
+        _earn(state, 3, member)
+    assert refused.value.code == "till_restored_from_backup"
     code, answer = cli(state, "sync")
     assert (code, answer["error"]) == (3, "restored_from_backup")
     assert "new chain" in answer["message"] and answer["fork_reported"] is True
