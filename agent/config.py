@@ -1,4 +1,4 @@
-"""The till's configuration (CONTRACT.md, "Configuration"): one typed schema, loaded
+"""The till's configuration (docs/contract.md, "Configuration"): one typed schema, loaded
 once. Unknown keys and bad values are refused with the key's name; a missing file
 means the defaults."""
 
