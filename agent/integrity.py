@@ -4,7 +4,7 @@ uploads) run before they trust the ledger file.
 ``log verify`` walks the whole journal: every signature, then the balances. This
 check is bounded by what HQ does not hold yet: it walks from the entry HQ last
 acknowledged (or from the first entry, if HQ has acknowledged none) to the end
-with ``sync.judge.verify_fresh`` (sequence, links and hashes of every entry, the
+with ``sync.chain.walk_chain`` (sequence, links and hashes of every entry, the
 signature at the end of each key's run, rotations followed), then compares:
 
 - the walked entry at the acknowledged sequence with the hash HQ acknowledged,
@@ -22,8 +22,7 @@ import sqlite3
 from typing import Any
 
 from agent.errors import VerificationFailed
-from sync.chain import GENESIS_PREV, ChainReport, Entry
-from sync.judge import verify_fresh
+from sync.chain import GENESIS_PREV, ChainReport, Entry, walk_chain
 from sync.keys import device_id_for, load_public_key, public_key_text
 
 
@@ -82,9 +81,16 @@ def check_unsynced(conn: sqlite3.Connection) -> ChainReport:
         entries = _entries(device, chunk)
         if isinstance(entries, ChainReport):
             return entries
-        report, key, _ = verify_fresh(
-            entries, key, device=device, start_seq=report.head_seq + 1, start_prev=report.head
+        walk = walk_chain(
+            entries,
+            key,
+            signatures="run_ends",
+            rotations=True,
+            device=device,
+            start_seq=report.head_seq + 1,
+            start_prev=report.head,
         )
+        report, key = walk.report, walk.key
         if not report.ok:
             return report
         count += report.entries
