@@ -17,12 +17,23 @@ and ``hq verify``'s to find. Reads only; the caller decides what a failure means
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
+from dataclasses import dataclass
 from typing import Any
 
 from agent.errors import VerificationFailed
-from sync.chain import GENESIS_PREV, ChainReport, Entry, walk_chain
+from sync.chain import (
+    GENESIS_PREV,
+    KEY_ROTATE,
+    ChainReport,
+    Entry,
+    canonical_digest,
+    seal,
+    stored_digest,
+    walk_chain,
+)
 from sync.keys import device_id_for, load_public_key, public_key_text
 
 
@@ -78,18 +89,19 @@ def check_unsynced(conn: sqlite3.Connection) -> ChainReport:
     rows = conn.execute(f"{ENTRY_COLUMNS} WHERE seq >= ? ORDER BY seq", (start,))
     report, count = ChainReport(True, 0, prev, start - 1), 0
     while chunk := rows.fetchmany(CHUNK):  # bounded memory, however long the walk
-        entries = _entries(device, chunk)
-        if isinstance(entries, ChainReport):
-            return entries
-        walk = walk_chain(
-            entries,
-            key,
-            signatures="run_ends",
-            rotations=True,
-            device=device,
-            start_seq=report.head_seq + 1,
-            start_prev=report.head,
-        )
+        try:
+            walk = walk_chain(
+                [_stored(device, row) for row in chunk],
+                key,
+                signatures="run_ends",
+                rotations=True,
+                device=device,
+                start_seq=report.head_seq + 1,
+                start_prev=report.head,
+                encode=_encode,
+            )
+        except _NotAnObject as error:
+            return _broken(error.seq - 1, "", error.seq, "the entry's body is not a JSON object")
         report, key = walk.report, walk.key
         if not report.ok:
             return report
@@ -118,17 +130,52 @@ def check_unsynced(conn: sqlite3.Connection) -> ChainReport:
     return report
 
 
-def _entries(device: str, rows: list[Any]) -> list[Entry] | ChainReport:
-    entries: list[Entry] = []
-    for row in rows:
-        try:
-            entry: Entry | None = entry_from_row(device, row)
-        except ValueError:  # a body that is not JSON any more
-            entry = None
-        if entry is None or not isinstance(entry.body, dict):
-            return _broken(row[0] - 1, "", row[0], "the entry's body is not a JSON object")
-        entries.append(entry)
-    return entries
+@dataclass(frozen=True)
+class _Stored(Entry):
+    """A journal row as an entry: ``raw`` is its body as stored, the canonical
+    bytes it was signed over unless damaged. ``body`` is decoded only where the
+    walk reads it (a ``key_rotate`` entry's new key) or the raw bytes fail."""
+
+    raw: bytes = b""
+
+
+class _NotAnObject(Exception):
+    def __init__(self, seq: int) -> None:
+        super().__init__(seq)
+        self.seq = seq
+
+
+def _stored(device: str, row: tuple[Any, ...]) -> _Stored:
+    seq, kind, raw = row[0], row[2], row[4]
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if not isinstance(raw, bytes):
+        raise _NotAnObject(seq)
+    body = _decode(seq, raw) if kind == KEY_ROTATE else {}
+    return _Stored(device, seq, row[1], kind, row[3], body, row[5], row[6], row[7], raw)
+
+
+def _encode(entry: Entry) -> tuple[bytes, bytes]:
+    """``walk_chain``'s encoding of a stored entry. The till stores the very bytes
+    it signed (``agent.ledger``), so the stored body is hashed as it is, without
+    decoding and re-encoding it; only if that does not give the entry's hash is the
+    body decoded and judged by its canonical encoding, as HQ judges it."""
+    if not isinstance(entry, _Stored):
+        return canonical_digest(entry)
+    digest = stored_digest(entry, entry.raw)
+    if seal(digest, entry.sig) == entry.hash:
+        return digest, entry.raw
+    return canonical_digest(dataclasses.replace(entry, body=_decode(entry.seq, entry.raw)))
+
+
+def _decode(seq: int, raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:  # not JSON, or not UTF-8
+        raise _NotAnObject(seq) from None
+    if not isinstance(body, dict):
+        raise _NotAnObject(seq)
+    return body
 
 
 def _key_for(conn: sqlite3.Connection, seq: int) -> Any:

@@ -282,6 +282,7 @@ def walk_chain(
     start_seq: int = 1,
     start_prev: str = GENESIS_PREV,
     bodies: bool = False,
+    encode: Callable[[Entry], tuple[bytes, bytes]] | None = None,
 ) -> Walk:
     """Walk a run of entries in order and stop at the first bad one.
 
@@ -299,8 +300,12 @@ def walk_chain(
       only ``"every"`` names it (``tests/test_chain_walk.py``).
 
     A bad signature is reported before a later broken link or hash: the first bad
-    seq is the same under both policies."""
-    every = signatures == "every"
+    seq is the same under both policies.
+
+    ``encode`` gives an entry's digest and canonical body bytes (default
+    ``canonical_digest``); it raises TypeError or ValueError for an entry that
+    cannot be encoded canonically."""
+    every, encode = signatures == "every", encode or canonical_digest
     run: list[_Link] = []  # "run_ends": the current run's entries, signatures pending
     kept: list[bytes] = []
     failure: str | None = None
@@ -310,11 +315,10 @@ def walk_chain(
         failure = _link_problem(entry, device, expected_seq, prev)
         if failure is None:
             try:
-                unsigned, body = canonical_entry(entry)
+                digest, body = encode(entry)
             except (TypeError, ValueError):
                 failure = "entry cannot be encoded canonically"
             else:
-                digest = hashlib.sha256(unsigned).digest()
                 if seal(digest, entry.sig) != entry.hash:
                     failure = "hash mismatch (the entry was edited)"
                 elif every and not signature_valid(key, digest, entry.sig):
@@ -399,6 +403,18 @@ def canonical_entry(entry: Entry) -> tuple[bytes, bytes]:
     return b'{"body":' + body + _fields(entry), body
 
 
+def canonical_digest(entry: Entry) -> tuple[bytes, bytes]:
+    """``content_digest(entry.unsigned())`` and ``canonical(entry.body)``."""
+    unsigned, body = canonical_entry(entry)
+    return hashlib.sha256(unsigned).digest(), body
+
+
+def stored_digest(entry: Entry, body: bytes) -> bytes:
+    """The digest of ``entry`` with ``body`` as its canonical body bytes, as
+    ``canonical_entry`` splices them (``entry.body`` is not read)."""
+    return hashlib.sha256(b'{"body":' + body + _fields(entry)).digest()
+
+
 _text = json.encoder.encode_basestring  # the escaping of json.dumps(ensure_ascii=False)
 
 
@@ -412,7 +428,13 @@ def _fields(entry: Entry) -> bytes:
         entry.staff,
         entry.prev,
     )
-    if type(seq) is not int or not all(type(v) is str for v in (device, ts, kind, prev)):
+    if not (
+        type(seq) is int
+        and type(device) is str
+        and type(ts) is str
+        and type(kind) is str
+        and type(prev) is str
+    ):
         raise TypeError("entry field of the wrong type")
     text = (
         f',"device":{_text(device)},"kind":{_text(kind)},"prev":{_text(prev)},"seq":{seq},'
