@@ -11,6 +11,10 @@ signature at the end of each key's run, rotations followed), then compares:
 - the walk's end with the recorded head (``meta.head``), so a cut tail is caught,
 - the key in force at the end with the device key on record.
 
+Each body is hashed as stored, the very bytes the till signed; only a body that
+does not give its entry's hash is decoded and judged by its canonical encoding
+(``_as_decoded``), so a good journal is never decoded here.
+
 What HQ acknowledged is HQ's to keep: a damaged synced entry is ``log verify``'s
 and ``hq verify``'s to find. Reads only; the caller decides what a failure means.
 """
@@ -20,17 +24,22 @@ from __future__ import annotations
 import dataclasses
 import json
 import sqlite3
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.errors import VerificationFailed
 from sync.chain import (
     GENESIS_PREV,
+    HASH_MISMATCH,
     KEY_ROTATE,
     ChainReport,
     Entry,
+    Walk,
+    canonical,
     canonical_digest,
-    seal,
     stored_digest,
     walk_chain,
 )
@@ -90,16 +99,10 @@ def check_unsynced(conn: sqlite3.Connection) -> ChainReport:
     report, count = ChainReport(True, 0, prev, start - 1), 0
     while chunk := rows.fetchmany(CHUNK):  # bounded memory, however long the walk
         try:
-            walk = walk_chain(
-                [_stored(device, row) for row in chunk],
-                key,
-                signatures="run_ends",
-                rotations=True,
-                device=device,
-                start_seq=report.head_seq + 1,
-                start_prev=report.head,
-                encode=_encode,
-            )
+            entries = [_stored(device, row) for row in chunk]
+            walk = _walk(entries, key, device, report, _as_stored)
+            if walk.report.reason == HASH_MISMATCH:  # judge by the canonical encoding
+                walk = _walk(entries, key, device, report, _as_decoded)
         except _NotAnObject as error:
             return _broken(error.seq - 1, "", error.seq, "the entry's body is not a JSON object")
         report, key = walk.report, walk.key
@@ -155,17 +158,38 @@ def _stored(device: str, row: tuple[Any, ...]) -> _Stored:
     return _Stored(device, seq, row[1], kind, row[3], body, row[5], row[6], row[7], raw)
 
 
-def _encode(entry: Entry) -> tuple[bytes, bytes]:
-    """``walk_chain``'s encoding of a stored entry. The till stores the very bytes
-    it signed (``agent.ledger``), so the stored body is hashed as it is, without
-    decoding and re-encoding it; only if that does not give the entry's hash is the
-    body decoded and judged by its canonical encoding, as HQ judges it."""
-    if not isinstance(entry, _Stored):
-        return canonical_digest(entry)
-    digest = stored_digest(entry, entry.raw)
-    if seal(digest, entry.sig) == entry.hash:
-        return digest, entry.raw
-    return canonical_digest(dataclasses.replace(entry, body=_decode(entry.seq, entry.raw)))
+def _walk(
+    entries: list[_Stored],
+    key: Ed25519PublicKey,
+    device: str,
+    after: ChainReport,
+    encode: Callable[[Entry], tuple[bytes, bytes]],
+) -> Walk:
+    return walk_chain(
+        entries,
+        key,
+        signatures="run_ends",
+        rotations=True,
+        device=device,
+        start_seq=after.head_seq + 1,
+        start_prev=after.head,
+        encode=encode,
+    )
+
+
+def _as_stored(entry: Entry) -> tuple[bytes, bytes]:
+    """The digest over the body as stored. The till stores the very bytes it
+    signed (``agent.ledger``), so a good journal is never decoded here."""
+    raw = entry.raw if isinstance(entry, _Stored) else canonical(entry.body)
+    return stored_digest(entry, raw), raw
+
+
+def _as_decoded(entry: Entry) -> tuple[bytes, bytes]:
+    """The digest over the canonical encoding of the stored body's value, as HQ
+    judges what it is sent: for a chunk whose stored bytes missed a hash."""
+    if isinstance(entry, _Stored):
+        entry = dataclasses.replace(entry, body=_decode(entry.seq, entry.raw))
+    return canonical_digest(entry)
 
 
 def _decode(seq: int, raw: bytes) -> dict[str, Any]:

@@ -238,6 +238,7 @@ def verify_chain(
 KEY_ROTATE = "key_rotate"
 
 Signatures = Literal["every", "run_ends"]
+HASH_MISMATCH = "hash mismatch (the entry was edited)"
 
 
 def rotated_key(entry: Entry) -> Ed25519PublicKey | None:
@@ -320,7 +321,7 @@ def walk_chain(
                 failure = "entry cannot be encoded canonically"
             else:
                 if seal(digest, entry.sig) != entry.hash:
-                    failure = "hash mismatch (the entry was edited)"
+                    failure = HASH_MISMATCH
                 elif every and not signature_valid(key, digest, entry.sig):
                     failure = "bad signature"
         if failure is not None:
