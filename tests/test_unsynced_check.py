@@ -94,3 +94,11 @@ def test_a_rotation_whose_body_is_not_json_is_named(tmp_path: Path) -> None:
     conn.close()
     _set_body(state, rotation, "{")
     assert _check(state) == (False, rotation, "the entry's body is not a JSON object")
+
+
+def test_after_a_body_in_another_layout_a_later_edit_is_still_named(tmp_path: Path) -> None:
+    state, earn = _till(tmp_path)
+    last = earn + 2  # the earn after the rotation
+    _set_body(state, earn, _body(state, earn).replace(",", ", "))
+    _set_body(state, last, _body(state, last).replace("500", "5000"))
+    assert _check(state) == (False, last, "hash mismatch (the entry was edited)")
