@@ -4,12 +4,16 @@ uploads) run before they trust the ledger file.
 ``log verify`` walks the whole journal: every signature, then the balances. This
 check is bounded by what HQ does not hold yet: it walks from the entry HQ last
 acknowledged (or from the first entry, if HQ has acknowledged none) to the end
-with ``sync.judge.verify_fresh`` (sequence, links and hashes of every entry, the
+with ``sync.chain.walk_chain`` (sequence, links and hashes of every entry, the
 signature at the end of each key's run, rotations followed), then compares:
 
 - the walked entry at the acknowledged sequence with the hash HQ acknowledged,
 - the walk's end with the recorded head (``meta.head``), so a cut tail is caught,
 - the key in force at the end with the device key on record.
+
+Each body is hashed as stored, the very bytes the till signed; only a body that
+does not give its entry's hash is decoded and judged by its canonical encoding
+(``_as_decoded``), so a good journal is never decoded here.
 
 What HQ acknowledged is HQ's to keep: a damaged synced entry is ``log verify``'s
 and ``hq verify``'s to find. Reads only; the caller decides what a failure means.
@@ -17,13 +21,28 @@ and ``hq verify``'s to find. Reads only; the caller decides what a failure means
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
 from agent.errors import VerificationFailed
-from sync.chain import GENESIS_PREV, ChainReport, Entry
-from sync.judge import verify_fresh
+from sync.chain import (
+    GENESIS_PREV,
+    HASH_MISMATCH,
+    KEY_ROTATE,
+    ChainReport,
+    Entry,
+    Walk,
+    canonical,
+    canonical_digest,
+    stored_digest,
+    walk_chain,
+)
 from sync.keys import device_id_for, load_public_key, public_key_text
 
 
@@ -79,12 +98,14 @@ def check_unsynced(conn: sqlite3.Connection) -> ChainReport:
     rows = conn.execute(f"{ENTRY_COLUMNS} WHERE seq >= ? ORDER BY seq", (start,))
     report, count = ChainReport(True, 0, prev, start - 1), 0
     while chunk := rows.fetchmany(CHUNK):  # bounded memory, however long the walk
-        entries = _entries(device, chunk)
-        if isinstance(entries, ChainReport):
-            return entries
-        report, key, _ = verify_fresh(
-            entries, key, device=device, start_seq=report.head_seq + 1, start_prev=report.head
-        )
+        try:
+            entries = [_stored(device, row) for row in chunk]
+            walk = _walk(entries, key, device, report, _as_stored)
+            if walk.report.reason == HASH_MISMATCH:  # judge by the canonical encoding
+                walk = _walk(entries, key, device, report, _as_decoded)
+        except _NotAnObject as error:
+            return _broken(error.seq - 1, "", error.seq, "the entry's body is not a JSON object")
+        report, key = walk.report, walk.key
         if not report.ok:
             return report
         count += report.entries
@@ -112,17 +133,73 @@ def check_unsynced(conn: sqlite3.Connection) -> ChainReport:
     return report
 
 
-def _entries(device: str, rows: list[Any]) -> list[Entry] | ChainReport:
-    entries: list[Entry] = []
-    for row in rows:
-        try:
-            entry: Entry | None = entry_from_row(device, row)
-        except ValueError:  # a body that is not JSON any more
-            entry = None
-        if entry is None or not isinstance(entry.body, dict):
-            return _broken(row[0] - 1, "", row[0], "the entry's body is not a JSON object")
-        entries.append(entry)
-    return entries
+@dataclass(frozen=True)
+class _Stored(Entry):
+    """A journal row as an entry: ``raw`` is its body as stored, the canonical
+    bytes it was signed over unless damaged. ``body`` is decoded only where the
+    walk reads it (a ``key_rotate`` entry's new key) or the raw bytes fail."""
+
+    raw: bytes = b""
+
+
+class _NotAnObject(Exception):
+    def __init__(self, seq: int) -> None:
+        super().__init__(seq)
+        self.seq = seq
+
+
+def _stored(device: str, row: tuple[Any, ...]) -> _Stored:
+    seq, kind, raw = row[0], row[2], row[4]
+    if isinstance(raw, str):
+        raw = raw.encode("utf-8", "surrogatepass")
+    if not isinstance(raw, bytes):
+        raise _NotAnObject(seq)
+    body = _decode(seq, raw) if kind == KEY_ROTATE else {}
+    return _Stored(device, seq, row[1], kind, row[3], body, row[5], row[6], row[7], raw)
+
+
+def _walk(
+    entries: list[_Stored],
+    key: Ed25519PublicKey,
+    device: str,
+    after: ChainReport,
+    encode: Callable[[Entry], tuple[bytes, bytes]],
+) -> Walk:
+    return walk_chain(
+        entries,
+        key,
+        signatures="run_ends",
+        rotations=True,
+        device=device,
+        start_seq=after.head_seq + 1,
+        start_prev=after.head,
+        encode=encode,
+    )
+
+
+def _as_stored(entry: Entry) -> tuple[bytes, bytes]:
+    """The digest over the body as stored. The till stores the very bytes it
+    signed (``agent.ledger``), so a good journal is never decoded here."""
+    raw = entry.raw if isinstance(entry, _Stored) else canonical(entry.body)
+    return stored_digest(entry, raw), raw
+
+
+def _as_decoded(entry: Entry) -> tuple[bytes, bytes]:
+    """The digest over the canonical encoding of the stored body's value, as HQ
+    judges what it is sent: for a chunk whose stored bytes missed a hash."""
+    if isinstance(entry, _Stored):
+        entry = dataclasses.replace(entry, body=_decode(entry.seq, entry.raw))
+    return canonical_digest(entry)
+
+
+def _decode(seq: int, raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw)
+    except ValueError:  # not JSON, or not UTF-8
+        raise _NotAnObject(seq) from None
+    if not isinstance(body, dict):
+        raise _NotAnObject(seq)
+    return body
 
 
 def _key_for(conn: sqlite3.Connection, seq: int) -> Any:

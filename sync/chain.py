@@ -23,10 +23,12 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from sync.keys import load_public_key
 
 FORMAT_VERSION = 2
 GENESIS_PREV = "0" * 64
@@ -215,40 +217,172 @@ def verify_chain(
     start_seq: int = 1,
     start_prev: str = GENESIS_PREV,
 ) -> ChainReport:
-    """Check sequence, links, hashes and signatures; stop at the first bad entry.
+    """Check sequence, links, hashes and every signature with one key (no
+    rotations followed); stop at the first bad entry.
 
     ``start_seq``/``start_prev`` let HQ continue from the last entry it holds.
     """
-    expected_seq, prev, count = start_seq, start_prev, 0
-    for entry in entries:
-        reason = _first_problem(entry, public_key, device, expected_seq, prev)
-        if reason is not None:
-            return ChainReport(False, count, prev, expected_seq - 1, expected_seq, reason)
-        prev, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-    return ChainReport(True, count, prev, expected_seq - 1)
+    return walk_chain(
+        entries,
+        public_key,
+        signatures="every",
+        rotations=False,
+        device=device,
+        start_seq=start_seq,
+        start_prev=start_prev,
+    ).report
 
 
-def _first_problem(
-    entry: Entry,
+# -- the one walker ---------------------------------------------------------------------
+
+KEY_ROTATE = "key_rotate"
+
+Signatures = Literal["every", "run_ends"]
+HASH_MISMATCH = "hash mismatch (the entry was edited)"
+
+
+def rotated_key(entry: Entry) -> Ed25519PublicKey | None:
+    """The new key a ``key_rotate`` entry introduces, or None if it names none."""
+    text = entry.body.get("public_key")
+    if not isinstance(text, str):
+        return None
+    try:
+        return load_public_key(text)
+    except ValueError:
+        return None
+
+
+@dataclass(frozen=True)
+class Walk:
+    """What ``walk_chain`` found."""
+
+    report: ChainReport
+    # The key in force after the good entries (the one the first bad entry is under).
+    key: Ed25519PublicKey
+    # ``canonical(entry.body)`` of each good entry, when asked for (what HQ stores).
+    bodies: tuple[bytes, ...] = ()
+
+
+@dataclass(frozen=True)
+class _Link:
+    """An entry of the current key run whose signature is not checked yet."""
+
+    digest: bytes
+    sig: str
+    hash: str
+    key: Ed25519PublicKey
+
+
+def walk_chain(
+    entries: Iterable[Entry],
     public_key: Ed25519PublicKey,
-    device: str | None,
-    expected_seq: int,
-    prev: str,
-) -> str | None:
+    *,
+    signatures: Signatures,
+    rotations: bool,
+    device: str | None = None,
+    start_seq: int = 1,
+    start_prev: str = GENESIS_PREV,
+    bodies: bool = False,
+    encode: Callable[[Entry], tuple[bytes, bytes]] | None = None,
+) -> Walk:
+    """Walk a run of entries in order and stop at the first bad one.
+
+    Every entry's sequence, device, link (``prev``) and hash are checked. With
+    ``rotations``, a ``key_rotate`` entry hands over to the key it names (signed by
+    the key it retires, it ends that key's run). Signatures:
+
+    - ``"every"``: each entry's, as it comes (``log verify``, ``hq verify``).
+    - ``"run_ends"``: only the last good entry's and each ``key_rotate``'s. An
+      entry's hash seals its signature and its ``prev``, so one valid signature
+      vouches for every entry of its run before it. Where a run's end fails, that
+      run is checked entry by entry to name the first bad signature. The one
+      different verdict: a signature the key's holder itself made invalid and then
+      sealed into its chain under a valid one; nobody else can produce that, and
+      only ``"every"`` names it (``tests/test_chain_walk.py``).
+
+    A bad signature is reported before a later broken link or hash: the first bad
+    seq is the same under both policies.
+
+    ``encode`` gives an entry's digest and canonical body bytes (default
+    ``canonical_digest``); it raises TypeError or ValueError for an entry that
+    cannot be encoded canonically."""
+    every, encode = signatures == "every", encode or canonical_digest
+    run: list[_Link] = []  # "run_ends": the current run's entries, signatures pending
+    kept: list[bytes] = []
+    failure: str | None = None
+    good, expected_seq, prev, key = 0, start_seq, start_prev, public_key
+    run_start, run_prev = 0, start_prev  # the run's first entry (index) and its link
+    for entry in entries:
+        failure = _link_problem(entry, device, expected_seq, prev)
+        if failure is None:
+            try:
+                digest, body = encode(entry)
+            except (TypeError, ValueError):
+                failure = "entry cannot be encoded canonically"
+            else:
+                if seal(digest, entry.sig) != entry.hash:
+                    failure = HASH_MISMATCH
+                elif every and not signature_valid(key, digest, entry.sig):
+                    failure = "bad signature"
+        if failure is not None:
+            break
+        if not every:
+            run.append(_Link(digest, entry.sig, entry.hash, key))
+        if rotations and entry.kind == KEY_ROTATE:
+            if run:
+                bad = _first_bad_signature(run)
+                if bad is not None:
+                    return _failed(run, bad, run_start, run_prev, start_seq, kept)
+                run.clear()
+            new_key = rotated_key(entry)
+            if new_key is None:  # reported only once its signature holds
+                failure = "key_rotate entry names no valid Ed25519 key"
+                break
+            key = new_key
+        if bodies:
+            kept.append(body)
+        good, expected_seq, prev = good + 1, expected_seq + 1, entry.hash
+        if not run:
+            run_start, run_prev = good, prev
+    if run:
+        bad = _first_bad_signature(run)
+        if bad is not None:
+            return _failed(run, bad, run_start, run_prev, start_seq, kept)
+    if failure is None:
+        return Walk(ChainReport(True, good, prev, expected_seq - 1), key, tuple(kept))
+    report = ChainReport(False, good, prev, expected_seq - 1, expected_seq, failure)
+    return Walk(report, key, tuple(kept))
+
+
+def _first_bad_signature(run: list[_Link]) -> int | None:
+    """None if the run's last signature holds, else the index of its first bad one."""
+    end = run[-1]
+    if signature_valid(end.key, end.digest, end.sig):
+        return None
+    return next(
+        i for i, link in enumerate(run) if not signature_valid(link.key, link.digest, link.sig)
+    )
+
+
+def _failed(
+    run: list[_Link], bad: int, run_start: int, run_prev: str, start_seq: int, kept: list[bytes]
+) -> Walk:
+    """The answer when ``run[bad]`` has the first bad signature; the run begins
+    ``run_start`` entries after the walk's start and links to ``run_prev``."""
+    good = run_start + bad
+    head = run[bad - 1].hash if bad else run_prev
+    report = ChainReport(False, good, head, start_seq + good - 1, start_seq + good, "bad signature")
+    return Walk(report, run[bad].key, tuple(kept[:good]))
+
+
+def _link_problem(entry: Entry, device: str | None, expected_seq: int, prev: str) -> str | None:
+    """Sequence, device, link: what is checked before the hash."""
     if entry.seq != expected_seq:
         return f"sequence gap: expected {expected_seq}, found {entry.seq}"
     if device is not None and entry.device != device:
         return f"entry belongs to device {entry.device!r}, not {device!r}"
     if entry.prev != prev:
         return "previous-hash link broken (an entry was removed, inserted or reordered)"
-    try:
-        digest = content_digest(entry.unsigned())
-    except (TypeError, ValueError):
-        return "entry cannot be encoded canonically"
-    if seal(digest, entry.sig) != entry.hash:
-        return "hash mismatch (the entry was edited)"
-    if not signature_valid(public_key, digest, entry.sig):
-        return "bad signature"
     return None
 
 
@@ -270,6 +404,18 @@ def canonical_entry(entry: Entry) -> tuple[bytes, bytes]:
     return b'{"body":' + body + _fields(entry), body
 
 
+def canonical_digest(entry: Entry) -> tuple[bytes, bytes]:
+    """``content_digest(entry.unsigned())`` and ``canonical(entry.body)``."""
+    unsigned, body = canonical_entry(entry)
+    return hashlib.sha256(unsigned).digest(), body
+
+
+def stored_digest(entry: Entry, body: bytes) -> bytes:
+    """The digest of ``entry`` with ``body`` as its canonical body bytes, as
+    ``canonical_entry`` splices them (``entry.body`` is not read)."""
+    return hashlib.sha256(b'{"body":' + body + _fields(entry)).digest()
+
+
 _text = json.encoder.encode_basestring  # the escaping of json.dumps(ensure_ascii=False)
 
 
@@ -283,7 +429,13 @@ def _fields(entry: Entry) -> bytes:
         entry.staff,
         entry.prev,
     )
-    if type(seq) is not int or not all(type(v) is str for v in (device, ts, kind, prev)):
+    if not (
+        type(seq) is int
+        and type(device) is str
+        and type(ts) is str
+        and type(kind) is str
+        and type(prev) is str
+    ):
         raise TypeError("entry field of the wrong type")
     text = (
         f',"device":{_text(device)},"kind":{_text(kind)},"prev":{_text(prev)},"seq":{seq},'

@@ -16,7 +16,6 @@ holds where the batch overlaps, and this module decides:
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -28,12 +27,11 @@ from sync.chain import (
     GENESIS_PREV,
     ChainReport,
     Entry,
-    canonical_entry,
     content_digest,
     seal,
     signature_valid,
+    walk_chain,
 )
-from sync.rotation import KEY_ROTATE, rotated_key
 
 Outcome = Literal["accept", "gap", "fork", "tampered"]
 
@@ -150,7 +148,7 @@ def _self_consistent(entry: Entry, keys: Sequence[Ed25519PublicKey]) -> bool:
     return any(signature_valid(key, digest, entry.sig) for key in keys)
 
 
-# -- verifying the new entries: ``verify_rotating``, with few signature checks ----------
+# -- verifying the new entries: the walker, signatures at key-run ends -----------------
 
 
 def verify_fresh(
@@ -162,93 +160,17 @@ def verify_fresh(
     start_prev: str = GENESIS_PREV,
 ) -> tuple[ChainReport, Ed25519PublicKey, tuple[bytes, ...]]:
     """``sync.rotation.verify_rotating``'s report and key in force, plus each good
-    entry's canonical body bytes, with a handful of signature checks per batch.
-
-    Every entry's sequence, device, link and hash are checked in order. An entry's
-    hash seals its signature and its ``prev`` (``sync.chain``), so a valid
-    signature on an entry vouches for every entry before it back to HQ's head,
-    which HQ already holds as verified. The signatures checked are therefore those
-    of the last good entry and of each ``key_rotate`` entry (signed by the key it
-    retires, it is the end of that key's run). Where one fails, its run is checked
-    entry by entry to name the first bad signature, as the reference does.
-
-    The one case where the verdicts differ: a signature that the device key's
-    holder itself made invalid and then sealed into the chain. Nobody else can
-    produce that, so it is accepted here; ``hq verify`` names it
-    (``tests/test_sync_verify.py``)."""
-    bodies: list[bytes] = []
-    digests: list[bytes] = []
-    keys: list[Ed25519PublicKey] = []  # the key in force for each good entry
-    ends: list[int] = []  # indices whose signature vouches for the run before them
-    failure: str | None = None
-    expected_seq, prev, key = start_seq, start_prev, public_key
-    for index, entry in enumerate(entries):
-        failure = _link_problem(entry, device, expected_seq, prev)
-        if failure is None:
-            try:
-                unsigned, body = canonical_entry(entry)
-            except (TypeError, ValueError):
-                failure = "entry cannot be encoded canonically"
-            else:
-                digest = hashlib.sha256(unsigned).digest()
-                if seal(digest, entry.sig) != entry.hash:
-                    failure = "hash mismatch (the entry was edited)"
-        if failure is not None:
-            break
-        keys.append(key)
-        bodies.append(body)
-        digests.append(digest)
-        if entry.kind == KEY_ROTATE:
-            ends.append(index)
-            new_key = rotated_key(entry)
-            if new_key is None:
-                # Reported only if its signature holds (else "bad signature").
-                failure = "key_rotate entry names no valid Ed25519 key"
-                break
-            key = new_key
-        prev, expected_seq = entry.hash, expected_seq + 1
-    good = len(bodies)
-    if good and (not ends or ends[-1] != good - 1):
-        ends.append(good - 1)
-    bad = _first_bad_signature(entries, digests, keys, ends)
-    if bad is not None:
-        good, failure = bad, "bad signature"
-    elif failure is not None and failure.startswith("key_rotate"):
-        good -= 1  # the rotation entry itself is the bad one
-    if failure is None:
-        return ChainReport(True, good, prev, expected_seq - 1), key, tuple(bodies)
-    last = entries[good - 1].hash if good else start_prev
-    in_force = keys[good] if good < len(keys) else key
-    report = ChainReport(False, good, last, start_seq + good - 1, start_seq + good, failure)
-    return report, in_force, tuple(bodies[:good])
-
-
-def _first_bad_signature(
-    entries: Sequence[Entry],
-    digests: Sequence[bytes],
-    keys: Sequence[Ed25519PublicKey],
-    ends: Sequence[int],
-) -> int | None:
-    """Check the signature at each run's end; in the first run whose end fails,
-    the index of its first entry with a bad signature."""
-    begin = 0
-    for end in ends:
-        if not signature_valid(keys[end], digests[end], entries[end].sig):
-            return next(
-                index
-                for index in range(begin, end + 1)
-                if not signature_valid(keys[index], digests[index], entries[index].sig)
-            )
-        begin = end + 1
-    return None
-
-
-def _link_problem(entry: Entry, device: str | None, expected_seq: int, prev: str) -> str | None:
-    """``sync.chain._first_problem`` before the hash: sequence, device, link."""
-    if entry.seq != expected_seq:
-        return f"sequence gap: expected {expected_seq}, found {entry.seq}"
-    if device is not None and entry.device != device:
-        return f"entry belongs to device {entry.device!r}, not {device!r}"
-    if entry.prev != prev:
-        return "previous-hash link broken (an entry was removed, inserted or reordered)"
-    return None
+    entry's canonical body bytes, with a handful of signature checks per batch
+    (``sync.chain.walk_chain`` with ``signatures="run_ends"``: HQ already holds
+    the entry before the batch as verified)."""
+    walk = walk_chain(
+        entries,
+        public_key,
+        signatures="run_ends",
+        rotations=True,
+        device=device,
+        start_seq=start_seq,
+        start_prev=start_prev,
+        bodies=True,
+    )
+    return walk.report, walk.key, walk.bodies

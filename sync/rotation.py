@@ -24,28 +24,18 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from sync.chain import (
     GENESIS_PREV,
+    KEY_ROTATE,
     ChainReport,
     Entry,
-    _first_problem,
     canonical,
     sign_entry,
+    walk_chain,
 )
+from sync.chain import rotated_key as rotated_key
 from sync.errors import refused
-from sync.keys import load_public_key, public_key_text, read_private_key, write_private_key
+from sync.keys import public_key_text, read_private_key, write_private_key
 
-KEY_ROTATE = "key_rotate"
 NEXT_KEY_FILE = "device.key.next"
-
-
-def rotated_key(entry: Entry) -> Ed25519PublicKey | None:
-    """The new key a ``key_rotate`` entry introduces, or None if it names none."""
-    text = entry.body.get("public_key")
-    if not isinstance(text, str):
-        return None
-    try:
-        return load_public_key(text)
-    except ValueError:
-        return None
 
 
 def verify_rotating(
@@ -57,20 +47,16 @@ def verify_rotating(
     start_prev: str = GENESIS_PREV,
 ) -> tuple[ChainReport, Ed25519PublicKey]:
     """``verify_chain`` that follows key rotations; also returns the key in force."""
-    expected_seq, prev, count, key = start_seq, start_prev, 0, public_key
-    for entry in entries:
-        reason = _first_problem(entry, key, device, expected_seq, prev)
-        if reason is None and entry.kind == KEY_ROTATE:
-            new_key = rotated_key(entry)
-            if new_key is None:
-                reason = "key_rotate entry names no valid Ed25519 key"
-            else:
-                key = new_key
-        if reason is not None:
-            report = ChainReport(False, count, prev, expected_seq - 1, expected_seq, reason)
-            return report, key
-        prev, expected_seq, count = entry.hash, expected_seq + 1, count + 1
-    return ChainReport(True, count, prev, expected_seq - 1), key
+    walk = walk_chain(
+        entries,
+        public_key,
+        signatures="every",
+        rotations=True,
+        device=device,
+        start_seq=start_seq,
+        start_prev=start_prev,
+    )
+    return walk.report, walk.key
 
 
 def rotate_device_key(
