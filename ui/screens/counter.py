@@ -73,7 +73,8 @@ class CounterScreen(Screen[None]):
         self.status = (status, linked, reason)
         if not self.ready:
             return  # on_mount shows it
-        self.query_one(TillStatus).show(status, linked, reason)
+        for bar in self.query(TillStatus):  # none once the app is closing: its widgets are gone
+            bar.show(status, linked, reason)
         if status is not None:
             self.app.sub_title = f"store {status.get('store')} · till {status.get('till')}"
 
