@@ -64,8 +64,14 @@ def replace_secret(path: Path, data: bytes) -> None:
     temporary = path.with_name(f".{path.name}.new")
     temporary.unlink(missing_ok=True)
     write_secret(temporary, data)
-    os.replace(temporary, path)
-    directory = os.open(path.parent, os.O_RDONLY)
+    replace_durably(temporary, path)
+
+
+def replace_durably(source: Path, target: Path) -> None:
+    """Rename ``source`` over ``target`` and fsync the folder, so the rename itself
+    survives a power cut (rename(2) is atomic, but durable only once the directory is)."""
+    os.replace(source, target)
+    directory = os.open(target.parent, os.O_RDONLY)
     try:
         os.fsync(directory)
     finally:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
@@ -33,7 +32,7 @@ from sync.chain import (
 )
 from sync.chain import rotated_key as rotated_key
 from sync.errors import refused
-from sync.keys import public_key_text, read_private_key, write_private_key
+from sync.keys import public_key_text, read_private_key, replace_durably, write_private_key
 
 NEXT_KEY_FILE = "device.key.next"
 
@@ -73,7 +72,7 @@ def rotate_device_key(
     try:
         pending = _pending_rotation(conn, next_path)
         if pending is not None:
-            _install(next_path, key_path)
+            replace_durably(next_path, key_path)
             return pending
         if next_path.exists():
             next_path.unlink()  # left by a crash before the entry was committed
@@ -88,7 +87,7 @@ def rotate_device_key(
         except BaseException:
             conn.execute("ROLLBACK")
             raise
-        _install(next_path, key_path)
+        replace_durably(next_path, key_path)
         return {"seq": seq, "public_key": new_text}
     finally:
         conn.close()
@@ -136,15 +135,6 @@ def _pending_rotation(conn: sqlite3.Connection, next_path: Path) -> dict[str, ob
     if row is None or row[1] != KEY_ROTATE or json.loads(row[2]).get("public_key") != new_text:
         return None
     return {"seq": int(row[0]), "public_key": new_text}
-
-
-def _install(next_path: Path, key_path: Path) -> None:
-    os.replace(next_path, key_path)
-    fd = os.open(key_path.parent, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:
