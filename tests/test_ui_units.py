@@ -8,6 +8,7 @@ import datetime as dt
 import pytest
 import segno
 
+from tests.test_ui_support import pilot_test
 from ui import validate
 from ui.qr import modules, qr_text
 from ui.sse import EventParser, ServerEvent
@@ -104,3 +105,25 @@ def test_sync_summary() -> None:
     assert not failed.ok and failed.text == "Sync failed: HQ did not answer"
     assert summarise(1, "").text == "Sync failed: exit status 1"
     assert not SyncCommand(unavailable="no HQ").run().ok
+
+
+@pilot_test
+async def test_status_bar_ignores_a_status_after_its_pills_are_gone() -> None:
+    """Closing the app removes the bar's pills before the bar; a status that arrives
+    in between (the event stream or a status fetch still running) is dropped, not an
+    error: seen in CI as a flaky crash at the end of a UI test."""
+    from textual.app import App, ComposeResult
+
+    from ui.widgets.till_status import TillStatus
+
+    class Bar(App[None]):
+        def compose(self) -> ComposeResult:
+            yield TillStatus(id="bar")
+
+    app = Bar()
+    async with app.run_test() as pilot:
+        bar = app.query_one(TillStatus)
+        await bar.remove_children()
+        await pilot.pause()
+        bar.show({"readers": [], "unsynced": 2, "clock_ok": True}, True)
+        bar.show(None, False)

@@ -74,7 +74,7 @@ class CounterScreen(Screen[None]):
         if not self.ready:
             return  # on_mount shows it
         for bar in self.query(TillStatus):  # none once the app is closing: its widgets are gone
-            bar.show(status, linked, reason)
+            bar.show(status, linked, reason)  # and the bar's own pills go before the bar
         if status is not None:
             self.app.sub_title = f"store {status.get('store')} · till {status.get('till')}"
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from textual.app import ComposeResult
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.widgets import Static
 
 from ui.texts import readers_state, sync_state
@@ -28,10 +29,13 @@ class TillStatus(Vertical):
         yield Static("", id="status-clock")
 
     def show(self, status: dict[str, Any] | None, linked: bool, reason: str = "") -> None:
-        reader = self.query_one("#status-reader", Static)
-        sync = self.query_one("#status-sync", Static)
-        journal = self.query_one("#status-journal", Static)
-        clock = self.query_one("#status-clock", Static)
+        try:
+            reader = self.query_one("#status-reader", Static)
+            sync = self.query_one("#status-sync", Static)
+            journal = self.query_one("#status-journal", Static)
+            clock = self.query_one("#status-clock", Static)
+        except NoMatches:
+            return  # the app is closing: the pills are removed before the bar
         if not linked or status is None:
             reader.update("● agent not answering: retrying")
             reader.set_classes("pill -bad")
