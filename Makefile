@@ -15,8 +15,8 @@ $(STAMP): pyproject.toml
 test: lint types pytest
 
 lint: $(STAMP)
-	$(BIN)/ruff check agent drivers sync ui tests
-	$(BIN)/ruff format --check agent drivers sync ui tests
+	$(BIN)/ruff check agent drivers sync tillpoints ui tests
+	$(BIN)/ruff format --check agent drivers sync tillpoints ui tests
 
 types: $(STAMP)
 	$(BIN)/mypy

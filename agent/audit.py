@@ -9,13 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from agent.chain import ChainReport, Entry
 from agent.errors import InvalidInput, LedgerError
+from agent.keys import load_public_key, public_key_text
 from agent.ledger import Ledger
 from agent.projection import rebuild
+from agent.rotation import verify_rotating
 from agent.store import PROJECTION_TABLES
-from sync.chain import ChainReport, Entry
-from sync.keys import load_public_key, public_key_text
-from sync.rotation import verify_rotating
 
 EXPORT_FORMAT = "tillpoints-log/1"
 

@@ -27,11 +27,13 @@ from typing import Any
 
 from agent import staff
 from agent.api import router
+from agent.chain import ChainReport
 from agent.config import Config
 from agent.errors import LedgerError
 from agent.events import EventHub
 from agent.http import serve_connection
 from agent.integrity import JournalDamaged, check_unsynced
+from agent.keys import public_key_text
 from agent.ledger import DB_FILE, Ledger
 from agent.notify import Notifier
 from agent.till_secrets import TillSecrets
@@ -40,8 +42,6 @@ from drivers.lifecycle import CONNECTED, ReaderState
 from drivers.reader_base import ReaderThread
 from drivers.registry import make_reader
 from drivers.scan import Scan
-from sync.chain import ChainReport
-from sync.keys import public_key_text
 
 logger = logging.getLogger("tillpoints.agent")
 STOP_GRACE_S = 4.0

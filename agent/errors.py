@@ -1,7 +1,7 @@
 """The agent's exception root and the exit statuses of docs/contract.md.
 
 Every expected failure is a ``LedgerError`` carrying a stable snake_case ``code``.
-The command line (``agent.cli``) and the local API map them to exit statuses,
+The command line (``tillpoints.cli``) and the local API map them to exit statuses,
 HTTP statuses and ``{"error": CODE, "message": TEXT}`` in one place each.
 """
 

@@ -4,7 +4,7 @@ uploads) run before they trust the ledger file.
 ``log verify`` walks the whole journal: every signature, then the balances. This
 check is bounded by what HQ does not hold yet: it walks from the entry HQ last
 acknowledged (or from the first entry, if HQ has acknowledged none) to the end
-with ``sync.chain.walk_chain`` (sequence, links and hashes of every entry, the
+with ``agent.chain.walk_chain`` (sequence, links and hashes of every entry, the
 signature at the end of each key's run, rotations followed), then compares:
 
 - the walked entry at the acknowledged sequence with the hash HQ acknowledged,
@@ -30,8 +30,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from agent.errors import VerificationFailed
-from sync.chain import (
+from agent.chain import (
     GENESIS_PREV,
     HASH_MISMATCH,
     KEY_ROTATE,
@@ -43,7 +42,8 @@ from sync.chain import (
     stored_digest,
     walk_chain,
 )
-from sync.keys import device_id_for, load_public_key, public_key_text
+from agent.errors import VerificationFailed
+from agent.keys import device_id_for, load_public_key, public_key_text
 
 
 class JournalDamaged(VerificationFailed):

@@ -31,9 +31,11 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import fields, till_secrets
+from agent.chain import GENESIS_PREV, Entry, canonical, sign_draft
 from agent.config import Config
 from agent.errors import InvalidInput, LedgerError, Refused, TillRestored
 from agent.integrity import ENTRY_COLUMNS, entry_from_row
+from agent.keys import device_id_for, public_key_text, read_private_key, write_private_key
 from agent.ledger_numbers import LedgerNumbers
 from agent.ledger_offers import LedgerOffers
 from agent.ledger_reads import Account as Account  # re-exported: callers import it from here
@@ -44,8 +46,6 @@ from agent.projection import Effects, apply, result_text
 from agent.rules import Rules, default_rules_text, load_rules_text
 from agent.store import RESTORED_KEY, Store, storage_error
 from agent.till_secrets import SECRETS_FILE, TillSecrets
-from sync.chain import GENESIS_PREV, Entry, canonical, sign_draft
-from sync.keys import device_id_for, public_key_text, read_private_key, write_private_key
 
 DB_FILE, KEY_FILE, RULES_FILE = "ledger.db", "device.key", "rules.toml"
 

@@ -1,5 +1,5 @@
 """Taking HQ's offers at the counter: a voucher, a gift or a points multiplier
-(``sync.till_offers`` holds the offers HQ sent to this till)."""
+(``agent.offers`` holds the offers HQ sent to this till)."""
 
 from __future__ import annotations
 
@@ -8,11 +8,11 @@ from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 
 from agent import fields
+from agent import offers as till_offers
 from agent.errors import InvalidInput, Refused
 from agent.ledger_reads import Account, LedgerReads, net
 from agent.money import format_amount, parse_amount
 from agent.projection import Effects
-from sync import till_offers
 
 if TYPE_CHECKING:
     from agent.ledger import Record

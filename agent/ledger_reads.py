@@ -12,11 +12,13 @@ import json
 import re
 import sqlite3
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from agent import fields
+from agent import offers as till_offers
 from agent.config import Config
 from agent.errors import InvalidInput, Refused
 from agent.money import format_amount
@@ -24,11 +26,10 @@ from agent.projection import Effects
 from agent.rules import Rules
 from agent.store import Store
 from agent.till_secrets import TillSecrets
+from agent.till_view import has_hq_balance, hours_since_hq, redeemable, till_view
 from drivers.cards import CardClass, classify
 from drivers.codes import VERSION as DYNAMIC_VERSION
 from drivers.codes import verify_dynamic_code
-from sync import till_offers
-from sync.till_view import has_hq_balance, hours_since_hq, redeemable, till_view
 
 if TYPE_CHECKING:
     from agent.ledger import Clock
@@ -103,7 +104,7 @@ class LedgerReads:
         if row is None:
             card = self._program_card(text, "member")
             # A member of another store: known from HQ's directory, earning here on
-            # the card's own account until HQ joins them (sync.till_view).
+            # the card's own account until HQ joins them (agent.till_view).
             known = conn.execute(
                 "SELECT member_id, state FROM hq_cards WHERE card = ?", (card,)
             ).fetchone()
@@ -156,7 +157,7 @@ class LedgerReads:
         once HQ has confirmed a balance, that balance plus this till's entries HQ had
         not yet counted; before, this till's own lots. What may be redeemed is capped by
         the rules' offline limit: of an HQ-confirmed balance at any time between two
-        syncs (``sync.till_view.redeemable``), of everything while HQ has not been
+        syncs (``agent.till_view.redeemable``), of everything while HQ has not been
         heard from recently (``stale``).
 
         ``pending`` is the balance change of an entry being written in the current
@@ -238,11 +239,14 @@ class LedgerReads:
             raise Refused("no_active_card", "member: has no active card")
         return self._active_card(self.store.conn, account.member_id)
 
-    def lookup(self, phone: str, *, online: bool = False) -> dict[str, Any]:
+    def lookup(
+        self, phone: str, *, ask_hq: Callable[[str], dict[str, Any] | None] | None = None
+    ) -> dict[str, Any]:
         """A member by phone: one of this store (enrolled here, or on another till of
-        the store: HQ sends phone keys of the store's own members only); else, with
-        ``online`` (the command line: the agent has no network), any member of the
-        chain, asked of HQ (``sync.till_lookup``)."""
+        the store: HQ sends phone keys of the store's own members only); else, given
+        ``ask_hq`` (the command line passes ``sync.till_lookup``; the agent has no
+        network), any member of the chain, asked of HQ by the phone key."""
+        online = ask_hq is not None
         number = fields.phone(phone)
         peppers = self.secrets.phone()
         keys = [fields.phone_key(number, pepper) for pepper in peppers]
@@ -264,10 +268,8 @@ class LedgerReads:
         )
         if row is not None:
             return {"member_id": row[0], "name": row[1], "card": row[2]}
-        if online:
-            from sync.till_lookup import lookup_at_hq
-
-            found = lookup_at_hq(self.state_dir, self.store, keys[0])
+        if ask_hq is not None:
+            found = ask_hq(keys[0])
             if found is not None:
                 return found
         raise Refused(

@@ -9,11 +9,11 @@ import sqlite3
 from typing import TYPE_CHECKING, Any
 
 from agent import fields
+from agent import offers as till_offers
 from agent.errors import Refused
 from agent.ledger_reads import LedgerReads, net
 from agent.money import format_amount
 from agent.projection import Effects
-from sync import till_offers
 
 if TYPE_CHECKING:
     from agent.ledger import Record

@@ -160,7 +160,7 @@ def _adjust(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects
 def _offer_take(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
     """An HQ offer taken at the counter. A voucher or a gift moves no points (its money
     value is in the body); a points multiplier credits its bonus as a lot. Which
-    offers were taken is the journal itself (``sync.till_offers.taken``)."""
+    offers were taken is the journal itself (``agent.offers.taken``)."""
     account, day = body["account"], body["day"]
     expired = _expire(conn, account, day)
     delta = _add_lot(conn, seq, account, day, body["points"], body.get("lot"))
@@ -334,7 +334,7 @@ _HANDLERS = {
     "refund": _refund,
     "adjust": _adjust,
     "offer_take": _offer_take,
-    # A device key rotation (sync.rotation) changes no balance.
+    # A device key rotation (agent.rotation) changes no balance.
     "key_rotate": _none,
 }
 

@@ -22,9 +22,9 @@ if TYPE_CHECKING:
     # Imported for real only when a migration runs: sqlite-utils pulls in click,
     # dateutil and (when installed) numpy, which the running agent does not need.
     from sqlite_utils import Database
-from sync.keys import private_sqlite
-from sync.till_offers import migrate_005_offers
-from sync.till_schema import migrate_002_sync, migrate_006_forget_phones
+from agent.keys import private_sqlite
+from agent.offers import migrate_005_offers
+from agent.sync_tables import migrate_002_sync, migrate_006_forget_phones
 
 BUSY_TIMEOUT_MS = 10_000
 # sync_state's key set by `tillpoints sync` when HQ's head shows this journal is a

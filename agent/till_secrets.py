@@ -28,7 +28,7 @@ from typing import Any
 
 from agent.errors import LedgerError
 from agent.fields import MAX_PHONE_COST, MIN_PHONE_COST, PHONE_COST, PhonePepper
-from sync.keys import readable_by_others, replace_secret, write_secret
+from agent.keys import readable_by_others, replace_secret, write_secret
 
 SECRETS_FILE = "secrets.json"
 

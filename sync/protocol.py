@@ -1,10 +1,10 @@
 """The sync protocol's messages and signatures: pure, no sockets, no database.
 
 Every message HQ sends down (an upload acknowledgement, a directory delta, a
-registration receipt) is canonical JSON (``sync.chain.canonical``) signed with
+registration receipt) is canonical JSON (``agent.chain.canonical``) signed with
 HQ's Ed25519 key (RFC 8032). Each kind of message has its own domain-separation
 tag, so that a signature made for one kind can never be passed off as another
-(the same reason ``sync.chain`` tags entry signatures).
+(the same reason ``agent.chain`` tags entry signatures).
 
 Requests from a till are signed with its *transport* key (a second Ed25519 key,
 registered alongside the journal key): the network process never needs the key
@@ -21,7 +21,7 @@ from typing import Any
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from sync.chain import Entry, canonical
+from agent.chain import Entry, canonical
 from sync.errors import invalid, unverified
 
 ACK_TAG = b"tillpoints-ack-v1\x00"
@@ -147,7 +147,7 @@ def sign_request(
     return {DEVICE_HEADER: device, DATE_HEADER: date, SIGNATURE_HEADER: signature}
 
 
-# What a till sends to redeem its token (``sync.till_register``, ``sync.hq_devices``).
+# What a till sends to redeem its token (``sync.till_register``, ``sync.hq.devices``).
 REGISTER_FIELDS = (
     "token",
     "device",

@@ -1,11 +1,11 @@
 """``lookup --phone`` for a member of another store: asked of HQ, online.
 
-A till holds phone keys of its own store's members only (``sync.extract``), so a
+A till holds phone keys of its own store's members only (``sync.hq.extract``), so a
 member of another store who forgot their card is looked up at HQ: the till sends
 the phone key it computed under the chain's pepper (never the number), signed
 with its transport key like every sync request, and takes HQ's answer only once
 HQ's signature verifies against the key pinned at registration. HQ counts the
-lookups of each till (``sync.hq_directory.LOOKUPS_PER_HOUR``) and records them.
+lookups of each till (``sync.hq.directory.LOOKUPS_PER_HOUR``) and records them.
 One attempt, short timeouts: a cashier is waiting. An unregistered till, or one
 that cannot reach HQ, answers ``None`` and the caller says to use the card.
 """
@@ -15,10 +15,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from agent.keys import load_public_key
 from agent.store import Store
 from sync.client import HQClient, RetryPolicy, Signer
 from sync.errors import SyncError, unverified
-from sync.keys import load_public_key
 from sync.protocol import LOOKUP_TAG, open_signed
 from sync.till_register import error_from, transport_key
 

@@ -15,11 +15,11 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.keys import load_public_key, public_key_text, read_private_key, write_private_key
 from agent.store import Store
 from agent.till_secrets import adopt_chain, parse_phone, parse_qr
 from sync.client import HQClient, Signer, check_url
 from sync.errors import SyncError, refused, unverified
-from sync.keys import load_public_key, public_key_text, read_private_key, write_private_key
 from sync.protocol import RECEIPT_TAG, open_signed, registration_challenge, utc_text
 
 DB_FILE, KEY_FILE, TRANSPORT_KEY_FILE = "ledger.db", "device.key", "transport.key"

@@ -40,14 +40,14 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
+from agent.chain import FORMAT_VERSION
 from agent.integrity import check_unsynced
+from agent.keys import load_public_key
+from agent.offers import apply_offers
 from agent.store import RESTORED_KEY, Store
-from sync.chain import FORMAT_VERSION
 from sync.client import HQClient, Reply, RetryPolicy, Signer
 from sync.errors import SyncError, refused, unverified
-from sync.keys import load_public_key
 from sync.protocol import ACK_TAG, DELTA_TAG, HEAD_TAG, Ack, open_signed, utc_text
-from sync.till_offers import apply_offers
 from sync.till_register import error_from, open_till, transport_key
 
 BATCH_ENTRIES = 500

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from agent.cli import main
 from agent.ledger import Ledger
-from agent.simulated_till import SimulatedTill
+from tillpoints.cli import main
+from tillpoints.simulated_till import SimulatedTill
 
 pytest_plugins = ["tests.sync_helpers"]
 

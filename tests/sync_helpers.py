@@ -24,15 +24,15 @@ from typing import Any
 import pytest
 import requests
 
-from agent.cli import main
+from agent.chain import Entry
 from agent.ledger import Ledger
 from agent.store import Store
-from sync.bench import free_port, hq_serve_command
-from sync.chain import Entry
-from sync.hq_devices import add_device, init_hq, register
-from sync.hqdb import HQStore, open_store
+from sync.hq.db import HQStore, open_store
+from sync.hq.devices import add_device, init_hq, register
 from sync.protocol import Batch
 from sync.till_register import adopt_phone, registration_request
+from tillpoints.bench_hq import free_port, hq_serve_command
+from tillpoints.cli import main
 
 REPO = Path(__file__).resolve().parents[1]
 PG_BASE = os.environ.get("TILLPOINTS_TEST_PG", "postgresql://postgres@127.0.0.1:5432")
@@ -47,7 +47,7 @@ def utc_now() -> dt.datetime:
 
 @pytest.fixture(scope="session", autouse=True)
 def hq_key_home(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    """Where a PostgreSQL HQ made by a test keeps its key file (sync.hq_keyfile):
+    """Where a PostgreSQL HQ made by a test keeps its key file (sync.hq.keyfile):
     in the session's temporary directory, not the user's ~/.local/state."""
     home = tmp_path_factory.mktemp("hq-keys")
     before = os.environ.get("TILLPOINTS_HQ_STATE")
@@ -139,7 +139,7 @@ def bind(hq: HQStore, state: Path) -> str:
         ledger.close()
     token = add_device(hq, store_id, till, utc_now())["token"]
     request = registration_request(state, token, device, store_id, till)
-    from sync.hq_devices import hq_key
+    from sync.hq.devices import hq_key
 
     receipt = register(hq, hq_key(hq), request, utc_now())["document"]
     opened = Store(state / "ledger.db")

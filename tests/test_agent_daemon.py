@@ -18,9 +18,9 @@ import pytest
 
 from agent.client import AgentClient, AgentError
 from agent.errors import LedgerError
-from agent.simulated_till import DEMO_CARD as MEMBER_CARD
-from agent.simulated_till import SimulatedTill
 from tests.conftest import REPO
+from tillpoints.simulated_till import DEMO_CARD as MEMBER_CARD
+from tillpoints.simulated_till import SimulatedTill
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -220,7 +220,7 @@ def test_sigterm_under_load_loses_nothing_acknowledged(till: SimulatedTill) -> N
 def run_agent_once(till: SimulatedTill) -> subprocess.CompletedProcess[str]:
     till.close()
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "agent", "--json"],
+        [sys.executable, "-m", "tillpoints.cli", "agent", "--json"],
         env=till.env,
         cwd=REPO,
         capture_output=True,
@@ -261,7 +261,7 @@ def test_a_missing_ledger_is_never_created(tmp_path: Path) -> None:
 def test_status_command_with_and_without_the_agent(till: SimulatedTill) -> None:
     def status() -> dict:
         done = subprocess.run(
-            [sys.executable, "-m", "agent.cli", "status", "--json"],
+            [sys.executable, "-m", "tillpoints.cli", "status", "--json"],
             env=till.env,
             cwd=REPO,
             capture_output=True,
@@ -280,7 +280,7 @@ def test_status_command_with_and_without_the_agent(till: SimulatedTill) -> None:
     assert stopped["agent"] == "not running" and stopped["readers"] == []
     assert stopped["journal_head"] == running["journal_head"]
     human = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "status"],
+        [sys.executable, "-m", "tillpoints.cli", "status"],
         env=till.env,
         cwd=REPO,
         capture_output=True,

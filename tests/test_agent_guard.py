@@ -16,19 +16,19 @@ from typing import Any
 
 import pytest
 
+from agent.chain import canonical
 from agent.client import AgentError
 from agent.errors import LedgerError
 from agent.ledger import Ledger
-from agent.simulated_till import DEMO_CARD, SimulatedTill
-from sync.chain import canonical
 from tests.conftest import REPO
+from tillpoints.simulated_till import DEMO_CARD, SimulatedTill
 
 pytestmark = pytest.mark.timeout(120)
 
 
 def _command(till: SimulatedTill, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", *args],
+        [sys.executable, "-m", "tillpoints.cli", *args],
         env=till.env,
         cwd=REPO,
         capture_output=True,
@@ -186,7 +186,7 @@ def _acknowledge(state: Path, seq: int) -> None:
 def test_key_rotations_anywhere_in_the_unsynced_part_verify(tmp_path: Path) -> None:
     from agent.daemon import check_journal
     from agent.integrity import check_unsynced
-    from sync.rotation import rotate_device_key
+    from agent.rotation import rotate_device_key
 
     state = tmp_path / "state"
     ledger = Ledger.init(state, "S001", "T01")

@@ -22,9 +22,9 @@ from hypothesis import strategies as st
 
 from agent.api import BODIES, ROUTES, Kind
 from agent.client import _UnixConnection
-from agent.simulated_till import DEMO_CARD as MEMBER_CARD
-from agent.simulated_till import SimulatedTill
 from tests.conftest import REPO
+from tillpoints.simulated_till import DEMO_CARD as MEMBER_CARD
+from tillpoints.simulated_till import SimulatedTill
 
 pytestmark = pytest.mark.timeout(300)
 

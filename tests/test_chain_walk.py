@@ -1,4 +1,4 @@
-"""The one chain walker (``sync.chain.walk_chain``) gives the same verdict under
+"""The one chain walker (``agent.chain.walk_chain``) gives the same verdict under
 both signature policies, every entry's (``log verify``, ``hq verify``) and key-run
 ends only (HQ's upload check, the check before ``tillpoints sync``), on random
 chains with random damage: the same report (ok, or the same first bad seq and
@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync.chain import (
+from agent.chain import (
     GENESIS_PREV,
     KEY_ROTATE,
     Entry,
@@ -26,7 +26,7 @@ from sync.chain import (
     sign_entry,
     walk_chain,
 )
-from sync.keys import public_key_text
+from agent.keys import public_key_text
 
 KEYS = [Ed25519PrivateKey.generate() for _ in range(4)]
 STRANGER = Ed25519PrivateKey.generate()

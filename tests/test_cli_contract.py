@@ -12,10 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from agent.cli import _commands, build_parser
 from drivers.codes import make_dynamic_code
 from tests.conftest import REPO
 from tests.secrets_helpers import give_qr_secret
+from tillpoints.cli import _commands, build_parser
 
 CARD = "9900835840532866"
 OTHER = "9900568732746027"
@@ -201,7 +201,7 @@ def test_human_output_has_no_traceback_and_no_json() -> None:
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "tillpoints.cli",
             "--state",
             "/nonexistent/x",
             "balance",

@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
-from agent.cli import _commands, build_parser, main
 from tests.conftest import REPO
+from tillpoints.cli import _commands, build_parser, main
 
-CLI = (sys.executable, "-m", "agent.cli")
+CLI = (sys.executable, "-m", "tillpoints.cli")
 CARD = "9900835840532866"
 # Commands that run until stopped (a daemon, a screen, a server) or write outside the
 # test's directories: their parsing is swept, they are not run.

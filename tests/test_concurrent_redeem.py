@@ -25,7 +25,7 @@ RACERS = 4
 # that the redeems themselves, not the interpreters' start-up, overlap.
 RACER = """
 import pathlib, sys, time
-from agent.cli import main
+from tillpoints.cli import main
 gun = pathlib.Path(sys.argv[1])
 while not gun.exists():
     time.sleep(0.001)

@@ -89,7 +89,7 @@ def _earn(state: Path, receipt: str, card: str) -> subprocess.Popen[str]:
         [
             sys.executable,
             "-m",
-            "agent.cli",
+            "tillpoints.cli",
             "earn",
             "--member",
             card,

@@ -11,16 +11,16 @@ from typing import Any, Literal
 
 import pytest
 
-from agent.cli import build_parser
-from agent.cli_readers import COMMANDS
-from agent.commands import Context
 from agent.errors import InvalidInput
-from drivers.bench import swipe_to_scan_p99_ms
 from drivers.config import ReaderConfig
 from drivers.errors import DriverError
 from drivers.lifecycle import ReaderState
 from drivers.registry import make_reader
 from drivers.scan import Scan
+from tillpoints.bench_readers import swipe_to_scan_p99_ms
+from tillpoints.cli import build_parser
+from tillpoints.cli_readers import COMMANDS
+from tillpoints.commands import Context
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 A = "9900835840532866"
@@ -93,8 +93,8 @@ def test_readers_lists_nothing_here_cleanly() -> None:
 def test_main_maps_errors_to_exit_status(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    pytest.importorskip("agent.cli_ledger")
-    from agent.cli import main
+    pytest.importorskip("tillpoints.cli_ledger")
+    from tillpoints.cli import main
 
     status = main(["decode", "--file", str(tmp_path / "missing"), "--json"])
     assert status == 2

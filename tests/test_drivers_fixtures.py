@@ -13,11 +13,11 @@ from typing import Any
 
 import pytest
 
-from agent.cli_readers import decode_capture
 from drivers.cards import looks_like_payment_card
 from drivers.decoder import DecoderSettings, ScanDecoder, decode_stream
 from drivers.errors import DriverError
 from drivers.scan import Scan
+from tillpoints.cli_readers import decode_capture
 
 REPO = Path(__file__).resolve().parents[1]
 FIXTURES = REPO / "tests" / "fixtures"

@@ -26,7 +26,7 @@ from drivers.cards import (
 )
 from tests.conftest import REPO
 
-CLI = (sys.executable, "-m", "agent.cli")
+CLI = (sys.executable, "-m", "tillpoints.cli")
 CARD = "9900835840532866"
 # Issuer ranges with a length each network issues: Visa, Mastercard, Amex, Discover.
 NETWORKS = [("4", 16), ("51", 16), ("2221", 16), ("37", 15), ("6011", 16), ("4", 19)]

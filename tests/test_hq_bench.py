@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sync import bench
+from tillpoints import bench_hq as bench
 
 
 def test_bench_hooks_return_figures() -> None:

@@ -19,13 +19,13 @@ import requests
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.chain import Entry, sign_draft
+from agent.keys import read_private_key
 from agent.ledger import Ledger
-from sync.chain import Entry, sign_draft
 from sync.client import HQClient, Signer
 from sync.errors import SyncError
-from sync.hq_devices import add_device
-from sync.hqdb import HQStore, open_store
-from sync.keys import read_private_key
+from sync.hq.db import HQStore, open_store
+from sync.hq.devices import add_device
 from sync.till_register import registration_request, transport_key
 from sync.wire import decode_json
 from tests.sync_helpers import (

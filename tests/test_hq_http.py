@@ -15,11 +15,11 @@ import requests
 
 from agent.errors import Refused
 from agent.ledger import Ledger
+from agent.till_view import redeemable, till_view
 from sync.client import HQClient, Signer
-from sync.hq_devices import add_device
-from sync.hqdb import HQStore, open_store
+from sync.hq.db import HQStore, open_store
+from sync.hq.devices import add_device
 from sync.till_register import transport_key
-from sync.till_view import redeemable, till_view
 from sync.wire import MAX_BODY_BYTES
 from tests import sync_helpers
 from tests.sync_helpers import (

@@ -1,6 +1,6 @@
 """HQ ingest on both storage backends, in-process: exactly once, forks, tampering.
 
-The HTTP layer is a thin shell over ``sync.hq_ingest.ingest``; these tests drive
+The HTTP layer is a thin shell over ``sync.hq.ingest.ingest``; these tests drive
 that function directly against real SQLite and PostgreSQL databases. The same
 cases over real HTTP are in test_hq_http.py.
 """
@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 from sync.errors import SyncError
-from sync.hq_audit import verify_all
-from sync.hq_devices import hq_key, unfreeze
-from sync.hq_ingest import ingest
-from sync.hq_projection import alerts, balance
-from sync.hqdb import HQStore
+from sync.hq.audit import verify_all
+from sync.hq.db import HQStore
+from sync.hq.devices import hq_key, unfreeze
+from sync.hq.ingest import ingest
+from sync.hq.projection import alerts, balance
 from sync.protocol import ACK_TAG, Ack, open_signed
 from tests import sync_helpers
 from tests.sync_helpers import (

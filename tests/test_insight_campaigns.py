@@ -16,13 +16,13 @@ import pytest
 from agent.audit import verify_ledger
 from agent.errors import LedgerError
 from agent.ledger import Ledger
-from sync.hq_devices import hq_key, init_hq
-from sync.hq_directory import delta
-from sync.hq_ingest import ingest
-from sync.hqdb import HQStore, open_store
-from sync.insight.campaigns import add_campaign, in_holdout, offer_alerts, parse_spec
-from sync.insight.catalog import run_report
-from sync.till_offers import apply_offers
+from agent.offers import apply_offers
+from sync.hq.db import HQStore, open_store
+from sync.hq.devices import hq_key, init_hq
+from sync.hq.directory import delta
+from sync.hq.ingest import ingest
+from sync.hq.insight.campaigns import add_campaign, in_holdout, offer_alerts, parse_spec
+from sync.hq.insight.catalog import run_report
 from sync.till_sync import apply_delta
 from tests.sync_helpers import (
     batch_of,

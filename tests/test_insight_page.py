@@ -27,10 +27,10 @@ import pytest
 import requests
 
 from sync.errors import SyncError
-from sync.hqdb import HQStore, open_store
-from sync.insight import operators
-from sync.insight.catalog import REPORTS, run_report, to_csv
-from sync.insight.simulate import simulate
+from sync.hq.db import HQStore, open_store
+from sync.hq.insight import operators
+from sync.hq.insight.catalog import REPORTS, run_report, to_csv
+from sync.hq.insight.simulate import simulate
 from tests.insight_helpers import everyone_campaign, plant_takes
 from tests.sync_helpers import HQServer, cli, running_hq
 

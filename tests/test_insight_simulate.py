@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from agent import fields
-from agent.cli import build_parser
-from agent.cli_insight import COMMANDS
-from agent.commands import Context
 from agent.till_secrets import parse_phone
-from sync.hq_audit import verify_all
-from sync.hq_devices import chain_phone, hq_key
-from sync.hqdb import open_store
-from sync.insight.population import Chain
-from sync.insight.simulate import DEFAULT_START, SIMULATED_PHONE_COST, simulate
+from sync.hq.audit import verify_all
+from sync.hq.db import open_store
+from sync.hq.devices import chain_phone, hq_key
+from sync.hq.insight.population import Chain
+from sync.hq.insight.simulate import DEFAULT_START, SIMULATED_PHONE_COST, simulate
+from tillpoints.cli import build_parser
+from tillpoints.cli_insight import COMMANDS
+from tillpoints.commands import Context
 
 
 def _history(url: str, ledger_days: int, seed: int = 5) -> tuple[dict[str, Any], dict[Any, Any]]:

@@ -13,10 +13,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.audit import export_log, verify_file, verify_ledger
+from agent.chain import Entry, canonical, verify_chain
+from agent.keys import public_key_text
 from agent.ledger import Ledger
-from sync.bench import signed_entries
-from sync.chain import Entry, canonical, verify_chain
-from sync.keys import public_key_text
+from tillpoints.bench_hq import signed_entries
 
 CARD = "9900835840532866"
 
@@ -56,7 +56,7 @@ def test_an_edit_with_a_recomputed_hash_fails_the_signature(busy: Ledger) -> Non
     forged = Entry(
         entry.device, entry.seq, entry.ts, entry.kind, entry.staff, body, entry.prev, "", ""
     )
-    from sync.chain import content_digest, seal
+    from agent.chain import content_digest, seal
 
     digest = seal(content_digest(forged.unsigned()), entry.sig)
     tamper(
@@ -171,7 +171,7 @@ def test_an_entry_of_the_v1_format_is_refused_by_name(busy: Ledger) -> None:
 
 
 def test_a_key_rotation_keeps_the_chain_verifiable(busy: Ledger, tmp_path: Path) -> None:
-    from sync.rotation import rotate_device_key
+    from agent.rotation import rotate_device_key
 
     old_key = busy.public_key
     rotated = rotate_device_key(busy.state_dir)

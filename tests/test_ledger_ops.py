@@ -382,7 +382,7 @@ def test_a_refund_takes_back_a_multiplier_offers_bonus(ledger: Ledger, clock: Cl
 
 
 def test_the_earn_bench_reports_each_figure_against_the_raw_limit(tmp_path: Path) -> None:
-    from agent.bench import earn_figures
+    from tillpoints.bench import earn_figures
 
     figures = earn_figures(tmp_path, rounds=1, seconds=0.05, members=5)
     earns, rows = figures["durable_earns_per_s"], figures["earn_rows_commits_per_s"]

@@ -14,15 +14,15 @@ import sys
 import time
 from pathlib import Path
 
-from agent.cli import main
-from agent.simulated_till import DEMO_CARD, SimulatedTill
 from agent.till_secrets import SECRETS_FILE, TillSecrets
 from drivers.codes import make_dynamic_code
-from sync.hq_devices import chain_qr, hq_key
-from sync.hqdb import open_store
+from sync.hq.db import open_store
+from sync.hq.devices import chain_qr, hq_key
 from tests.secrets_helpers import give_qr_secret
 from tests.sync_helpers import REPO, cli, make_till, register_till, running_hq
 from tests.test_agent_daemon import collect_events, next_event
+from tillpoints.cli import main
+from tillpoints.simulated_till import DEMO_CARD, SimulatedTill
 
 CARD = "9900835840532866"
 
@@ -158,7 +158,7 @@ def test_decode_checks_dynamic_codes_with_the_tills_secret(tmp_path: Path) -> No
     phone, _ = make_dynamic_code(CARD, secret, time.time())
 
     def decode() -> list[dict[str, str]]:
-        command = [sys.executable, "-m", "agent.cli", "--state", str(state), "--config", "/x"]
+        command = [sys.executable, "-m", "tillpoints.cli", "--state", str(state), "--config", "/x"]
         done = subprocess.run(
             [*command, "decode", "--json"],
             input=f"{phone}\r".encode(),

@@ -19,8 +19,8 @@ import pytest
 from agent.errors import Refused
 from agent.fields import Line
 from agent.ledger import Ledger
-from sync.hqdb import HQStore, open_store
-from sync.till_view import redeemable, till_view
+from agent.till_view import redeemable, till_view
+from sync.hq.db import HQStore, open_store
 from tests.sync_helpers import (
     HQServer,
     cli,

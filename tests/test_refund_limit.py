@@ -12,9 +12,9 @@ from agent.client import AgentClient, AgentError
 from agent.errors import Refused
 from agent.fields import Line
 from agent.ledger import Ledger
-from agent.simulated_till import DEMO_CARD, SimulatedTill
 from tests.conftest import journal_count
 from tests.test_ui_support import SUPERVISOR, SUPERVISOR_PIN, add_supervisor
+from tillpoints.simulated_till import DEMO_CARD, SimulatedTill
 
 # The shipped rules: refunds above 200.00 need a supervisor.
 LIMIT = 200_00

@@ -16,15 +16,15 @@ import pytest
 
 from agent.client import AgentError
 from agent.ledger import Ledger
-from agent.simulated_till import DEMO_CARD, SimulatedTill
-from sync.hqdb import open_store
+from sync.hq.db import open_store
 from tests.sync_helpers import REPO, cli, register_till, running_hq
+from tillpoints.simulated_till import DEMO_CARD, SimulatedTill
 
 CODE = "till_restored_from_backup"
 
 
 def _run(state: Path, *args: str) -> tuple[int, dict[str, Any], str]:
-    command = [sys.executable, "-m", "agent.cli", "--state", str(state), "--config", "/x"]
+    command = [sys.executable, "-m", "tillpoints.cli", "--state", str(state), "--config", "/x"]
     done = subprocess.run(
         [*command, *args, "--json"], cwd=REPO, capture_output=True, text=True, timeout=60
     )

@@ -29,17 +29,17 @@ import requests
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import fields
-from agent.cli import main
 from agent.errors import Refused
 from agent.fields import PHONE_COST
+from agent.keys import private_key_pem, public_key_text, read_private_key
 from agent.ledger import Ledger
 from agent.till_secrets import SECRETS_FILE, TillSecrets
 from sync.client import HQClient, Signer
-from sync.hq_devices import chain_phone, hq_key
-from sync.hqdb import open_store
-from sync.keys import private_key_pem, public_key_text, read_private_key
+from sync.hq.db import open_store
+from sync.hq.devices import chain_phone, hq_key
 from sync.till_register import transport_key
 from tests.sync_helpers import REPO, cli, make_till, pg_schema, register_till, running_hq
+from tillpoints.cli import main
 
 ANN, BO = "0612345678", "0698765432"
 
@@ -294,7 +294,7 @@ def test_hq_init_keeps_the_key_in_a_0600_file_not_in_the_database(
     db = tmp_path / "hq.db"
     url = f"sqlite:///{db}"
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "hq", "init", "--db", url, "--json"],
+        [sys.executable, "-m", "tillpoints.cli", "hq", "init", "--db", url, "--json"],
         cwd=REPO,
         capture_output=True,
         text=True,
@@ -334,7 +334,18 @@ def test_hq_serve_refuses_a_missing_foreign_or_readable_key(tmp_path: Path) -> N
 
 def _serve_error(url: str, tmp_path: Path) -> str:
     done = subprocess.run(
-        [sys.executable, "-m", "agent.cli", "hq", "serve", "--db", url, "--port", "1", "--json"],
+        [
+            sys.executable,
+            "-m",
+            "tillpoints.cli",
+            "hq",
+            "serve",
+            "--db",
+            url,
+            "--port",
+            "1",
+            "--json",
+        ],
         cwd=REPO,
         capture_output=True,
         text=True,

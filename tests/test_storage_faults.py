@@ -38,7 +38,7 @@ def small_disk(tmp_path: Path) -> Iterator[Path]:
 def tp(state: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "PYTHONPATH": str(REPO), "TILLPOINTS_CONFIG": "/nonexistent.toml"}
     return subprocess.run(
-        [sys.executable, "-m", "agent.cli", "--state", str(state), *argv, "--json"],
+        [sys.executable, "-m", "tillpoints.cli", "--state", str(state), *argv, "--json"],
         capture_output=True,
         text=True,
         env=env,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from agent.ledger import Ledger
 from drivers.cards import luhn_ok
-from sync.hqdb import HQStore
+from sync.hq.db import HQStore
 from tests.sync_helpers import HQServer, make_till, register_till, running_hq
 
 

@@ -20,9 +20,9 @@ import pytest
 
 from agent.ledger import Ledger
 from sync.client import HQClient, Signer
-from sync.hq_devices import hq_key
-from sync.hq_ingest import signed_head
-from sync.hqdb import HQStore
+from sync.hq.db import HQStore
+from sync.hq.devices import hq_key
+from sync.hq.ingest import signed_head
 from sync.till_register import transport_key
 from tests import sync_helpers
 from tests.sync_helpers import (
@@ -59,7 +59,7 @@ def _earn(state: Path, times: int, member: str | None = None) -> str:
 def _sync_process(state: Path, *extra: str, timeout: float = 60) -> tuple[int, dict[str, Any]]:
     """`tillpoints sync` as its own process, killed (and the test failed) if it
     does not end within ``timeout``: a run that never ends is the attack."""
-    command = [sys.executable, "-m", "agent.cli", "--state", str(state), "--config", "/x"]
+    command = [sys.executable, "-m", "tillpoints.cli", "--state", str(state), "--config", "/x"]
     done = subprocess.run(
         [*command, "sync", *extra, "--json"],
         cwd=REPO,

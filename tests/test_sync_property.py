@@ -17,14 +17,14 @@ from hypothesis import strategies as st
 
 from agent.errors import LedgerError
 from agent.ledger import Ledger
-from sync.hq_devices import hq_key
-from sync.hq_directory import delta
-from sync.hq_ingest import ingest
-from sync.hq_projection import balance
-from sync.hqdb import HQStore, open_store
+from agent.till_view import till_view
+from sync.hq.db import HQStore, open_store
+from sync.hq.devices import hq_key
+from sync.hq.directory import delta
+from sync.hq.ingest import ingest
+from sync.hq.projection import balance
 from sync.protocol import Batch
 from sync.till_sync import apply_delta
-from sync.till_view import till_view
 from tests.sync_helpers import _init, bind, utc_now
 
 OPS = st.lists(

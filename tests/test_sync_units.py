@@ -13,17 +13,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given
 from hypothesis import strategies as st
 
+from agent.chain import GENESIS_PREV, Entry, sign_entry
 from agent.ledger import Ledger
-from sync.chain import GENESIS_PREV, Entry, sign_entry
+from agent.rotation import rotate_device_key, verify_rotating
 from sync.errors import SyncError
-from sync.hq_audit import verify_all
-from sync.hq_devices import hq_key
-from sync.hq_ingest import ingest
-from sync.hqdb import HQStore
-from sync.judge import Head, judge
+from sync.hq.audit import verify_all
+from sync.hq.db import HQStore
+from sync.hq.devices import hq_key
+from sync.hq.ingest import ingest
+from sync.hq.judge import Head, judge
 from sync.protocol import ACK_TAG, open_signed, signed
 from sync.registration import TRANSITIONS, Event, State, token_state, transition
-from sync.rotation import rotate_device_key, verify_rotating
 from sync.wire import MAX_INFLATED_BYTES, decode_json, inflate
 from tests import sync_helpers
 from tests.sync_helpers import (
@@ -200,7 +200,7 @@ def test_a_key_rotation_is_followed_by_the_chain_check_and_by_hq(
     ledger.close()
     entries = entries_of(state)
     assert [e.kind for e in entries] == ["init", "key_rotate", "enrol"]
-    from sync.keys import load_public_key
+    from agent.keys import load_public_key
 
     report, key = verify_rotating(entries, load_public_key(old_public))
     assert report.ok and key != load_public_key(old_public)
@@ -214,7 +214,7 @@ def test_a_key_rotation_is_followed_by_the_chain_check_and_by_hq(
 def test_a_rotation_signed_by_a_stranger_is_refused() -> None:
     entries = _chain(2)
     thief = Ed25519PrivateKey.generate()
-    from sync.keys import public_key_text
+    from agent.keys import public_key_text
 
     bogus = sign_entry(
         thief,

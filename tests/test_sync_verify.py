@@ -1,5 +1,5 @@
-"""HQ's fast batch check (``sync.judge.verify_fresh``, ``sync.chain.canonical_entry``)
-says exactly what the reference check (``sync.rotation.verify_rotating``) says, on
+"""HQ's fast batch check (``sync.hq.judge.verify_fresh``, ``agent.chain.canonical_entry``)
+says exactly what the reference check (``agent.rotation.verify_rotating``) says, on
 good chains and on every kind of damage, though it checks only the signatures at
 the end of each key's run; and nobody without the device key gets past it."""
 
@@ -14,10 +14,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sync import judge
-from sync.chain import GENESIS_PREV, Entry, canonical, canonical_entry, sign_entry
-from sync.keys import public_key_text
-from sync.rotation import KEY_ROTATE, verify_rotating
+from agent.chain import GENESIS_PREV, Entry, canonical, canonical_entry, sign_entry
+from agent.keys import public_key_text
+from agent.rotation import KEY_ROTATE, verify_rotating
+from sync.hq import judge
 
 KEYS = [Ed25519PrivateKey.generate() for _ in range(3)]
 STRANGER = Ed25519PrivateKey.generate()

@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from agent import cli_install
-from agent.commands import Context
 from agent.errors import InvalidInput, Refused
+from tillpoints import cli_install
+from tillpoints.commands import Context
 
 SYSTEMD_DIR = Path(__file__).resolve().parents[1] / "systemd"
 UNITS = ("tillpoints-agent.service", "tillpoints-sync.service", "tillpoints-sync.timer")
@@ -348,10 +348,10 @@ def test_default_executable_is_an_absolute_path() -> None:
 
 
 def test_through_the_command_line_once_registered(tmp_path: Path, executable: Path) -> None:
-    from agent import cli
+    from tillpoints import cli
 
     if "install-systemd" not in {command.name for command in cli._commands()}:
-        pytest.skip("install-systemd is not registered in agent.cli yet")
+        pytest.skip("install-systemd is not registered in tillpoints.cli yet")
     root = tmp_path / "root"
     root.mkdir()
     argv = ["install-systemd", "--root", str(root), "--exec", str(executable), "--json"]
@@ -404,7 +404,7 @@ _PROBE = textwrap.dedent(
         print("filter-not-active"); sys.exit(1)
     except OSError:
         pass
-    import agent.cli, agent.ledger, sync.till_sync, drivers.hid_reader, drivers.serial_reader
+    import tillpoints.cli, agent.ledger, sync.till_sync, drivers.hid_reader, drivers.serial_reader
     import evdev, serial
     from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
     key = Ed25519PrivateKey.generate()

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from tests.test_ui_support import pilot_test, text_of, wait_for
-from ui.demo import DemoStore, demo_app
+from tillpoints.demo import DemoStore, demo_app
 from ui.screens.swipe_picker import SwipePicker
 
 
@@ -55,6 +55,6 @@ def test_demo_without_hq_runs_offline(tmp_path: Path) -> None:
 
 
 def _refuse(*args: str) -> dict[str, object]:
-    from ui.demo import HQUnavailable
+    from tillpoints.demo import HQUnavailable
 
     raise HQUnavailable("`tillpoints hq init`: invalid choice: 'hq'")

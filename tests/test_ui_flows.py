@@ -7,7 +7,6 @@ import time
 
 from textual.widgets import Input, Static
 
-from agent.simulated_till import DEMO_CARD, SimulatedTill
 from tests.test_ui_support import (  # noqa: F401  (till_fixture: the `till` fixture)
     BANK_SWIPE,
     GARBLED_SWIPE,
@@ -21,6 +20,7 @@ from tests.test_ui_support import (  # noqa: F401  (till_fixture: the `till` fix
     till_fixture,
     wait_for,
 )
+from tillpoints.simulated_till import DEMO_CARD, SimulatedTill
 from ui.app import CashierApp
 from ui.messages import StatusArrived
 from ui.qr import modules
@@ -90,7 +90,7 @@ async def test_swipe_shows_the_member_at_once(till: SimulatedTill) -> None:
         assert "100" in balance and "1.00" in balance
         assert "Available 100" in text_of(app, "#member-available")
         assert not app.screen.query_one("#idle").display
-        assert elapsed < 5  # a sanity bound only: the figure itself is ui.bench's
+        assert elapsed < 5  # a sanity bound only: the figure itself is tillpoints.bench_ui's
         await pilot.press("escape")
         assert app.screen.query_one("#idle").display
 

@@ -12,7 +12,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_core_packages_do_not_import_textual() -> None:
     code = (
-        "import agent.cli, agent.daemon, drivers.registry, sync.chain; import sys; "
+        "import tillpoints.cli, agent.daemon, drivers.registry, agent.chain; import sys; "
         "assert 'textual' not in sys.modules, sorted(m for m in sys.modules if 'textual' in m)"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)
@@ -20,7 +20,7 @@ def test_core_packages_do_not_import_textual() -> None:
 
 def test_the_cli_parser_does_not_import_textual() -> None:
     code = (
-        "import agent.cli, sys; agent.cli.build_parser(agent.cli._commands()); "
+        "import tillpoints.cli, sys; tillpoints.cli.build_parser(tillpoints.cli._commands()); "
         "assert 'textual' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], cwd=REPO, check=True)

@@ -9,10 +9,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from tillpoints.simulated_till import SimulatedTill
 from textual.app import App, ComposeResult
 from textual.widgets import Input
 
-from agent.simulated_till import SimulatedTill
 from tests.test_ui_support import (  # noqa: F401  (till_fixture: the `till` fixture)
     BANK_SWIPE,
     MEMBER_SWIPE,

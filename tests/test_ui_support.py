@@ -17,14 +17,14 @@ from textual.app import App
 from textual.pilot import Pilot
 from textual.widgets import Static
 
-from agent.simulated_till import SimulatedTill
+from tillpoints.simulated_till import SimulatedTill
 
 MEMBER_SWIPE = b";9900835840532866=3012?\r"
 UNKNOWN_SWIPE = b";9900568732746027=3012?\r"
 BANK_SWIPE = b";4111111111111111=2512?\r"
 GARBLED_SWIPE = b"%E?;E?\r"
 SUPERVISOR, SUPERVISOR_PIN = "sup1", "4321"
-AGENT_CLI = (sys.executable, "-m", "agent.cli")
+AGENT_CLI = (sys.executable, "-m", "tillpoints.cli")
 
 
 @pytest.fixture(name="till")

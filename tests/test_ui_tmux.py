@@ -12,8 +12,8 @@ import uuid
 
 import pytest
 
-from agent.simulated_till import SimulatedTill
 from tests.test_ui_support import MEMBER_SWIPE, till_fixture  # noqa: F401  (`till`)
+from tillpoints.simulated_till import SimulatedTill
 
 pytestmark = pytest.mark.skipif(
     shutil.which("tmux") is None, reason="tmux is not installed: `apt-get install tmux`"

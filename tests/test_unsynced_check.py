@@ -12,7 +12,7 @@ import pytest
 
 from agent.integrity import check_unsynced
 from agent.ledger import Ledger
-from sync.rotation import rotate_device_key
+from agent.rotation import rotate_device_key
 
 
 def _till(tmp_path: Path) -> tuple[Path, int]:

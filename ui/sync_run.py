@@ -26,14 +26,14 @@ class SyncCommand:
     """How to run a sync: ``argv`` (``--json`` is added), its environment, or the
     reason it cannot run here."""
 
-    argv: tuple[str, ...] = (sys.executable, "-m", "agent.cli", "sync")
+    argv: tuple[str, ...] = (sys.executable, "-m", "tillpoints.cli", "sync")
     env: Mapping[str, str] | None = field(default=None, repr=False)
     unavailable: str = ""
 
     @classmethod
     def local(cls, extra: Sequence[str] = ()) -> SyncCommand:
         """The sync of this till: ``tillpoints [--state ..] [--config ..] sync``."""
-        return cls(argv=(sys.executable, "-m", "agent.cli", *extra, "sync"))
+        return cls(argv=(sys.executable, "-m", "tillpoints.cli", *extra, "sync"))
 
     def run(self) -> SyncOutcome:
         if self.unavailable:

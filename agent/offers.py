@@ -1,0 +1,130 @@
+"""Offers HQ targeted at members, as the till holds them (issue 8, "back to the counter").
+
+- Migration ``005_offers`` of ``agent.store.MIGRATIONS`` creates ``hq_offers``
+  (what HQ last sent: the complete set of offers for this till's members) and an
+  index over the journal's ``offer_take`` entries, which are the only record of
+  what was taken here (so a rebuild of the projection needs nothing more).
+- ``apply_offers`` applies the ``offers`` list of a verified delta (HQ puts it on
+  the last page of a download, ``sync.hq.directory``) inside the delta's
+  transaction: it *replaces* the set, so an offer HQ withdrew, or that was taken
+  at another till and synced, disappears from the counter.
+- ``offers_for`` is what the counter shows: valid today, not taken on this till.
+
+This module must not import ``agent.store`` (which imports it).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import sqlite3
+from typing import Any
+
+OFFERS_KEY = "offers"
+KINDS = ("multiplier", "voucher", "gift")
+_FIELDS = (
+    "offer_id",
+    "member_id",
+    "campaign",
+    "kind",
+    "value",
+    "title",
+    "valid_from",
+    "valid_to",
+)
+OFFER_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
+
+_DDL = (
+    "CREATE TABLE hq_offers (offer_id TEXT PRIMARY KEY, member_id TEXT NOT NULL, "
+    "campaign TEXT NOT NULL, kind TEXT NOT NULL, value TEXT NOT NULL, title TEXT NOT NULL, "
+    "valid_from TEXT NOT NULL, valid_to TEXT NOT NULL)",
+    "CREATE INDEX hq_offers_member ON hq_offers (member_id)",
+    # The journal is the record of takes: a partial expression index finds one fast.
+    "CREATE INDEX journal_offer_take ON journal (json_extract(body, '$.offer_id')) "
+    "WHERE kind = 'offer_take'",
+)
+_TAKEN = (
+    "SELECT seq, json_extract(body, '$.receipt') FROM journal "
+    "WHERE kind = 'offer_take' AND json_extract(body, '$.offer_id') = ?"
+)
+
+
+def migrate_005_offers(db: Any) -> None:
+    """``db`` is the ``sqlite_utils.Database`` the migration runner passes."""
+    for statement in _DDL:
+        db.execute(statement)
+
+
+def _offer_row(item: Any) -> tuple[str, ...]:
+    if not isinstance(item, dict):
+        raise ValueError("an offer is not an object")
+    row = tuple(item[key] for key in _FIELDS)
+    if not all(isinstance(value, str) for value in row):
+        raise ValueError(f"offer {row[0]!r}: every field must be a string")
+    if not OFFER_ID.fullmatch(row[0]) or row[3] not in KINDS:
+        raise ValueError(f"offer {row[0]!r}: bad id or kind")
+    dt.date.fromisoformat(row[6])
+    dt.date.fromisoformat(row[7])
+    return row
+
+
+def apply_offers(conn: sqlite3.Connection, delta: dict[str, Any]) -> int:
+    """Replace this till's offers with the ``offers`` of a verified delta (inside the
+    caller's transaction). A delta without the key (every page but the last) changes
+    nothing. Raises ``ValueError``/``KeyError`` on a malformed list, which
+    ``sync.till_sync`` answers as ``bad_delta`` with nothing applied."""
+    if OFFERS_KEY not in delta:
+        return 0
+    items = delta[OFFERS_KEY]
+    if not isinstance(items, list):
+        raise ValueError("offers: not a list")
+    rows = [_offer_row(item) for item in items]
+    conn.execute("DELETE FROM hq_offers")
+    conn.executemany("INSERT OR REPLACE INTO hq_offers VALUES (?, ?, ?, ?, ?, ?, ?, ?)", rows)
+    return len(rows)
+
+
+def taken(conn: sqlite3.Connection, offer_id: str) -> tuple[int, str] | None:
+    """``(seq, receipt)`` of this till's take of the offer, if any."""
+    row = conn.execute(_TAKEN, (offer_id,)).fetchone()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def bonus_on_receipt(conn: sqlite3.Connection, receipt: str) -> int:
+    """Bonus points this till credited for points-multiplier offers on ``receipt``
+    (a refund of the sale takes them back in proportion)."""
+    row = conn.execute(
+        "SELECT COALESCE(SUM(json_extract(body, '$.points')), 0) FROM journal "
+        "WHERE kind = 'offer_take' AND json_extract(body, '$.receipt') = ?",
+        (receipt,),
+    ).fetchone()
+    return int(row[0])
+
+
+def offer(conn: sqlite3.Connection, offer_id: str) -> dict[str, str] | None:
+    row = conn.execute(
+        "SELECT offer_id, member_id, campaign, kind, value, title, valid_from, valid_to "
+        "FROM hq_offers WHERE offer_id = ?",
+        (offer_id,),
+    ).fetchone()
+    if row is None:
+        return None
+    return dict(zip(_FIELDS, map(str, row), strict=True))
+
+
+def offers_for(
+    conn: sqlite3.Connection, member_id: str | None, day: dt.date
+) -> list[dict[str, str]]:
+    """The member's offers valid on ``day`` and not yet taken on this till."""
+    if member_id is None:
+        return []
+    iso = day.isoformat()
+    rows = conn.execute(
+        "SELECT o.offer_id, o.title, o.kind, o.value, o.valid_to FROM hq_offers o "
+        "WHERE o.member_id = ? AND o.valid_from <= ? AND o.valid_to >= ? AND NOT EXISTS "
+        "(SELECT 1 FROM journal j WHERE j.kind = 'offer_take' "
+        "AND json_extract(j.body, '$.offer_id') = o.offer_id) ORDER BY o.valid_to, o.offer_id",
+        (member_id, iso, iso),
+    ).fetchall()
+    keys = ("offer_id", "title", "kind", "value", "valid_to")
+    return [dict(zip(keys, map(str, row), strict=True)) for row in rows]

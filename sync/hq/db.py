@@ -1,0 +1,95 @@
+"""HQ storage behind one small interface, with SQLite and PostgreSQL backends.
+
+HQ keeps no state between requests (docs/architecture.md, "Scale"): every guarantee
+lives in the database. The interface is therefore just transactions:
+
+- ``write()``: one read-write transaction. SQLite takes the file's write lock up
+  front (``BEGIN IMMEDIATE``); PostgreSQL runs READ COMMITTED and callers lock the
+  rows they depend on with ``tx.locked`` (``SELECT ... FOR UPDATE``).
+- ``read()``: one consistent snapshot (a deferred SQLite read transaction over WAL;
+  PostgreSQL REPEATABLE READ, READ ONLY).
+
+SQL is written once, portable between the two (``?`` placeholders, ``ON CONFLICT``,
+``||``); the PostgreSQL backend rewrites the placeholders. Connections are per
+thread, opened lazily, so one store object serves a threaded WSGI worker.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any, Protocol
+
+from sync.errors import SyncError
+
+Row = tuple[Any, ...]
+
+
+class Tx(Protocol):
+    """One open transaction."""
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int: ...
+
+    def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None: ...
+
+    def locked(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+        """``one`` that also row-locks what it read (``SELECT ... FOR UPDATE`` on
+        PostgreSQL; SQLite's ``BEGIN IMMEDIATE`` already holds the file's lock)."""
+        ...
+
+    def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]: ...
+
+    def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None: ...
+
+    def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]: ...
+
+
+class HQStore(Protocol):
+    """A connection (per thread) to HQ's database."""
+
+    url: str
+    dialect: str
+    # HQ's signing key file when given (--key); None: the default (sync.hq.keyfile).
+    key_path: Path | None
+
+    def write(self) -> AbstractContextManager[Tx]: ...
+
+    def read(self) -> AbstractContextManager[Tx]: ...
+
+    def close(self) -> None: ...
+
+
+def conflict(message: str) -> SyncError:
+    """A unique key refused a row another worker stored first: retry the request."""
+    return SyncError("concurrent_upload", message, exit_status=1, http_status=409)
+
+
+def unavailable(message: str) -> SyncError:
+    return SyncError("storage_unavailable", message, exit_status=1, http_status=503)
+
+
+def open_store(url: str, key: Path | None = None) -> HQStore:
+    """``sqlite:///PATH`` or ``postgresql://...``; the schema is migrated on open.
+    ``key``: HQ's signing key file, where it is not the default (sync.hq.keyfile)."""
+    from sync.hq.schema import migrate
+
+    store: HQStore
+    if url.startswith("sqlite:///"):
+        from sync.hq.sqlite import SQLiteStore
+
+        store = SQLiteStore(url)
+    elif url.startswith(("postgresql://", "postgres://")):
+        from sync.hq.postgres import PostgresStore
+
+        store = PostgresStore(url)
+    else:
+        raise SyncError(
+            "invalid_db_url",
+            "db: give sqlite:///PATH or postgresql://USER@HOST/DB",
+            exit_status=2,
+            http_status=400,
+        )
+    store.key_path = key
+    migrate(store)
+    return store

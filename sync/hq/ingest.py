@@ -1,0 +1,204 @@
+"""Store an uploaded batch exactly once: one transaction, one row lock, one verdict.
+
+Inside one write transaction HQ locks the device's head row, reads the hashes it
+holds where the batch overlaps, lets ``sync.hq.judge`` decide, and for an accepted
+batch inserts the new entries (``PRIMARY KEY (device, seq)`` is the backstop
+should two workers ever race past the lock), moves the head, and numbers the
+batch from ``batch_clock``. The clock row is updated *last*, so it is held only
+for the end of the transaction, and batch numbers are handed out in commit order:
+a reader who sees batch ``n`` sees every batch before it (the download cursor
+depends on that).
+
+A rejected batch rolls back whole; the alert (and, for a fork, the freeze) is
+written afterwards in its own transaction, so nothing of the batch is stored.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.chain import Entry, canonical
+from agent.keys import load_public_key, public_key_text
+from sync.errors import SyncError, refused, unverified
+from sync.hq import plausible as hq_plausible
+from sync.hq.db import HQStore, Tx
+from sync.hq.devices import freeze, raise_alert
+from sync.hq.extract import facts_of
+from sync.hq.judge import Head, Verdict, judge, overlap_range
+from sync.protocol import ACK_TAG, HEAD_TAG, Ack, Batch, signed, utc_text
+from sync.registration import Event, State, transition
+
+CLOCK_SKEW = dt.timedelta(minutes=5)
+
+_INSERT = (
+    "INSERT INTO entries (device, seq, ts, kind, staff, body, prev, hash, sig, account, "
+    "delta, expired, amount, card, member_id, phone_key, visit) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+class _Rejected(Exception):
+    """Carries a verdict out of the transaction so that it rolls back."""
+
+    def __init__(self, verdict: Verdict, head: Head) -> None:
+        super().__init__(verdict.reason)
+        self.verdict, self.head = verdict, head
+
+
+def ingest(
+    store: HQStore,
+    key: Ed25519PrivateKey,
+    device: str,
+    batch: Batch,
+    now: dt.datetime,
+    till_clock: dt.datetime,
+) -> dict[str, Any]:
+    """Store ``batch`` for the authenticated ``device``; return HQ's signed ack."""
+    if batch.device != device:
+        _alert(store, "tampered_upload", device, {"reason": "batch of another device"}, now)
+        raise unverified("device_mismatch", f"batch names device {batch.device!r}, not yours")
+    try:
+        with store.write() as tx:
+            ack = _ingest(tx, device, batch, now, till_clock)
+    except _Rejected as rejected:
+        raise _refusal(store, key, device, rejected, now) from None
+    return signed(key, ACK_TAG, ack.to_json())
+
+
+def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.datetime) -> Ack:
+    row = tx.locked(
+        "SELECT state, current_key, head_seq, head_hash FROM devices WHERE device = ?", (device,)
+    )
+    if row is None:
+        raise unverified("unknown_device", f"device {device!r} is not registered", http_status=401)
+    transition(State(str(row[0])), Event.UPLOAD)
+    head = Head(int(row[2]), str(row[3]), load_public_key(str(row[1])))
+    span = overlap_range(batch.entries, head.seq)
+    stored: dict[int, str] = {}
+    if span is not None:
+        stored = {
+            int(seq): str(digest)
+            for seq, digest in tx.all(
+                "SELECT seq, hash FROM entries WHERE device = ? AND seq BETWEEN ? AND ?",
+                (device, span[0], span[1]),
+            )
+        }
+    registered = tx.one("SELECT public_key FROM devices WHERE device = ?", (device,))
+    keys = (load_public_key(str(registered[0])), head.key) if registered else (head.key,)
+    verdict = judge(device, batch.entries, head, stored, keys)
+    if verdict.outcome != "accept":
+        raise _Rejected(verdict, head)
+    fresh = verdict.new_entries
+    if not fresh:
+        return Ack(device, head.seq, head.hash, 0, utc_text(now))
+    rows = list(map(entry_row, fresh, verdict.bodies))
+    tx.many(_INSERT, rows)
+    # Signed is not plausible: stored all the same, and alerted (sync.hq.plausible).
+    counts = (len(lines) if isinstance(lines := e.body.get("lines"), list) else 0 for e in fresh)
+    for finding in hq_plausible.findings(rows, counts, hq_plausible.limits(tx)):
+        dedupe = f"{hq_plausible.ALERT}:{device}:{finding.seq}"
+        raise_alert(tx, hq_plausible.ALERT, device, finding.detail(), dedupe, now)
+    last = fresh[-1]
+    current = public_key_text(verdict.key) if verdict.key is not None else str(row[1])
+    tx.run(
+        "UPDATE devices SET head_seq = ?, head_hash = ?, current_key = ? WHERE device = ?",
+        (last.seq, last.hash, current, device),
+    )
+    _check_clock(tx, device, till_clock, fresh[-1].ts, now)
+    clock = tx.one("UPDATE batch_clock SET n = n + 1 WHERE id = 1 RETURNING n")
+    assert clock is not None
+    tx.run(
+        "INSERT INTO batches (batch_no, device, first_seq, last_seq, stored_at) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (int(clock[0]), device, fresh[0].seq, last.seq, utc_text(now)),
+    )
+    return Ack(device, last.seq, last.hash, len(fresh), utc_text(now))
+
+
+def entry_row(entry: Entry, body: bytes | None = None) -> tuple[Any, ...]:
+    """An entry as a row of ``entries``: its fields and the facts HQ aggregates.
+    ``body`` is ``canonical(entry.body)`` when the caller already has it (the
+    judge encoded it to check the hash)."""
+    facts = facts_of(entry)
+    return (
+        entry.device,
+        entry.seq,
+        entry.ts,
+        entry.kind,
+        entry.staff,
+        (canonical(entry.body) if body is None else body).decode("utf-8"),
+        entry.prev,
+        entry.hash,
+        entry.sig,
+        facts.account,
+        facts.delta,
+        facts.expired,
+        facts.amount,
+        facts.card,
+        facts.member_id,
+        facts.phone_key,
+        facts.visit,
+    )
+
+
+def _check_clock(
+    tx: Tx, device: str, till_clock: dt.datetime, newest_ts: str, now: dt.datetime
+) -> None:
+    """Alert when the till's clock (its signed request date, and its newest entry
+    if that claims to be from the future) is more than five minutes off HQ's."""
+    skews = [till_clock - now]
+    try:
+        newest = dt.datetime.fromisoformat(newest_ts)
+        if newest.tzinfo is not None and newest - now > CLOCK_SKEW:
+            skews.append(newest - now)
+    except ValueError:
+        pass
+    worst = max(skews, key=abs)
+    if abs(worst) > CLOCK_SKEW:
+        detail = {"skew_s": int(worst.total_seconds()), "reason": "till clock off HQ's"}
+        raise_alert(tx, "clock_skew", device, detail, f"clock_skew:{device}:{now.date()}", now)
+
+
+def _refusal(
+    store: HQStore, key: Ed25519PrivateKey, device: str, rejected: _Rejected, now: dt.datetime
+) -> SyncError:
+    verdict, head = rejected.verdict, rejected.head
+    detail = {"seq": verdict.bad_seq, "reason": verdict.reason, "code": verdict.code}
+    if verdict.outcome == "gap":
+        return refused(
+            "expected_seq",
+            verdict.reason,
+            expected_seq=verdict.expected_seq,
+            head=signed_head(key, device, head.seq, head.hash, now),
+        )
+    if verdict.outcome == "fork":
+        freeze(store, device, "fork", detail, now)
+        return refused("fork", f"{verdict.reason}; the device is frozen", seq=verdict.bad_seq)
+    _alert(store, "tampered_upload", device, detail, now)
+    return unverified(verdict.code, verdict.reason, seq=verdict.bad_seq)
+
+
+def refused_alert(store: HQStore, device: str, error: SyncError, now: dt.datetime) -> None:
+    """An upload of ``device`` refused before its entries could be read (an integer
+    beyond 64 bits): the ``implausible_entry`` alert, once a day per device."""
+    detail = {"seq": None, "reason": f"upload refused: {error.message}", "code": error.code}
+    with store.write() as tx:
+        dedupe = f"{hq_plausible.ALERT}:{device}:refused:{now.date()}"
+        raise_alert(tx, hq_plausible.ALERT, device, detail, dedupe, now)
+
+
+def _alert(
+    store: HQStore, kind: str, device: str, detail: dict[str, Any], now: dt.datetime
+) -> None:
+    with store.write() as tx:
+        raise_alert(tx, kind, device, detail, f"{kind}:{device}:{detail.get('seq')}", now)
+
+
+def signed_head(
+    key: Ed25519PrivateKey, device: str, seq: int, digest: str, now: dt.datetime
+) -> dict[str, Any]:
+    document = {"device": device, "head_seq": seq, "head_hash": digest, "hq_time": utc_text(now)}
+    return signed(key, HEAD_TAG, document)

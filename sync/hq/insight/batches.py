@@ -1,0 +1,54 @@
+"""Following HQ's stored batches: what the insight tables have not read yet.
+
+Batches are numbered in commit order (sync/hq/ingest.py), so a cursor of the last
+batch read is enough to read every new entry exactly once. A page of batches is read
+per transaction with the cursor row locked, so two HQ workers refreshing at the same
+moment take turns instead of reading the same entries twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+from sync.hq.db import HQStore, Tx
+
+PAGE = 500  # batches per transaction
+
+# (device, seq, ts, kind, body, home store of the device)
+EntryRow = tuple[Any, ...]
+
+
+def follow_batches(
+    store: HQStore,
+    state_table: str,
+    kinds: Sequence[str],
+    apply: Callable[[Tx, list[EntryRow]], int],
+    page: int = PAGE,
+) -> int:
+    """Hand the entries of ``kinds`` in every batch stored since ``state_table``'s
+    cursor to ``apply`` (inside the transaction that moves the cursor); returns the
+    count ``apply`` reports."""
+    marks = ", ".join("?" for _ in kinds)
+    read = 0
+    while True:
+        with store.write() as tx:
+            cursor_row = tx.locked(f"SELECT batch_no FROM {state_table} WHERE id = 1")  # noqa: S608
+            cursor = int(cursor_row[0]) if cursor_row else 0
+            pages = tx.all(
+                "SELECT batch_no FROM batches WHERE batch_no > ? ORDER BY batch_no LIMIT ?",
+                (cursor, page),
+            )
+            if not pages:
+                return read
+            upto = int(pages[-1][0])
+            rows = tx.all(
+                "SELECT e.device, e.seq, e.ts, e.kind, e.body, d.store FROM entries e "  # noqa: S608
+                "JOIN batches b ON e.device = b.device AND e.seq BETWEEN b.first_seq "
+                "AND b.last_seq JOIN devices d ON d.device = e.device "
+                f"WHERE b.batch_no > ? AND b.batch_no <= ? AND e.kind IN ({marks}) "
+                "ORDER BY b.batch_no, e.seq",
+                (cursor, upto, *kinds),
+            )
+            read += apply(tx, [tuple(row) for row in rows])
+            tx.run(f"UPDATE {state_table} SET batch_no = ? WHERE id = 1", (upto,))  # noqa: S608

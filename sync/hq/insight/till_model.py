@@ -1,0 +1,370 @@
+"""A till's journal written without its SQLite ledger, for simulations at scale.
+
+``agent.ledger.Ledger`` is the real path: a durable transaction, projection
+tables and a signature per fact, about a millisecond each. A year of a
+100-store chain is millions of facts, so ``hq simulate`` runs the ledger for the
+first days and then continues each till's chain here: the same rules
+(``agent.rules``), the same body fields, the same effects, signed with the
+till's own key by ``agent.chain.sign_entry`` and chained after the ledger's head.
+
+``TillState.observe`` is the one place that learns from an entry, whichever
+path wrote it, so the hand-over from ledger to model needs no copying. It
+models only what the simulator does (enrol with a physical card; earn by
+member id or card; redeem on a sale; refund a whole receipt): lots spent
+oldest-expiry first, a refund taking back its own lot first and leaving a debt
+for points already spent (``agent.projection``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent import fields
+from agent.chain import Entry, canonical, sign_entry
+from agent.fields import PhonePepper
+from agent.money import format_amount
+from agent.rules import Rules
+from sync.hq.insight.population import Member
+
+
+def fingerprint(account: str, content: object) -> str:
+    """As ``agent.ledger`` keys a receipt's idempotency check."""
+    return hashlib.sha256(
+        canonical({"account": account, "content": content}, checked=True)
+    ).hexdigest()
+
+
+@dataclass
+class Account:
+    lots: dict[int, list[Any]] = field(default_factory=dict)  # seq -> [expires_on, left]
+    debt: int = 0
+    sales: list[list[Any]] = field(default_factory=list)  # [day, amount, refunded]
+
+    def expire(self, day: str) -> int:
+        gone = [seq for seq, (expires, _) in self.lots.items() if expires <= day]
+        return sum(self.lots.pop(seq)[1] for seq in gone)
+
+    def add_lot(self, seq: int, points: int, expires: str) -> int:
+        if points <= 0:
+            return 0
+        payoff = min(points, self.debt)
+        self.debt -= payoff
+        self.lots[seq] = [expires, points - payoff]
+        return points
+
+    def consume(self, points: int) -> list[tuple[int, int]]:
+        moves: list[tuple[int, int]] = []
+        for seq in sorted(self.lots, key=lambda s: (self.lots[s][0], s)):
+            step = min(self.lots[seq][1], points - sum(m[1] for m in moves))
+            if step > 0:
+                self.lots[seq][1] -= step
+                moves.append((seq, step))
+        return moves
+
+    def balance(self, day: str) -> int:
+        return int(sum(left for expires, left in self.lots.values() if expires > day)) - self.debt
+
+
+@dataclass
+class Sale:
+    account: str
+    member_id: str | None
+    seq: int
+    amount: int
+    lines: list[dict[str, Any]]
+    refunded: bool = False
+    redeemed: int = 0
+    redeem_moves: list[tuple[int, int]] = field(default_factory=list)
+
+
+class TillState:
+    """What a till knows, learnt from its own journal entries."""
+
+    def __init__(self, device: str, store: str, till: str, seq: int, head: str) -> None:
+        self.device, self.store, self.till = device, store, till
+        self.seq, self.head = seq, head
+        self.members: dict[int, tuple[str, str | None]] = {}  # index -> (member_id, birthday)
+        self.by_card: dict[str, int] = {}
+        self.accounts: dict[str, Account] = {}
+        self.sales: dict[str, Sale] = {}
+        self.enrolled = 0
+
+    def account(self, name: str) -> Account:
+        return self.accounts.setdefault(name, Account())
+
+    def ref(self, member: Member) -> tuple[str, str | None, str | None, str | None]:
+        """(account, member_id, card, birthday) as ``Ledger.resolve`` finds them: by
+        member id where this till enrolled the member, else by the card."""
+        known = self.members.get(member.index)
+        if known is not None:
+            return known[0], known[0], None, known[1]
+        return "C" + member.card, None, member.card, None
+
+    def observe(self, entry: Entry) -> None:
+        self.seq, self.head = entry.seq, entry.hash
+        body, kind = entry.body, entry.kind
+        if kind == "enrol":
+            member = body["member"]
+            index = self.by_card.get(body["card"], -1)
+            self.enrolled += 1
+            if index >= 0:
+                self.members[index] = (member["member_id"], member["birthday"])
+            if "lot" in body:
+                account = self.account(member["member_id"])
+                account.add_lot(entry.seq, body["bonus"], body["lot"]["expires_on"])
+        elif kind == "earn":
+            account = self.account(body["account"])
+            account.expire(body["day"])
+            account.add_lot(entry.seq, body["points"], body["lot"]["expires_on"])
+            account.sales.append([body["day"], body["amount"], 0])
+            self.sales[body["receipt"]] = Sale(
+                body["account"], body["member_id"], entry.seq, body["amount"], body["lines"]
+            )
+        elif kind == "redeem":
+            account = self.account(body["account"])
+            account.expire(body["day"])
+            sale = self.sales.get(body["receipt"])
+            moves = account.consume(body["points"])
+            if sale is not None:
+                sale.redeemed, sale.redeem_moves = body["points"], moves
+        elif kind == "refund":
+            self._observe_refund(body)
+
+    def _observe_refund(self, body: dict[str, Any]) -> None:
+        account = self.account(body["account"])
+        account.expire(body["day"])
+        sale = self.sales[body["receipt"]]
+        sale.refunded = True
+        for row in account.sales:
+            if row[1] == sale.amount and row[2] == 0:
+                row[2] = body["amount"]
+                break
+        taken = body["taken"]
+        own = account.lots.get(sale.seq)
+        if own is not None:
+            step = min(own[1], taken)
+            own[1] -= step
+            taken -= step
+        taken -= sum(step for _, step in account.consume(taken))
+        account.debt += taken
+        returned = body["returned"]
+        for seq, step in sorted(
+            sale.redeem_moves, key=lambda move: (account.lots.get(move[0], ["", 0])[0], move[0])
+        )[::-1]:
+            give = min(step, returned)
+            if seq in account.lots:
+                account.lots[seq][1] += give
+            returned -= give
+
+    def spend_12m(self, account: str, day: dt.date) -> int:
+        since = (day - dt.timedelta(days=365)).isoformat()
+        return sum(
+            amount - refunded for d, amount, refunded in self.account(account).sales if d > since
+        )
+
+
+class ModelTill:
+    """Writes a till's entries as ``agent.ledger.Ledger`` would, without its database."""
+
+    def __init__(
+        self, state: TillState, key: Ed25519PrivateKey, rules: Rules, pepper: PhonePepper
+    ) -> None:
+        # pepper: the till's current phone pepper (agent.till_secrets), as the ledger's.
+        self.state, self.key, self.rules, self.pepper = state, key, rules, pepper
+        self.written: list[Entry] = []
+
+    def _append(self, when: dt.datetime, kind: str, body: dict[str, Any]) -> Entry:
+        state = self.state
+        ts = when.astimezone(dt.UTC).isoformat(timespec="milliseconds")
+        entry = sign_entry(
+            self.key,
+            device=state.device,
+            seq=state.seq + 1,
+            ts=ts,
+            kind=kind,
+            staff=None,
+            body=body,
+            prev=state.head,
+        )
+        state.observe(entry)
+        self.written.append(entry)
+        return entry
+
+    def _lot(self, day: dt.date) -> dict[str, str]:
+        return {
+            "spendable_on": self.rules.spendable_on(day).isoformat(),
+            "expires_on": self.rules.expires_on(day).isoformat(),
+        }
+
+    def enrol(self, member: Member, when: dt.datetime) -> None:
+        state, day = self.state, when.date()
+        number = fields.phone(member.phone)
+        member_id = f"{state.device}-{state.enrolled + 1}"
+        state.by_card[member.card] = member.index
+        body: dict[str, Any] = {
+            "member": {
+                "name": f"Member {member.index}",
+                "phone_key": fields.phone_key(number, self.pepper),
+                "birthday": member.birthday.isoformat(),
+                "gender": member.gender,
+                "district": member.district,
+                "household": member.household,
+                "consent_marketing": 1 if member.consent else 0,
+                "enrolled_at": when.isoformat(timespec="seconds"),
+                "enrolled_store": state.store,
+                "enrolled_till": state.till,
+                "enrolled_by": None,
+                "member_id": member_id,
+            },
+            "card": member.card,
+            "card_kind": "physical",
+            "day": day.isoformat(),
+            "bonus": self.rules.enrol_bonus,
+        }
+        bonus = self.rules.enrol_bonus
+        if bonus:
+            body["lot"] = {
+                "spendable_on": day.isoformat(),
+                "expires_on": self._lot(day)["expires_on"],
+            }
+        body["effects"] = {"delta": bonus if bonus > 0 else 0, "expired": 0}
+        body["result"] = {
+            "member_id": member_id,
+            "card": member.card,
+            "card_kind": "physical",
+            "balance": bonus,
+        }
+        self._append(when, "enrol", body)
+
+    def earn(
+        self,
+        member: Member,
+        receipt: str,
+        lines: tuple[tuple[str, int, int], ...],
+        when: dt.datetime,
+    ) -> None:
+        state, day = self.state, when.date()
+        account, member_id, card, birthday = state.ref(member)
+        tier = self.rules.tier_for(state.spend_12m(account, day))
+        birthday_month = bool(birthday) and int(str(birthday)[5:7]) == day.month
+        content: list[dict[str, Any]] = [
+            {"category": c, "qty": q, "amount": a} for c, q, a in lines
+        ]
+        priced = [
+            {**line, "points": self.rules.line_points(c, a, tier, day, birthday_month)}
+            for line, (c, _, a) in zip(content, lines, strict=True)
+        ]
+        points = sum(int(line["points"]) for line in priced)
+        expired = self._expired(account, day)
+        body: dict[str, Any] = {
+            "account": account,
+            "member_id": member_id,
+            "card": card,
+            "receipt": receipt,
+            "fingerprint": fingerprint(account, content),
+            "lines": priced,
+            "amount": sum(a for _, _, a in lines),
+            "points": points,
+            "tier": tier.name,
+            "day": day.isoformat(),
+            "lot": self._lot(day),
+            "effects": {"delta": points if points > 0 else 0, "expired": expired},
+        }
+        balance = state.account(account).balance(day.isoformat()) + body["effects"]["delta"]
+        # What the member can take at the next visit (never synced: the offline cap).
+        can_take = max(0, min(balance, self.rules.offline_cap))
+        can_take = can_take if can_take >= self.rules.redeem_minimum else 0
+        body["result"] = {
+            "member_id": member_id,
+            "receipt": receipt,
+            "points": points,
+            "balance": balance,
+            "tier": tier.name,
+            "redeemable": can_take,
+            "redeemable_value": format_amount(self.rules.redemption_value(can_take)),
+            "replayed": False,
+        }
+        self._append(when, "earn", body)
+
+    def _expired(self, account: str, day: dt.date) -> int:
+        iso = day.isoformat()
+        return sum(
+            left for expires, left in self.state.account(account).lots.values() if expires <= iso
+        )
+
+    def available(self, member: Member, day: dt.date) -> int:
+        account = self.state.account(self.state.ref(member)[0])
+        return max(0, min(account.balance(day.isoformat()), self.rules.offline_cap))
+
+    def redeem(
+        self, member: Member, receipt: str, points: int, amount: int, when: dt.datetime
+    ) -> None:
+        state, day = self.state, when.date()
+        account, member_id, _, _ = state.ref(member)
+        value = self.rules.redemption_value(points)
+        expired = self._expired(account, day)
+        body: dict[str, Any] = {
+            "account": account,
+            "member_id": member_id,
+            "receipt": receipt,
+            "fingerprint": fingerprint(account, {"points": points, "amount": amount}),
+            "points": points,
+            "value": value,
+            "amount": amount,
+            "day": day.isoformat(),
+            "effects": {"delta": -points, "expired": expired},
+        }
+        after = state.account(account).balance(day.isoformat()) - points
+        body["result"] = {
+            "member_id": member_id,
+            "receipt": receipt,
+            "points": points,
+            "value": format_amount(value),
+            "balance": after,
+            "replayed": False,
+        }
+        self._append(when, "redeem", body)
+
+    def refund(self, receipt: str, when: dt.datetime) -> None:
+        state, day = self.state, when.date()
+        sale = state.sales[receipt]
+        planned = [
+            {"line_no": n, "qty": line["qty"], "amount": line["amount"], "points": line["points"]}
+            for n, line in enumerate(sale.lines)
+        ]
+        taken, returned = sum(p["points"] for p in planned), sale.redeemed
+        expired = self._expired(sale.account, day)
+        body: dict[str, Any] = {
+            "account": sale.account,
+            "member_id": sale.member_id,
+            "receipt": receipt,
+            "lines": planned,
+            "amount": sale.amount,
+            "taken": taken,
+            "returned": returned,
+            "day": day.isoformat(),
+            "effects": {"delta": returned - taken, "expired": expired},
+        }
+        # Taking points lowers (lots - debt) by exactly what is taken; returned
+        # points go back to the lots they came from.
+        balance = state.account(sale.account).balance(day.isoformat()) - taken + returned
+        body["result"] = {
+            "member_id": sale.member_id,
+            "receipt": receipt,
+            "points": returned - taken,
+            "taken": taken,
+            "returned": returned,
+            "refunded": format_amount(sale.amount),
+            "balance": balance,
+            "negative": balance < 0,
+        }
+        self._append(when, "refund", body)
+
+    def refundable(self, receipt: str) -> bool:
+        sale = self.state.sales.get(receipt)
+        return sale is not None and not sale.refunded and sale.amount > 0

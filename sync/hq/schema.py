@@ -1,0 +1,112 @@
+"""HQ's schema as named forward migrations, one list for both backends.
+
+Each migration is a name and its statements, applied once in one transaction and
+recorded in ``hq_migrations`` (the sqlite-migrate habit of docs/style.md). Where the
+dialects differ (an auto-numbered key) the statement has a ``{serial}`` slot.
+On PostgreSQL an advisory lock keeps two workers starting at once from migrating
+twice.
+"""
+
+from __future__ import annotations
+
+from sync.hq.db import HQStore
+from sync.hq.insight.campaigns import MIGRATION as CAMPAIGNS_MIGRATION
+from sync.hq.keyfile import MIGRATION_LOCK, move_key_out
+
+_SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": "BIGSERIAL PRIMARY KEY"}
+_MIGRATION_LOCK = MIGRATION_LOCK  # "tphq"
+
+_001_HQ = (
+    "CREATE TABLE hq_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    # One-time registration tokens, stored only as SHA-256 (a leaked table
+    # hands out no usable token).
+    "CREATE TABLE tokens (token_hash TEXT PRIMARY KEY, store TEXT NOT NULL, "
+    "till TEXT NOT NULL, issued_at TEXT NOT NULL, expires_at TEXT NOT NULL, "
+    "state TEXT NOT NULL, device TEXT)",
+    # A device's head row is the lock every upload of that device takes.
+    "CREATE TABLE devices (device TEXT PRIMARY KEY, store TEXT NOT NULL, till TEXT NOT NULL, "
+    "public_key TEXT NOT NULL, current_key TEXT NOT NULL, transport_key TEXT NOT NULL, "
+    "state TEXT NOT NULL, head_seq BIGINT NOT NULL, head_hash TEXT NOT NULL, "
+    "registered_at TEXT NOT NULL, frozen_reason TEXT)",
+    # The journals as uploaded, plus facts extracted once at ingest so that
+    # balances and reports are SQL aggregations (sync.hq.extract).
+    "CREATE TABLE entries (device TEXT NOT NULL, seq BIGINT NOT NULL, ts TEXT NOT NULL, "
+    "kind TEXT NOT NULL, staff TEXT, body TEXT NOT NULL, prev TEXT NOT NULL, "
+    "hash TEXT NOT NULL, sig TEXT NOT NULL, account TEXT, delta BIGINT NOT NULL, "
+    "expired BIGINT NOT NULL, amount BIGINT NOT NULL, card TEXT, member_id TEXT, "
+    "phone_key TEXT, visit SMALLINT NOT NULL, PRIMARY KEY (device, seq))",
+    "CREATE INDEX entries_account ON entries (account)",
+    "CREATE INDEX entries_member ON entries (member_id)",
+    "CREATE INDEX entries_phone ON entries (phone_key)",
+    # Batches are numbered in commit order (sync.hq.ingest): the download cursor.
+    "CREATE TABLE batches (batch_no BIGINT PRIMARY KEY, device TEXT NOT NULL, "
+    "first_seq BIGINT NOT NULL, last_seq BIGINT NOT NULL, stored_at TEXT NOT NULL)",
+    "CREATE TABLE batch_clock (id INTEGER PRIMARY KEY, n BIGINT NOT NULL)",
+    "INSERT INTO batch_clock (id, n) VALUES (1, 0)",
+    "CREATE TABLE alerts (alert_id {serial}, kind TEXT NOT NULL, device TEXT, "
+    "detail TEXT NOT NULL, dedupe TEXT NOT NULL UNIQUE, raised_at TEXT NOT NULL)",
+)
+
+# Operator credentials for the reports pages (sync.hq.insight.operators), stored only
+# as SHA-256: bearer tokens, one-time login links and browser sessions.
+_002_OPERATORS = (
+    "CREATE TABLE hq_operator_tokens (token_hash TEXT PRIMARY KEY, name TEXT NOT NULL, "
+    "kind TEXT NOT NULL, parent TEXT, created_at TEXT NOT NULL, expires_at TEXT NOT NULL, "
+    "used_at TEXT, revoked_at TEXT)",
+    "CREATE INDEX hq_operator_tokens_name ON hq_operator_tokens (name)",
+)
+
+# Most entries are earns, with no member id or phone key: indexing only the rows
+# that have one keeps ingest from writing two index entries per earn for nothing.
+# Every query on these columns is `= ?` or `IS NOT NULL`, which both backends match
+# to a partial index.
+_004_PARTIAL_INDEXES = (
+    "DROP INDEX entries_member",
+    "DROP INDEX entries_phone",
+    "CREATE INDEX entries_member ON entries (member_id) WHERE member_id IS NOT NULL",
+    "CREATE INDEX entries_phone ON entries (phone_key) WHERE phone_key IS NOT NULL",
+)
+
+# Fitted campaign response models (sync.hq.insight.stored_model), one row per fit,
+# numbered per scope ('*' or a campaign id). campaigns, columns, mean, scale and
+# coefficients are JSON lists; floats are stored exactly (JSON and IEEE doubles).
+_005_CAMPAIGN_MODELS = (
+    "CREATE TABLE cmp_models (scope TEXT NOT NULL, version BIGINT NOT NULL, "
+    "fitted_at TEXT NOT NULL, campaigns TEXT NOT NULL, data_key TEXT NOT NULL, "
+    "auc DOUBLE PRECISION, n_train BIGINT NOT NULL, n_test BIGINT NOT NULL, "
+    "base_rate DOUBLE PRECISION NOT NULL, columns TEXT NOT NULL, mean TEXT NOT NULL, "
+    "scale TEXT NOT NULL, coefficients TEXT NOT NULL, intercept DOUBLE PRECISION NOT NULL, "
+    "PRIMARY KEY (scope, version))",
+)
+
+# Every phone lookup a till asked of HQ (sync.hq.directory.phone_lookup): the rate
+# limit counts them, and they are the audit trail of who looked up whom.
+_007_PHONE_LOOKUPS = (
+    "CREATE TABLE phone_lookups (device TEXT NOT NULL, at TEXT NOT NULL, member_id TEXT)",
+    "CREATE INDEX phone_lookups_device ON phone_lookups (device, at)",
+)
+
+MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("001_hq", _001_HQ),
+    ("002_operators", _002_OPERATORS),
+    CAMPAIGNS_MIGRATION,
+    ("004_partial_indexes", _004_PARTIAL_INDEXES),
+    ("005_campaign_models", _005_CAMPAIGN_MODELS),
+    ("007_phone_lookups", _007_PHONE_LOOKUPS),
+)
+
+
+def migrate(store: HQStore) -> None:
+    with store.write() as tx:
+        if store.dialect == "postgresql":
+            tx.run(f"SELECT pg_advisory_xact_lock({_MIGRATION_LOCK})")
+        tx.run("CREATE TABLE IF NOT EXISTS hq_migrations (name TEXT PRIMARY KEY, at TEXT)")
+        done = {str(row[0]) for row in tx.all("SELECT name FROM hq_migrations")}
+        for name, statements in MIGRATIONS:
+            if name in done:
+                continue
+            for statement in statements:
+                tx.run(statement.replace("{serial}", _SERIAL[store.dialect]))
+            tx.run("INSERT INTO hq_migrations (name, at) VALUES (?, CURRENT_TIMESTAMP)", (name,))
+    # 006_key_file: a key an earlier version kept in hq_meta goes out to its file.
+    move_key_out(store)

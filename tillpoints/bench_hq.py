@@ -1,0 +1,277 @@
+"""Benchmark hooks for ``tillpoints bench`` (sync and HQ figures).
+
+Each returns ``{"value", "unit", "limit", "ratio"}``. Entries are generated with
+``agent.chain.sign_entry`` directly (real signatures and hashes, the shape of a
+till's ``earn`` entries) rather than through the ledger, which would measure the
+ledger instead of sync; they are written into a real till's journal table where
+a real ``sync`` must read them. Everything runs on loopback and in temporary
+directories or a scratch PostgreSQL schema that is dropped afterwards.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from agent.chain import Entry, canonical, sign_entry
+from agent.keys import device_id_for, public_key_text
+from sync.errors import SyncError
+from sync.hq.db import HQStore, open_store
+from sync.hq.devices import add_device, hq_key, init_hq
+from sync.hq.ingest import entry_row, ingest
+from sync.protocol import Batch
+
+Figure = dict[str, Any]
+
+
+def _figure(value: float, unit: str, limit: float | None = None) -> Figure:
+    """A figure; ``limit`` is the raw limit measured in the same run, where one exists."""
+    figure: Figure = {"value": round(value, 3), "unit": unit}
+    if limit:
+        figure.update(limit=round(limit, 1), ratio=round(value / limit, 3))
+    return figure
+
+
+def signed_entries(
+    key: Ed25519PrivateKey, count: int, start_seq: int = 1, prev: str = "0" * 64
+) -> list[Entry]:
+    """``count`` chained ``earn``-shaped entries signed by ``key``."""
+    device = device_id_for(key.public_key())
+    base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+    entries = []
+    for offset in range(count):
+        seq = start_seq + offset
+        body = {
+            "account": f"{device}-{seq % 500 + 1}",
+            "receipt": f"B{seq}",
+            "amount": 1250,
+            "points": 12,
+            "lines": [{"category": "total", "qty": 1, "amount": 1250, "points": 12}],
+            "day": "2026-01-01",
+            "effects": {"delta": 12, "expired": 0},
+        }
+        ts = (base + dt.timedelta(seconds=seq * 29)).isoformat(timespec="milliseconds")
+        entry = sign_entry(
+            key, device=device, seq=seq, ts=ts, kind="earn", staff=None, body=body, prev=prev
+        )
+        entries.append(entry)
+        prev = entry.hash
+    return entries
+
+
+@contextlib.contextmanager
+def _scratch(url: str | None) -> Iterator[str]:
+    """A fresh HQ database: a temporary SQLite file, or a throwaway schema."""
+    if url is None or url.startswith("sqlite"):
+        with tempfile.TemporaryDirectory() as root:
+            yield f"sqlite:///{root}/hq.db"
+        return
+    import psycopg
+
+    schema = f"bench_{secrets.token_hex(4)}"
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        joiner = "&" if "?" in url else "?"
+        yield f"{url}{joiner}options=-csearch_path%3D{schema}"
+    finally:
+        with psycopg.connect(url, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA {schema} CASCADE")
+
+
+def _bind(store: HQStore, key: Ed25519PrivateKey) -> str:
+    """Register a device directly in HQ's tables (the bench measures ingest)."""
+    device = device_id_for(key.public_key())
+    text = public_key_text(key.public_key())
+    with store.write() as tx:
+        tx.run(
+            "INSERT INTO devices (device, store, till, public_key, current_key, transport_key, "
+            "state, head_seq, head_hash, registered_at) VALUES (?, 'B', ?, ?, ?, ?, 'bound', 0, "
+            "?, '2026-01-01T00:00:00Z')",
+            (device, device, text, text, text, "0" * 64),
+        )
+    return device
+
+
+def hq_ingest_entries_per_s(backend_url: str | None = None, count: int = 20_000) -> Figure:
+    """HQ's verified, exactly-once ingest rate, and its ratio to a raw bulk insert
+    of the same rows into the same backend in the same run."""
+    key = Ed25519PrivateKey.generate()
+    entries = signed_entries(key, count)
+    with _scratch(backend_url) as url:
+        store = open_store(url)
+        try:
+            init_hq(store)
+            signer, device = hq_key(store), _bind(store, key)
+            now = dt.datetime.now(dt.UTC)
+            started = time.perf_counter()
+            for start in range(0, count, 500):
+                chunk = tuple(entries[start : start + 500])
+                ingest(store, signer, device, Batch(device, chunk), now, now)
+            ingest_s = time.perf_counter() - started
+            raw_s = _raw_insert(store, entries)
+        finally:
+            store.close()
+    return _figure(count / ingest_s, "entries/s", count / raw_s)
+
+
+def _raw_insert(store: HQStore, entries: list[Entry]) -> float:
+    with store.write() as tx:
+        tx.run("CREATE TABLE bench_raw AS SELECT * FROM entries WHERE 1 = 0")
+    rows = [entry_row(entry) for entry in entries]
+    started = time.perf_counter()
+    with store.write() as tx:
+        tx.many(
+            "INSERT INTO bench_raw VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", rows
+        )
+    return time.perf_counter() - started
+
+
+# -- over loopback ----------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def hq_serve_command(url: str, port: int, *, workers: int, threads: int) -> list[str]:
+    """``tillpoints hq serve`` on loopback, as this interpreter runs it."""
+    return [
+        sys.executable,
+        "-m",
+        "tillpoints.cli",
+        "hq",
+        "serve",
+        "--db",
+        url,
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+        "--threads",
+        str(threads),
+    ]
+
+
+@contextlib.contextmanager
+def _server(url: str, root: Path, workers: int = 2) -> Iterator[str]:
+    import requests
+
+    port = free_port()
+    command = hq_serve_command(url, port, workers=workers, threads=16)
+    with (root / "hq.log").open("ab") as log:
+        process = subprocess.Popen(
+            command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(300):
+            try:
+                requests.get(f"{base}/v1/health", timeout=1)
+                break
+            except requests.RequestException:
+                time.sleep(0.1)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _till_with_entries(root: Path, name: str, count: int) -> Path:
+    """A real till whose journal holds ``count`` generated entries after ``init``."""
+    from agent.keys import read_private_key
+    from agent.ledger import Ledger
+
+    state = root / name
+    ledger = Ledger.init(state, "B", name)
+    head_seq, head_hash = ledger.head()
+    ledger.close()
+    key = read_private_key(state / "device.key")
+    entries = signed_entries(key, count, head_seq + 1, head_hash)
+    ledger = Ledger(state)
+    with ledger.store.transaction() as conn:
+        conn.executemany(
+            "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            [
+                (e.seq, e.ts, e.kind, e.staff, canonical(e.body).decode(), e.prev, e.hash, e.sig)
+                for e in entries
+            ],
+        )
+        if entries:  # the recorded head, as the ledger's own write path keeps it
+            ledger.store.set_meta(conn, "head", f"{entries[-1].seq}:{entries[-1].hash}")
+    ledger.close()
+    return state
+
+
+def _register(state: Path, store: HQStore, base: str) -> None:
+    from sync.till_register import register_till
+
+    token = add_device(store, "B", state.name, dt.datetime.now(dt.UTC))["token"]
+    register_till(state, base, token)
+
+
+@contextlib.contextmanager
+def _loopback_hq(tills: int, entries: int) -> Iterator[tuple[list[Path], HQStore, str]]:
+    """A temporary HQ served on loopback and ``tills`` registered tills with
+    ``entries`` unsynced entries each."""
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        url = f"sqlite:///{root}/hq.db"
+        store = open_store(url)
+        try:
+            init_hq(store)
+            states = [_till_with_entries(root, f"T{n}", entries) for n in range(tills)]
+            with _server(url, root) as base:
+                for state in states:
+                    _register(state, store, base)
+                yield states, store, base
+        finally:
+            store.close()
+
+
+def catch_up_30_days_s(per_day: int = 3_000, days: int = 30) -> Figure:
+    """A till offline for 30 days (90,000 entries) uploads and HQ ingests them."""
+    from sync.till_sync import sync_till
+
+    with _loopback_hq(1, per_day * days) as (states, _, _):
+        started = time.perf_counter()
+        sync_till(states[0])
+        elapsed = time.perf_counter() - started
+    return _figure(elapsed, "s")
+
+
+def concurrent_tills_200_errors(tills: int = 200, entries: int = 50) -> Figure:
+    """``tills`` tills syncing at the same moment; counts the syncs that failed."""
+    from sync.till_sync import sync_till
+
+    errors: list[str] = []
+    with _loopback_hq(tills, entries) as (states, _, _):
+        gate = threading.Barrier(tills)
+
+        def one(state: Path) -> None:
+            gate.wait()
+            try:
+                sync_till(state)
+            except SyncError as error:
+                errors.append(error.code)
+
+        threads = [threading.Thread(target=one, args=(s,)) for s in states]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    return _figure(len(errors), f"errors of {tills} tills")

@@ -1,0 +1,50 @@
+"""Commands for people at the till and for newcomers: the cashier UI, the demo
+store, and the performance figures.
+
+`ui` and `demo` import Textual only when they run: the agent, the drivers and
+sync never load it (the agent's memory budget depends on that)."""
+
+from __future__ import annotations
+
+import argparse
+
+from agent.config import load_config
+from tillpoints import bench
+from tillpoints.commands import Command, Context, Result
+
+
+def _bench_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--only", action="append", help="run only groups whose name has this")
+
+
+def _bench(ctx: Context) -> Result:
+    return bench.run(ctx.args.only)
+
+
+def _ui(ctx: Context) -> Result:
+    from ui.app import run_ui
+
+    config = load_config(ctx.config_path)
+    # F9's `tillpoints sync` must find the same till.
+    sync_args = ("--state", str(ctx.state_dir), "--config", str(ctx.config_path))
+    run_ui(config.socket, sync_args=sync_args)
+    return {"stopped": True}
+
+
+def _demo(ctx: Context) -> Result:
+    from tillpoints.demo import run_demo
+
+    run_demo()
+    return {"stopped": True}
+
+
+COMMANDS = [
+    Command("ui", "the cashier's screen, against the local agent", _ui, quiet=True),
+    Command(
+        "demo",
+        "a whole simulated store: HQ, agent, a reader on a pty, the cashier UI",
+        _demo,
+        quiet=True,
+    ),
+    Command("bench", "print the performance figures", _bench, _bench_args, bench.render),
+]
