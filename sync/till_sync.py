@@ -2,7 +2,9 @@
 
 The session is a small state table (docs/style.md): ``start -> checked`` once HQ's
 signed head agrees with this till's own history; ``checked -> uploading`` per
-batch; ``-> downloading`` per delta page; ``-> done``. Every step that changes
+batch; ``-> downloading`` per delta page; ``-> done``. The upload itself is a
+pure state machine of its own (``sync.upload``: pipelining, resuming where HQ
+says it is, the stall rule); ``_upload`` is only its I/O. Every step that changes
 local state is one SQLite transaction taken *after* HQ's signed answer verified:
 
 - the acknowledged head is recorded only from a verified ack whose hash equals

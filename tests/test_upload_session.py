@@ -467,13 +467,16 @@ def _network_step(
         faults.rival = []
 
 
+# Entries per batch, and batches on the wire at once (the till's are 500 and 2).
+PIPES = st.tuples(st.integers(1, 7), st.integers(1, 3))
+
+
 @settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(
     data=st.data(),
     size=st.integers(0, 30),
     held=st.integers(0, 12),
-    batch_entries=st.integers(1, 7),
-    window=st.integers(1, 3),
+    pipe=PIPES,
     drops=st.integers(0, 4),
     backups=st.integers(0, 2),
 )
@@ -481,8 +484,7 @@ def test_hq_ends_with_exactly_the_journal(
     data: st.DataObject,
     size: int,
     held: int,
-    batch_entries: int,
-    window: int,
+    pipe: tuple[int, int],
     drops: int,
     backups: int,
 ) -> None:
@@ -494,7 +496,7 @@ def test_hq_ends_with_exactly_the_journal(
     faults = Faults(drops, backups)
     runs = []
     for _ in range(drops + backups + 2):
-        run = _one_run(hq, journal, faults, data, batch_entries, window)
+        run = _one_run(hq, journal, faults, data, *pipe)
         runs.append(run)
         if run.outcome == "stalled":
             assert run.backups, "stalled with an HQ that lost nothing"
@@ -512,12 +514,11 @@ def test_hq_ends_with_exactly_the_journal(
     data=st.data(),
     hole=st.integers(1, 19),
     held=st.integers(0, 19),
-    batch_entries=st.integers(1, 7),
-    window=st.integers(1, 3),
+    pipe=PIPES,
     drops=st.integers(0, 3),
 )
 def test_a_journal_with_a_hole_stops_at_it(
-    data: st.DataObject, hole: int, held: int, batch_entries: int, window: int, drops: int
+    data: st.DataObject, hole: int, held: int, pipe: tuple[int, int], drops: int
 ) -> None:
     """Entry ``hole`` is missing (the shell's journal check stops that before
     uploading; the machine must end on its own too): HQ takes what comes
@@ -527,10 +528,10 @@ def test_a_journal_with_a_hole_stops_at_it(
     hq = ModelHQ(JOURNAL[: min(held, hole - 1)])
     faults = Faults(drops, 0)
     for _ in range(drops + 1):
-        run = _one_run(hq, journal, faults, data, batch_entries, window)
+        run = _one_run(hq, journal, faults, data, *pipe)
         assert run.outcome in ("sequence_gap", "stalled", "hq_unreachable"), run
     faults.drops = 0
-    run = _one_run(hq, journal, faults, data, batch_entries, window)
+    run = _one_run(hq, journal, faults, data, *pipe)
     assert run.outcome in ("sequence_gap", "stalled"), run
     assert sorted(hq.entries) == list(range(1, len(hq.entries) + 1))
     assert len(hq.entries) < hole  # nothing past the hole
@@ -544,8 +545,7 @@ def test_a_journal_with_a_hole_stops_at_it(
     size=st.integers(13, 25),
     rival=st.integers(1, 6),
     held=st.integers(0, 12),
-    batch_entries=st.integers(1, 7),
-    window=st.integers(1, 3),
+    pipe=PIPES,
     drops=st.integers(0, 2),
 )
 def test_a_clone_uploading_another_history_stops_the_till(
@@ -554,8 +554,7 @@ def test_a_clone_uploading_another_history_stops_the_till(
     size: int,
     rival: int,
     held: int,
-    batch_entries: int,
-    window: int,
+    pipe: tuple[int, int],
     drops: int,
 ) -> None:
     """A clone shares the first ``common`` entries and uploads its own after
@@ -569,7 +568,7 @@ def test_a_clone_uploading_another_history_stops_the_till(
     hq = ModelHQ(journal[: min(held, common)])
     faults = Faults(drops, 0, clone)
     for _ in range(drops + 2):
-        run = _one_run(hq, journal, faults, data, batch_entries, window)
+        run = _one_run(hq, journal, faults, data, *pipe)
         assert run.outcome in ("done", "fork", "restored_from_backup", "hq_unreachable"), run
         if run.outcome != "hq_unreachable":
             break
