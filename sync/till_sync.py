@@ -2,7 +2,9 @@
 
 The session is a small state table (docs/style.md): ``start -> checked`` once HQ's
 signed head agrees with this till's own history; ``checked -> uploading`` per
-batch; ``-> downloading`` per delta page; ``-> done``. Every step that changes
+batch; ``-> downloading`` per delta page; ``-> done``. The upload itself is a
+pure state machine of its own (``sync.upload``: pipelining, resuming where HQ
+says it is, the stall rule); ``_upload`` is only its I/O. Every step that changes
 local state is one SQLite transaction taken *after* HQ's signed answer verified:
 
 - the acknowledged head is recorded only from a verified ack whose hash equals
@@ -25,14 +27,13 @@ so no run can spin on the same answer.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import sqlite3
 import threading
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -47,8 +48,19 @@ from agent.offers import apply_offers
 from agent.store import RESTORED_KEY, Store
 from sync.client import HQClient, Reply, RetryPolicy, Signer
 from sync.errors import SyncError, refused, unverified
-from sync.protocol import ACK_TAG, DELTA_TAG, HEAD_TAG, Ack, open_signed, utc_text
+from sync.protocol import DELTA_TAG, HEAD_TAG, open_signed, utc_text
 from sync.till_register import error_from, open_till, transport_key
+from sync.upload import (
+    Accept,
+    Action,
+    Fail,
+    Lost,
+    Read,
+    Send,
+    Stall,
+    UploadMachine,
+    read_answer,
+)
 
 BATCH_ENTRIES = 500
 BATCH_BYTES = 1_000_000
@@ -321,75 +333,81 @@ class _Senders:
 
 
 def _upload(session: _Session) -> None:
-    """Send every unacknowledged entry, IN_FLIGHT batches at a time, and take
-    HQ's answers in the order the batches were read. Whenever an answer is not
-    the expected ack (HQ wants another start, or the batch after raced ahead of
-    the one before), the batches still on the wire are let finish, their answers
-    are dropped, and sending resumes after HQ's acknowledged head: a resent
-    entry that HQ holds already is idempotent there. A resend must move HQ's
-    head: answered ``expected_seq`` again at the same head, the run stops
-    (``_stalled``) instead of sending the same batches for ever."""
+    """The I/O around the upload machine (``sync.upload``): read the batches it
+    asks for, send them (IN_FLIGHT at once, ``_Senders``), hand it each answer
+    as it arrives and do what it says. The decisions (pipelining, answers out of
+    order, resuming after ``expected_seq``, draining, the stall rule) are the
+    machine's; a failed send or a refusal ends the run once the batches still on
+    the wire are answered (``_Senders.close``)."""
     store, total = session.store, _local_head(session.store)
     target = f"/v1/devices/{session.device}/batches"
-    start = session.acked_seq + 1
+    machine = UploadMachine(window=IN_FLIGHT)
     senders = _Senders(session.client)
-    pending: deque[tuple[_Upload, Future[Reply]]] = deque()
-    resent_after: int | None = None  # the acknowledged head when we last resent
+    wire: dict[Future[Reply], int] = {}
+    unsent: dict[int, _Upload] = {}  # read, by first seq, until the machine sends it
     try:
+        actions = deque(machine.begin(session.acked_seq, total))
         while True:
-            while len(pending) < IN_FLIGHT and start <= total:
-                batch = _read_batch(store, session.device, start, session.batch_entries)
+            while not actions:  # an answer that came early asks for nothing yet
+                actions.extend(_next_answer(machine, wire, session.hq_key))
+            action = actions.popleft()
+            if isinstance(action, Read):
+                batch = _read_batch(store, session.device, action.start, session.batch_entries)
                 if batch is None:
-                    break
-                pending.append((batch, senders.send(target, batch)))
-                start = batch.last_seq + 1
-            if not pending:
-                break
-            batch, sent = pending.popleft()
-            reply = sent.result()
-            if reply.status == 409 and reply.body.get("error") == "expected_seq":
-                _drain(pending)
-                head = open_signed(session.hq_key, HEAD_TAG, reply.body.get("head"), "head")
-                # A batch that raced ahead of the one before it carries a head older
-                # than the ack already taken: resume after the newer one.
-                if int(head.get("head_seq", -1)) >= session.acked_seq:
-                    _accept_head(session, head)
-                if resent_after is not None and session.acked_seq <= resent_after:
-                    raise _stalled(session, reply.body)
-                resent_after, start = session.acked_seq, session.acked_seq + 1
-                continue
-            if reply.status != 200:
-                raise error_from(reply.status, reply.body)
-            ack = Ack.from_json(open_signed(session.hq_key, ACK_TAG, reply.body, "ack"))
-            _accept_head(session, ack.to_json())
-            session.uploaded += ack.stored
-            session.advance("batch")
-            session.progress(f"sync: uploaded {session.acked_seq}/{total} entries")
-            if session.acked_seq != batch.last_seq:
-                _drain(pending)
-                start = session.acked_seq + 1
+                    actions.extend(machine.journal_end())
+                else:
+                    unsent[batch.first_seq] = batch
+                    actions.extend(machine.read(batch.first_seq, batch.last_seq))
+            elif isinstance(action, Send):
+                wire[senders.send(target, unsent.pop(action.first))] = action.n
+            elif isinstance(action, Accept):
+                _accept_head(session, action.head)
+                if action.stored is not None:
+                    session.uploaded += action.stored
+                    session.advance("batch")
+                    session.progress(f"sync: uploaded {session.acked_seq}/{total} entries")
+            elif isinstance(action, Fail):
+                raise action.error
+            elif isinstance(action, Stall):
+                raise _stalled(session, action)
+            else:  # Done
+                return
     finally:
         senders.close()
 
 
-def _stalled(session: _Session, answer: dict[str, Any]) -> SyncError:
+def _next_answer(
+    machine: UploadMachine, wire: dict[Future[Reply], int], hq_key: Ed25519PublicKey
+) -> list[Action]:
+    """Wait for an answer and give it to the machine: the oldest batch's among
+    those already in, whatever order they came back in."""
+    if not wire:
+        raise SyncError("sync_state", f"sync: the upload waits for nothing in {machine.state}")
+    arrived, _ = wait(wire, return_when=FIRST_COMPLETED)
+    sent = min(arrived, key=wire.__getitem__)
+    number = wire.pop(sent)
+    try:
+        reply = sent.result()
+    except SyncError as error:
+        return machine.answered(number, Lost(error))
+    return machine.answered(number, read_answer(reply.status, reply.body, hq_key))
+
+
+def _stalled(session: _Session, stall: Stall) -> SyncError:
     """A resend did not move HQ's head: stop rather than send the same again.
     A journal that changed under the run is named as such (exit 4)."""
     _check_journal(session.store)
+    said = (
+        f"an ack at {session.acked_seq}"
+        if stall.expected_seq is None
+        else f"expected_seq {stall.expected_seq}"
+    )
     return SyncError(
         "sync_stalled",
-        f"HQ answered expected_seq {answer.get('expected_seq')} again after a resend from "
-        f"{session.acked_seq + 1}: its head did not move, so the run stops here. "
-        "Nothing is lost; the next run starts from HQ's head",
+        f"HQ answered {said} again after a resend from {session.acked_seq + 1}: its head "
+        "did not move, so the run stops here. Nothing is lost; the next run starts from "
+        "HQ's head",
     )
-
-
-def _drain(pending: deque[tuple[_Upload, Future[Reply]]]) -> None:
-    """Let the uploads still on the wire finish; their answers no longer count."""
-    while pending:
-        _batch, sent = pending.popleft()
-        with contextlib.suppress(SyncError):
-            sent.result()
 
 
 def _download(session: _Session) -> None:
