@@ -33,6 +33,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent import fields, till_secrets
 from agent.chain import GENESIS_PREV, Entry, canonical, sign_draft
 from agent.config import Config
+from agent.entries import Kind
 from agent.errors import InvalidInput, LedgerError, Refused, TillRestored
 from agent.integrity import ENTRY_COLUMNS, entry_from_row
 from agent.keys import device_id_for, public_key_text, read_private_key, write_private_key
@@ -53,7 +54,7 @@ Clock = Callable[[], dt.datetime]
 # What an operation hands the write path: see ``Ledger._record``.
 Decide = Callable[[sqlite3.Connection], dict[str, Any]]
 Finish = Callable[[sqlite3.Connection, int, Effects, dict[str, Any]], dict[str, Any]]
-Record = Callable[[str, str | None, dict[str, Any], Decide | None, Finish | None], dict[str, Any]]
+Record = Callable[[Kind, str | None, dict[str, Any], Decide | None, Finish | None], dict[str, Any]]
 
 
 def local_now() -> dt.datetime:
@@ -149,7 +150,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
             created.close()
         ledger = cls(state_dir, config, clock)
         ledger._record(
-            "init",
+            Kind.INIT,
             None,
             {
                 "store": store,
@@ -176,7 +177,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
 
     def _record(
         self,
-        kind: str,
+        kind: Kind,
         staff: str | None,
         facts: dict[str, Any],
         decide: Decide | None = None,
@@ -221,7 +222,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         conn: sqlite3.Connection,
         seq: int,
         prev: str,
-        kind: str,
+        kind: Kind,
         staff: str | None,
         body: dict[str, Any],
     ) -> None:
@@ -309,7 +310,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                 "balance": self.balance_of(member_id, today, conn, net(effects))["balance"],
             }
 
-        return self._record("enrol", who, {}, decide, finish)
+        return self._record(Kind.ENROL, who, {}, decide, finish)
 
     def card_replace(self, ref: str, new_card: str, staff: str | None = None) -> dict[str, Any]:
         who = fields.staff(staff)
@@ -334,7 +335,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         ) -> dict[str, Any]:
             return {"member_id": facts["member_id"], "card": card, "blocked": facts["old_card"]}
 
-        return self._record("card_replace", who, {}, decide, finish)
+        return self._record(Kind.CARD_REPLACE, who, {}, decide, finish)
 
     def earn(
         self,
@@ -357,7 +358,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
             account = self.resolve(ref, conn)
             fingerprint = _fingerprint(account.account, [line.to_json() for line in sale])
-            replay = self._replay(conn, "earn", receipt_id, fingerprint)
+            replay = self._replay(conn, Kind.EARN, receipt_id, fingerprint)
             if replay is not None:
                 return {"replayed": True, "result": {**replay, "replayed": True}}
             tier = self.rules.tier_for(self.spend_12m(account.account, day, conn))
@@ -404,10 +405,10 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                 "redeemable_value": format_amount(self.rules.redemption_value(can_take)),
                 "replayed": False,
             }
-            self._store_result(conn, "earn", receipt_id, result)
+            self._store_result(conn, Kind.EARN, receipt_id, result)
             return result
 
-        return self._record("earn", who, {}, decide, finish)
+        return self._record(Kind.EARN, who, {}, decide, finish)
 
     def redeem(
         self,
@@ -425,7 +426,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
             account = self.resolve(ref, conn)
             fingerprint = _fingerprint(account.account, {"points": wanted, "amount": amount})
-            replay = self._replay(conn, "redeem", receipt_id, fingerprint)
+            replay = self._replay(conn, Kind.REDEEM, receipt_id, fingerprint)
             if replay is not None:
                 return {"replayed": True, "result": {**replay, "replayed": True}}
             if wanted < self.rules.redeem_minimum:
@@ -489,10 +490,10 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                 "balance": self.balance_of(facts["account"], day, conn, net(effects))["balance"],
                 "replayed": False,
             }
-            self._store_result(conn, "redeem", receipt_id, result)
+            self._store_result(conn, Kind.REDEEM, receipt_id, result)
             return result
 
-        return self._record("redeem", who, {}, decide, finish)
+        return self._record(Kind.REDEEM, who, {}, decide, finish)
 
     def adjust(self, ref: str, points: str | int, reason: str, staff: str) -> dict[str, Any]:
         """A manual correction with a reason and a staff id (supervisor's action)."""
@@ -527,12 +528,12 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                 "balance": self.balance_of(facts["account"], day, conn, net(effects))["balance"],
             }
 
-        return self._record("adjust", who, {}, decide, finish)
+        return self._record(Kind.ADJUST, who, {}, decide, finish)
 
     # -- helpers -----------------------------------------------------------------
 
     def _replay(
-        self, conn: sqlite3.Connection, op: str, receipt: str, fingerprint: str
+        self, conn: sqlite3.Connection, op: Kind, receipt: str, fingerprint: str
     ) -> dict[str, Any] | None:
         row = conn.execute(
             "SELECT fingerprint, result FROM receipts WHERE op = ? AND receipt = ?",
@@ -549,7 +550,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         return result
 
     def _store_result(
-        self, conn: sqlite3.Connection, op: str, receipt: str, result: dict[str, Any]
+        self, conn: sqlite3.Connection, op: Kind, receipt: str, result: dict[str, Any]
     ) -> None:
         conn.execute(
             "UPDATE receipts SET result = ? WHERE op = ? AND receipt = ?",

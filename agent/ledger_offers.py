@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import fields
 from agent import offers as till_offers
+from agent.entries import Kind
 from agent.errors import InvalidInput, Refused
 from agent.ledger_reads import Account, LedgerReads, net
 from agent.money import format_amount, parse_amount
@@ -84,7 +85,7 @@ class LedgerOffers(LedgerReads):
                 "balance": self.balance_of(facts["account"], day, conn, net(effects))["balance"],
             }
 
-        return self._record("offer_take", who, {}, decide, finish)
+        return self._record(Kind.OFFER_TAKE, who, {}, decide, finish)
 
     def _multiplier_bonus(
         self, conn: sqlite3.Connection, account: Account, receipt_id: str, multiplier: str

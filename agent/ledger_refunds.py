@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import fields
 from agent import offers as till_offers
+from agent.entries import Kind
 from agent.errors import Refused
 from agent.ledger_reads import LedgerReads, net
 from agent.money import format_amount
@@ -65,7 +66,7 @@ class LedgerRefunds(LedgerReads):
                 "negative": figures["balance"] < 0,
             }
 
-        return self._record("refund", who, {}, decide, finish)
+        return self._record(Kind.REFUND, who, {}, decide, finish)
 
     def _plan_refund(
         self,

@@ -16,8 +16,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from collections.abc import Callable
 from typing import Any
 
+from agent.entries import Kind, kind_of
 from agent.errors import LedgerError
 from agent.store import PROJECTION_TABLES
 
@@ -25,10 +27,10 @@ Effects = dict[str, int]
 
 
 def apply(conn: sqlite3.Connection, seq: int, kind: str, body: dict[str, Any]) -> Effects:
-    handler = _HANDLERS.get(kind)
-    if handler is None:
+    known = kind_of(kind)
+    if known is None:
         raise LedgerError("unknown_entry_kind", f"journal entry {seq}: unknown kind {kind!r}")
-    return handler(conn, seq, body)
+    return _HANDLERS[known](conn, seq, body)
 
 
 def _none(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
@@ -88,7 +90,7 @@ def _earn(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
         [line["category"], line["qty"], line["amount"], line["points"], 0, 0, 0]
         for line in body["lines"]
     ]
-    _insert_receipt(conn, "earn", seq, body, json.dumps(sold))
+    _insert_receipt(conn, Kind.EARN, seq, body, json.dumps(sold))
     delta = _add_lot(conn, seq, account, day, body["points"], body["lot"])
     return {"delta": delta, "expired": expired}
 
@@ -96,7 +98,7 @@ def _earn(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
 def _redeem(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
     account, day = body["account"], body["day"]
     expired = _expire(conn, account, day)
-    _insert_receipt(conn, "redeem", seq, body, None)
+    _insert_receipt(conn, Kind.REDEEM, seq, body, None)
     taken = _consume(conn, seq, account, day, body["points"], spendable_only=True, record=True)
     if taken < body["points"]:
         conn.execute(
@@ -168,7 +170,7 @@ def _offer_take(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Eff
 
 
 def _insert_receipt(
-    conn: sqlite3.Connection, op: str, seq: int, body: dict[str, Any], lines: str | None
+    conn: sqlite3.Connection, op: Kind, seq: int, body: dict[str, Any], lines: str | None
 ) -> None:
     """The receipt row that makes an earn or a redemption idempotent by receipt id."""
     conn.execute(
@@ -325,17 +327,17 @@ def _restore(conn: sqlite3.Connection, receipt: str, day: str, points: int) -> i
     return expired
 
 
-_HANDLERS = {
-    "init": _none,
-    "enrol": _enrol,
-    "card_replace": _card_replace,
-    "earn": _earn,
-    "redeem": _redeem,
-    "refund": _refund,
-    "adjust": _adjust,
-    "offer_take": _offer_take,
+_HANDLERS: dict[Kind, Callable[[sqlite3.Connection, int, dict[str, Any]], Effects]] = {
+    Kind.INIT: _none,
+    Kind.ENROL: _enrol,
+    Kind.CARD_REPLACE: _card_replace,
+    Kind.EARN: _earn,
+    Kind.REDEEM: _redeem,
+    Kind.REFUND: _refund,
+    Kind.ADJUST: _adjust,
+    Kind.OFFER_TAKE: _offer_take,
     # A device key rotation (agent.rotation) changes no balance.
-    "key_rotate": _none,
+    Kind.KEY_ROTATE: _none,
 }
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.entries import Kind
 from agent.offers import OFFERS_KEY
 from sync.errors import invalid, refused, unverified
 from sync.hq.db import HQStore
@@ -114,7 +115,7 @@ def _directory(
         if text is None:
             continue
         body = json.loads(str(text))
-        if kind == "enrol":
+        if kind == Kind.ENROL:
             member = counter_member(body, bool(own_store))
             members.append(member)
             cards[str(body.get("card"))] = {
@@ -122,7 +123,7 @@ def _directory(
                 "member_id": member["member_id"],
                 "state": "active",
             }
-        elif kind == "card_replace":
+        elif kind == Kind.CARD_REPLACE:
             old, new = str(body.get("old_card")), str(body.get("card"))
             cards[old] = {"card": old, "member_id": body.get("member_id"), "state": "blocked"}
             cards[new] = {"card": new, "member_id": body.get("member_id"), "state": "active"}

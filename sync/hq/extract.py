@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.chain import Entry
+from agent.entries import Kind
 
 
 @dataclass(frozen=True)
@@ -48,16 +49,16 @@ def facts_of(entry: Entry) -> Facts:
     effects, member = _dict(body.get("effects")), _dict(body.get("member"))
     kind = entry.kind
     account, card, member_id, phone_key = _str(body.get("account")), None, None, None
-    if kind == "enrol":
+    if kind == Kind.ENROL:
         member_id = _str(member.get("member_id"))
         account, card, phone_key = member_id, _str(body.get("card")), _str(member.get("phone_key"))
-    elif kind == "card_replace":
+    elif kind == Kind.CARD_REPLACE:
         member_id = _str(body.get("member_id"))
         account, card = member_id, _str(body.get("card"))
-    elif kind == "earn":
+    elif kind == Kind.EARN:
         card = _str(body.get("card"))
     amount = _int(body.get("amount"))
-    spend = amount if kind == "earn" else -amount if kind == "refund" else 0
+    spend = amount if kind == Kind.EARN else -amount if kind == Kind.REFUND else 0
     return Facts(
         account=account,
         delta=_int(effects.get("delta")),
@@ -66,7 +67,7 @@ def facts_of(entry: Entry) -> Facts:
         card=card,
         member_id=member_id,
         phone_key=phone_key,
-        visit=1 if kind in ("earn", "redeem") else 0,
+        visit=1 if kind in (Kind.EARN, Kind.REDEEM) else 0,
     )
 
 

@@ -34,6 +34,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.entries import Kind
 from agent.errors import InvalidInput
 from agent.money import format_amount, parse_amount
 from sync.errors import invalid, refused
@@ -502,7 +503,7 @@ def refresh_takes(store: HQStore) -> int:
         )
         return len(takes)
 
-    return follow_batches(store, "cmp_state", ("offer_take",), apply)
+    return follow_batches(store, "cmp_state", (Kind.OFFER_TAKE,), apply)
 
 
 def offer_alerts(store: HQStore) -> list[dict[str, Any]]:

@@ -27,6 +27,7 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from agent.entries import Kind
 from sync.hq.db import HQStore, Tx
 from sync.hq.insight.batches import EntryRow, follow_batches
 
@@ -89,7 +90,15 @@ def utc_offset(tx: Tx) -> dt.timedelta:
     return dt.timedelta(minutes=int(row[0]) if row else 0)
 
 
-FACT_KINDS = ("enrol", "card_replace", "earn", "redeem", "refund", "adjust", "offer_take")
+FACT_KINDS = (
+    Kind.ENROL,
+    Kind.CARD_REPLACE,
+    Kind.EARN,
+    Kind.REDEEM,
+    Kind.REFUND,
+    Kind.ADJUST,
+    Kind.OFFER_TAKE,
+)
 
 
 def refresh(store: HQStore) -> int:
@@ -153,21 +162,22 @@ def _apply(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
     page = _Page(tx)
     parsed = [(d, s, t, k, json.loads(str(text)), st) for d, s, t, k, text, st in rows]
     for device, seq, _, kind, body, _ in parsed:
-        if kind == "enrol":
+        if kind == Kind.ENROL:
             _enrol(page, str(device), int(seq), body)
-        elif kind == "card_replace":
+        elif kind == Kind.CARD_REPLACE:
             page.bind(body.get("card"), str(body.get("member_id")))
     page.load_owners(
         {
             str(body.get("account"))
             for _, _, _, kind, body, _ in parsed
-            if kind not in ("enrol", "card_replace") and str(body.get("account")).startswith("C")
+            if kind not in (Kind.ENROL, Kind.CARD_REPLACE)
+            and str(body.get("account")).startswith("C")
         }
     )
     for device, seq, ts, kind, body, store in parsed:
-        if kind == "offer_take":
+        if kind == Kind.OFFER_TAKE:
             _offer_lot(page, str(device), int(seq), body)
-        elif kind not in ("enrol", "card_replace"):
+        elif kind not in (Kind.ENROL, Kind.CARD_REPLACE):
             _sale(page, str(device), int(seq), str(ts), str(kind), body, str(store))
     tx.many(
         "INSERT INTO ins_members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
@@ -246,7 +256,7 @@ def _sale(
     receipt = body.get("receipt")
     points = int(body.get("points") or 0)
     amount, value, voucher = 0, 0, 0
-    if kind == "earn":
+    if kind == Kind.EARN:
         amount = int(body["amount"])
         page.sold[(device, str(receipt))] = list(body["lines"])
         for number, line in enumerate(body["lines"]):
@@ -257,9 +267,9 @@ def _sale(
         lot = body.get("lot")
         if points > 0 and isinstance(lot, dict):
             page.lots.append((device, seq, member, day, points, str(lot["expires_on"])))
-    elif kind == "redeem":
+    elif kind == Kind.REDEEM:
         value, voucher = int(body.get("value") or 0), int(body.get("amount") is None)
-    elif kind == "refund":
+    elif kind == Kind.REFUND:
         amount = -int(body.get("amount") or 0)
         points = int((body.get("effects") or {}).get("delta") or 0)
         sold = _sold_lines(page, device, str(receipt))

@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import fields
 from agent.chain import Entry, canonical, sign_entry
+from agent.entries import Kind
 from agent.fields import PhonePepper
 from agent.money import format_amount
 from agent.rules import Rules
@@ -108,7 +109,7 @@ class TillState:
     def observe(self, entry: Entry) -> None:
         self.seq, self.head = entry.seq, entry.hash
         body, kind = entry.body, entry.kind
-        if kind == "enrol":
+        if kind == Kind.ENROL:
             member = body["member"]
             index = self.by_card.get(body["card"], -1)
             self.enrolled += 1
@@ -117,7 +118,7 @@ class TillState:
             if "lot" in body:
                 account = self.account(member["member_id"])
                 account.add_lot(entry.seq, body["bonus"], body["lot"]["expires_on"])
-        elif kind == "earn":
+        elif kind == Kind.EARN:
             account = self.account(body["account"])
             account.expire(body["day"])
             account.add_lot(entry.seq, body["points"], body["lot"]["expires_on"])
@@ -125,14 +126,14 @@ class TillState:
             self.sales[body["receipt"]] = Sale(
                 body["account"], body["member_id"], entry.seq, body["amount"], body["lines"]
             )
-        elif kind == "redeem":
+        elif kind == Kind.REDEEM:
             account = self.account(body["account"])
             account.expire(body["day"])
             sale = self.sales.get(body["receipt"])
             moves = account.consume(body["points"])
             if sale is not None:
                 sale.redeemed, sale.redeem_moves = body["points"], moves
-        elif kind == "refund":
+        elif kind == Kind.REFUND:
             self._observe_refund(body)
 
     def _observe_refund(self, body: dict[str, Any]) -> None:
@@ -239,7 +240,7 @@ class ModelTill:
             "card_kind": "physical",
             "balance": bonus,
         }
-        self._append(when, "enrol", body)
+        self._append(when, Kind.ENROL, body)
 
     def earn(
         self,
@@ -289,7 +290,7 @@ class ModelTill:
             "redeemable_value": format_amount(self.rules.redemption_value(can_take)),
             "replayed": False,
         }
-        self._append(when, "earn", body)
+        self._append(when, Kind.EARN, body)
 
     def _expired(self, account: str, day: dt.date) -> int:
         iso = day.isoformat()
@@ -328,7 +329,7 @@ class ModelTill:
             "balance": after,
             "replayed": False,
         }
-        self._append(when, "redeem", body)
+        self._append(when, Kind.REDEEM, body)
 
     def refund(self, receipt: str, when: dt.datetime) -> None:
         state, day = self.state, when.date()
@@ -363,7 +364,7 @@ class ModelTill:
             "balance": balance,
             "negative": balance < 0,
         }
-        self._append(when, "refund", body)
+        self._append(when, Kind.REFUND, body)
 
     def refundable(self, receipt: str) -> bool:
         sale = self.state.sales.get(receipt)
