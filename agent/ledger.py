@@ -18,6 +18,7 @@ adjustments, and reading the journal back. The rest lives beside it:
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -33,7 +34,17 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent import fields, till_secrets
 from agent.chain import GENESIS_PREV, Entry, canonical, sign_draft
 from agent.config import Config
-from agent.entries import Kind
+from agent.entries import (
+    Adjust,
+    CardReplace,
+    Earn,
+    Enrol,
+    Init,
+    Kind,
+    Member,
+    Redeem,
+    SaleLine,
+)
 from agent.errors import InvalidInput, LedgerError, Refused, TillRestored
 from agent.integrity import ENTRY_COLUMNS, entry_from_row
 from agent.keys import device_id_for, public_key_text, read_private_key, write_private_key
@@ -149,16 +160,10 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         finally:
             created.close()
         ledger = cls(state_dir, config, clock)
-        ledger._record(
-            Kind.INIT,
-            None,
-            {
-                "store": store,
-                "till": till,
-                "device_id": device_id,
-                "public_key": public_key_text(public),
-            },
+        genesis = Init(
+            store=store, till=till, device_id=device_id, public_key=public_key_text(public)
         )
+        ledger._record(Kind.INIT, None, genesis.to_body())
         return ledger
 
     def close(self) -> None:
@@ -253,25 +258,25 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         today = self.today()
         who = fields.staff(staff)
         number = fields.phone(phone)
-        member = {
-            "name": fields.name(name),
-            "phone_key": "",
-            "birthday": fields.birthday(birthday, today) if birthday is not None else None,
-            "gender": fields.gender(gender) if gender is not None else None,
-            "district": fields.district(district) if district is not None else None,
-            "household": fields.household(household) if household is not None else None,
-            "consent_marketing": 1 if consent_marketing else 0,
-            "enrolled_at": self.clock().isoformat(timespec="seconds"),
-            "enrolled_store": self.store_id,
-            "enrolled_till": self.till_id,
-            "enrolled_by": who,
-        }
         physical = self._program_card(card.strip(), "card") if card is not None else None
         # Only the current pepper's key is stored (no digits of the number: no
         # ``phone_last4`` since issue 12); earlier peppers' keys find a member enrolled
         # before this till registered (agent.till_secrets).
         keys = [fields.phone_key(number, pepper) for pepper in self.secrets.phone()]
-        member["phone_key"] = keys[0]
+        member = Member(
+            member_id="",  # numbered under the write lock
+            name=fields.name(name),
+            phone_key=keys[0],
+            birthday=fields.birthday(birthday, today) if birthday is not None else None,
+            gender=fields.gender(gender) if gender is not None else None,
+            district=fields.district(district) if district is not None else None,
+            household=fields.household(household) if household is not None else None,
+            consent_marketing=1 if consent_marketing else 0,
+            enrolled_at=self.clock().isoformat(timespec="seconds"),
+            enrolled_store=self.store_id,
+            enrolled_till=self.till_id,
+            enrolled_by=who,
+        )
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
             existing = conn.execute(
@@ -287,26 +292,25 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                 if row and not str(row[0]).startswith("C"):
                     raise Refused("card_in_use", f"card: already belongs to member {row[0]}")
             number_of = self._next_counter(conn, "members")
-            facts: dict[str, Any] = {
-                "member": {**member, "member_id": f"{self.device_id}-{number_of}"},
-                "card": physical or self._next_ecard(conn),
-                "card_kind": "physical" if physical else "ecard",
-                "day": today.isoformat(),
-                "bonus": self.rules.enrol_bonus,
-            }
-            if self.rules.enrol_bonus:
+            return Enrol(
+                member=dataclasses.replace(member, member_id=f"{self.device_id}-{number_of}"),
+                card=physical or self._next_ecard(conn),
+                card_kind="physical" if physical else "ecard",
+                day=today.isoformat(),
+                bonus=self.rules.enrol_bonus,
                 # The lock window is against buy-redeem-return abuse; a bonus has no receipt.
-                facts["lot"] = self._lot_dates(today, locked=False)
-            return facts
+                lot=self._lot_dates(today, locked=False) if self.rules.enrol_bonus else None,
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
-            member_id = facts["member"]["member_id"]
+            body = Enrol.from_body(facts)
+            member_id = body.member.member_id
             return {
                 "member_id": member_id,
-                "card": facts["card"],
-                "card_kind": facts["card_kind"],
+                "card": body.card,
+                "card_kind": body.card_kind,
                 "balance": self.balance_of(member_id, today, conn, net(effects))["balance"],
             }
 
@@ -323,17 +327,15 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
             if conn.execute("SELECT 1 FROM cards WHERE card = ?", (card,)).fetchone():
                 raise Refused("card_in_use", "card: this card is already issued")
             old = account.card or self._active_card(conn, account.member_id)
-            return {
-                "member_id": account.member_id,
-                "old_card": old,
-                "card": card,
-                "day": self.today().isoformat(),
-            }
+            return CardReplace(
+                member_id=account.member_id, old_card=old, card=card, day=self.today().isoformat()
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
-            return {"member_id": facts["member_id"], "card": card, "blocked": facts["old_card"]}
+            body = CardReplace.from_body(facts)
+            return {"member_id": body.member_id, "card": card, "blocked": body.old_card}
 
         return self._record(Kind.CARD_REPLACE, who, {}, decide, finish)
 
@@ -363,44 +365,46 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                 return {"replayed": True, "result": {**replay, "replayed": True}}
             tier = self.rules.tier_for(self.spend_12m(account.account, day, conn))
             birthday_month = account.birthday_month(day)
-            priced: list[dict[str, Any]] = [
-                {
-                    **line.to_json(),
-                    "points": self.rules.line_points(
+            priced = tuple(
+                SaleLine(
+                    category=line.category,
+                    qty=line.qty,
+                    amount=line.amount,
+                    points=self.rules.line_points(
                         line.category, line.amount, tier, day, birthday_month
                     ),
-                }
+                )
                 for line in sale
-            ]
-            points = sum(line["points"] for line in priced)
-            return {
-                "account": account.account,
-                "member_id": account.member_id,
-                "card": account.card,
-                "receipt": receipt_id,
-                "fingerprint": fingerprint,
-                "lines": priced,
-                "amount": total,
-                "points": points,
-                "tier": tier.name,
-                "day": day.isoformat(),
-                "lot": self._lot_dates(day),
-            }
+            )
+            return Earn(
+                account=account.account,
+                member_id=account.member_id,
+                card=account.card,
+                receipt=receipt_id,
+                fingerprint=fingerprint,
+                lines=priced,
+                amount=total,
+                points=sum(line.points for line in priced),
+                tier=tier.name,
+                day=day.isoformat(),
+                lot=self._lot_dates(day),
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
-            figures = self.balance_of(facts["account"], day, conn, net(effects))
+            body = Earn.from_body(facts)
+            figures = self.balance_of(body.account, day, conn, net(effects))
             # What the member can take at the next visit, for the POS to print.
             can_take = max(0, figures["available"])
             if can_take < self.rules.redeem_minimum:
                 can_take = 0
             result = {
-                "member_id": facts["member_id"],
+                "member_id": body.member_id,
                 "receipt": receipt_id,
-                "points": facts["points"],
+                "points": body.points,
                 "balance": figures["balance"],
-                "tier": facts["tier"],
+                "tier": body.tier,
                 "redeemable": can_take,
                 "redeemable_value": format_amount(self.rules.redemption_value(can_take)),
                 "replayed": False,
@@ -468,26 +472,27 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                     f"points: at most {format_amount(limit)} of this receipt can be paid "
                     "with points",
                 )
-            return {
-                "account": account.account,
-                "member_id": account.member_id,
-                "receipt": receipt_id,
-                "fingerprint": fingerprint,
-                "points": wanted,
-                "value": value,
-                "amount": sale_amount,
-                "day": day.isoformat(),
-            }
+            return Redeem(
+                account=account.account,
+                member_id=account.member_id,
+                receipt=receipt_id,
+                fingerprint=fingerprint,
+                points=wanted,
+                value=value,
+                amount=sale_amount,
+                day=day.isoformat(),
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
+            body = Redeem.from_body(facts)
             result = {
-                "member_id": facts["member_id"],
+                "member_id": body.member_id,
                 "receipt": receipt_id,
                 "points": wanted,
-                "value": format_amount(facts["value"]),
-                "balance": self.balance_of(facts["account"], day, conn, net(effects))["balance"],
+                "value": format_amount(body.value),
+                "balance": self.balance_of(body.account, day, conn, net(effects))["balance"],
                 "replayed": False,
             }
             self._store_result(conn, Kind.REDEEM, receipt_id, result)
@@ -510,22 +515,23 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                 raise Refused(
                     "insufficient_points", f"points: the balance is only {figures['balance']}"
                 )
-            return {
-                "account": account.account,
-                "member_id": account.member_id,
-                "points": change,
-                "reason": why,
-                "day": day.isoformat(),
-                "lot": self._lot_dates(day, locked=False),
-            }
+            return Adjust(
+                account=account.account,
+                member_id=account.member_id,
+                points=change,
+                reason=why,
+                day=day.isoformat(),
+                lot=self._lot_dates(day, locked=False),
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
+            body = Adjust.from_body(facts)
             return {
-                "member_id": facts["member_id"],
+                "member_id": body.member_id,
                 "points": change,
-                "balance": self.balance_of(facts["account"], day, conn, net(effects))["balance"],
+                "balance": self.balance_of(body.account, day, conn, net(effects))["balance"],
             }
 
         return self._record(Kind.ADJUST, who, {}, decide, finish)

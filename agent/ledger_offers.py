@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import fields
 from agent import offers as till_offers
-from agent.entries import Kind
+from agent.entries import Kind, OfferTake
 from agent.errors import InvalidInput, Refused
 from agent.ledger_reads import Account, LedgerReads, net
 from agent.money import format_amount, parse_amount
@@ -54,35 +54,34 @@ class LedgerOffers(LedgerReads):
                 points = self._multiplier_bonus(conn, account, receipt_id, held["value"])
             elif held["kind"] == "voucher":
                 money = parse_amount(held["value"], "value")
-            facts: dict[str, Any] = {
-                "account": account.account,
-                "member_id": account.member_id,
-                "offer_id": offer_id,
-                "campaign": held["campaign"],
-                "offer_kind": held["kind"],
-                "offer_value": held["value"],
-                "title": held["title"],
-                "receipt": receipt_id,
-                "points": points,
-                "value": money,
-                "day": day.isoformat(),
-            }
-            if points:
-                facts["lot"] = self._lot_dates(day)
-            return facts
+            return OfferTake(
+                account=account.account,
+                member_id=account.member_id,
+                offer_id=offer_id,
+                campaign=held["campaign"],
+                offer_kind=held["kind"],
+                offer_value=held["value"],
+                title=held["title"],
+                receipt=receipt_id,
+                points=points,
+                value=money,
+                day=day.isoformat(),
+                lot=self._lot_dates(day) if points else None,
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
+            body = OfferTake.from_body(facts)
             return {
-                "member_id": facts["member_id"],
+                "member_id": body.member_id,
                 "offer_id": offer_id,
                 "receipt": receipt_id,
-                "kind": facts["offer_kind"],
-                "title": facts["title"],
-                "points": facts["points"],
-                "value": format_amount(facts["value"]),
-                "balance": self.balance_of(facts["account"], day, conn, net(effects))["balance"],
+                "kind": body.offer_kind,
+                "title": body.title,
+                "points": body.points,
+                "value": format_amount(body.value),
+                "balance": self.balance_of(body.account, day, conn, net(effects))["balance"],
             }
 
         return self._record(Kind.OFFER_TAKE, who, {}, decide, finish)

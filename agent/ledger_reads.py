@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from agent import fields
 from agent import offers as till_offers
 from agent.config import Config
+from agent.entries import Lot
 from agent.errors import InvalidInput, Refused
 from agent.money import format_amount
 from agent.projection import Effects
@@ -68,12 +69,11 @@ class LedgerReads:
     def today(self) -> dt.date:
         return self.clock().date()
 
-    def _lot_dates(self, day: dt.date, locked: bool = True) -> dict[str, str]:
+    def _lot_dates(self, day: dt.date, locked: bool = True) -> Lot:
         spendable = self.rules.spendable_on(day) if locked else day
-        return {
-            "spendable_on": spendable.isoformat(),
-            "expires_on": self.rules.expires_on(day).isoformat(),
-        }
+        return Lot(
+            spendable_on=spendable.isoformat(), expires_on=self.rules.expires_on(day).isoformat()
+        )
 
     # -- whose points ------------------------------------------------------------
 

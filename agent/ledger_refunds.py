@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from agent import fields
 from agent import offers as till_offers
-from agent.entries import Kind
+from agent.entries import Kind, Refund, RefundLine
 from agent.errors import Refused
 from agent.ledger_reads import LedgerReads, net
 from agent.money import format_amount
@@ -42,26 +42,27 @@ class LedgerRefunds(LedgerReads):
             plan = self._plan_refund(conn, receipt_id, lines, day)
             limit = self.rules.refund_supervisor_above
             if not supervised:
-                total = _refunded_before(conn, receipt_id) + plan["amount"]
+                total = _refunded_before(conn, receipt_id) + plan.amount
                 if total > limit:
                     raise Refused(
                         "supervisor_required",
                         f"refunds of receipt {receipt_id} would total {format_amount(total)}, "
                         f"over {format_amount(limit)}: a supervisor's PIN is needed",
                     )
-            return plan
+            return plan.to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
-            figures = self.balance_of(facts["account"], day, conn, net(effects))
+            body = Refund.from_body(facts)
+            figures = self.balance_of(body.account, day, conn, net(effects))
             return {
-                "member_id": facts["member_id"],
+                "member_id": body.member_id,
                 "receipt": receipt_id,
                 "points": effects["delta"],
-                "taken": facts["taken"],
-                "returned": facts["returned"],
-                "refunded": format_amount(facts["amount"]),
+                "taken": body.taken,
+                "returned": body.returned,
+                "refunded": format_amount(body.amount),
                 "balance": figures["balance"],
                 "negative": figures["balance"] < 0,
             }
@@ -74,7 +75,7 @@ class LedgerRefunds(LedgerReads):
         receipt_id: str,
         lines: tuple[fields.Line, ...] | None,
         day: dt.date,
-    ) -> dict[str, Any]:
+    ) -> Refund:
         earn = conn.execute(
             "SELECT account, amount, refunded_amount, lines FROM receipts "
             "WHERE op = 'earn' AND receipt = ?",
@@ -100,7 +101,7 @@ class LedgerRefunds(LedgerReads):
         if lines is not None and earn is None:
             raise Refused("refund_exceeds_sale", "line: this receipt recorded no lines")
         capacity = {row[0]: [row[2] - row[5], row[3] - row[6]] for row in sold}
-        planned: list[dict[str, int]] = []
+        planned: list[RefundLine] = []
         for index, line in enumerate(wanted):
             slot = next(
                 (
@@ -119,15 +120,15 @@ class LedgerRefunds(LedgerReads):
                 )
             capacity[slot[0]][0] -= line.qty
             capacity[slot[0]][1] -= line.amount
-            already = sum(p["amount"] for p in planned if p["line_no"] == slot[0])
+            already = sum(p.amount for p in planned if p.line_no == slot[0])
             before = slot[6] + already
             after = before + line.amount
             # Cumulative rounding: all partial refunds of a line add up to its points.
             taken = slot[4] * after // slot[3] - slot[4] * before // slot[3]
             planned.append(
-                {"line_no": slot[0], "qty": line.qty, "amount": line.amount, "points": taken}
+                RefundLine(line_no=slot[0], qty=line.qty, amount=line.amount, points=taken)
             )
-        amount = sum(p["amount"] for p in planned)
+        amount = sum(p.amount for p in planned)
         returned = 0
         if redeem is not None:
             redeemed, given_back = int(redeem[1]), int(redeem[2])
@@ -146,19 +147,17 @@ class LedgerRefunds(LedgerReads):
             bonus_taken = bonus * (before + amount) // total - bonus * before // total
         account = str((earn or redeem)[0])
         member = None if account.startswith("C") else account
-        plan: dict[str, Any] = {
-            "account": account,
-            "member_id": member,
-            "receipt": receipt_id,
-            "lines": planned,
-            "amount": amount,
-            "taken": sum(p["points"] for p in planned) + bonus_taken,
-            "returned": returned,
-            "day": day.isoformat(),
-        }
-        if bonus_taken:
-            plan["bonus_taken"] = bonus_taken
-        return plan
+        return Refund(
+            account=account,
+            member_id=member,
+            receipt=receipt_id,
+            lines=tuple(planned),
+            amount=amount,
+            taken=sum(p.points for p in planned) + bonus_taken,
+            returned=returned,
+            day=day.isoformat(),
+            bonus_taken=bonus_taken or None,
+        )
 
 
 def _refunded_before(conn: sqlite3.Connection, receipt_id: str) -> int:
