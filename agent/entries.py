@@ -336,3 +336,16 @@ def read_body(kind: Kind, body: Any, seq: int | None = None) -> Body:
     """The typed body of an entry of ``kind``; ``MalformedEntry`` if it is not one."""
     where = f"journal entry {seq}: {kind} body" if seq is not None else f"{kind} body"
     return BODIES[kind].from_body(body, where)
+
+
+def readable(kind: str, body: Any) -> Body | None:
+    """The typed body of an entry HQ stored, or None when no till of this version
+    writes it (a kind it does not know, a body not of its kind's shape): HQ's readers
+    leave such an entry out of what they derive instead of refusing the upload."""
+    known = kind_of(kind)
+    if known is None:
+        return None
+    try:
+        return read_body(known, body)
+    except MalformedEntry:
+        return None
