@@ -339,9 +339,11 @@ def read_body(kind: Kind, body: Any, seq: int | None = None) -> Body:
 
 
 def readable(kind: str, body: Any) -> Body | None:
-    """The typed body of an entry HQ stored, or None when no till of this version
-    writes it (a kind it does not know, a body not of its kind's shape): HQ's readers
-    leave such an entry out of what they derive instead of refusing the upload."""
+    """The typed body of an entry read back, or None when no till of this version
+    writes it (a kind it does not know, a body not of its kind's shape). For readers
+    that leave such an entry out of what they derive rather than refuse it: HQ's
+    (an upload is judged by its chain and signatures, not its bodies), the audit's
+    key lookup and the key rotation's crash recovery."""
     known = kind_of(kind)
     if known is None:
         return None
