@@ -5,22 +5,22 @@ from __future__ import annotations
 
 import sqlite3
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent import fields
 from agent import offers as till_offers
 from agent.entries import Kind, OfferTake
 from agent.errors import InvalidInput, Refused
+from agent.ledger_context import LedgerContext, Record
 from agent.ledger_reads import Account, LedgerReads, net
 from agent.money import format_amount, parse_amount
 from agent.projection import Effects
 
-if TYPE_CHECKING:
-    from agent.ledger import Record
 
-
-class LedgerOffers(LedgerReads):
-    _record: Record  # the one write path: agent.ledger.Ledger._record
+class LedgerOffers:
+    def __init__(self, context: LedgerContext, reads: LedgerReads, record: Record) -> None:
+        # record: the ledger's one write path (agent.ledger.Ledger._record)
+        self.context, self.reads, self.record = context, reads, record
 
     def take_offer(
         self, ref: str, offer: str, receipt: str, staff: str | None = None
@@ -31,10 +31,10 @@ class LedgerOffers(LedgerReads):
         multiplier ``m`` credits ``(m - 1)`` times the points of the receipt's earn on
         this till (``offer_needs_earn`` if there is none yet)."""
         offer_id, receipt_id, who = _offer_id(offer), fields.receipt(receipt), fields.staff(staff)
-        day = self.today()
+        day = self.context.today()
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
-            account = self.resolve(ref, conn)
+            account = self.reads.resolve(ref, conn)
             done = till_offers.taken(conn, offer_id)
             if done is not None:
                 raise Refused(
@@ -66,7 +66,7 @@ class LedgerOffers(LedgerReads):
                 points=points,
                 value=money,
                 day=day.isoformat(),
-                lot=self._lot_dates(day) if points else None,
+                lot=self.context.lot_dates(day) if points else None,
             ).to_body()
 
         def finish(
@@ -81,10 +81,10 @@ class LedgerOffers(LedgerReads):
                 "title": body.title,
                 "points": body.points,
                 "value": format_amount(body.value),
-                "balance": self.balance_of(body.account, day, conn, net(effects))["balance"],
+                "balance": self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
             }
 
-        return self._record(Kind.OFFER_TAKE, who, {}, decide, finish)
+        return self.record(Kind.OFFER_TAKE, who, {}, decide, finish)
 
     def _multiplier_bonus(
         self, conn: sqlite3.Connection, account: Account, receipt_id: str, multiplier: str

@@ -6,22 +6,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent import fields
 from agent import offers as till_offers
 from agent.entries import Kind, Refund, RefundLine
 from agent.errors import Refused
+from agent.ledger_context import LedgerContext, Record
 from agent.ledger_reads import LedgerReads, net
 from agent.money import format_amount
 from agent.projection import Effects
 
-if TYPE_CHECKING:
-    from agent.ledger import Record
 
-
-class LedgerRefunds(LedgerReads):
-    _record: Record  # the one write path: agent.ledger.Ledger._record
+class LedgerRefunds:
+    def __init__(self, context: LedgerContext, reads: LedgerReads, record: Record) -> None:
+        # record: the ledger's one write path (agent.ledger.Ledger._record)
+        self.context, self.reads, self.record = context, reads, record
 
     def refund(
         self,
@@ -36,11 +36,11 @@ class LedgerRefunds(LedgerReads):
         this one included) above the rules' ``refund.supervisor_above``: splitting
         one large refund into small ones does not get around the supervisor."""
         receipt_id, who = fields.receipt(receipt), fields.staff(staff)
-        day = self.today()
+        day = self.context.today()
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
             plan = self._plan_refund(conn, receipt_id, lines, day)
-            limit = self.rules.refund_supervisor_above
+            limit = self.context.rules.refund_supervisor_above
             if not supervised:
                 total = _refunded_before(conn, receipt_id) + plan.amount
                 if total > limit:
@@ -55,7 +55,7 @@ class LedgerRefunds(LedgerReads):
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
             body = Refund.from_body(facts)
-            figures = self.balance_of(body.account, day, conn, net(effects))
+            figures = self.reads.balance_of(body.account, day, conn, net(effects))
             return {
                 "member_id": body.member_id,
                 "receipt": receipt_id,
@@ -67,7 +67,7 @@ class LedgerRefunds(LedgerReads):
                 "negative": figures["balance"] < 0,
             }
 
-        return self._record(Kind.REFUND, who, {}, decide, finish)
+        return self.record(Kind.REFUND, who, {}, decide, finish)
 
     def _plan_refund(
         self,
