@@ -219,6 +219,17 @@ class Body(Part):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class OnAccount(Body):
+    """A body that moves points on an account on a day: the account is a member id,
+    or ``"C"`` + a programme card that earned here before it was enrolled
+    (``member_id`` is then None)."""
+
+    account: str
+    member_id: str | None
+    day: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class Init(Body):
     kind = Kind.INIT
     store: str
@@ -248,10 +259,8 @@ class CardReplace(Body):
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Earn(Body):
+class Earn(OnAccount):
     kind = Kind.EARN
-    account: str
-    member_id: str | None
     card: str | None
     receipt: str
     fingerprint: str
@@ -259,55 +268,43 @@ class Earn(Body):
     amount: int
     points: int
     tier: str
-    day: str
     lot: Lot
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Redeem(Body):
+class Redeem(OnAccount):
     kind = Kind.REDEEM
-    account: str
-    member_id: str | None
     receipt: str
     fingerprint: str
     points: int
     value: int
     # The sale's amount, None when the sale is not on this till (a voucher).
     amount: int | None
-    day: str
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Refund(Body):
+class Refund(OnAccount):
     kind = Kind.REFUND
-    account: str
-    member_id: str | None
     receipt: str
     lines: tuple[RefundLine, ...]
     amount: int
     taken: int
     returned: int
-    day: str
     # A points-multiplier offer's bonus taken back with the sale's points.
     bonus_taken: int | None = field(default=None, metadata=OMITTED)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class Adjust(Body):
+class Adjust(OnAccount):
     kind = Kind.ADJUST
-    account: str
-    member_id: str | None
     points: int
     reason: str
-    day: str
     lot: Lot
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class OfferTake(Body):
+class OfferTake(OnAccount):
     kind = Kind.OFFER_TAKE
-    account: str
-    member_id: str | None
     offer_id: str
     campaign: str
     offer_kind: str
@@ -316,7 +313,6 @@ class OfferTake(Body):
     receipt: str
     points: int
     value: int
-    day: str
     lot: Lot | None = field(default=None, metadata=OMITTED)
 
 

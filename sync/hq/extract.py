@@ -17,7 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.chain import Entry
-from agent.entries import CardReplace, Earn, Enrol, Member, Redeem, Refund, readable
+from agent.entries import (
+    CardReplace,
+    Earn,
+    Enrol,
+    Member,
+    OnAccount,
+    Redeem,
+    Refund,
+    readable,
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ def facts_of(entry: Entry) -> Facts:
             visit=0,
         )
     effects = body.effects or {}
-    account = getattr(body, "account", None)
+    account = body.account if isinstance(body, OnAccount) else None
     amount, card, member_id, phone_key = 0, None, None, None
     if isinstance(body, Enrol):
         member_id, card, phone_key = body.member.member_id, body.card, body.member.phone_key

@@ -35,6 +35,7 @@ from agent.entries import (
     Enrol,
     Kind,
     OfferTake,
+    OnAccount,
     Redeem,
     Refund,
     SaleLine,
@@ -196,8 +197,7 @@ def _apply(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
         {
             body.account
             for _, _, _, body, _ in parsed
-            if isinstance(body, Earn | Redeem | Refund | Adjust | OfferTake)
-            and body.account.startswith("C")
+            if isinstance(body, OnAccount) and body.account.startswith("C")
         }
     )
     for device, seq, ts, body, store in parsed:
