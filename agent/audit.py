@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from agent.chain import ChainReport, Entry
+from agent.entries import Init, readable
 from agent.errors import InvalidInput, LedgerError
 from agent.keys import load_public_key, public_key_text
 from agent.ledger import Ledger
@@ -24,8 +25,8 @@ def verify_ledger(ledger: Ledger) -> ChainReport:
     """Chain, hashes and signatures of every entry, then the recorded head (a
     truncated tail is caught there), then the projection replayed from the journal."""
     genesis = ledger.entry_at(1)
-    first_key = genesis.body.get("public_key") if genesis is not None else None
-    key = load_public_key(first_key if isinstance(first_key, str) else ledger.public_key)
+    init = readable(genesis.kind, genesis.body) if genesis is not None else None
+    key = load_public_key(init.public_key if isinstance(init, Init) else ledger.public_key)
     report, in_force = verify_rotating(ledger.entries(), key, device=ledger.device_id)
     if not report.ok:
         return report

@@ -28,6 +28,7 @@ from typing import Any, Literal
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from agent.entries import Kind
 from agent.keys import load_public_key
 
 FORMAT_VERSION = 2
@@ -235,8 +236,6 @@ def verify_chain(
 
 # -- the one walker ---------------------------------------------------------------------
 
-KEY_ROTATE = "key_rotate"
-
 Signatures = Literal["every", "run_ends"]
 HASH_MISMATCH = "hash mismatch (the entry was edited)"
 
@@ -328,7 +327,7 @@ def walk_chain(
             break
         if not every:
             run.append(_Link(digest, entry.sig, entry.hash, key))
-        if rotations and entry.kind == KEY_ROTATE:
+        if rotations and entry.kind == Kind.KEY_ROTATE:
             if run:
                 bad = _first_bad_signature(run)
                 if bad is not None:
@@ -429,11 +428,12 @@ def _fields(entry: Entry) -> bytes:
         entry.staff,
         entry.prev,
     )
+    # A kind may be an ``agent.entries.Kind``: a ``str`` whose text is its value.
     if not (
         type(seq) is int
         and type(device) is str
         and type(ts) is str
-        and type(kind) is str
+        and isinstance(kind, str)
         and type(prev) is str
     ):
         raise TypeError("entry field of the wrong type")

@@ -33,7 +33,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from agent.chain import (
     GENESIS_PREV,
     HASH_MISMATCH,
-    KEY_ROTATE,
     ChainReport,
     Entry,
     Walk,
@@ -42,6 +41,7 @@ from agent.chain import (
     stored_digest,
     walk_chain,
 )
+from agent.entries import Kind
 from agent.errors import VerificationFailed
 from agent.keys import device_id_for, load_public_key, public_key_text
 
@@ -154,7 +154,7 @@ def _stored(device: str, row: tuple[Any, ...]) -> _Stored:
         raw = raw.encode("utf-8", "surrogatepass")
     if not isinstance(raw, bytes):
         raise _NotAnObject(seq)
-    body = _decode(seq, raw) if kind == KEY_ROTATE else {}
+    body = _decode(seq, raw) if kind == Kind.KEY_ROTATE else {}
     return _Stored(device, seq, row[1], kind, row[3], body, row[5], row[6], row[7], raw)
 
 

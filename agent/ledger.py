@@ -5,19 +5,25 @@ then in one ``BEGIN IMMEDIATE`` transaction read the state it needs, decide by t
 rules, apply the entry to the projection (``agent.projection``), sign and append
 the journal entry, and commit. If anything fails, nothing is written.
 
-``Ledger`` is assembled from one module per concern; this one holds set-up, the one
-write path (``_record``), enrolment, card replacement, earn, redeem and manual
-adjustments, and reading the journal back. The rest lives beside it:
+``Ledger`` is composed of collaborators, one module per concern, that share one
+``agent.ledger_context.LedgerContext`` (store, rules, config, secrets, device id,
+clock). This module holds set-up, the one write path (``_record``, handed to the
+writers as a callable), enrolment, card replacement, earn, redeem and manual
+adjustments, and reading the journal back. Beside it:
 
-- ``agent.ledger_reads``: resolving a member id, card or QR payload to an
-  ``Account``, and a member's standing (``balance_of``, ``balance``, ``member``);
-- ``agent.ledger_refunds``: refunds and their plan against the sale;
-- ``agent.ledger_offers``: taking HQ's offers at the counter;
-- ``agent.ledger_numbers``: member ids and e-card numbers.
+- ``reads`` (``agent.ledger_reads``): resolving a member id, card or QR payload to
+  an ``Account``, and a member's standing (``balance_of``, ``balance``, ``member``);
+- ``refunds`` (``agent.ledger_refunds``): refunds and their plan against the sale;
+- ``offers`` (``agent.ledger_offers``): taking HQ's offers at the counter;
+- ``numbers`` (``agent.ledger_numbers``): member ids and e-card numbers.
+
+``Ledger`` answers the public calls of the command line, the local API and the
+daemon itself, passing them on to the collaborator that owns them.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -33,9 +39,21 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent import fields, till_secrets
 from agent.chain import GENESIS_PREV, Entry, canonical, sign_draft
 from agent.config import Config
+from agent.entries import (
+    Adjust,
+    CardReplace,
+    Earn,
+    Enrol,
+    Init,
+    Kind,
+    Member,
+    Redeem,
+    SaleLine,
+)
 from agent.errors import InvalidInput, LedgerError, Refused, TillRestored
 from agent.integrity import ENTRY_COLUMNS, entry_from_row
 from agent.keys import device_id_for, public_key_text, read_private_key, write_private_key
+from agent.ledger_context import Clock, Decide, Finish, LedgerContext, local_now
 from agent.ledger_numbers import LedgerNumbers
 from agent.ledger_offers import LedgerOffers
 from agent.ledger_reads import Account as Account  # re-exported: callers import it from here
@@ -48,16 +66,6 @@ from agent.store import RESTORED_KEY, Store, storage_error
 from agent.till_secrets import SECRETS_FILE, TillSecrets
 
 DB_FILE, KEY_FILE, RULES_FILE = "ledger.db", "device.key", "rules.toml"
-
-Clock = Callable[[], dt.datetime]
-# What an operation hands the write path: see ``Ledger._record``.
-Decide = Callable[[sqlite3.Connection], dict[str, Any]]
-Finish = Callable[[sqlite3.Connection, int, Effects, dict[str, Any]], dict[str, Any]]
-Record = Callable[[str, str | None, dict[str, Any], Decide | None, Finish | None], dict[str, Any]]
-
-
-def local_now() -> dt.datetime:
-    return dt.datetime.now().astimezone()
 
 
 def restored_refusal(conn: sqlite3.Connection) -> LedgerError | None:
@@ -76,7 +84,14 @@ def restored_refusal(conn: sqlite3.Connection) -> LedgerError | None:
     )
 
 
-class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
+class Ledger:
+    # The collaborators (``_assemble``), sharing ``context``.
+    context: LedgerContext
+    reads: LedgerReads
+    numbers: LedgerNumbers
+    offers: LedgerOffers
+    refunds: LedgerRefunds
+
     def __init__(
         self, state_dir: Path, config: Config | None = None, clock: Clock = local_now
     ) -> None:
@@ -99,6 +114,22 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         self.device_id = self.store.meta("device_id") or ""
         self.store_id = self.store.meta("store") or ""
         self.till_id = self.store.meta("till") or ""
+        self._assemble()
+
+    def _assemble(self) -> None:
+        self.context = LedgerContext(
+            self.state_dir,
+            self.store,
+            self.config,
+            self.secrets,
+            self.rules,
+            self.device_id,
+            self.clock,
+        )
+        self.reads = LedgerReads(self.context)
+        self.numbers = LedgerNumbers(self.context)
+        self.offers = LedgerOffers(self.context, self.reads, self._record)
+        self.refunds = LedgerRefunds(self.context, self.reads, self._record)
 
     # -- set-up ------------------------------------------------------------------
 
@@ -148,16 +179,10 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         finally:
             created.close()
         ledger = cls(state_dir, config, clock)
-        ledger._record(
-            "init",
-            None,
-            {
-                "store": store,
-                "till": till,
-                "device_id": device_id,
-                "public_key": public_key_text(public),
-            },
+        genesis = Init(
+            store=store, till=till, device_id=device_id, public_key=public_key_text(public)
         )
+        ledger._record(Kind.INIT, None, genesis.to_body())
         return ledger
 
     def close(self) -> None:
@@ -176,7 +201,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
 
     def _record(
         self,
-        kind: str,
+        kind: Kind,
         staff: str | None,
         facts: dict[str, Any],
         decide: Decide | None = None,
@@ -221,7 +246,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         conn: sqlite3.Connection,
         seq: int,
         prev: str,
-        kind: str,
+        kind: Kind,
         staff: str | None,
         body: dict[str, Any],
     ) -> None:
@@ -249,28 +274,28 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         consent_marketing: bool = False,
         staff: str | None = None,
     ) -> dict[str, Any]:
-        today = self.today()
+        today = self.context.today()
         who = fields.staff(staff)
         number = fields.phone(phone)
-        member = {
-            "name": fields.name(name),
-            "phone_key": "",
-            "birthday": fields.birthday(birthday, today) if birthday is not None else None,
-            "gender": fields.gender(gender) if gender is not None else None,
-            "district": fields.district(district) if district is not None else None,
-            "household": fields.household(household) if household is not None else None,
-            "consent_marketing": 1 if consent_marketing else 0,
-            "enrolled_at": self.clock().isoformat(timespec="seconds"),
-            "enrolled_store": self.store_id,
-            "enrolled_till": self.till_id,
-            "enrolled_by": who,
-        }
-        physical = self._program_card(card.strip(), "card") if card is not None else None
+        physical = self.reads.program_card(card.strip(), "card") if card is not None else None
         # Only the current pepper's key is stored (no digits of the number: no
         # ``phone_last4`` since issue 12); earlier peppers' keys find a member enrolled
         # before this till registered (agent.till_secrets).
         keys = [fields.phone_key(number, pepper) for pepper in self.secrets.phone()]
-        member["phone_key"] = keys[0]
+        member = Member(
+            member_id="",  # numbered under the write lock
+            name=fields.name(name),
+            phone_key=keys[0],
+            birthday=fields.birthday(birthday, today) if birthday is not None else None,
+            gender=fields.gender(gender) if gender is not None else None,
+            district=fields.district(district) if district is not None else None,
+            household=fields.household(household) if household is not None else None,
+            consent_marketing=1 if consent_marketing else 0,
+            enrolled_at=self.clock().isoformat(timespec="seconds"),
+            enrolled_store=self.store_id,
+            enrolled_till=self.till_id,
+            enrolled_by=who,
+        )
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
             existing = conn.execute(
@@ -285,56 +310,56 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                 ).fetchone()
                 if row and not str(row[0]).startswith("C"):
                     raise Refused("card_in_use", f"card: already belongs to member {row[0]}")
-            number_of = self._next_counter(conn, "members")
-            facts: dict[str, Any] = {
-                "member": {**member, "member_id": f"{self.device_id}-{number_of}"},
-                "card": physical or self._next_ecard(conn),
-                "card_kind": "physical" if physical else "ecard",
-                "day": today.isoformat(),
-                "bonus": self.rules.enrol_bonus,
-            }
-            if self.rules.enrol_bonus:
+            number_of = self.numbers.next_counter(conn, "members")
+            return Enrol(
+                member=dataclasses.replace(member, member_id=f"{self.device_id}-{number_of}"),
+                card=physical or self.numbers.next_ecard(conn),
+                card_kind="physical" if physical else "ecard",
+                day=today.isoformat(),
+                bonus=self.rules.enrol_bonus,
                 # The lock window is against buy-redeem-return abuse; a bonus has no receipt.
-                facts["lot"] = self._lot_dates(today, locked=False)
-            return facts
+                lot=self.context.lot_dates(today, locked=False) if self.rules.enrol_bonus else None,
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
-            member_id = facts["member"]["member_id"]
+            body = Enrol.from_body(facts)
+            member_id = body.member.member_id
             return {
                 "member_id": member_id,
-                "card": facts["card"],
-                "card_kind": facts["card_kind"],
-                "balance": self.balance_of(member_id, today, conn, net(effects))["balance"],
+                "card": body.card,
+                "card_kind": body.card_kind,
+                "balance": self.reads.balance_of(member_id, today, conn, net(effects))["balance"],
             }
 
-        return self._record("enrol", who, {}, decide, finish)
+        return self._record(Kind.ENROL, who, {}, decide, finish)
 
     def card_replace(self, ref: str, new_card: str, staff: str | None = None) -> dict[str, Any]:
         who = fields.staff(staff)
-        card = self._program_card(new_card.strip(), "card")
+        card = self.reads.program_card(new_card.strip(), "card")
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
-            account = self.resolve(ref, conn)
+            account = self.reads.resolve(ref, conn)
             if account.member_id is None:
                 raise Refused("not_enrolled", "member: enrol the card before replacing it")
             if conn.execute("SELECT 1 FROM cards WHERE card = ?", (card,)).fetchone():
                 raise Refused("card_in_use", "card: this card is already issued")
-            old = account.card or self._active_card(conn, account.member_id)
-            return {
-                "member_id": account.member_id,
-                "old_card": old,
-                "card": card,
-                "day": self.today().isoformat(),
-            }
+            old = account.card or self.reads.active_card(conn, account.member_id)
+            return CardReplace(
+                member_id=account.member_id,
+                old_card=old,
+                card=card,
+                day=self.context.today().isoformat(),
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
-            return {"member_id": facts["member_id"], "card": card, "blocked": facts["old_card"]}
+            body = CardReplace.from_body(facts)
+            return {"member_id": body.member_id, "card": card, "blocked": body.old_card}
 
-        return self._record("card_replace", who, {}, decide, finish)
+        return self._record(Kind.CARD_REPLACE, who, {}, decide, finish)
 
     def earn(
         self,
@@ -352,62 +377,64 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         total = sum(line.amount for line in sale)
         if total > 10_000_000_00:
             raise InvalidInput("invalid_amount", "amount: receipt total is absurdly large")
-        day = self.today()
+        day = self.context.today()
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
-            account = self.resolve(ref, conn)
+            account = self.reads.resolve(ref, conn)
             fingerprint = _fingerprint(account.account, [line.to_json() for line in sale])
-            replay = self._replay(conn, "earn", receipt_id, fingerprint)
+            replay = self._replay(conn, Kind.EARN, receipt_id, fingerprint)
             if replay is not None:
                 return {"replayed": True, "result": {**replay, "replayed": True}}
-            tier = self.rules.tier_for(self.spend_12m(account.account, day, conn))
+            tier = self.rules.tier_for(self.reads.spend_12m(account.account, day, conn))
             birthday_month = account.birthday_month(day)
-            priced: list[dict[str, Any]] = [
-                {
-                    **line.to_json(),
-                    "points": self.rules.line_points(
+            priced = tuple(
+                SaleLine(
+                    category=line.category,
+                    qty=line.qty,
+                    amount=line.amount,
+                    points=self.rules.line_points(
                         line.category, line.amount, tier, day, birthday_month
                     ),
-                }
+                )
                 for line in sale
-            ]
-            points = sum(line["points"] for line in priced)
-            return {
-                "account": account.account,
-                "member_id": account.member_id,
-                "card": account.card,
-                "receipt": receipt_id,
-                "fingerprint": fingerprint,
-                "lines": priced,
-                "amount": total,
-                "points": points,
-                "tier": tier.name,
-                "day": day.isoformat(),
-                "lot": self._lot_dates(day),
-            }
+            )
+            return Earn(
+                account=account.account,
+                member_id=account.member_id,
+                card=account.card,
+                receipt=receipt_id,
+                fingerprint=fingerprint,
+                lines=priced,
+                amount=total,
+                points=sum(line.points for line in priced),
+                tier=tier.name,
+                day=day.isoformat(),
+                lot=self.context.lot_dates(day),
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
-            figures = self.balance_of(facts["account"], day, conn, net(effects))
+            body = Earn.from_body(facts)
+            figures = self.reads.balance_of(body.account, day, conn, net(effects))
             # What the member can take at the next visit, for the POS to print.
             can_take = max(0, figures["available"])
             if can_take < self.rules.redeem_minimum:
                 can_take = 0
             result = {
-                "member_id": facts["member_id"],
+                "member_id": body.member_id,
                 "receipt": receipt_id,
-                "points": facts["points"],
+                "points": body.points,
                 "balance": figures["balance"],
-                "tier": facts["tier"],
+                "tier": body.tier,
                 "redeemable": can_take,
                 "redeemable_value": format_amount(self.rules.redemption_value(can_take)),
                 "replayed": False,
             }
-            self._store_result(conn, "earn", receipt_id, result)
+            self._store_result(conn, Kind.EARN, receipt_id, result)
             return result
 
-        return self._record("earn", who, {}, decide, finish)
+        return self._record(Kind.EARN, who, {}, decide, finish)
 
     def redeem(
         self,
@@ -420,12 +447,12 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
     ) -> dict[str, Any]:
         receipt_id, who = fields.receipt(receipt), fields.staff(staff)
         wanted = fields.points(points)
-        day = self.today()
+        day = self.context.today()
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
-            account = self.resolve(ref, conn)
+            account = self.reads.resolve(ref, conn)
             fingerprint = _fingerprint(account.account, {"points": wanted, "amount": amount})
-            replay = self._replay(conn, "redeem", receipt_id, fingerprint)
+            replay = self._replay(conn, Kind.REDEEM, receipt_id, fingerprint)
             if replay is not None:
                 return {"replayed": True, "result": {**replay, "replayed": True}}
             if wanted < self.rules.redeem_minimum:
@@ -433,7 +460,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                     "below_minimum",
                     f"points: the smallest redemption is {self.rules.redeem_minimum} points",
                 )
-            figures = self.balance_of(account.account, day, conn)
+            figures = self.reads.balance_of(account.account, day, conn)
             if figures["balance"] < 0:
                 raise Refused(
                     "negative_balance",
@@ -467,32 +494,33 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
                     f"points: at most {format_amount(limit)} of this receipt can be paid "
                     "with points",
                 )
-            return {
-                "account": account.account,
-                "member_id": account.member_id,
-                "receipt": receipt_id,
-                "fingerprint": fingerprint,
-                "points": wanted,
-                "value": value,
-                "amount": sale_amount,
-                "day": day.isoformat(),
-            }
+            return Redeem(
+                account=account.account,
+                member_id=account.member_id,
+                receipt=receipt_id,
+                fingerprint=fingerprint,
+                points=wanted,
+                value=value,
+                amount=sale_amount,
+                day=day.isoformat(),
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
+            body = Redeem.from_body(facts)
             result = {
-                "member_id": facts["member_id"],
+                "member_id": body.member_id,
                 "receipt": receipt_id,
                 "points": wanted,
-                "value": format_amount(facts["value"]),
-                "balance": self.balance_of(facts["account"], day, conn, net(effects))["balance"],
+                "value": format_amount(body.value),
+                "balance": self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
                 "replayed": False,
             }
-            self._store_result(conn, "redeem", receipt_id, result)
+            self._store_result(conn, Kind.REDEEM, receipt_id, result)
             return result
 
-        return self._record("redeem", who, {}, decide, finish)
+        return self._record(Kind.REDEEM, who, {}, decide, finish)
 
     def adjust(self, ref: str, points: str | int, reason: str, staff: str) -> dict[str, Any]:
         """A manual correction with a reason and a staff id (supervisor's action)."""
@@ -500,39 +528,74 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         if who is None:
             raise InvalidInput("invalid_staff", "staff: a manual adjustment needs a staff id")
         why = fields.reason(reason)
-        day = self.today()
+        day = self.context.today()
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
-            account = self.resolve(ref, conn)
-            figures = self.balance_of(account.account, day, conn)
+            account = self.reads.resolve(ref, conn)
+            figures = self.reads.balance_of(account.account, day, conn)
             if change < 0 and -change > max(0, figures["balance"]):
                 raise Refused(
                     "insufficient_points", f"points: the balance is only {figures['balance']}"
                 )
-            return {
-                "account": account.account,
-                "member_id": account.member_id,
-                "points": change,
-                "reason": why,
-                "day": day.isoformat(),
-                "lot": self._lot_dates(day, locked=False),
-            }
+            return Adjust(
+                account=account.account,
+                member_id=account.member_id,
+                points=change,
+                reason=why,
+                day=day.isoformat(),
+                lot=self.context.lot_dates(day, locked=False),
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
+            body = Adjust.from_body(facts)
             return {
-                "member_id": facts["member_id"],
+                "member_id": body.member_id,
                 "points": change,
-                "balance": self.balance_of(facts["account"], day, conn, net(effects))["balance"],
+                "balance": self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
             }
 
-        return self._record("adjust", who, {}, decide, finish)
+        return self._record(Kind.ADJUST, who, {}, decide, finish)
+
+    # -- what the collaborators answer ---------------------------------------------
+
+    def refund(
+        self,
+        receipt: str,
+        lines: tuple[fields.Line, ...] | None = None,
+        staff: str | None = None,
+        *,
+        supervised: bool = True,
+    ) -> dict[str, Any]:
+        return self.refunds.refund(receipt, lines, staff, supervised=supervised)
+
+    def take_offer(
+        self, ref: str, offer: str, receipt: str, staff: str | None = None
+    ) -> dict[str, Any]:
+        return self.offers.take_offer(ref, offer, receipt, staff)
+
+    def resolve(self, ref: str) -> Account:
+        return self.reads.resolve(ref)
+
+    def balance(self, ref: str) -> dict[str, Any]:
+        return self.reads.balance(ref)
+
+    def member(self, ref: str) -> dict[str, Any]:
+        return self.reads.member(ref)
+
+    def member_card(self, ref: str) -> str:
+        return self.reads.member_card(ref)
+
+    def lookup(
+        self, phone: str, *, ask_hq: Callable[[str], dict[str, Any] | None] | None = None
+    ) -> dict[str, Any]:
+        return self.reads.lookup(phone, ask_hq=ask_hq)
 
     # -- helpers -----------------------------------------------------------------
 
     def _replay(
-        self, conn: sqlite3.Connection, op: str, receipt: str, fingerprint: str
+        self, conn: sqlite3.Connection, op: Kind, receipt: str, fingerprint: str
     ) -> dict[str, Any] | None:
         row = conn.execute(
             "SELECT fingerprint, result FROM receipts WHERE op = ? AND receipt = ?",
@@ -549,7 +612,7 @@ class Ledger(LedgerRefunds, LedgerOffers, LedgerNumbers, LedgerReads):
         return result
 
     def _store_result(
-        self, conn: sqlite3.Connection, op: str, receipt: str, result: dict[str, Any]
+        self, conn: sqlite3.Connection, op: Kind, receipt: str, result: dict[str, Any]
     ) -> None:
         conn.execute(
             "UPDATE receipts SET result = ? WHERE op = ? AND receipt = ?",

@@ -5,21 +5,22 @@ from __future__ import annotations
 
 import sqlite3
 from fractions import Fraction
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent import fields
 from agent import offers as till_offers
+from agent.entries import Kind, OfferTake
 from agent.errors import InvalidInput, Refused
+from agent.ledger_context import LedgerContext, Record
 from agent.ledger_reads import Account, LedgerReads, net
 from agent.money import format_amount, parse_amount
 from agent.projection import Effects
 
-if TYPE_CHECKING:
-    from agent.ledger import Record
 
-
-class LedgerOffers(LedgerReads):
-    _record: Record  # the one write path: agent.ledger.Ledger._record
+class LedgerOffers:
+    def __init__(self, context: LedgerContext, reads: LedgerReads, record: Record) -> None:
+        # record: the ledger's one write path (agent.ledger.Ledger._record)
+        self.context, self.reads, self.record = context, reads, record
 
     def take_offer(
         self, ref: str, offer: str, receipt: str, staff: str | None = None
@@ -30,10 +31,10 @@ class LedgerOffers(LedgerReads):
         multiplier ``m`` credits ``(m - 1)`` times the points of the receipt's earn on
         this till (``offer_needs_earn`` if there is none yet)."""
         offer_id, receipt_id, who = _offer_id(offer), fields.receipt(receipt), fields.staff(staff)
-        day = self.today()
+        day = self.context.today()
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
-            account = self.resolve(ref, conn)
+            account = self.reads.resolve(ref, conn)
             done = till_offers.taken(conn, offer_id)
             if done is not None:
                 raise Refused(
@@ -53,38 +54,37 @@ class LedgerOffers(LedgerReads):
                 points = self._multiplier_bonus(conn, account, receipt_id, held["value"])
             elif held["kind"] == "voucher":
                 money = parse_amount(held["value"], "value")
-            facts: dict[str, Any] = {
-                "account": account.account,
-                "member_id": account.member_id,
-                "offer_id": offer_id,
-                "campaign": held["campaign"],
-                "offer_kind": held["kind"],
-                "offer_value": held["value"],
-                "title": held["title"],
-                "receipt": receipt_id,
-                "points": points,
-                "value": money,
-                "day": day.isoformat(),
-            }
-            if points:
-                facts["lot"] = self._lot_dates(day)
-            return facts
+            return OfferTake(
+                account=account.account,
+                member_id=account.member_id,
+                offer_id=offer_id,
+                campaign=held["campaign"],
+                offer_kind=held["kind"],
+                offer_value=held["value"],
+                title=held["title"],
+                receipt=receipt_id,
+                points=points,
+                value=money,
+                day=day.isoformat(),
+                lot=self.context.lot_dates(day) if points else None,
+            ).to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
+            body = OfferTake.from_body(facts)
             return {
-                "member_id": facts["member_id"],
+                "member_id": body.member_id,
                 "offer_id": offer_id,
                 "receipt": receipt_id,
-                "kind": facts["offer_kind"],
-                "title": facts["title"],
-                "points": facts["points"],
-                "value": format_amount(facts["value"]),
-                "balance": self.balance_of(facts["account"], day, conn, net(effects))["balance"],
+                "kind": body.offer_kind,
+                "title": body.title,
+                "points": body.points,
+                "value": format_amount(body.value),
+                "balance": self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
             }
 
-        return self._record("offer_take", who, {}, decide, finish)
+        return self.record(Kind.OFFER_TAKE, who, {}, decide, finish)
 
     def _multiplier_bonus(
         self, conn: sqlite3.Connection, account: Account, receipt_id: str, multiplier: str

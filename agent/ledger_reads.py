@@ -1,8 +1,8 @@
 """Reading the ledger: whose points a scan names, and where that member stands.
 
-``LedgerReads`` is the base of ``agent.ledger.Ledger``: it declares the state a ledger
-holds (set up by ``Ledger.__init__``) and answers from it without writing, inside an
-operation's transaction (``conn``) or on the store's own connection.
+``LedgerReads`` is the part of ``agent.ledger.Ledger`` that answers from the till's
+state (``agent.ledger_context``) without writing, inside an operation's transaction
+(``conn``) or on the store's own connection.
 """
 
 from __future__ import annotations
@@ -14,25 +14,18 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent import fields
 from agent import offers as till_offers
-from agent.config import Config
 from agent.errors import InvalidInput, Refused
+from agent.ledger_context import LedgerContext
 from agent.money import format_amount
 from agent.projection import Effects
-from agent.rules import Rules
-from agent.store import Store
-from agent.till_secrets import TillSecrets
 from agent.till_view import has_hq_balance, hours_since_hq, redeemable, till_view
 from drivers.cards import CardClass, classify
 from drivers.codes import VERSION as DYNAMIC_VERSION
 from drivers.codes import verify_dynamic_code
-
-if TYPE_CHECKING:
-    from agent.ledger import Clock
 
 _MEMBER_ID = re.compile(r"[0-9a-f]{12}-[0-9]{1,9}", re.ASCII)
 _AIM_PREFIX = re.compile(r"\][A-Za-z][0-9A-Za-z]")
@@ -53,33 +46,14 @@ class Account:
 
 
 class LedgerReads:
-    # Set by ``agent.ledger.Ledger.__init__``; the other parts of the ledger build on
-    # these reads and this state.
-    state_dir: Path
-    store: Store
-    config: Config
-    secrets: TillSecrets
-    rules: Rules
-    device_id: str
-    clock: Clock
-
-    # -- the till's day ----------------------------------------------------------
-
-    def today(self) -> dt.date:
-        return self.clock().date()
-
-    def _lot_dates(self, day: dt.date, locked: bool = True) -> dict[str, str]:
-        spendable = self.rules.spendable_on(day) if locked else day
-        return {
-            "spendable_on": spendable.isoformat(),
-            "expires_on": self.rules.expires_on(day).isoformat(),
-        }
+    def __init__(self, context: LedgerContext) -> None:
+        self.context = context
 
     # -- whose points ------------------------------------------------------------
 
     def resolve(self, ref: str, conn: sqlite3.Connection | None = None) -> Account:
         """A member id, a card's digits, or a QR payload (an AIM prefix is dropped)."""
-        conn = conn or self.store.conn
+        conn = conn or self.context.store.conn
         if not isinstance(ref, str) or not ref.strip():
             raise InvalidInput("invalid_member", "member: give a member id or a card number")
         text = ref.strip()
@@ -102,7 +76,7 @@ class LedgerReads:
             (text,),
         ).fetchone()
         if row is None:
-            card = self._program_card(text, "member")
+            card = self.program_card(text, "member")
             # A member of another store: known from HQ's directory, earning here on
             # the card's own account until HQ joins them (agent.till_view).
             known = conn.execute(
@@ -119,16 +93,18 @@ class LedgerReads:
     def _dynamic_card(self, payload: str) -> str:
         """The card inside a member's rotating phone code, once its signature and time
         window check out (docs/readers.md)."""
-        scan = verify_dynamic_code(payload, self.secrets.qr(), time.time(), self.config.cards, 0.0)
+        scan = verify_dynamic_code(
+            payload, self.context.secrets.qr(), time.time(), self.context.config.cards, 0.0
+        )
         if scan.kind == "member" and scan.card is not None:
             return scan.card
         code = scan.error or "invalid_code"
         raise InvalidInput(code, f"member: {scan.message or 'the phone code is not valid'}")
 
-    def _program_card(self, text: str, field: str) -> str:
+    def program_card(self, text: str, field: str) -> str:
         if not text.isascii() or not text.isdigit() or len(text) > 19:
             raise InvalidInput("invalid_card", f"{field}: not a member id or a card number")
-        verdict = classify(text, self.config.cards)
+        verdict = classify(text, self.context.config.cards)
         if verdict is CardClass.PAYMENT_CARD:
             # Never echo a payment card's digits: not in the message, not in a log.
             raise InvalidInput("payment_card", f"{field}: this is a bank card, not a member card")
@@ -138,7 +114,7 @@ class LedgerReads:
             raise InvalidInput("foreign_card", f"{field}: not a card of this programme")
         return text
 
-    def _active_card(self, conn: sqlite3.Connection, member_id: str) -> str:
+    def active_card(self, conn: sqlite3.Connection, member_id: str) -> str:
         row = conn.execute(
             "SELECT card FROM cards WHERE account = ? AND state = 'active' "
             "ORDER BY issued_at DESC LIMIT 1",
@@ -163,24 +139,24 @@ class LedgerReads:
         ``pending`` is the balance change of an entry being written in the current
         transaction: already in the lots, not yet in the journal HQ's view reads."""
         figures = self._local_figures(account, day, conn)
-        age = hours_since_hq(conn, self.clock())
-        figures["stale"] = int(age is None or age > self.rules.offline_after_hours)
+        age = hours_since_hq(conn, self.context.clock())
+        figures["stale"] = int(age is None or age > self.context.rules.offline_after_hours)
         if has_hq_balance(conn, account):
-            view = till_view(conn, account, self.device_id) + pending
+            view = till_view(conn, account, self.context.device_id) + pending
             figures["balance"] = view
             figures["available"] = redeemable(
                 conn,
                 account,
-                self.device_id,
-                offline_cap=self.rules.offline_cap,
-                offline_after_hours=self.rules.offline_after_hours,
-                now=self.clock(),
+                self.context.device_id,
+                offline_cap=self.context.rules.offline_cap,
+                offline_after_hours=self.context.rules.offline_after_hours,
+                now=self.context.clock(),
             )
             figures["capped"] = int(figures["available"] < max(0, view))
             return figures
         if figures["stale"]:
-            figures["capped"] = int(figures["available"] > self.rules.offline_cap)
-            figures["available"] = min(figures["available"], self.rules.offline_cap)
+            figures["capped"] = int(figures["available"] > self.context.rules.offline_cap)
+            figures["available"] = min(figures["available"], self.context.rules.offline_cap)
         return figures
 
     def _local_figures(
@@ -216,16 +192,16 @@ class LedgerReads:
         return int(row[0])
 
     def balance(self, ref: str) -> dict[str, Any]:
-        conn, day = self.store.conn, self.today()
+        conn, day = self.context.store.conn, self.context.today()
         account = self.resolve(ref)
         figures = self.balance_of(account.account, day, conn)
-        tier = self.rules.tier_for(self.spend_12m(account.account, day, conn))
+        tier = self.context.rules.tier_for(self.spend_12m(account.account, day, conn))
         return {
             "member_id": account.member_id,
             "card": account.card,
             "balance": figures["balance"],
             "tier": tier.name,
-            "value": format_amount(self.rules.redemption_value(max(0, figures["balance"]))),
+            "value": format_amount(self.context.rules.redemption_value(max(0, figures["balance"]))),
             "available": figures["available"],
             "expiring_30d": figures["expiring_30d"],
         }
@@ -237,7 +213,7 @@ class LedgerReads:
             return account.card
         if account.member_id is None:
             raise Refused("no_active_card", "member: has no active card")
-        return self._active_card(self.store.conn, account.member_id)
+        return self.active_card(self.context.store.conn, account.member_id)
 
     def lookup(
         self, phone: str, *, ask_hq: Callable[[str], dict[str, Any] | None] | None = None
@@ -248,9 +224,9 @@ class LedgerReads:
         network), any member of the chain, asked of HQ by the phone key."""
         online = ask_hq is not None
         number = fields.phone(phone)
-        peppers = self.secrets.phone()
+        peppers = self.context.secrets.phone()
         keys = [fields.phone_key(number, pepper) for pepper in peppers]
-        conn, listed = self.store.conn, json.dumps(keys)
+        conn, listed = self.context.store.conn, json.dumps(keys)
         row = (
             conn.execute(
                 "SELECT m.member_id, m.name, c.card FROM members m LEFT JOIN cards c "
@@ -288,14 +264,16 @@ class LedgerReads:
         HQ offers valid today that this till has not yet seen taken."""
         account = self.resolve(ref)
         figures = self.balance(ref)
-        row = self.store.conn.execute(
+        row = self.context.store.conn.execute(
             "SELECT name FROM members WHERE member_id = :id "
             "UNION ALL SELECT name FROM hq_members WHERE member_id = :id LIMIT 1",
             {"id": account.member_id},
         ).fetchone()
         figures["name"] = row[0] if row else None
-        figures["birthday_month"] = account.birthday_month(self.today())
-        figures["offers"] = till_offers.offers_for(self.store.conn, account.member_id, self.today())
+        figures["birthday_month"] = account.birthday_month(self.context.today())
+        figures["offers"] = till_offers.offers_for(
+            self.context.store.conn, account.member_id, self.context.today()
+        )
         return figures
 
 

@@ -6,21 +6,22 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from agent import fields
 from agent import offers as till_offers
+from agent.entries import Kind, Refund, RefundLine
 from agent.errors import Refused
+from agent.ledger_context import LedgerContext, Record
 from agent.ledger_reads import LedgerReads, net
 from agent.money import format_amount
 from agent.projection import Effects
 
-if TYPE_CHECKING:
-    from agent.ledger import Record
 
-
-class LedgerRefunds(LedgerReads):
-    _record: Record  # the one write path: agent.ledger.Ledger._record
+class LedgerRefunds:
+    def __init__(self, context: LedgerContext, reads: LedgerReads, record: Record) -> None:
+        # record: the ledger's one write path (agent.ledger.Ledger._record)
+        self.context, self.reads, self.record = context, reads, record
 
     def refund(
         self,
@@ -35,37 +36,38 @@ class LedgerRefunds(LedgerReads):
         this one included) above the rules' ``refund.supervisor_above``: splitting
         one large refund into small ones does not get around the supervisor."""
         receipt_id, who = fields.receipt(receipt), fields.staff(staff)
-        day = self.today()
+        day = self.context.today()
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any]:
             plan = self._plan_refund(conn, receipt_id, lines, day)
-            limit = self.rules.refund_supervisor_above
+            limit = self.context.rules.refund_supervisor_above
             if not supervised:
-                total = _refunded_before(conn, receipt_id) + plan["amount"]
+                total = _refunded_before(conn, receipt_id) + plan.amount
                 if total > limit:
                     raise Refused(
                         "supervisor_required",
                         f"refunds of receipt {receipt_id} would total {format_amount(total)}, "
                         f"over {format_amount(limit)}: a supervisor's PIN is needed",
                     )
-            return plan
+            return plan.to_body()
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> dict[str, Any]:
-            figures = self.balance_of(facts["account"], day, conn, net(effects))
+            body = Refund.from_body(facts)
+            figures = self.reads.balance_of(body.account, day, conn, net(effects))
             return {
-                "member_id": facts["member_id"],
+                "member_id": body.member_id,
                 "receipt": receipt_id,
                 "points": effects["delta"],
-                "taken": facts["taken"],
-                "returned": facts["returned"],
-                "refunded": format_amount(facts["amount"]),
+                "taken": body.taken,
+                "returned": body.returned,
+                "refunded": format_amount(body.amount),
                 "balance": figures["balance"],
                 "negative": figures["balance"] < 0,
             }
 
-        return self._record("refund", who, {}, decide, finish)
+        return self.record(Kind.REFUND, who, {}, decide, finish)
 
     def _plan_refund(
         self,
@@ -73,7 +75,7 @@ class LedgerRefunds(LedgerReads):
         receipt_id: str,
         lines: tuple[fields.Line, ...] | None,
         day: dt.date,
-    ) -> dict[str, Any]:
+    ) -> Refund:
         earn = conn.execute(
             "SELECT account, amount, refunded_amount, lines FROM receipts "
             "WHERE op = 'earn' AND receipt = ?",
@@ -99,7 +101,7 @@ class LedgerRefunds(LedgerReads):
         if lines is not None and earn is None:
             raise Refused("refund_exceeds_sale", "line: this receipt recorded no lines")
         capacity = {row[0]: [row[2] - row[5], row[3] - row[6]] for row in sold}
-        planned: list[dict[str, int]] = []
+        planned: list[RefundLine] = []
         for index, line in enumerate(wanted):
             slot = next(
                 (
@@ -118,15 +120,15 @@ class LedgerRefunds(LedgerReads):
                 )
             capacity[slot[0]][0] -= line.qty
             capacity[slot[0]][1] -= line.amount
-            already = sum(p["amount"] for p in planned if p["line_no"] == slot[0])
+            already = sum(p.amount for p in planned if p.line_no == slot[0])
             before = slot[6] + already
             after = before + line.amount
             # Cumulative rounding: all partial refunds of a line add up to its points.
             taken = slot[4] * after // slot[3] - slot[4] * before // slot[3]
             planned.append(
-                {"line_no": slot[0], "qty": line.qty, "amount": line.amount, "points": taken}
+                RefundLine(line_no=slot[0], qty=line.qty, amount=line.amount, points=taken)
             )
-        amount = sum(p["amount"] for p in planned)
+        amount = sum(p.amount for p in planned)
         returned = 0
         if redeem is not None:
             redeemed, given_back = int(redeem[1]), int(redeem[2])
@@ -145,19 +147,17 @@ class LedgerRefunds(LedgerReads):
             bonus_taken = bonus * (before + amount) // total - bonus * before // total
         account = str((earn or redeem)[0])
         member = None if account.startswith("C") else account
-        plan: dict[str, Any] = {
-            "account": account,
-            "member_id": member,
-            "receipt": receipt_id,
-            "lines": planned,
-            "amount": amount,
-            "taken": sum(p["points"] for p in planned) + bonus_taken,
-            "returned": returned,
-            "day": day.isoformat(),
-        }
-        if bonus_taken:
-            plan["bonus_taken"] = bonus_taken
-        return plan
+        return Refund(
+            account=account,
+            member_id=member,
+            receipt=receipt_id,
+            lines=tuple(planned),
+            amount=amount,
+            taken=sum(p.points for p in planned) + bonus_taken,
+            returned=returned,
+            day=day.isoformat(),
+            bonus_taken=bonus_taken or None,
+        )
 
 
 def _refunded_before(conn: sqlite3.Connection, receipt_id: str) -> int:

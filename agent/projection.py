@@ -14,10 +14,23 @@ points already spent leaves a ``debt`` that later earnings pay off first.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import sqlite3
 from typing import Any
 
+from agent.entries import (
+    Adjust,
+    CardReplace,
+    Earn,
+    Enrol,
+    Lot,
+    OfferTake,
+    Redeem,
+    Refund,
+    kind_of,
+    read_body,
+)
 from agent.errors import LedgerError
 from agent.store import PROJECTION_TABLES
 
@@ -25,18 +38,38 @@ Effects = dict[str, int]
 
 
 def apply(conn: sqlite3.Connection, seq: int, kind: str, body: dict[str, Any]) -> Effects:
-    handler = _HANDLERS.get(kind)
-    if handler is None:
+    """Write entry ``seq`` into the projection; ``unknown_entry_kind`` for a kind this
+    code does not know, ``malformed_entry`` for a body not of its kind's shape."""
+    known = kind_of(kind)
+    if known is None:
         raise LedgerError("unknown_entry_kind", f"journal entry {seq}: unknown kind {kind!r}")
-    return handler(conn, seq, body)
+    match read_body(known, body, seq):
+        case Enrol() as enrol:
+            return _enrol(conn, seq, enrol)
+        case CardReplace() as replace:
+            return _card_replace(conn, replace)
+        case Earn() as earn:
+            return _earn(conn, seq, earn)
+        case Redeem() as redeem:
+            return _redeem(conn, seq, redeem)
+        case Refund() as refund:
+            return _refund(conn, seq, refund)
+        case Adjust() as adjust:
+            return _adjust(conn, seq, adjust)
+        case OfferTake() as take:
+            return _offer_take(conn, seq, take)
+        case _:
+            # ``init`` names the device and its key, ``key_rotate`` hands the journal to
+            # a new key (agent.rotation): neither changes a balance.
+            return {"delta": 0, "expired": 0}
 
 
-def _none(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
-    return {"delta": 0, "expired": 0}
+def _lot(lot: Lot | None) -> dict[str, str] | None:
+    return None if lot is None else {"spendable_on": lot.spendable_on, "expires_on": lot.expires_on}
 
 
-def _enrol(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
-    member = body["member"]
+def _enrol(conn: sqlite3.Connection, seq: int, body: Enrol) -> Effects:
+    member = body.member
     conn.execute(
         "INSERT INTO members (member_id, name, phone_key, phone_last4, birthday, gender, "
         "district, household, consent_marketing, enrolled_at, enrolled_store, enrolled_till, "
@@ -45,9 +78,9 @@ def _enrol(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
         ":enrolled_till, :enrolled_by)",
         # Entries written before issue 12 carry the number's last four digits; later
         # ones do not (the counter never needed them).
-        {"phone_last4": None, **member},
+        dataclasses.asdict(member),
     )
-    member_id, card = member["member_id"], body["card"]
+    member_id, card = member.member_id, body.card
     previous = conn.execute("SELECT account FROM cards WHERE card = ?", (card,)).fetchone()
     if previous is not None:
         # The card earned offline before it was enrolled here: its points move along.
@@ -60,69 +93,66 @@ def _enrol(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
     else:
         conn.execute(
             "INSERT INTO cards VALUES (?, ?, 'active', ?, ?)",
-            (card, member_id, body["card_kind"], body["day"]),
+            (card, member_id, body.card_kind, body.day),
         )
-    expired = _expire(conn, member_id, body["day"])
-    delta = _add_lot(conn, seq, member_id, body["day"], body["bonus"], body.get("lot"))
+    expired = _expire(conn, member_id, body.day)
+    delta = _add_lot(conn, seq, member_id, body.day, body.bonus, _lot(body.lot))
     return {"delta": delta, "expired": expired}
 
 
-def _card_replace(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
-    conn.execute("UPDATE cards SET state = 'blocked' WHERE card = ?", (body["old_card"],))
+def _card_replace(conn: sqlite3.Connection, body: CardReplace) -> Effects:
+    conn.execute("UPDATE cards SET state = 'blocked' WHERE card = ?", (body.old_card,))
     conn.execute(
         "INSERT INTO cards VALUES (?, ?, 'active', 'physical', ?)",
-        (body["card"], body["member_id"], body["day"]),
+        (body.card, body.member_id, body.day),
     )
     return {"delta": 0, "expired": 0}
 
 
-def _earn(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
-    account, day = body["account"], body["day"]
-    if body.get("card") is not None:
+def _earn(conn: sqlite3.Connection, seq: int, body: Earn) -> Effects:
+    account, day = body.account, body.day
+    if body.card is not None:
         conn.execute(
             "INSERT OR IGNORE INTO cards VALUES (?, ?, 'active', 'physical', ?)",
-            (body["card"], account, day),
+            (body.card, account, day),
         )
     expired = _expire(conn, account, day)
-    sold = [
-        [line["category"], line["qty"], line["amount"], line["points"], 0, 0, 0]
-        for line in body["lines"]
-    ]
-    _insert_receipt(conn, "earn", seq, body, json.dumps(sold))
-    delta = _add_lot(conn, seq, account, day, body["points"], body["lot"])
+    sold = [[line.category, line.qty, line.amount, line.points, 0, 0, 0] for line in body.lines]
+    _insert_receipt(conn, seq, body, json.dumps(sold))
+    delta = _add_lot(conn, seq, account, day, body.points, _lot(body.lot))
     return {"delta": delta, "expired": expired}
 
 
-def _redeem(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
-    account, day = body["account"], body["day"]
+def _redeem(conn: sqlite3.Connection, seq: int, body: Redeem) -> Effects:
+    account, day = body.account, body.day
     expired = _expire(conn, account, day)
-    _insert_receipt(conn, "redeem", seq, body, None)
-    taken = _consume(conn, seq, account, day, body["points"], spendable_only=True, record=True)
-    if taken < body["points"]:
+    _insert_receipt(conn, seq, body, None)
+    taken = _consume(conn, seq, account, day, body.points, spendable_only=True, record=True)
+    if taken < body.points:
         conn.execute(
-            "INSERT INTO remote_draws VALUES (?, ?, ?)", (seq, account, body["points"] - taken)
+            "INSERT INTO remote_draws VALUES (?, ?, ?)", (seq, account, body.points - taken)
         )
-    return {"delta": -body["points"], "expired": expired}
+    return {"delta": -body.points, "expired": expired}
 
 
-def _refund(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
-    account, day, receipt = body["account"], body["day"], body["receipt"]
+def _refund(conn: sqlite3.Connection, seq: int, body: Refund) -> Effects:
+    account, day, receipt = body.account, body.day, body.receipt
     expired = _expire(conn, account, day)
-    if body["lines"]:
+    if body.lines:
         row = conn.execute(
             "SELECT lines FROM receipts WHERE op = 'earn' AND receipt = ?", (receipt,)
         ).fetchone()
         sold = json.loads(row[0])
-        for line in body["lines"]:
-            sold[line["line_no"]][4] += line["qty"]
-            sold[line["line_no"]][5] += line["amount"]
-            sold[line["line_no"]][6] += line["points"]
+        for line in body.lines:
+            sold[line.line_no][4] += line.qty
+            sold[line.line_no][5] += line.amount
+            sold[line.line_no][6] += line.points
         conn.execute(
             "UPDATE receipts SET lines = ?, refunded_amount = refunded_amount + ? "
             "WHERE op = 'earn' AND receipt = ?",
-            (json.dumps(sold), body["amount"], receipt),
+            (json.dumps(sold), body.amount, receipt),
         )
-    taken = body["taken"]
+    taken = body.taken
     if taken:
         earn = conn.execute(
             "SELECT seq FROM receipts WHERE op = 'earn' AND receipt = ?", (receipt,)
@@ -136,7 +166,7 @@ def _refund(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects
                 "ON CONFLICT(account) DO UPDATE SET points = points + excluded.points",
                 (account, left),
             )
-    returned = body["returned"]
+    returned = body.returned
     if returned:
         conn.execute(
             "UPDATE receipts SET returned = returned + ? WHERE op = 'redeem' AND receipt = ?",
@@ -146,53 +176,51 @@ def _refund(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects
     return {"delta": returned - taken, "expired": expired}
 
 
-def _adjust(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
-    account, day, points = body["account"], body["day"], body["points"]
+def _adjust(conn: sqlite3.Connection, seq: int, body: Adjust) -> Effects:
+    account, day, points = body.account, body.day, body.points
     expired = _expire(conn, account, day)
     if points > 0:
-        return {"delta": _add_lot(conn, seq, account, day, points, body["lot"]), "expired": expired}
+        return {
+            "delta": _add_lot(conn, seq, account, day, points, _lot(body.lot)),
+            "expired": expired,
+        }
     taken = _consume(conn, seq, account, day, -points, spendable_only=False, record=False)
     if taken != -points:
         raise LedgerError("projection_mismatch", f"entry {seq}: adjustment exceeds the balance")
     return {"delta": points, "expired": expired}
 
 
-def _offer_take(conn: sqlite3.Connection, seq: int, body: dict[str, Any]) -> Effects:
+def _offer_take(conn: sqlite3.Connection, seq: int, body: OfferTake) -> Effects:
     """An HQ offer taken at the counter. A voucher or a gift moves no points (its money
     value is in the body); a points multiplier credits its bonus as a lot. Which
     offers were taken is the journal itself (``agent.offers.taken``)."""
-    account, day = body["account"], body["day"]
+    account, day = body.account, body.day
     expired = _expire(conn, account, day)
-    delta = _add_lot(conn, seq, account, day, body["points"], body.get("lot"))
+    delta = _add_lot(conn, seq, account, day, body.points, _lot(body.lot))
     return {"delta": delta, "expired": expired}
 
 
 def _insert_receipt(
-    conn: sqlite3.Connection, op: str, seq: int, body: dict[str, Any], lines: str | None
+    conn: sqlite3.Connection, seq: int, body: Earn | Redeem, lines: str | None
 ) -> None:
-    """The receipt row that makes an earn or a redemption idempotent by receipt id."""
+    """The receipt row that makes an earn or a redemption idempotent by receipt id.
+    The live path stores the cashier's answer once it is known (after this entry's
+    effects, ``agent.ledger``); a rebuild has it in the body."""
     conn.execute(
         "INSERT INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, 0, ?, ?)",
         (
-            op,
-            body["receipt"],
-            body["account"],
+            body.kind,
+            body.receipt,
+            body.account,
             seq,
-            body["fingerprint"],
-            _result(body),
-            body["amount"],
-            body["points"],
-            body["day"],
+            body.fingerprint,
+            None if body.result is None else result_text(body.result),
+            body.amount,
+            body.points,
+            body.day,
             lines,
         ),
     )
-
-
-def _result(body: dict[str, Any]) -> str | None:
-    """The answer given to the cashier, kept for idempotent replays. The live path
-    stores it once it is known (after this entry's effects); a rebuild has it."""
-    result = body.get("result")
-    return None if result is None else result_text(result)
 
 
 def result_text(result: dict[str, Any]) -> str:
@@ -323,20 +351,6 @@ def _restore(conn: sqlite3.Connection, receipt: str, day: str, points: int) -> i
         if not left:
             break
     return expired
-
-
-_HANDLERS = {
-    "init": _none,
-    "enrol": _enrol,
-    "card_replace": _card_replace,
-    "earn": _earn,
-    "redeem": _redeem,
-    "refund": _refund,
-    "adjust": _adjust,
-    "offer_take": _offer_take,
-    # A device key rotation (agent.rotation) changes no balance.
-    "key_rotate": _none,
-}
 
 
 def rebuild(conn: sqlite3.Connection) -> list[int]:

@@ -23,7 +23,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 
 from agent.chain import (
     GENESIS_PREV,
-    KEY_ROTATE,
     ChainReport,
     Entry,
     canonical,
@@ -31,6 +30,7 @@ from agent.chain import (
     walk_chain,
 )
 from agent.chain import rotated_key as rotated_key
+from agent.entries import KeyRotate, Kind, readable
 from agent.errors import Refused
 from agent.keys import public_key_text, read_private_key, replace_durably, write_private_key
 
@@ -105,14 +105,21 @@ def _append_rotation(
     if row is None or device is None:
         raise Refused("not_initialised", "rotate: the till has no journal yet")
     seq, prev = int(row[0]) + 1, str(row[1])
-    body = {"public_key": new_text, "effects": {"delta": 0, "expired": 0}}
+    body = KeyRotate(public_key=new_text, effects={"delta": 0, "expired": 0}).to_body()
     ts = moment.isoformat(timespec="milliseconds")
     entry = sign_entry(
-        old_key, device=device, seq=seq, ts=ts, kind=KEY_ROTATE, staff=staff, body=body, prev=prev
+        old_key,
+        device=device,
+        seq=seq,
+        ts=ts,
+        kind=Kind.KEY_ROTATE,
+        staff=staff,
+        body=body,
+        prev=prev,
     )
     conn.execute(
         "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, ts, KEY_ROTATE, staff, canonical(body).decode(), prev, entry.hash, entry.sig),
+        (seq, ts, Kind.KEY_ROTATE, staff, canonical(body).decode(), prev, entry.hash, entry.sig),
     )
     for key, value in (("public_key", new_text), ("head", f"{seq}:{entry.hash}")):
         conn.execute(
@@ -132,7 +139,8 @@ def _pending_rotation(conn: sqlite3.Connection, next_path: Path) -> dict[str, ob
     except (OSError, ValueError):
         return None
     row = conn.execute("SELECT seq, kind, body FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-    if row is None or row[1] != KEY_ROTATE or json.loads(row[2]).get("public_key") != new_text:
+    rotation = None if row is None else readable(str(row[1]), json.loads(row[2]))
+    if not isinstance(rotation, KeyRotate) or rotation.public_key != new_text:
         return None
     return {"seq": int(row[0]), "public_key": new_text}
 

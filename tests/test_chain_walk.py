@@ -17,7 +17,6 @@ from hypothesis import strategies as st
 
 from agent.chain import (
     GENESIS_PREV,
-    KEY_ROTATE,
     Entry,
     Walk,
     canonical,
@@ -26,6 +25,7 @@ from agent.chain import (
     sign_entry,
     walk_chain,
 )
+from agent.entries import Kind
 from agent.keys import public_key_text
 
 KEYS = [Ed25519PrivateKey.generate() for _ in range(4)]
@@ -62,13 +62,16 @@ def chains(draw: st.DrawFn) -> tuple[list[Entry], list[Ed25519PrivateKey]]:
     signer, prev = 0, GENESIS_PREV
     for seq in range(1, count + 1):
         if signer + 1 < len(KEYS) and draw(st.integers(0, 5)) == 0:
-            kind, body = KEY_ROTATE, {"public_key": public_key_text(KEYS[signer + 1].public_key())}
+            kind, body = (
+                Kind.KEY_ROTATE,
+                {"public_key": public_key_text(KEYS[signer + 1].public_key())},
+            )
         else:
             kind, body = "earn", draw(bodies)
         entry = _sign(KEYS[signer], seq, kind, body, prev)
         entries.append(entry)
         signers.append(KEYS[signer])
-        signer += kind == KEY_ROTATE
+        signer += kind == Kind.KEY_ROTATE
         prev = entry.hash
     return entries, signers
 
@@ -96,7 +99,7 @@ def _tamper(entries: list[Entry], how: str, at: int) -> None:
         # A rotation to the stranger's key, signed by the stranger, and everything
         # after it re-signed by the stranger: a chain that hands itself over.
         body = {"public_key": public_key_text(STRANGER.public_key())}
-        entries[at] = _sign(STRANGER, entry.seq, KEY_ROTATE, body, entry.prev)
+        entries[at] = _sign(STRANGER, entry.seq, Kind.KEY_ROTATE, body, entry.prev)
         _resign(entries, [STRANGER] * len(entries), at + 1)
 
 
@@ -120,7 +123,7 @@ def _both(entries: list[Entry], *, rotations: bool = True, start: int = 0) -> tu
 
 def _key_at(entries: list[Entry], index: int) -> Any:
     """The key in force for ``entries[index]`` of an undamaged chain."""
-    rotations = sum(entry.kind == KEY_ROTATE for entry in entries[:index])
+    rotations = sum(entry.kind == Kind.KEY_ROTATE for entry in entries[:index])
     return KEYS[rotations].public_key()
 
 
@@ -157,7 +160,7 @@ def test_both_policies_agree_from_a_held_head_and_without_rotations(
     start %= len(entries)
     every, run_ends = _both(entries, rotations=rotations, start=start)
     _same(every, run_ends)
-    handovers = [i for i, e in enumerate(entries[:-1]) if e.kind == KEY_ROTATE and i >= start]
+    handovers = [i for i, e in enumerate(entries[:-1]) if e.kind == Kind.KEY_ROTATE and i >= start]
     if not rotations and handovers:  # the entry after the first handover is under the new key
         assert every.report.first_bad_seq == handovers[0] + 2
         assert every.report.reason == "bad signature"
@@ -186,7 +189,7 @@ def test_a_bad_signature_sealed_by_the_key_holder_is_named_only_by_every(
     assert not every.report.ok
     assert every.report.first_bad_seq == at + 1
     assert every.report.reason == "bad signature"
-    if at == len(entries) - 1 or entry.kind == KEY_ROTATE:
+    if at == len(entries) - 1 or entry.kind == Kind.KEY_ROTATE:
         _same(every, run_ends)
     else:
         assert run_ends.report.ok and run_ends.report.entries == len(entries)

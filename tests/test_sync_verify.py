@@ -15,8 +15,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent.chain import GENESIS_PREV, Entry, canonical, canonical_entry, sign_entry
+from agent.entries import Kind
 from agent.keys import public_key_text
-from agent.rotation import KEY_ROTATE, verify_rotating
+from agent.rotation import verify_rotating
 from sync.hq import judge
 
 KEYS = [Ed25519PrivateKey.generate() for _ in range(3)]
@@ -35,7 +36,7 @@ def _chain(count: int, rotate_at: tuple[int, ...] = ()) -> list[Entry]:
     entries, prev, signer = [], GENESIS_PREV, 0
     for seq in range(1, count + 1):
         if seq in rotate_at:
-            kind = KEY_ROTATE
+            kind = Kind.KEY_ROTATE
             body: dict[str, Any] = {"public_key": public_key_text(KEYS[signer + 1].public_key())}
         else:
             kind, body = "earn", {"account": f"m{seq}", "amount": seq * 10, "note": "é€"}
@@ -49,7 +50,7 @@ def _chain(count: int, rotate_at: tuple[int, ...] = ()) -> list[Entry]:
             body=body,
             prev=prev,
         )
-        signer += kind == KEY_ROTATE
+        signer += kind == Kind.KEY_ROTATE
         entries.append(entry)
         prev = entry.hash
     return entries
@@ -91,13 +92,13 @@ def _damage(entries: list[Entry], how: str, at: int) -> list[Entry]:
         )
     elif how == "rotate_to_nothing":
         # Validly signed by the key in force, but names no usable key.
-        signer = KEYS[sum(e.kind == KEY_ROTATE for e in entries[:at])]
+        signer = KEYS[sum(e.kind == Kind.KEY_ROTATE for e in entries[:at])]
         damaged[at] = sign_entry(
             signer,
             device=entry.device,
             seq=entry.seq,
             ts=entry.ts,
-            kind=KEY_ROTATE,
+            kind=Kind.KEY_ROTATE,
             staff=entry.staff,
             body={"public_key": "not a key"},
             prev=entry.prev,
@@ -108,7 +109,7 @@ def _damage(entries: list[Entry], how: str, at: int) -> list[Entry]:
 def _same_as_reference(entries: list[Entry], start: int = 0) -> None:
     head_seq = entries[start - 1].seq if start else 0
     head_hash = entries[start - 1].hash if start else GENESIS_PREV
-    key = KEYS[sum(e.kind == KEY_ROTATE for e in entries[:start])].public_key()
+    key = KEYS[sum(e.kind == Kind.KEY_ROTATE for e in entries[:start])].public_key()
     fresh = entries[start:]
     expected, expected_key = verify_rotating(
         fresh, key, device="d1", start_seq=head_seq + 1, start_prev=head_hash
@@ -213,7 +214,7 @@ def _resigned(
             device=entry.device,
             seq=entry.seq,
             ts=entry.ts,
-            kind=entry.kind if body is None or entry.seq != at + 1 else KEY_ROTATE,
+            kind=entry.kind if body is None or entry.seq != at + 1 else Kind.KEY_ROTATE,
             staff=entry.staff,
             body=entry.body if body is None or entry.seq != at + 1 else body,
             prev=prev,

@@ -26,6 +26,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.chain import Entry, canonical, sign_entry
+from agent.entries import Kind
 from agent.keys import device_id_for, public_key_text
 from sync.errors import SyncError
 from sync.hq.db import HQStore, open_store
@@ -64,7 +65,7 @@ def signed_entries(
         }
         ts = (base + dt.timedelta(seconds=seq * 29)).isoformat(timespec="milliseconds")
         entry = sign_entry(
-            key, device=device, seq=seq, ts=ts, kind="earn", staff=None, body=body, prev=prev
+            key, device=device, seq=seq, ts=ts, kind=Kind.EARN, staff=None, body=body, prev=prev
         )
         entries.append(entry)
         prev = entry.hash

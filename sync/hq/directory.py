@@ -26,6 +26,7 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
+from agent.entries import CardReplace, Enrol, Kind, readable
 from agent.offers import OFFERS_KEY
 from sync.errors import invalid, refused, unverified
 from sync.hq.db import HQStore
@@ -113,19 +114,19 @@ def _directory(
             accounts.add(str(account))
         if text is None:
             continue
-        body = json.loads(str(text))
-        if kind == "enrol":
-            member = counter_member(body, bool(own_store))
+        body = readable(str(kind), json.loads(str(text)))
+        if isinstance(body, Enrol):
+            member = counter_member(body.member, bool(own_store))
             members.append(member)
-            cards[str(body.get("card"))] = {
-                "card": body.get("card"),
+            cards[body.card] = {
+                "card": body.card,
                 "member_id": member["member_id"],
                 "state": "active",
             }
-        elif kind == "card_replace":
-            old, new = str(body.get("old_card")), str(body.get("card"))
-            cards[old] = {"card": old, "member_id": body.get("member_id"), "state": "blocked"}
-            cards[new] = {"card": new, "member_id": body.get("member_id"), "state": "active"}
+        elif isinstance(body, CardReplace):
+            old, new, owner = body.old_card, body.card, body.member_id
+            cards[old] = {"card": old, "member_id": owner, "state": "blocked"}
+            cards[new] = {"card": new, "member_id": owner, "state": "active"}
     return members, list(cards.values()), accounts
 
 
@@ -177,12 +178,12 @@ def phone_lookup(
         )
     if found is None:
         raise refused("unknown_phone", "phone: no member with this phone key", http_status=404)
-    body = json.loads(str(found[1]))
+    enrol = readable(Kind.ENROL, json.loads(str(found[1])))
     answer = {
         "device": device,
         "phone_key": phone_key,
         "member_id": member,
-        "name": counter_member(body, own_store=False)["name"],
+        "name": enrol.member.name if isinstance(enrol, Enrol) else None,
         "card": str(card[0]) if card else None,
         "hq_time": utc_text(now),
     }

@@ -17,6 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from agent.chain import Entry
+from agent.entries import (
+    CardReplace,
+    Earn,
+    Enrol,
+    Member,
+    OnAccount,
+    Redeem,
+    Refund,
+    readable,
+)
 
 
 @dataclass(frozen=True)
@@ -35,55 +45,61 @@ def _int(value: Any) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) else 0
 
 
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
-def _dict(value: Any) -> dict[str, Any]:
-    return value if isinstance(value, dict) else {}
-
-
 def facts_of(entry: Entry) -> Facts:
-    body = entry.body
-    effects, member = _dict(body.get("effects")), _dict(body.get("member"))
-    kind = entry.kind
-    account, card, member_id, phone_key = _str(body.get("account")), None, None, None
-    if kind == "enrol":
-        member_id = _str(member.get("member_id"))
-        account, card, phone_key = member_id, _str(body.get("card")), _str(member.get("phone_key"))
-    elif kind == "card_replace":
-        member_id = _str(body.get("member_id"))
-        account, card = member_id, _str(body.get("card"))
-    elif kind == "earn":
-        card = _str(body.get("card"))
-    amount = _int(body.get("amount"))
-    spend = amount if kind == "earn" else -amount if kind == "refund" else 0
+    body = readable(entry.kind, entry.body)
+    if body is None:
+        # No till of this version writes it (a newer till's kind, or a body not of its
+        # kind's shape): its effects still count on the account it names, nothing else.
+        effects = entry.body.get("effects")
+        effects = effects if isinstance(effects, dict) else {}
+        account = entry.body.get("account")
+        return Facts(
+            account=account if isinstance(account, str) else None,
+            delta=_int(effects.get("delta")),
+            expired=_int(effects.get("expired")),
+            amount=0,
+            card=None,
+            member_id=None,
+            phone_key=None,
+            visit=0,
+        )
+    effects = body.effects or {}
+    account = body.account if isinstance(body, OnAccount) else None
+    amount, card, member_id, phone_key = 0, None, None, None
+    if isinstance(body, Enrol):
+        member_id, card, phone_key = body.member.member_id, body.card, body.member.phone_key
+        account = member_id
+    elif isinstance(body, CardReplace):
+        member_id, card = body.member_id, body.card
+        account = member_id
+    elif isinstance(body, Earn):
+        amount, card = body.amount, body.card
+    elif isinstance(body, Refund):
+        amount = -body.amount
     return Facts(
         account=account,
-        delta=_int(effects.get("delta")),
-        expired=_int(effects.get("expired")),
-        amount=spend,
+        delta=effects.get("delta", 0),
+        expired=effects.get("expired", 0),
+        amount=amount,
         card=card,
         member_id=member_id,
         phone_key=phone_key,
-        visit=1 if kind in ("earn", "redeem") else 0,
+        visit=1 if isinstance(body, Earn | Redeem) else 0,
     )
 
 
-def counter_member(body: dict[str, Any], own_store: bool) -> dict[str, Any]:
+def counter_member(member: Member, own_store: bool) -> dict[str, Any]:
     """The fields of an enrolment a counter needs, and no more (docs/architecture.md,
     Trust): the phone key only to a till of the store that enrolled the member
     (``own_store``: by the enrolling device's store at HQ), so that one till's disk
     never holds the chain's phone keys; never a digit of the number (an entry written
     before issue 12 carries ``phone_last4``: it stays at HQ); the birthday month,
     not the date."""
-    member = _dict(body.get("member"))
-    birthday = _str(member.get("birthday")) or ""
-    month = birthday[5:7]
+    month = (member.birthday or "")[5:7]
     return {
-        "member_id": _str(member.get("member_id")),
-        "name": _str(member.get("name")),
-        "phone_key": _str(member.get("phone_key")) if own_store else None,
+        "member_id": member.member_id,
+        "name": member.name,
+        "phone_key": member.phone_key if own_store else None,
         "birthday_month": int(month) if month.isascii() and month.isdigit() else None,
-        "enrolled_store": _str(member.get("enrolled_store")),
+        "enrolled_store": member.enrolled_store,
     }

@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
+from agent.entries import Kind
 from agent.errors import LedgerError
 from agent.rules import Rules, default_rules_text, load_rules_text
 from sync.errors import invalid
@@ -191,7 +192,7 @@ def _reason(
 ) -> str | None:
     if expired < 0:
         return f"a negative expiry ({expired}) adds points"
-    if kind == "earn":
+    if kind == Kind.EARN:
         if amount < 0:
             return f"an earn on a negative amount ({amount})"
         allowed = amount * limits.earn_per_unit.numerator // (
@@ -203,7 +204,7 @@ def _reason(
                 f"{_decimal(limits.earn_per_unit)} points per 1.00 can give"
             )
         return None
-    if kind == "adjust":
+    if kind == Kind.ADJUST:
         if abs(delta) > limits.adjust_points:
             return f"adjustment of {delta} points: over the limit of {limits.adjust_points}"
         return None

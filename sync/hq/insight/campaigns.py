@@ -34,6 +34,7 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from agent.entries import Kind, OfferTake, readable
 from agent.errors import InvalidInput
 from agent.money import format_amount, parse_amount
 from sync.errors import invalid, refused
@@ -481,19 +482,21 @@ def refresh_takes(store: HQStore) -> int:
 
     def apply(tx: Tx, rows: list[EntryRow]) -> int:
         takes = []
-        for device, seq, _ts, _kind, text, home in rows:
-            body = json.loads(str(text))
+        for device, seq, _ts, kind, text, home in rows:
+            body = readable(str(kind), json.loads(str(text)))
+            if not isinstance(body, OfferTake):
+                continue  # no till writes it: left out (agent.entries.readable)
             takes.append(
                 (
                     str(device),
                     int(seq),
-                    str(body.get("offer_id")),
-                    body.get("member_id"),
+                    body.offer_id,
+                    body.member_id,
                     str(home),
-                    str(body.get("day")),
-                    body.get("receipt"),
-                    int(body.get("points") or 0),
-                    int(body.get("value") or 0),
+                    body.day,
+                    body.receipt,
+                    body.points,
+                    body.value,
                 )
             )
         tx.many(
@@ -502,7 +505,7 @@ def refresh_takes(store: HQStore) -> int:
         )
         return len(takes)
 
-    return follow_batches(store, "cmp_state", ("offer_take",), apply)
+    return follow_batches(store, "cmp_state", (Kind.OFFER_TAKE,), apply)
 
 
 def offer_alerts(store: HQStore) -> list[dict[str, Any]]:

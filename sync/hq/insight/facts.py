@@ -27,6 +27,20 @@ import json
 from collections.abc import Iterable
 from typing import Any
 
+from agent.entries import (
+    Adjust,
+    Body,
+    CardReplace,
+    Earn,
+    Enrol,
+    Kind,
+    OfferTake,
+    OnAccount,
+    Redeem,
+    Refund,
+    SaleLine,
+    readable,
+)
 from sync.hq.db import HQStore, Tx
 from sync.hq.insight.batches import EntryRow, follow_batches
 
@@ -89,7 +103,15 @@ def utc_offset(tx: Tx) -> dt.timedelta:
     return dt.timedelta(minutes=int(row[0]) if row else 0)
 
 
-FACT_KINDS = ("enrol", "card_replace", "earn", "redeem", "refund", "adjust", "offer_take")
+FACT_KINDS = (
+    Kind.ENROL,
+    Kind.CARD_REPLACE,
+    Kind.EARN,
+    Kind.REDEEM,
+    Kind.REFUND,
+    Kind.ADJUST,
+    Kind.OFFER_TAKE,
+)
 
 
 def refresh(store: HQStore) -> int:
@@ -127,13 +149,13 @@ class _Page:
         self.sales: list[tuple[Any, ...]] = []
         self.lines: list[tuple[Any, ...]] = []
         self.lots: list[tuple[Any, ...]] = []
-        self.sold: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        self.sold: dict[tuple[str, str], tuple[SaleLine, ...]] = {}
 
     def owner(self, account: str) -> str:
         return self.cards.get(account, account)
 
-    def bind(self, card: Any, member_id: str) -> None:
-        if isinstance(card, str) and "C" + card not in self.cards:
+    def bind(self, card: str, member_id: str) -> None:
+        if "C" + card not in self.cards:
             self.cards["C" + card] = member_id
             self.new_cards.append(("C" + card, member_id))
 
@@ -149,26 +171,40 @@ class _Page:
                 self.cards[str(account)] = str(member_id)
 
 
+# A page's entry: (device, seq, ts, typed body, home store of the device).
+_Row = tuple[str, int, str, Body, str]
+
+
+def _typed(rows: list[tuple[Any, ...]]) -> list[_Row]:
+    """The page's entries with typed bodies; one no till writes is left out."""
+    typed: list[_Row] = []
+    for device, seq, ts, kind, text, store in rows:
+        body = readable(str(kind), json.loads(str(text)))
+        if body is not None:
+            typed.append((str(device), int(seq), str(ts), body, str(store)))
+    return typed
+
+
 def _apply(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
     page = _Page(tx)
-    parsed = [(d, s, t, k, json.loads(str(text)), st) for d, s, t, k, text, st in rows]
-    for device, seq, _, kind, body, _ in parsed:
-        if kind == "enrol":
-            _enrol(page, str(device), int(seq), body)
-        elif kind == "card_replace":
-            page.bind(body.get("card"), str(body.get("member_id")))
+    parsed = _typed(rows)
+    for device, seq, _, body, _ in parsed:
+        if isinstance(body, Enrol):
+            _enrol(page, device, seq, body)
+        elif isinstance(body, CardReplace):
+            page.bind(body.card, body.member_id)
     page.load_owners(
         {
-            str(body.get("account"))
-            for _, _, _, kind, body, _ in parsed
-            if kind not in ("enrol", "card_replace") and str(body.get("account")).startswith("C")
+            body.account
+            for _, _, _, body, _ in parsed
+            if isinstance(body, OnAccount) and body.account.startswith("C")
         }
     )
-    for device, seq, ts, kind, body, store in parsed:
-        if kind == "offer_take":
-            _offer_lot(page, str(device), int(seq), body)
-        elif kind not in ("enrol", "card_replace"):
-            _sale(page, str(device), int(seq), str(ts), str(kind), body, str(store))
+    for device, seq, ts, body, store in parsed:
+        if isinstance(body, OfferTake):
+            _offer_lot(page, device, seq, body)
+        elif isinstance(body, Earn | Redeem | Refund | Adjust):
+            _sale(page, device, seq, ts, body, store)
     tx.many(
         "INSERT INTO ins_members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         page.members,
@@ -194,88 +230,81 @@ def _apply(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
             )
 
 
-def _enrol(page: _Page, device: str, seq: int, body: dict[str, Any]) -> None:
-    member = body.get("member") or {}
-    member_id = str(member.get("member_id"))
-    birthday = member.get("birthday")
-    born = str(birthday) if isinstance(birthday, str) and len(birthday) == 10 else None
-    day = str(body.get("day"))
+def _enrol(page: _Page, device: str, seq: int, body: Enrol) -> None:
+    member = body.member
+    born = member.birthday if member.birthday is not None and len(member.birthday) == 10 else None
+    day = body.day
     page.members.append(
         (
-            member_id,
-            str(member.get("enrolled_store")),
+            member.member_id,
+            member.enrolled_store,
             day,
             day_no(day),
             int(born[:4]) if born else None,
             born[5:] if born else None,
-            member.get("gender"),
-            member.get("household"),
-            1 if member.get("consent_marketing") else 0,
+            member.gender,
+            member.household,
+            1 if member.consent_marketing else 0,
         )
     )
-    page.bind(body.get("card"), member_id)
-    lot = body.get("lot")
-    if isinstance(lot, dict) and body.get("bonus"):
-        bonus = int(body["bonus"])
-        page.lots.append((device, seq, member_id, day, bonus, str(lot["expires_on"])))
+    page.bind(body.card, member.member_id)
+    if body.lot is not None and body.bonus:
+        page.lots.append((device, seq, member.member_id, day, body.bonus, body.lot.expires_on))
         page.sales.append(
-            (device, seq, "bonus", member_id, str(member.get("enrolled_store")), day,
-             day_no(day), 0, 0, None, 0, bonus, 0, 0)
+            (device, seq, "bonus", member.member_id, member.enrolled_store, day,
+             day_no(day), 0, 0, None, 0, body.bonus, 0, 0)
         )  # fmt: skip
 
 
-def _offer_lot(page: _Page, device: str, seq: int, body: dict[str, Any]) -> None:
+def _offer_lot(page: _Page, device: str, seq: int, body: OfferTake) -> None:
     """A multiplier offer's bonus is a points lot like an earn's (it expires on its
     own date), so the liability report must not count it as expiring now. It is not
     a sale: no spend, no visit, so no ``ins_sales`` row (vouchers and gifts add
     nothing here; ``cmp_takes`` has them)."""
-    lot = body.get("lot")
-    points = int(body.get("points") or 0)
-    if points > 0 and isinstance(lot, dict):
-        member = page.owner(str(body.get("account")))
-        day = str(body.get("day"))
-        page.lots.append((device, seq, member, day, points, str(lot["expires_on"])))
+    if body.points > 0 and body.lot is not None:
+        member = page.owner(body.account)
+        page.lots.append((device, seq, member, body.day, body.points, body.lot.expires_on))
 
 
 def _sale(
-    page: _Page, device: str, seq: int, ts: str, kind: str, body: dict[str, Any], store: str
+    page: _Page, device: str, seq: int, ts: str, body: Earn | Redeem | Refund | Adjust, store: str
 ) -> None:
-    member = page.owner(str(body.get("account")))
-    day = str(body.get("day"))
+    member = page.owner(body.account)
+    day = body.day
     local = dt.datetime.fromisoformat(ts) + page.offset
-    receipt = body.get("receipt")
-    points = int(body.get("points") or 0)
-    amount, value, voucher = 0, 0, 0
-    if kind == "earn":
-        amount = int(body["amount"])
-        page.sold[(device, str(receipt))] = list(body["lines"])
-        for number, line in enumerate(body["lines"]):
+    receipt = None if isinstance(body, Adjust) else body.receipt
+    points, amount, value, voucher = 0, 0, 0, 0
+    if isinstance(body, Earn):
+        amount, points = body.amount, body.points
+        page.sold[(device, body.receipt)] = body.lines
+        for number, line in enumerate(body.lines):
             page.lines.append(
-                (device, seq, number, member, store, day, line["category"], line["qty"],
-                 line["amount"])
-            )  # fmt: skip
-        lot = body.get("lot")
-        if points > 0 and isinstance(lot, dict):
-            page.lots.append((device, seq, member, day, points, str(lot["expires_on"])))
-    elif kind == "redeem":
-        value, voucher = int(body.get("value") or 0), int(body.get("amount") is None)
-    elif kind == "refund":
-        amount = -int(body.get("amount") or 0)
-        points = int((body.get("effects") or {}).get("delta") or 0)
-        sold = _sold_lines(page, device, str(receipt))
-        for line in body.get("lines") or []:
-            category = sold[line["line_no"]]["category"] if line["line_no"] < len(sold) else "?"
+                (device, seq, number, member, store, day, line.category, line.qty, line.amount)
+            )
+        if points > 0:
+            page.lots.append((device, seq, member, day, points, body.lot.expires_on))
+    elif isinstance(body, Redeem):
+        points, value, voucher = body.points, body.value, int(body.amount is None)
+    elif isinstance(body, Refund):
+        amount = -body.amount
+        points = (body.effects or {}).get("delta", 0)
+        sold = _sold_lines(page, device, body.receipt)
+        for refunded in body.lines:
+            number = refunded.line_no
+            category = sold[number].category if number < len(sold) else "?"
             page.lines.append(
-                (device, seq, line["line_no"], member, store, day, category, -line["qty"],
-                 -line["amount"])
+                (device, seq, number, member, store, day, category, -refunded.qty,
+                 -refunded.amount)
             )  # fmt: skip
+    else:
+        points = body.points
     page.sales.append(
-        (device, seq, kind, member, store, day, day_no(day), local.hour, local.isoweekday(),
+        (device, seq, body.kind, member, store, day, day_no(day), local.hour, local.isoweekday(),
          receipt, amount, points, value, voucher)
     )  # fmt: skip
 
 
-def _sold_lines(page: _Page, device: str, receipt: str) -> list[dict[str, Any]]:
+def _sold_lines(page: _Page, device: str, receipt: str) -> tuple[SaleLine, ...]:
     if (device, receipt) in page.sold:
         return page.sold[(device, receipt)]
     row = page.tx.one(
@@ -283,5 +312,5 @@ def _sold_lines(page: _Page, device: str, receipt: str) -> list[dict[str, Any]]:
         "WHERE device = ? AND receipt = ? AND kind = 'earn')",
         (device, device, receipt),
     )
-    lines: list[dict[str, Any]] = json.loads(str(row[0]))["lines"] if row else []
-    return lines
+    earn = readable(Kind.EARN, json.loads(str(row[0]))) if row else None
+    return earn.lines if isinstance(earn, Earn) else ()

@@ -26,6 +26,19 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import fields
 from agent.chain import Entry, canonical, sign_entry
+from agent.entries import (
+    Body,
+    Earn,
+    Enrol,
+    Lot,
+    Redeem,
+    Refund,
+    RefundLine,
+    SaleLine,
+    kind_of,
+    read_body,
+)
+from agent.entries import Member as EnrolledMember
 from agent.fields import PhonePepper
 from agent.money import format_amount
 from agent.rules import Rules
@@ -76,7 +89,7 @@ class Sale:
     member_id: str | None
     seq: int
     amount: int
-    lines: list[dict[str, Any]]
+    lines: tuple[SaleLine, ...]
     refunded: bool = False
     redeemed: int = 0
     redeem_moves: list[tuple[int, int]] = field(default_factory=list)
@@ -107,44 +120,47 @@ class TillState:
 
     def observe(self, entry: Entry) -> None:
         self.seq, self.head = entry.seq, entry.hash
-        body, kind = entry.body, entry.kind
-        if kind == "enrol":
-            member = body["member"]
-            index = self.by_card.get(body["card"], -1)
+        kind = kind_of(entry.kind)
+        if kind is None:
+            return
+        body = read_body(kind, entry.body, entry.seq)
+        if isinstance(body, Enrol):
+            member = body.member
+            index = self.by_card.get(body.card, -1)
             self.enrolled += 1
             if index >= 0:
-                self.members[index] = (member["member_id"], member["birthday"])
-            if "lot" in body:
-                account = self.account(member["member_id"])
-                account.add_lot(entry.seq, body["bonus"], body["lot"]["expires_on"])
-        elif kind == "earn":
-            account = self.account(body["account"])
-            account.expire(body["day"])
-            account.add_lot(entry.seq, body["points"], body["lot"]["expires_on"])
-            account.sales.append([body["day"], body["amount"], 0])
-            self.sales[body["receipt"]] = Sale(
-                body["account"], body["member_id"], entry.seq, body["amount"], body["lines"]
+                self.members[index] = (member.member_id, member.birthday)
+            if body.lot is not None:
+                account = self.account(member.member_id)
+                account.add_lot(entry.seq, body.bonus, body.lot.expires_on)
+        elif isinstance(body, Earn):
+            account = self.account(body.account)
+            account.expire(body.day)
+            account.add_lot(entry.seq, body.points, body.lot.expires_on)
+            account.sales.append([body.day, body.amount, 0])
+            self.sales[body.receipt] = Sale(
+                body.account, body.member_id, entry.seq, body.amount, body.lines
             )
-        elif kind == "redeem":
-            account = self.account(body["account"])
-            account.expire(body["day"])
-            sale = self.sales.get(body["receipt"])
-            moves = account.consume(body["points"])
+        elif isinstance(body, Redeem):
+            account = self.account(body.account)
+            account.expire(body.day)
+            sale = self.sales.get(body.receipt)
+            moves = account.consume(body.points)
             if sale is not None:
-                sale.redeemed, sale.redeem_moves = body["points"], moves
-        elif kind == "refund":
+                sale.redeemed, sale.redeem_moves = body.points, moves
+        elif isinstance(body, Refund):
             self._observe_refund(body)
 
-    def _observe_refund(self, body: dict[str, Any]) -> None:
-        account = self.account(body["account"])
-        account.expire(body["day"])
-        sale = self.sales[body["receipt"]]
+    def _observe_refund(self, body: Refund) -> None:
+        account = self.account(body.account)
+        account.expire(body.day)
+        sale = self.sales[body.receipt]
         sale.refunded = True
         for row in account.sales:
             if row[1] == sale.amount and row[2] == 0:
-                row[2] = body["amount"]
+                row[2] = body.amount
                 break
-        taken = body["taken"]
+        taken = body.taken
         own = account.lots.get(sale.seq)
         if own is not None:
             step = min(own[1], taken)
@@ -152,7 +168,7 @@ class TillState:
             taken -= step
         taken -= sum(step for _, step in account.consume(taken))
         account.debt += taken
-        returned = body["returned"]
+        returned = body.returned
         for seq, step in sorted(
             sale.redeem_moves, key=lambda move: (account.lots.get(move[0], ["", 0])[0], move[0])
         )[::-1]:
@@ -178,7 +194,7 @@ class ModelTill:
         self.state, self.key, self.rules, self.pepper = state, key, rules, pepper
         self.written: list[Entry] = []
 
-    def _append(self, when: dt.datetime, kind: str, body: dict[str, Any]) -> Entry:
+    def _append(self, when: dt.datetime, body: Body) -> Entry:
         state = self.state
         ts = when.astimezone(dt.UTC).isoformat(timespec="milliseconds")
         entry = sign_entry(
@@ -186,60 +202,58 @@ class ModelTill:
             device=state.device,
             seq=state.seq + 1,
             ts=ts,
-            kind=kind,
+            kind=body.kind,
             staff=None,
-            body=body,
+            body=body.to_body(),
             prev=state.head,
         )
         state.observe(entry)
         self.written.append(entry)
         return entry
 
-    def _lot(self, day: dt.date) -> dict[str, str]:
-        return {
-            "spendable_on": self.rules.spendable_on(day).isoformat(),
-            "expires_on": self.rules.expires_on(day).isoformat(),
-        }
+    def _lot(self, day: dt.date) -> Lot:
+        return Lot(
+            spendable_on=self.rules.spendable_on(day).isoformat(),
+            expires_on=self.rules.expires_on(day).isoformat(),
+        )
 
     def enrol(self, member: Member, when: dt.datetime) -> None:
         state, day = self.state, when.date()
         number = fields.phone(member.phone)
         member_id = f"{state.device}-{state.enrolled + 1}"
         state.by_card[member.card] = member.index
-        body: dict[str, Any] = {
-            "member": {
-                "name": f"Member {member.index}",
-                "phone_key": fields.phone_key(number, self.pepper),
-                "birthday": member.birthday.isoformat(),
-                "gender": member.gender,
-                "district": member.district,
-                "household": member.household,
-                "consent_marketing": 1 if member.consent else 0,
-                "enrolled_at": when.isoformat(timespec="seconds"),
-                "enrolled_store": state.store,
-                "enrolled_till": state.till,
-                "enrolled_by": None,
-                "member_id": member_id,
-            },
-            "card": member.card,
-            "card_kind": "physical",
-            "day": day.isoformat(),
-            "bonus": self.rules.enrol_bonus,
-        }
         bonus = self.rules.enrol_bonus
-        if bonus:
-            body["lot"] = {
-                "spendable_on": day.isoformat(),
-                "expires_on": self._lot(day)["expires_on"],
-            }
-        body["effects"] = {"delta": bonus if bonus > 0 else 0, "expired": 0}
-        body["result"] = {
-            "member_id": member_id,
-            "card": member.card,
-            "card_kind": "physical",
-            "balance": bonus,
-        }
-        self._append(when, "enrol", body)
+        body = Enrol(
+            member=EnrolledMember(
+                member_id=member_id,
+                name=f"Member {member.index}",
+                phone_key=fields.phone_key(number, self.pepper),
+                birthday=member.birthday.isoformat(),
+                gender=member.gender,
+                district=member.district,
+                household=member.household,
+                consent_marketing=1 if member.consent else 0,
+                enrolled_at=when.isoformat(timespec="seconds"),
+                enrolled_store=state.store,
+                enrolled_till=state.till,
+                enrolled_by=None,
+            ),
+            card=member.card,
+            card_kind="physical",
+            day=day.isoformat(),
+            bonus=bonus,
+            lot=Lot(spendable_on=day.isoformat(), expires_on=self._lot(day).expires_on)
+            if bonus
+            else None,
+            effects={"delta": bonus if bonus > 0 else 0, "expired": 0},
+            result={
+                "member_id": member_id,
+                "card": member.card,
+                "card_kind": "physical",
+                "balance": bonus,
+            },
+        )
+        self._append(when, body)
 
     def earn(
         self,
@@ -255,31 +269,22 @@ class ModelTill:
         content: list[dict[str, Any]] = [
             {"category": c, "qty": q, "amount": a} for c, q, a in lines
         ]
-        priced = [
-            {**line, "points": self.rules.line_points(c, a, tier, day, birthday_month)}
-            for line, (c, _, a) in zip(content, lines, strict=True)
-        ]
-        points = sum(int(line["points"]) for line in priced)
-        expired = self._expired(account, day)
-        body: dict[str, Any] = {
-            "account": account,
-            "member_id": member_id,
-            "card": card,
-            "receipt": receipt,
-            "fingerprint": fingerprint(account, content),
-            "lines": priced,
-            "amount": sum(a for _, _, a in lines),
-            "points": points,
-            "tier": tier.name,
-            "day": day.isoformat(),
-            "lot": self._lot(day),
-            "effects": {"delta": points if points > 0 else 0, "expired": expired},
-        }
-        balance = state.account(account).balance(day.isoformat()) + body["effects"]["delta"]
+        priced = tuple(
+            SaleLine(
+                category=c,
+                qty=q,
+                amount=a,
+                points=self.rules.line_points(c, a, tier, day, birthday_month),
+            )
+            for c, q, a in lines
+        )
+        points = sum(line.points for line in priced)
+        delta = points if points > 0 else 0
+        balance = state.account(account).balance(day.isoformat()) + delta
         # What the member can take at the next visit (never synced: the offline cap).
         can_take = max(0, min(balance, self.rules.offline_cap))
         can_take = can_take if can_take >= self.rules.redeem_minimum else 0
-        body["result"] = {
+        result = {
             "member_id": member_id,
             "receipt": receipt,
             "points": points,
@@ -289,7 +294,22 @@ class ModelTill:
             "redeemable_value": format_amount(self.rules.redemption_value(can_take)),
             "replayed": False,
         }
-        self._append(when, "earn", body)
+        body = Earn(
+            account=account,
+            member_id=member_id,
+            card=card,
+            receipt=receipt,
+            fingerprint=fingerprint(account, content),
+            lines=priced,
+            amount=sum(a for _, _, a in lines),
+            points=points,
+            tier=tier.name,
+            day=day.isoformat(),
+            lot=self._lot(day),
+            effects={"delta": delta, "expired": self._expired(account, day)},
+            result=result,
+        )
+        self._append(when, body)
 
     def _expired(self, account: str, day: dt.date) -> int:
         iso = day.isoformat()
@@ -307,63 +327,61 @@ class ModelTill:
         state, day = self.state, when.date()
         account, member_id, _, _ = state.ref(member)
         value = self.rules.redemption_value(points)
-        expired = self._expired(account, day)
-        body: dict[str, Any] = {
-            "account": account,
-            "member_id": member_id,
-            "receipt": receipt,
-            "fingerprint": fingerprint(account, {"points": points, "amount": amount}),
-            "points": points,
-            "value": value,
-            "amount": amount,
-            "day": day.isoformat(),
-            "effects": {"delta": -points, "expired": expired},
-        }
         after = state.account(account).balance(day.isoformat()) - points
-        body["result"] = {
-            "member_id": member_id,
-            "receipt": receipt,
-            "points": points,
-            "value": format_amount(value),
-            "balance": after,
-            "replayed": False,
-        }
-        self._append(when, "redeem", body)
+        body = Redeem(
+            account=account,
+            member_id=member_id,
+            receipt=receipt,
+            fingerprint=fingerprint(account, {"points": points, "amount": amount}),
+            points=points,
+            value=value,
+            amount=amount,
+            day=day.isoformat(),
+            effects={"delta": -points, "expired": self._expired(account, day)},
+            result={
+                "member_id": member_id,
+                "receipt": receipt,
+                "points": points,
+                "value": format_amount(value),
+                "balance": after,
+                "replayed": False,
+            },
+        )
+        self._append(when, body)
 
     def refund(self, receipt: str, when: dt.datetime) -> None:
         state, day = self.state, when.date()
         sale = state.sales[receipt]
-        planned = [
-            {"line_no": n, "qty": line["qty"], "amount": line["amount"], "points": line["points"]}
+        planned = tuple(
+            RefundLine(line_no=n, qty=line.qty, amount=line.amount, points=line.points)
             for n, line in enumerate(sale.lines)
-        ]
-        taken, returned = sum(p["points"] for p in planned), sale.redeemed
-        expired = self._expired(sale.account, day)
-        body: dict[str, Any] = {
-            "account": sale.account,
-            "member_id": sale.member_id,
-            "receipt": receipt,
-            "lines": planned,
-            "amount": sale.amount,
-            "taken": taken,
-            "returned": returned,
-            "day": day.isoformat(),
-            "effects": {"delta": returned - taken, "expired": expired},
-        }
+        )
+        taken, returned = sum(p.points for p in planned), sale.redeemed
         # Taking points lowers (lots - debt) by exactly what is taken; returned
         # points go back to the lots they came from.
         balance = state.account(sale.account).balance(day.isoformat()) - taken + returned
-        body["result"] = {
-            "member_id": sale.member_id,
-            "receipt": receipt,
-            "points": returned - taken,
-            "taken": taken,
-            "returned": returned,
-            "refunded": format_amount(sale.amount),
-            "balance": balance,
-            "negative": balance < 0,
-        }
-        self._append(when, "refund", body)
+        body = Refund(
+            account=sale.account,
+            member_id=sale.member_id,
+            receipt=receipt,
+            lines=planned,
+            amount=sale.amount,
+            taken=taken,
+            returned=returned,
+            day=day.isoformat(),
+            effects={"delta": returned - taken, "expired": self._expired(sale.account, day)},
+            result={
+                "member_id": sale.member_id,
+                "receipt": receipt,
+                "points": returned - taken,
+                "taken": taken,
+                "returned": returned,
+                "refunded": format_amount(sale.amount),
+                "balance": balance,
+                "negative": balance < 0,
+            },
+        )
+        self._append(when, body)
 
     def refundable(self, receipt: str) -> bool:
         sale = self.state.sales.get(receipt)

@@ -1,0 +1,349 @@
+"""What a journal entry says: its kind, and one typed body per kind.
+
+The journal stores and signs a body as canonical JSON (``agent.chain``); here it
+becomes a frozen dataclass so that the code writing an entry (``agent.ledger``)
+and the code reading one (``agent.projection``, HQ's ``sync.hq.extract`` and its
+insight) agree on one shape instead of each indexing ``body["x"]``.
+
+The format does not change: ``to_body()`` gives back exactly the keys and values
+``from_body()`` was given, so the bytes signed stay the bytes signed (a body that
+has a key this module does not know, lacks one, or carries the wrong type is
+refused: ``MalformedEntry``, code ``malformed_entry``). A field whose key a body
+may lack (an enrolment without a bonus has no ``lot``) carries ``OMITTED``:
+``None`` here, no key there. Money is integer minor units, points integers, days
+ISO dates as text, as on disk.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import field
+from enum import StrEnum
+from typing import Any, ClassVar, Self, Union
+
+from agent.errors import LedgerError
+
+
+class Kind(StrEnum):
+    """Every kind of journal entry. A ``str``: it is written and compared as the
+    very text the journal holds, so a journal written before this type reads the same."""
+
+    INIT = "init"
+    ENROL = "enrol"
+    CARD_REPLACE = "card_replace"
+    EARN = "earn"
+    REDEEM = "redeem"
+    REFUND = "refund"
+    ADJUST = "adjust"
+    OFFER_TAKE = "offer_take"
+    # A device key rotation (agent.rotation): hands the journal to a new key.
+    KEY_ROTATE = "key_rotate"
+
+
+def kind_of(text: str) -> Kind | None:
+    """The kind a journal or an upload names, or None for one this code does not know
+    (the caller refuses it with its own error code, as before this type)."""
+    try:
+        return Kind(text)
+    except ValueError:
+        return None
+
+
+class MalformedEntry(LedgerError):
+    """A journal entry's body is not the shape its kind has (exit 1: the journal, not
+    the cashier, is wrong)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("malformed_entry", message)
+
+
+# The metadata of a field whose key the body may lack: ``None`` means no key at all.
+_OMITTED = "omitted"
+OMITTED = {_OMITTED: True}
+
+
+class Part:
+    """A JSON object with a fixed set of keys, read and written field by field."""
+
+    def to_body(self) -> dict[str, Any]:
+        body: dict[str, Any] = {}
+        for item in dataclasses.fields(self):  # type: ignore[arg-type]
+            value = getattr(self, item.name)
+            if value is None and item.metadata.get(_OMITTED):
+                continue
+            body[item.name] = _to_json(value)
+        return body
+
+    @classmethod
+    def from_body(cls, body: Any, where: str = "body") -> Self:
+        """The typed form of ``body``; ``MalformedEntry`` names the first key that is
+        missing, unknown or of the wrong type."""
+        if not isinstance(body, dict):
+            raise MalformedEntry(f"{where}: not a JSON object")
+        declared = dataclasses.fields(cls)  # type: ignore[arg-type]
+        unknown = sorted(set(body) - {item.name for item in declared})
+        if unknown:
+            raise MalformedEntry(f"{where}: unknown key {unknown[0]!r}")
+        hints = _hints(cls)
+        values: dict[str, Any] = {}
+        for item in declared:
+            if item.name not in body:
+                if item.metadata.get(_OMITTED):
+                    continue
+                raise MalformedEntry(f"{where}: missing key {item.name!r}")
+            value = body[item.name]
+            if value is None and item.metadata.get(_OMITTED):
+                # An omitted field is a missing key, never a null: refused, so that
+                # to_body gives back the very keys it was given.
+                raise MalformedEntry(f"{where}.{item.name}: null where the key is left out")
+            values[item.name] = _read(hints[item.name], value, f"{where}.{item.name}")
+        return cls(**values)
+
+
+_HINTS: dict[type, dict[str, Any]] = {}
+
+
+def _hints(cls: type) -> dict[str, Any]:
+    """A class's resolved annotations (the module uses postponed annotations)."""
+    if cls not in _HINTS:
+        _HINTS[cls] = typing.get_type_hints(cls)
+    return _HINTS[cls]
+
+
+def _to_json(value: Any) -> Any:
+    if isinstance(value, Part):
+        return value.to_body()
+    if isinstance(value, tuple):
+        return [_to_json(item) for item in value]
+    if isinstance(value, dict):
+        return dict(value)
+    return value
+
+
+def _read(hint: Any, value: Any, where: str) -> Any:
+    """``value`` checked against the field's annotation (the few shapes bodies use)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return _read(inner, value, where)
+    if hint is int:
+        if type(value) is not int:
+            raise MalformedEntry(f"{where}: not an integer")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise MalformedEntry(f"{where}: not text")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list):
+            raise MalformedEntry(f"{where}: not a list")
+        return tuple(_read(args[0], item, f"{where}[{n}]") for n, item in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise MalformedEntry(f"{where}: not a JSON object")
+        if args[1] is int and any(type(item) is not int for item in value.values()):
+            raise MalformedEntry(f"{where}: a value is not an integer")
+        return dict(value)
+    if isinstance(hint, type) and issubclass(hint, Part):
+        return hint.from_body(value, where)
+    raise TypeError(f"{where}: no reader for {hint!r}")  # a declaration error, not data
+
+
+# -- the parts bodies share --------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Lot(Part):
+    """When the points an entry credits may be spent, and when they run out."""
+
+    spendable_on: str
+    expires_on: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Member(Part):
+    """An enrolled member as the enrolment records them."""
+
+    member_id: str
+    name: str
+    phone_key: str
+    birthday: str | None
+    gender: str | None
+    district: str | None
+    household: int | None
+    consent_marketing: int
+    enrolled_at: str
+    enrolled_store: str
+    enrolled_till: str
+    enrolled_by: str | None
+    # Entries written before issue 12 carry the number's last four digits.
+    phone_last4: str | None = field(default=None, metadata=OMITTED)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SaleLine(Part):
+    """A receipt line of an earn, priced."""
+
+    category: str
+    qty: int
+    amount: int
+    points: int
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RefundLine(Part):
+    """What a refund takes back of one line of the sale (``line_no`` in the earn)."""
+
+    line_no: int
+    qty: int
+    amount: int
+    points: int
+
+
+# -- the bodies ----------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Body(Part):
+    """What every body may end with: the projection's ``effects`` (``delta``,
+    ``expired``; written by ``agent.ledger._record``, absent while an entry is being
+    decided) and the cashier's ``result``, kept so that a replay answers the same."""
+
+    kind: ClassVar[Kind]
+    effects: dict[str, int] | None = field(default=None, metadata=OMITTED)
+    result: dict[str, Any] | None = field(default=None, metadata=OMITTED)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OnAccount(Body):
+    """A body that moves points on an account on a day: the account is a member id,
+    or ``"C"`` + a programme card that earned here before it was enrolled
+    (``member_id`` is then None)."""
+
+    account: str
+    member_id: str | None
+    day: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Init(Body):
+    kind = Kind.INIT
+    store: str
+    till: str
+    device_id: str
+    public_key: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Enrol(Body):
+    kind = Kind.ENROL
+    member: Member
+    card: str
+    card_kind: str
+    day: str
+    bonus: int
+    lot: Lot | None = field(default=None, metadata=OMITTED)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class CardReplace(Body):
+    kind = Kind.CARD_REPLACE
+    member_id: str
+    old_card: str
+    card: str
+    day: str
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Earn(OnAccount):
+    kind = Kind.EARN
+    card: str | None
+    receipt: str
+    fingerprint: str
+    lines: tuple[SaleLine, ...]
+    amount: int
+    points: int
+    tier: str
+    lot: Lot
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Redeem(OnAccount):
+    kind = Kind.REDEEM
+    receipt: str
+    fingerprint: str
+    points: int
+    value: int
+    # The sale's amount, None when the sale is not on this till (a voucher).
+    amount: int | None
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Refund(OnAccount):
+    kind = Kind.REFUND
+    receipt: str
+    lines: tuple[RefundLine, ...]
+    amount: int
+    taken: int
+    returned: int
+    # A points-multiplier offer's bonus taken back with the sale's points.
+    bonus_taken: int | None = field(default=None, metadata=OMITTED)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Adjust(OnAccount):
+    kind = Kind.ADJUST
+    points: int
+    reason: str
+    lot: Lot
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class OfferTake(OnAccount):
+    kind = Kind.OFFER_TAKE
+    offer_id: str
+    campaign: str
+    offer_kind: str
+    offer_value: str
+    title: str
+    receipt: str
+    points: int
+    value: int
+    lot: Lot | None = field(default=None, metadata=OMITTED)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class KeyRotate(Body):
+    kind = Kind.KEY_ROTATE
+    public_key: str
+
+
+BODIES: dict[Kind, type[Body]] = {
+    body.kind: body
+    for body in (Init, Enrol, CardReplace, Earn, Redeem, Refund, Adjust, OfferTake, KeyRotate)
+}
+
+
+def read_body(kind: Kind, body: Any, seq: int | None = None) -> Body:
+    """The typed body of an entry of ``kind``; ``MalformedEntry`` if it is not one."""
+    where = f"journal entry {seq}: {kind} body" if seq is not None else f"{kind} body"
+    return BODIES[kind].from_body(body, where)
+
+
+def readable(kind: str, body: Any) -> Body | None:
+    """The typed body of an entry read back, or None when no till of this version
+    writes it (a kind it does not know, a body not of its kind's shape). For readers
+    that leave such an entry out of what they derive rather than refuse it: HQ's
+    (an upload is judged by its chain and signatures, not its bodies), the audit's
+    key lookup and the key rotation's crash recovery."""
+    known = kind_of(kind)
+    if known is None:
+        return None
+    try:
+        return read_body(known, body)
+    except MalformedEntry:
+        return None

@@ -1,0 +1,59 @@
+"""What the parts of the ledger share: the till's state as ``Ledger`` opened it.
+
+``agent.ledger.Ledger`` is composed of collaborators, not mixins: ``LedgerReads``
+(whose points, where a member stands), ``LedgerNumbers`` (member ids, e-card
+numbers), ``LedgerOffers`` and ``LedgerRefunds`` (two operations with their own
+rules). Each takes this one context, and the writers take the ledger's one write
+path (``Record``) as a callable, so no part imports ``agent.ledger`` and none can
+reach another's state except through the context.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import sqlite3
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from agent.config import Config
+from agent.entries import Kind, Lot
+from agent.projection import Effects
+from agent.rules import Rules
+from agent.store import Store
+from agent.till_secrets import TillSecrets
+
+Clock = Callable[[], dt.datetime]
+# What an operation hands the write path: see ``agent.ledger.Ledger._record``.
+Decide = Callable[[sqlite3.Connection], dict[str, Any]]
+Finish = Callable[[sqlite3.Connection, int, Effects, dict[str, Any]], dict[str, Any]]
+Record = Callable[[Kind, str | None, dict[str, Any], Decide | None, Finish | None], dict[str, Any]]
+
+
+def local_now() -> dt.datetime:
+    return dt.datetime.now().astimezone()
+
+
+@dataclass(frozen=True)
+class LedgerContext:
+    """The till's state every part of the ledger reads; fixed once the ledger is open."""
+
+    state_dir: Path
+    store: Store
+    config: Config
+    secrets: TillSecrets
+    rules: Rules
+    device_id: str
+    clock: Clock
+
+    def today(self) -> dt.date:
+        return self.clock().date()
+
+    def lot_dates(self, day: dt.date, locked: bool = True) -> Lot:
+        """When points credited on ``day`` may be spent and when they run out: a lot
+        from a sale waits out the lock window (against buy-redeem-return abuse)."""
+        spendable = self.rules.spendable_on(day) if locked else day
+        return Lot(
+            spendable_on=spendable.isoformat(), expires_on=self.rules.expires_on(day).isoformat()
+        )
