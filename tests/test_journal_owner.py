@@ -20,21 +20,12 @@ from agent.keys import load_public_key
 from agent.ledger import Ledger
 from agent.rotation import rotate_device_key
 from tests.conftest import Clock, journal_count
+from tests.test_journal import CARD, busy_fixture  # noqa: F401  (the `busy` fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-CARD = "9900835840532866"
 # SQL that reads or writes rows of the table (a migration's CREATE ... ON journal is
 # not a read or a write).
 JOURNAL_SQL = re.compile(r"\b(FROM|INTO|UPDATE|JOIN)\s+journal\b", re.IGNORECASE)
-
-
-@pytest.fixture
-def busy(ledger: Ledger) -> Ledger:
-    ledger.enrol(name="A", phone="5550001", card=CARD)
-    for number in range(4):
-        ledger.earn(CARD, f"R{number}", amount=1000 + number)
-    ledger.redeem(CARD, "P1", 100)
-    return ledger
 
 
 def _state(ledger: Ledger) -> tuple[Any, ...]:
@@ -52,9 +43,9 @@ def _state(ledger: Ledger) -> tuple[Any, ...]:
 def test_reads_give_back_what_the_ledger_appended(busy: Ledger) -> None:
     journal = busy.journal
     entries = list(journal)
-    assert [entry.seq for entry in entries] == list(range(1, 8))
-    assert journal.head() == (7, entries[-1].hash) == busy.head()
-    assert journal.recorded_head() == f"7:{entries[-1].hash}"
+    assert [entry.seq for entry in entries] == list(range(1, 10))
+    assert journal.head() == (9, entries[-1].hash) == busy.head()
+    assert journal.recorded_head() == f"9:{entries[-1].hash}"
     assert journal.last() == entries[-1] and journal.last_row() == row_of(entries[-1])
     assert verify_chain(entries, load_public_key(busy.public_key)).ok
     for entry in entries:
@@ -65,9 +56,9 @@ def test_reads_give_back_what_the_ledger_appended(busy: Ledger) -> None:
         assert entry_from_row(busy.device_id, row_of(entry)) == entry
     assert list(journal.read_from(3, 2)) == entries[2:4]
     assert list(journal.rows_from(5)) == [row_of(entry) for entry in entries[4:]]
-    assert list(journal.read_from(8)) == [] and journal.entry_at(8) is None
+    assert list(journal.read_from(10)) == [] and journal.entry_at(10) is None
     assert journal.hash_at(0) is None
-    assert journal.key_announcement_before(7) == canonical(entries[0].body).decode()
+    assert journal.key_announcement_before(9) == canonical(entries[0].body).decode()
 
 
 def test_an_empty_journal_has_the_genesis_head(tmp_path: Path) -> None:
@@ -155,11 +146,11 @@ def test_the_key_rotation_appends_through_the_journal(
     assert kinds == ["key_rotate"]
     ledger = Ledger(state)
     try:
-        assert ledger.head()[0] == rotated["seq"] == 8
-        assert ledger.journal.recorded_head() == f"8:{ledger.head()[1]}"
+        assert ledger.head()[0] == rotated["seq"] == 10
+        assert ledger.journal.recorded_head() == f"10:{ledger.head()[1]}"
         ledger.earn(CARD, "R-after", amount=1500)  # signed by the new key
         assert kinds == ["key_rotate", "earn"]
-        assert verify_ledger(ledger).ok and journal_count(ledger) == 9
+        assert verify_ledger(ledger).ok and journal_count(ledger) == 11
     finally:
         ledger.close()
 
