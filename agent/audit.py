@@ -39,7 +39,7 @@ def verify_ledger(ledger: Ledger) -> ChainReport:
             1,
             "the device key on record is not the one the journal hands over to",
         )
-    recorded = ledger.store.meta("head") or "0:"
+    recorded = ledger.journal.recorded_head()
     if recorded != f"{report.head_seq}:{report.head}" and not (
         recorded == "0:" and report.entries == 0
     ):

@@ -395,8 +395,8 @@ def ledger_status(ledger: Ledger, now: float) -> dict[str, Any]:
     seq, head = ledger.head()
     synced = dict(conn.execute("SELECT key, value FROM sync_state").fetchall())
     acked = int(synced.get("acked_seq") or 0)
-    last_ts = conn.execute("SELECT ts FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-    last_entry = dt.datetime.fromisoformat(last_ts[0]).timestamp() if last_ts else 0.0
+    last = ledger.journal.last_row()
+    last_entry = dt.datetime.fromisoformat(last[1]).timestamp() if last else 0.0
     # A clock behind the newest entry (with 5 minutes of slack) has been set back.
     clock_ok = now >= last_entry - 300 and now > dt.datetime(2024, 1, 1).timestamp()
     size = (ledger.state_dir / DB_FILE).stat().st_size

@@ -26,6 +26,7 @@ import json
 import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
@@ -43,6 +44,7 @@ from agent.chain import (
 )
 from agent.entries import Kind
 from agent.errors import VerificationFailed
+from agent.journal import Journal, Row
 from agent.keys import device_id_for, load_public_key, public_key_text
 
 
@@ -54,31 +56,17 @@ class JournalDamaged(VerificationFailed):
 
 
 CHUNK = 1000  # entries walked at a time
-ENTRY_COLUMNS = "SELECT seq, ts, kind, staff, body, prev_hash, hash, sig FROM journal"
-
-
-def entry_from_row(device: str, row: tuple[Any, ...]) -> Entry:
-    """A journal row (``ENTRY_COLUMNS``) as the entry it stores."""
-    return Entry(
-        device=device,
-        seq=row[0],
-        ts=row[1],
-        kind=row[2],
-        staff=row[3],
-        body=json.loads(row[4]),
-        prev=row[5],
-        hash=row[6],
-        sig=row[7],
-    )
 
 
 def check_unsynced(conn: sqlite3.Connection) -> ChainReport:
     """Verify the journal from HQ's acknowledged entry to the recorded head."""
     meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
     synced = dict(conn.execute("SELECT key, value FROM sync_state").fetchall())
-    device, recorded = str(meta.get("device_id") or ""), str(meta.get("head") or "0:")
+    device = str(meta.get("device_id") or "")
+    journal = Journal(conn, device)
+    recorded = journal.recorded_head()
     acked = int(synced.get("acked_seq") or 0)
-    end = int(conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()[0])
+    end = journal.head()[0]
     if end == 0:
         return _broken(0, "", 1, "the journal is empty")
     if acked > end:
@@ -90,14 +78,14 @@ def check_unsynced(conn: sqlite3.Connection) -> ChainReport:
             "(truncated, or restored from a backup)",
         )
     start = max(acked, 1)
-    key = _key_for(conn, start)
+    key = _key_for(journal, start)
     if key is None or (start == 1 and device_id_for(key) != device):
         return _broken(start - 1, "", start, f"no valid device key on record for entry {start}")
-    row = conn.execute("SELECT prev_hash, hash FROM journal WHERE seq = ?", (start,)).fetchone()
-    prev = GENESIS_PREV if start == 1 or row is None else str(row[0])
-    rows = conn.execute(f"{ENTRY_COLUMNS} WHERE seq >= ? ORDER BY seq", (start,))
+    row = journal.row_at(start)
+    prev = GENESIS_PREV if start == 1 or row is None else str(row[5])
+    rows = journal.rows_from(start)
     report, count = ChainReport(True, 0, prev, start - 1), 0
-    while chunk := rows.fetchmany(CHUNK):  # bounded memory, however long the walk
+    while chunk := list(islice(rows, CHUNK)):  # bounded memory, however long the walk
         try:
             entries = [_stored(device, row) for row in chunk]
             walk = _walk(entries, key, device, report, _as_stored)
@@ -110,7 +98,7 @@ def check_unsynced(conn: sqlite3.Connection) -> ChainReport:
             return report
         count += report.entries
     report, in_force = ChainReport(True, count, report.head, report.head_seq), key
-    if acked and row is not None and str(row[1]) != synced.get("acked_hash", row[1]):
+    if acked and row is not None and str(row[6]) != synced.get("acked_hash", row[6]):
         return _broken(acked - 1, "", acked, "the entry differs from the one HQ acknowledged")
     if recorded != f"{report.head_seq}:{report.head}":
         seq = recorded.split(":")[0]
@@ -148,7 +136,7 @@ class _NotAnObject(Exception):
         self.seq = seq
 
 
-def _stored(device: str, row: tuple[Any, ...]) -> _Stored:
+def _stored(device: str, row: Row) -> _Stored:
     seq, kind, raw = row[0], row[2], row[4]
     if isinstance(raw, str):
         raw = raw.encode("utf-8", "surrogatepass")
@@ -202,16 +190,12 @@ def _decode(seq: int, raw: bytes) -> dict[str, Any]:
     return body
 
 
-def _key_for(conn: sqlite3.Connection, seq: int) -> Any:
+def _key_for(journal: Journal, seq: int) -> Any:
     """The key that signs entry ``seq``: the one the newest ``init`` or
     ``key_rotate`` entry before it names (entry 1 names its own)."""
-    row = conn.execute(
-        "SELECT body FROM journal WHERE kind IN ('init', 'key_rotate') AND seq < ? "
-        "ORDER BY seq DESC LIMIT 1",
-        (max(seq, 2),),
-    ).fetchone()
+    body = journal.key_announcement_before(max(seq, 2))
     try:
-        return load_public_key(str(json.loads(row[0])["public_key"])) if row else None
+        return load_public_key(str(json.loads(body)["public_key"])) if body is not None else None
     except (KeyError, TypeError, ValueError):
         return None
 

@@ -24,7 +24,6 @@ daemon itself, passing them on to the collaborator that owns them.
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import hashlib
 import json
 import os
@@ -37,7 +36,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import fields, till_secrets
-from agent.chain import GENESIS_PREV, Entry, canonical, sign_draft
+from agent.chain import Entry, canonical
 from agent.config import Config
 from agent.entries import (
     Adjust,
@@ -51,7 +50,7 @@ from agent.entries import (
     SaleLine,
 )
 from agent.errors import InvalidInput, LedgerError, Refused, TillRestored
-from agent.integrity import ENTRY_COLUMNS, entry_from_row
+from agent.journal import Journal
 from agent.keys import device_id_for, public_key_text, read_private_key, write_private_key
 from agent.ledger_context import Clock, Decide, Finish, LedgerContext, local_now
 from agent.ledger_numbers import LedgerNumbers
@@ -114,6 +113,8 @@ class Ledger:
         self.device_id = self.store.meta("device_id") or ""
         self.store_id = self.store.meta("store") or ""
         self.till_id = self.store.meta("till") or ""
+        # Every read and write of the journal table (agent.journal).
+        self.journal = Journal(self.store.conn, self.device_id)
         self._assemble()
 
     def _assemble(self) -> None:
@@ -226,38 +227,19 @@ class Ledger:
                     facts = {**facts, **decide(conn)}
                 if facts.get("replayed"):
                     return dict(facts["result"])
-                seq, prev = self._head(conn)
-                effects = apply(conn, seq + 1, kind, facts)
-                result = finish(conn, seq + 1, effects, facts) if finish else {}
+                head = self._head(conn)
+                effects = apply(conn, head[0] + 1, kind, facts)
+                result = finish(conn, head[0] + 1, effects, facts) if finish else {}
                 body = {**facts, "effects": effects}
                 if result:
                     body["result"] = result
-                self._append(conn, seq + 1, prev, kind, staff, body)
+                self.journal.append(conn, self.key, head, kind, staff, body, self.clock())
                 return result
         except sqlite3.Error as error:
             raise storage_error(error, self.state_dir) from None
 
     def _head(self, conn: sqlite3.Connection) -> tuple[int, str]:
-        row = conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-        return (0, GENESIS_PREV) if row is None else (int(row[0]), str(row[1]))
-
-    def _append(
-        self,
-        conn: sqlite3.Connection,
-        seq: int,
-        prev: str,
-        kind: Kind,
-        staff: str | None,
-        body: dict[str, Any],
-    ) -> None:
-        ts = self.clock().astimezone(dt.UTC).isoformat(timespec="milliseconds")
-        draft = Entry(self.device_id, seq, ts, kind, staff, body, prev, hash="", sig="")
-        entry, body_bytes = sign_draft(self.key, draft)
-        conn.execute(
-            "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (seq, ts, kind, staff, body_bytes.decode(), prev, entry.hash, entry.sig),
-        )
-        self.store.set_meta(conn, "head", f"{seq}:{entry.hash}")
+        return self.journal.head(conn)
 
     # -- operations --------------------------------------------------------------
 
@@ -627,22 +609,14 @@ class Ledger:
 
     # -- the journal -------------------------------------------------------------
 
-    _ENTRY_COLUMNS = ENTRY_COLUMNS
-
     def entries(self, conn: sqlite3.Connection | None = None) -> Iterator[Entry]:
-        conn = conn or self.store.conn
-        for row in conn.execute(f"{self._ENTRY_COLUMNS} ORDER BY seq"):
-            yield self._entry(row)
+        return self.journal.read_from(1, conn=conn)
 
     def entry_at(self, seq: int) -> Entry | None:
-        row = self.store.conn.execute(f"{self._ENTRY_COLUMNS} WHERE seq = ?", (seq,)).fetchone()
-        return None if row is None else self._entry(row)
-
-    def _entry(self, row: tuple[Any, ...]) -> Entry:
-        return entry_from_row(self.device_id, row)
+        return self.journal.entry_at(seq)
 
     def head(self) -> tuple[int, str]:
-        return self._head(self.store.conn)
+        return self.journal.head()
 
 
 def _fingerprint(account: str, content: object) -> str:

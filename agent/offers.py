@@ -20,6 +20,8 @@ import re
 import sqlite3
 from typing import Any
 
+from agent.journal import Journal
+
 OFFERS_KEY = "offers"
 KINDS = ("multiplier", "voucher", "gift")
 _FIELDS = (
@@ -42,10 +44,6 @@ _DDL = (
     # The journal is the record of takes: a partial expression index finds one fast.
     "CREATE INDEX journal_offer_take ON journal (json_extract(body, '$.offer_id')) "
     "WHERE kind = 'offer_take'",
-)
-_TAKEN = (
-    "SELECT seq, json_extract(body, '$.receipt') FROM journal "
-    "WHERE kind = 'offer_take' AND json_extract(body, '$.offer_id') = ?"
 )
 
 
@@ -86,19 +84,13 @@ def apply_offers(conn: sqlite3.Connection, delta: dict[str, Any]) -> int:
 
 def taken(conn: sqlite3.Connection, offer_id: str) -> tuple[int, str] | None:
     """``(seq, receipt)`` of this till's take of the offer, if any."""
-    row = conn.execute(_TAKEN, (offer_id,)).fetchone()
-    return None if row is None else (int(row[0]), str(row[1]))
+    return Journal(conn).offer_take(offer_id)
 
 
 def bonus_on_receipt(conn: sqlite3.Connection, receipt: str) -> int:
     """Bonus points this till credited for points-multiplier offers on ``receipt``
     (a refund of the sale takes them back in proportion)."""
-    row = conn.execute(
-        "SELECT COALESCE(SUM(json_extract(body, '$.points')), 0) FROM journal "
-        "WHERE kind = 'offer_take' AND json_extract(body, '$.receipt') = ?",
-        (receipt,),
-    ).fetchone()
-    return int(row[0])
+    return Journal(conn).offer_bonus_on(receipt)
 
 
 def offer(conn: sqlite3.Connection, offer_id: str) -> dict[str, str] | None:
@@ -120,11 +112,11 @@ def offers_for(
         return []
     iso = day.isoformat()
     rows = conn.execute(
-        "SELECT o.offer_id, o.title, o.kind, o.value, o.valid_to FROM hq_offers o "
-        "WHERE o.member_id = ? AND o.valid_from <= ? AND o.valid_to >= ? AND NOT EXISTS "
-        "(SELECT 1 FROM journal j WHERE j.kind = 'offer_take' "
-        "AND json_extract(j.body, '$.offer_id') = o.offer_id) ORDER BY o.valid_to, o.offer_id",
+        "SELECT offer_id, title, kind, value, valid_to FROM hq_offers "
+        "WHERE member_id = ? AND valid_from <= ? AND valid_to >= ? "
+        "ORDER BY valid_to, offer_id",
         (member_id, iso, iso),
     ).fetchall()
+    taken_here = Journal(conn).offers_taken(str(row[0]) for row in rows) if rows else set()
     keys = ("offer_id", "title", "kind", "value", "valid_to")
-    return [dict(zip(keys, map(str, row), strict=True)) for row in rows]
+    return [dict(zip(keys, map(str, row), strict=True)) for row in rows if row[0] not in taken_here]

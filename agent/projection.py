@@ -32,6 +32,7 @@ from agent.entries import (
     read_body,
 )
 from agent.errors import LedgerError
+from agent.journal import Journal
 from agent.store import PROJECTION_TABLES
 
 Effects = dict[str, int]
@@ -360,8 +361,8 @@ def rebuild(conn: sqlite3.Connection) -> list[int]:
     for table in PROJECTION_TABLES:
         conn.execute(f"DELETE FROM {table}")  # noqa: S608 (fixed names)
     mismatched = []
-    for seq, kind, text in conn.execute("SELECT seq, kind, body FROM journal ORDER BY seq"):
-        body = json.loads(text)
+    for row in Journal(conn).rows_from(1):
+        seq, kind, body = row[0], row[2], json.loads(row[4])
         effects = apply(conn, seq, kind, body)
         if effects != body.get("effects", {"delta": 0, "expired": 0}):
             mismatched.append(seq)

@@ -14,24 +14,17 @@ then is the file renamed over ``device.key``.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import sqlite3
 from collections.abc import Iterable
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agent.chain import (
-    GENESIS_PREV,
-    ChainReport,
-    Entry,
-    canonical,
-    sign_entry,
-    walk_chain,
-)
+from agent.chain import GENESIS_PREV, ChainReport, Entry, walk_chain
 from agent.chain import rotated_key as rotated_key
 from agent.entries import KeyRotate, Kind, readable
 from agent.errors import Refused
+from agent.journal import Journal
 from agent.keys import public_key_text, read_private_key, replace_durably, write_private_key
 
 NEXT_KEY_FILE = "device.key.next"
@@ -101,33 +94,18 @@ def _append_rotation(
     staff: str | None,
 ) -> int:
     device = _meta(conn, "device_id")
-    row = conn.execute("SELECT seq, hash FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-    if row is None or device is None:
+    journal = Journal(conn, device or "")
+    head = journal.head(conn)
+    if head[0] == 0 or device is None:
         raise Refused("not_initialised", "rotate: the till has no journal yet")
-    seq, prev = int(row[0]) + 1, str(row[1])
     body = KeyRotate(public_key=new_text, effects={"delta": 0, "expired": 0}).to_body()
-    ts = moment.isoformat(timespec="milliseconds")
-    entry = sign_entry(
-        old_key,
-        device=device,
-        seq=seq,
-        ts=ts,
-        kind=Kind.KEY_ROTATE,
-        staff=staff,
-        body=body,
-        prev=prev,
-    )
+    entry = journal.append(conn, old_key, head, Kind.KEY_ROTATE, staff, body, moment)
     conn.execute(
-        "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (seq, ts, Kind.KEY_ROTATE, staff, canonical(body).decode(), prev, entry.hash, entry.sig),
+        "INSERT INTO meta(key, value) VALUES ('public_key', ?) "
+        "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        (new_text,),
     )
-    for key, value in (("public_key", new_text), ("head", f"{seq}:{entry.hash}")):
-        conn.execute(
-            "INSERT INTO meta(key, value) VALUES (?, ?) "
-            "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            (key, value),
-        )
-    return seq
+    return entry.seq
 
 
 def _pending_rotation(conn: sqlite3.Connection, next_path: Path) -> dict[str, object] | None:
@@ -138,11 +116,13 @@ def _pending_rotation(conn: sqlite3.Connection, next_path: Path) -> dict[str, ob
         new_text = public_key_text(read_private_key(next_path).public_key())
     except (OSError, ValueError):
         return None
-    row = conn.execute("SELECT seq, kind, body FROM journal ORDER BY seq DESC LIMIT 1").fetchone()
-    rotation = None if row is None else readable(str(row[1]), json.loads(row[2]))
+    last = Journal(conn).last(conn)
+    if last is None:
+        return None
+    rotation = readable(last.kind, last.body)
     if not isinstance(rotation, KeyRotate) or rotation.public_key != new_text:
         return None
-    return {"seq": int(row[0]), "public_key": new_text}
+    return {"seq": last.seq, "public_key": new_text}
 
 
 def _meta(conn: sqlite3.Connection, key: str) -> str | None:

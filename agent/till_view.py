@@ -18,10 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import sqlite3
 
-_ENTRY_ACCOUNT = (
-    "COALESCE(json_extract(body, '$.account'), json_extract(body, '$.member.member_id'), "
-    "json_extract(body, '$.member_id'))"
-)
+from agent.journal import Journal
 
 
 def _member_for(conn: sqlite3.Connection, account: str) -> str:
@@ -59,15 +56,8 @@ def view_parts(conn: sqlite3.Connection, account: str, device_id: str) -> tuple[
         "SELECT balance, included_seq FROM hq_balances WHERE member_id = ?", (member,)
     ).fetchone()
     confirmed, included = (int(row[0]), int(row[1])) if row else (0, 0)
-    accounts = _accounts(conn, account, member)
-    marks = ", ".join("?" for _ in accounts)
-    local = conn.execute(
-        "SELECT COALESCE(SUM(json_extract(body, '$.effects.delta') "  # noqa: S608 (placeholders)
-        "- json_extract(body, '$.effects.expired')), 0) FROM journal "
-        f"WHERE seq > ? AND {_ENTRY_ACCOUNT} IN ({marks})",
-        (included, *accounts),
-    ).fetchone()
-    return confirmed, int(local[0])
+    local = Journal(conn).net_change_after(included, _accounts(conn, account, member))
+    return confirmed, local
 
 
 def has_hq_balance(conn: sqlite3.Connection, account: str) -> bool:

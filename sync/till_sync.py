@@ -43,6 +43,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.chain import FORMAT_VERSION
 from agent.integrity import check_unsynced
+from agent.journal import Journal
 from agent.keys import load_public_key
 from agent.offers import apply_offers
 from agent.store import RESTORED_KEY, Store
@@ -146,13 +147,11 @@ def sync_till(
 
 
 def _local_head(store: Store) -> int:
-    row = store.conn.execute("SELECT COALESCE(MAX(seq), 0) FROM journal").fetchone()
-    return int(row[0])
+    return Journal(store.conn).head()[0]
 
 
 def _local_hash(store: Store, seq: int) -> str | None:
-    row = store.conn.execute("SELECT hash FROM journal WHERE seq = ?", (seq,)).fetchone()
-    return None if row is None else str(row[0])
+    return Journal(store.conn).hash_at(seq)
 
 
 @dataclass(frozen=True)
@@ -171,11 +170,7 @@ def _read_batch(store: Store, device: str, start: int, limit: int) -> _Upload | 
     its hash was computed over, spliced in as text rather than decoded and
     re-encoded (a third of the till's work in a long catch-up). HQ decodes it and
     checks the hash over its own canonical encoding, so nothing is trusted."""
-    rows = store.conn.execute(
-        "SELECT seq, ts, kind, staff, body, prev_hash, hash, sig FROM journal "
-        "WHERE seq >= ? ORDER BY seq LIMIT ?",
-        (start, limit),
-    )
+    rows = Journal(store.conn).rows_from(start, limit)
     items: list[str] = []
     size, first, last = 0, 0, 0
     for seq, ts, kind, staff, body, prev, digest, sig in rows:

@@ -21,8 +21,8 @@ from tillpoints.bench_hq import signed_entries
 CARD = "9900835840532866"
 
 
-@pytest.fixture
-def busy(ledger: Ledger) -> Ledger:
+@pytest.fixture(name="busy")  # also tests/test_journal_owner.py's
+def busy_fixture(ledger: Ledger) -> Ledger:
     ledger.enrol(name="A", phone="5550001", card=CARD)
     for number in range(6):
         ledger.earn(CARD, f"R{number}", amount=1000 + number)

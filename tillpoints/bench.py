@@ -20,6 +20,7 @@ from typing import Any
 
 from agent.errors import LedgerError
 from agent.fields import SIMULATED_PHONE_COST
+from agent.journal import Journal
 from agent.ledger import Ledger
 from drivers.cards import luhn_digit
 from tillpoints.simulated_till import DEMO_CARD, SimulatedTill
@@ -58,9 +59,10 @@ class _EarnRows:
         ledger.store.conn.backup(self.conn)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
-        self.journal = self.conn.execute(
-            "SELECT * FROM journal ORDER BY seq DESC LIMIT 1"
-        ).fetchone()
+        self.rows = Journal(self.conn)
+        last = self.rows.last_row()
+        assert last is not None  # the warm-up earn
+        self.journal = last
         self.receipt = self.conn.execute(
             "SELECT * FROM receipts WHERE seq = ?", (self.journal[0],)
         ).fetchone()
@@ -74,13 +76,10 @@ class _EarnRows:
         seq = self.seq
         conn = self.conn
         conn.execute("BEGIN IMMEDIATE")
-        conn.execute(
-            "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (seq, *self.journal[1:])
-        )
+        self.rows.copy_in(conn, [(seq, *self.journal[1:])])  # and the recorded head
         receipt = (self.receipt[0], f"ROWS{seq}", self.receipt[2], seq, *self.receipt[4:])
         conn.execute("INSERT INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", receipt)
         conn.execute("INSERT INTO lots VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (seq, *self.lot[1:]))
-        conn.execute("UPDATE meta SET value = ? WHERE key = 'head'", (f"{seq}:{self.journal[6]}",))
         conn.execute("COMMIT")
 
 

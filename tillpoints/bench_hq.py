@@ -25,8 +25,9 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.chain import Entry, canonical, sign_entry
+from agent.chain import Entry, sign_entry
 from agent.entries import Kind
+from agent.journal import row_of
 from agent.keys import device_id_for, public_key_text
 from sync.errors import SyncError
 from sync.hq.db import HQStore, open_store
@@ -204,16 +205,8 @@ def _till_with_entries(root: Path, name: str, count: int) -> Path:
     key = read_private_key(state / "device.key")
     entries = signed_entries(key, count, head_seq + 1, head_hash)
     ledger = Ledger(state)
-    with ledger.store.transaction() as conn:
-        conn.executemany(
-            "INSERT INTO journal VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            [
-                (e.seq, e.ts, e.kind, e.staff, canonical(e.body).decode(), e.prev, e.hash, e.sig)
-                for e in entries
-            ],
-        )
-        if entries:  # the recorded head, as the ledger's own write path keeps it
-            ledger.store.set_meta(conn, "head", f"{entries[-1].seq}:{entries[-1].hash}")
+    with ledger.store.transaction() as conn:  # the rows and the recorded head
+        ledger.journal.copy_in(conn, [row_of(entry) for entry in entries])
     ledger.close()
     return state
 

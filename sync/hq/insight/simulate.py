@@ -73,10 +73,7 @@ class Till:
 
     def _collect(self) -> None:
         assert self.ledger is not None
-        head = self.ledger.head()[0]
-        for seq in range(self.state.seq + 1, head + 1):
-            entry = self.ledger.entry_at(seq)
-            assert entry is not None
+        for entry in self.ledger.journal.read_from(self.state.seq + 1):
             self.state.observe(entry)
             self.pending.append(entry)
             self.ledger_entries += 1
