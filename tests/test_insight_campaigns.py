@@ -17,12 +17,14 @@ from agent.audit import verify_ledger
 from agent.errors import LedgerError
 from agent.ledger import Ledger
 from agent.offers import apply_offers
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
 from sync.hq.devices import hq_key, init_hq
 from sync.hq.directory import delta
 from sync.hq.ingest import ingest
-from sync.hq.insight.campaigns import add_campaign, in_holdout, offer_alerts, parse_spec
+from sync.hq.insight.campaigns import add_campaign, in_holdout, parse_spec
 from sync.hq.insight.catalog import run_report
+from sync.hq.insight.takes import offer_alerts
+from sync.hq.stores import open_store
 from sync.till_sync import apply_delta
 from tests.sync_helpers import (
     batch_of,

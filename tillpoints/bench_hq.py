@@ -28,9 +28,10 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.chain import Entry, canonical, sign_entry
 from agent.keys import device_id_for, public_key_text
 from sync.errors import SyncError
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
 from sync.hq.devices import add_device, hq_key, init_hq
 from sync.hq.ingest import entry_row, ingest
+from sync.hq.stores import open_store
 from sync.protocol import Batch
 
 Figure = dict[str, Any]

@@ -31,10 +31,11 @@ from sync.hq import devices as hq_devices
 from sync.hq import directory as hq_directory
 from sync.hq import forks as hq_forks
 from sync.hq import ingest as hq_ingest
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
 from sync.hq.devices import Caller
 from sync.hq.insight import operators
 from sync.hq.openapi import openapi_document
+from sync.hq.stores import open_store
 from sync.protocol import DATE_HEADER, DEVICE_HEADER, SIGNATURE_HEADER, Batch
 from sync.wire import MAX_BODY_BYTES, decode_json, too_large
 

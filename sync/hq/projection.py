@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from sync.hq.db import HQStore, Tx
-from sync.hq.insight.campaigns import offer_alerts
+from sync.hq.insight.takes import offer_alerts
 
 # Account -> member, for C-accounts of cards some enrolment or replacement bound.
 _OWNERS = (
