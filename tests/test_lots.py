@@ -10,20 +10,29 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agent import lots
 from agent.errors import LedgerError
-from agent.fields import Line
+from agent.fields import SIMULATED_PHONE_COST, Line, PhonePepper
 from agent.ledger import Ledger
-from agent.rules import default_rules_text
-from sync.hq.insight.till_model import TillState
+from agent.projection import apply
+from agent.rules import default_rules_text, load_rules_text
+from agent.store import Store
+from sync.hq.insight.population import Member, program_card
+from sync.hq.insight.till_model import ModelTill, TillState
 from tests.conftest import TZ, Clock
 
 CARDS = ["9900835840532866", "9900568732746027"]
-LOCKED_RULES = default_rules_text().replace("[lock]\ndays = 0", "[lock]\ndays = 3")
+# A lock window, and points that expire after two months: both show within a few steps.
+LOCKED_RULES = (
+    default_rules_text()
+    .replace("[lock]\ndays = 0", "[lock]\ndays = 3")
+    .replace("[expiry]\nmonths = 24", "[expiry]\nmonths = 2")
+)
 
 lines_strategy = st.lists(
     st.builds(
@@ -97,7 +106,7 @@ class LedgerAndModel(RuleBasedStateMachine):
         del self.sales[receipt]
         self._follow()
 
-    @rule(days=st.integers(min_value=1, max_value=400))
+    @rule(days=st.integers(min_value=1, max_value=45))
     def time_passes(self, days: int) -> None:
         self.clock.advance(days=days)
 
@@ -128,6 +137,112 @@ class LedgerAndModel(RuleBasedStateMachine):
 
 LedgerAndModel.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)
 test_ledger_and_model_agree = LedgerAndModel.TestCase
+
+
+class ModelWritesLedgerReplays(RuleBasedStateMachine):
+    """The other direction, as ``hq simulate`` uses it: entries the model writes
+    (with the effects it computed) replay through the ledger's projection to the
+    very same effects, which is what ``log verify`` and HQ check."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.directory = Path(tempfile.mkdtemp(prefix="tp-model-"))
+        self.store = Store(self.directory / "ledger.db", create=True)
+        state = TillState("D-model", "S001", "T01", 0, "0" * 64)
+        pepper = PhonePepper(b"p" * 32, SIMULATED_PHONE_COST)
+        rules = load_rules_text(LOCKED_RULES)
+        self.till = ModelTill(state, Ed25519PrivateKey.generate(), rules, pepper)
+        self.now = dt.datetime(2026, 3, 11, 10, 0, tzinfo=TZ)
+        self.members = [_member(0), _member(1)]
+        self.till.enrol(self.members[0], self.now)  # member 1 earns by card only
+        self.receipts = 0
+        self.redeemed: set[str] = set()
+
+    def teardown(self) -> None:
+        self.store.conn.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    @rule(who=st.integers(0, 1), lines=lines_strategy)
+    def earn(self, who: int, lines: list[Line]) -> None:
+        self.receipts += 1
+        basket = tuple((line.category, line.qty, line.amount) for line in lines)
+        self.till.earn(self.members[who], f"R{self.receipts}", basket, self.now)
+
+    @precondition(lambda self: self.till.state.sales)
+    @rule(data=st.data(), share=st.floats(min_value=0.05, max_value=1.0))
+    def redeem(self, data: st.DataObject, share: float) -> None:
+        receipt = data.draw(st.sampled_from(sorted(self.till.state.sales)))
+        sale = self.till.state.sales[receipt]
+        member = self.members[0 if sale.member_id else 1]
+        points = int(self.till.available(member, self.now.date()) * share)
+        if points <= 0 or receipt in self.redeemed or sale.refunded:
+            return
+        self.redeemed.add(receipt)
+        self.till.redeem(member, receipt, points, sale.amount, self.now)
+
+    @precondition(lambda self: self.till.state.sales)
+    @rule(data=st.data())
+    def refund(self, data: st.DataObject) -> None:
+        receipt = data.draw(st.sampled_from(sorted(self.till.state.sales)))
+        if not self.till.state.sales[receipt].refunded:
+            self.till.refund(receipt, self.now)
+
+    @rule(days=st.integers(min_value=1, max_value=45))
+    def time_passes(self, days: int) -> None:
+        self.now += dt.timedelta(days=days)
+
+    @invariant()
+    def the_projection_reproduces_the_models_effects(self) -> None:
+        for entry in self.till.written:
+            effects = apply(self.store.conn, entry.seq, entry.kind, entry.body)
+            assert effects == entry.body["effects"], (entry.seq, entry.kind)
+        self.till.written.clear()
+
+
+def _member(index: int) -> Member:
+    return Member(
+        index=index,
+        home="S001",
+        age=40,
+        birthday=dt.date(1986, 7, 1),
+        gender="F",
+        household=2,
+        district="north-1",
+        consent=True,
+        phone=f"07{index:09d}",
+        card=program_card(index),
+        rate=0.1,
+        routine="weekly",
+        missions=(1.0,),
+        enrol_at=0.0,
+        lapse_day=None,
+    )
+
+
+ModelWritesLedgerReplays.TestCase.settings = settings(
+    max_examples=30, stateful_step_count=25, deadline=None
+)
+test_model_writes_and_ledger_replays_agree = ModelWritesLedgerReplays.TestCase
+
+
+def test_a_refund_returning_points_to_an_expired_lot_counts_them_expired() -> None:
+    """The case random runs rarely reach: a redemption spends an older lot, which
+    expires before the sale is refunded; the points given back are expired, in the
+    model's effects as in the ledger's."""
+    machine = ModelWritesLedgerReplays()
+    try:
+        member, till = machine.members[0], machine.till
+        till.earn(member, "A", (("grocery", 1, 20_000),), machine.now)
+        machine.now += dt.timedelta(days=30)
+        till.earn(member, "B", (("grocery", 1, 20_000),), machine.now)
+        till.redeem(member, "B", 100, 20_000, machine.now)  # from A's lot, B's is locked
+        machine.now += dt.timedelta(days=40)  # A's lot has expired, B's has not
+        till.refund("B", machine.now)
+        refund = till.written[-1]
+        assert refund.kind == "refund" and refund.body["effects"]["expired"] >= 100
+        machine.the_projection_reproduces_the_models_effects()
+    finally:
+        machine.teardown()
 
 
 # -- the policy on its own: what the two appliers cannot reach ---------------------
