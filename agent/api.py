@@ -17,14 +17,14 @@ from typing import Any, Literal, Protocol
 from urllib.parse import unquote
 
 from agent import fields
-from agent.errors import InvalidInput, LedgerError
+from agent.errors import InvalidInput
 from agent.events import EventHub
 from agent.http import Request, Response, error
 from agent.ledger import Ledger
 from agent.money import parse_amount
 from agent.openapi import OPENAPI
 from drivers.cards import redact_payment_cards, shown
-from drivers.errors import DriverError
+from drivers.errors import TillpointsError
 
 logger = logging.getLogger("tillpoints.api")
 
@@ -352,9 +352,8 @@ def router(services: Services) -> Callable[[Request], Awaitable[Response]]:
             groups = {key: unquote(value) for key, value in match.groupdict().items()}
             try:
                 return await route(services, request, groups)
-            except (LedgerError, DriverError) as failure:
-                status = getattr(failure, "http_status", 400 if failure.exit_status == 2 else 500)
-                return _answer(status, failure.as_json())
+            except TillpointsError as failure:
+                return _answer(failure.http_status, failure.as_json())
             except Exception as failure:  # noqa: BLE001 - the connection is answered, always
                 # A bug, not bad input: say so to the client and in the log, but never
                 # echo what was sent (it may hold personal data or a card number).

@@ -150,11 +150,6 @@ def seal(digest: bytes, sig: str) -> str:
     return hashlib.sha256(digest + sig.encode("utf-8", "surrogatepass")).hexdigest()
 
 
-def entry_hash(entry: Entry) -> str:
-    """The hash ``entry`` should carry, recomputed from its content and signature."""
-    return seal(content_digest(entry.unsigned()), entry.sig)
-
-
 def signature_valid(public_key: Ed25519PublicKey, digest: bytes, sig: str) -> bool:
     try:
         public_key.verify(bytes.fromhex(sig), SIGNATURE_TAG + digest)

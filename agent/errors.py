@@ -1,30 +1,20 @@
 """The agent's exception root and the exit statuses of docs/contract.md.
 
-Every expected failure is a ``LedgerError`` carrying a stable snake_case ``code``.
-The command line (``tillpoints.cli``) and the local API map them to exit statuses,
-HTTP statuses and ``{"error": CODE, "message": TEXT}`` in one place each.
+Every expected failure of the till is a ``LedgerError`` carrying a stable
+snake_case ``code``; it derives from the project's root, ``TillpointsError``
+(``drivers.errors``), which the command line (``tillpoints.cli``) and the local
+API map to exit statuses, HTTP statuses and ``{"error": CODE, "message": TEXT}``
+in one place each.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from drivers.errors import TillpointsError
 
 
-class LedgerError(Exception):
-    """Anything else: I/O failure, a full disk, a broken state directory (exit 1)."""
-
-    exit_status = 1
-    http_status = 500
-
-    def __init__(self, code: str, message: str, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        # Extra keys for the JSON answer (``log verify`` adds ok, first_bad_seq, reason).
-        self.details = details or {}
-
-    def as_json(self) -> dict[str, Any]:
-        return {"error": self.code, "message": self.message, **self.details}
+class LedgerError(TillpointsError):
+    """The agent's root. As such: I/O failure, a full disk, a broken state directory
+    (exit 1, HTTP 500)."""
 
 
 class InvalidInput(LedgerError):

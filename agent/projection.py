@@ -19,6 +19,7 @@ import json
 import sqlite3
 from typing import Any
 
+from agent import lots
 from agent.entries import (
     Adjust,
     CardReplace,
@@ -155,18 +156,7 @@ def _refund(conn: sqlite3.Connection, seq: int, body: Refund) -> Effects:
         )
     taken = body.taken
     if taken:
-        earn = conn.execute(
-            "SELECT seq FROM receipts WHERE op = 'earn' AND receipt = ?", (receipt,)
-        ).fetchone()
-        own = _take_from_lot(conn, earn[0], day, taken) if earn else 0
-        left = taken - own
-        left -= _consume(conn, seq, account, day, left, spendable_only=False, record=False)
-        if left:
-            conn.execute(
-                "INSERT INTO debts VALUES (?, ?) "
-                "ON CONFLICT(account) DO UPDATE SET points = points + excluded.points",
-                (account, left),
-            )
+        _take_back(conn, account, day, receipt, taken)
     returned = body.returned
     if returned:
         conn.execute(
@@ -230,6 +220,14 @@ def result_text(result: dict[str, Any]) -> str:
 
 
 # -- lots --------------------------------------------------------------------------
+# The decisions are agent.lots's (shared with the simulated till); these apply them.
+
+_LOT = "SELECT lot_id, points - used, spendable_on, expires_on FROM lots"
+
+
+def _open_lots(conn: sqlite3.Connection, account: str) -> list[lots.Lot]:
+    rows = conn.execute(f"{_LOT} WHERE account = ? AND expired = 0", (account,))
+    return [lots.Lot(*row) for row in rows]
 
 
 def _add_lot(
@@ -244,7 +242,7 @@ def _add_lot(
     if points <= 0 or lot is None:
         return 0
     row = conn.execute("SELECT points FROM debts WHERE account = ?", (account,)).fetchone()
-    payoff = min(points, row[0]) if row else 0
+    payoff = lots.payoff(points, row[0] if row else 0)
     if payoff:
         conn.execute("UPDATE debts SET points = points - ? WHERE account = ?", (payoff, account))
         conn.execute("DELETE FROM debts WHERE account = ? AND points = 0", (account,))
@@ -257,25 +255,12 @@ def _add_lot(
 
 def _expire(conn: sqlite3.Connection, account: str, day: str) -> int:
     """Close lots whose expiry date has come; returns the points that ran out."""
-    row = conn.execute(
-        "SELECT COUNT(*), COALESCE(SUM(points - used), 0) FROM lots "
-        "WHERE account = ? AND expired = 0 AND expires_on <= ?",
-        (account, day),
-    ).fetchone()
-    if row[0]:
-        conn.execute(
-            "UPDATE lots SET used = points, expired = 1 "
-            "WHERE account = ? AND expired = 0 AND expires_on <= ?",
-            (account, day),
-        )
-    return int(row[1])
-
-
-_OPEN_LOTS = (
-    "SELECT lot_id, points - used FROM lots WHERE account = :account AND expired = 0 "
-    "AND points > used AND expires_on > :day ORDER BY expires_on, lot_id"
-)
-_OPEN_LOTS_SPENDABLE = _OPEN_LOTS.replace("ORDER BY", "AND spendable_on <= :day ORDER BY")
+    gone = lots.expiring(_open_lots(conn, account), day)
+    conn.executemany(
+        "UPDATE lots SET used = points, expired = 1 WHERE lot_id = ?",
+        [(lot.lot_id,) for lot in gone],
+    )
+    return sum(lot.left for lot in gone)
 
 
 def _consume(
@@ -289,69 +274,72 @@ def _consume(
     record: bool,
 ) -> int:
     """Spend up to ``points`` from the oldest-expiring open lots; returns what was taken."""
-    if points <= 0:
-        return 0
-    # The lock window holds back fresh points from spending, not from being taken back.
-    lots = conn.execute(
-        _OPEN_LOTS_SPENDABLE if spendable_only else _OPEN_LOTS, {"account": account, "day": day}
-    ).fetchall()
-    taken = 0
-    for lot_id, remaining in lots:
-        step = min(remaining, points - taken)
-        conn.execute("UPDATE lots SET used = used + ? WHERE lot_id = ?", (step, lot_id))
-        if record:
-            conn.execute("INSERT INTO lot_moves VALUES (?, ?, ?)", (seq, lot_id, step))
-        taken += step
-        if taken == points:
-            break
-    return taken
+    steps = lots.consume(_open_lots(conn, account), points, day, spendable_only=spendable_only)
+    _use(conn, steps)
+    if record:
+        conn.executemany(
+            "INSERT INTO lot_moves VALUES (?, ?, ?)", [(seq, lot_id, n) for lot_id, n in steps]
+        )
+    return sum(n for _, n in steps)
 
 
-def _take_from_lot(conn: sqlite3.Connection, lot_id: int, day: str, points: int) -> int:
-    row = conn.execute(
-        "SELECT points - used FROM lots WHERE lot_id = ? AND expired = 0", (lot_id,)
+def _use(conn: sqlite3.Connection, steps: list[lots.Step]) -> None:
+    conn.executemany("UPDATE lots SET used = used + ? WHERE lot_id = ?", [(n, i) for i, n in steps])
+
+
+def _take_back(conn: sqlite3.Connection, account: str, day: str, receipt: str, taken: int) -> None:
+    """A refund takes back ``taken`` points: its own lot first, then the others, and a
+    debt for what was already spent (``agent.lots.take_back``)."""
+    earn = conn.execute(
+        "SELECT seq FROM receipts WHERE op = 'earn' AND receipt = ?", (receipt,)
     ).fetchone()
-    step = min(points, row[0]) if row else 0
-    if step:
-        conn.execute("UPDATE lots SET used = used + ? WHERE lot_id = ?", (step, lot_id))
-    return int(step)
+    row = (
+        conn.execute(f"{_LOT} WHERE lot_id = ? AND expired = 0", (earn[0],)).fetchone()
+        if earn
+        else None
+    )
+    own = lots.Lot(*row) if row else None
+    plan = lots.take_back(own, _open_lots(conn, account), taken, day)
+    _use(conn, ([(own.lot_id, plan.own)] if own and plan.own else []) + plan.steps)
+    if plan.debt:
+        conn.execute(
+            "INSERT INTO debts VALUES (?, ?) "
+            "ON CONFLICT(account) DO UPDATE SET points = points + excluded.points",
+            (account, plan.debt),
+        )
 
 
 def _restore(conn: sqlite3.Connection, receipt: str, day: str, points: int) -> int:
-    """Give redeemed points back to where they came from, in reverse: first what was
-    drawn from the HQ-confirmed balance, then the lots, newest move first. Points
-    whose lot has expired in the meantime are counted as expired."""
+    """Give redeemed points back to where they came from (``agent.lots.restore``);
+    returns those whose lot has expired in the meantime."""
     remote = conn.execute(
         "SELECT d.seq, d.points FROM remote_draws d JOIN receipts r "
         "ON r.op = 'redeem' AND r.receipt = ? AND d.seq = r.seq",
         (receipt,),
     ).fetchone()
-    if remote is not None:
-        step = min(points, int(remote[1]))
-        conn.execute("UPDATE remote_draws SET points = points - ? WHERE seq = ?", (step, remote[0]))
-        points -= step
-    moves = conn.execute(
-        "SELECT m.lot_id, m.points, l.expired FROM lot_moves m "
-        "JOIN receipts r ON r.op = 'redeem' AND r.receipt = ? AND m.seq = r.seq "
-        "JOIN lots l ON l.lot_id = m.lot_id ORDER BY l.expires_on DESC, m.lot_id DESC",
-        (receipt,),
-    ).fetchall()
-    left, expired = points, 0
-    for lot_id, moved, lot_expired in moves:
-        step = min(moved, left)
-        if lot_expired:
-            expired += step
-        else:
-            conn.execute("UPDATE lots SET used = used - ? WHERE lot_id = ?", (step, lot_id))
+    moves = [
+        lots.Move(lot_id, moved, expires_on, bool(expired))
+        for lot_id, moved, expires_on, expired in conn.execute(
+            "SELECT m.lot_id, m.points, l.expires_on, l.expired FROM lot_moves m "
+            "JOIN receipts r ON r.op = 'redeem' AND r.receipt = ? AND m.seq = r.seq "
+            "JOIN lots l ON l.lot_id = m.lot_id",
+            (receipt,),
+        )
+    ]
+    plan = lots.restore(int(remote[1]) if remote else 0, moves, points)
+    if plan.remote:
+        conn.execute(
+            "UPDATE remote_draws SET points = points - ? WHERE seq = ?", (plan.remote, remote[0])
+        )
+    for move, step in plan.steps:
+        if not move.expired:
+            conn.execute("UPDATE lots SET used = used - ? WHERE lot_id = ?", (step, move.lot_id))
         conn.execute(
             "UPDATE lot_moves SET points = points - ? WHERE lot_id = ? AND seq = "
             "(SELECT seq FROM receipts WHERE op = 'redeem' AND receipt = ?)",
-            (step, lot_id, receipt),
+            (step, move.lot_id, receipt),
         )
-        left -= step
-        if not left:
-            break
-    return expired
+    return plan.expired
 
 
 def rebuild(conn: sqlite3.Connection) -> list[int]:

@@ -108,14 +108,6 @@ def is_payment_card(digits: str) -> bool:
     return False
 
 
-def looks_like_payment_card(digits: str) -> bool:
-    """Like ``is_payment_card`` but for redaction: any Luhn-valid 12-19 digit run in a
-    payment range, whatever length the network would issue."""
-    if not (12 <= len(digits) <= 19) or not luhn_ok(digits):
-        return False
-    return any(low <= digits[: len(low)] <= high for low, high, _ in _PAYMENT_RANGES)
-
-
 def in_payment_range(digits: str) -> bool:
     """A number of a payment network's length in its issuer range, Luhn or not."""
     for low, high, lengths in _PAYMENT_RANGES:

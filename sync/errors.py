@@ -1,19 +1,21 @@
 """The sync package's exception root: one stable code per failure (docs/contract.md).
 
-``SyncError`` subclasses ``agent.errors.LedgerError`` so that the command line maps
-it to an exit status and ``{"error": CODE, "message": TEXT}`` in its one existing
-place, and the HQ service maps it to an HTTP status the same way. Each error
-carries both: ``exit_status`` for the till's CLI and ``http_status`` for HQ.
+``SyncError`` is the root of ``sync`` (the protocol, the till's uploader, HQ and
+insight). It subclasses the project's root, ``drivers.errors.TillpointsError``
+(not the agent's ``LedgerError``: a sync failure is not the ledger's), so that the
+command line maps it to an exit status and ``{"error": CODE, "message": TEXT}`` in
+its one place, and the HQ service maps it to an HTTP status the same way. Each
+error carries both: ``exit_status`` for the till's CLI and ``http_status`` for HQ.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from agent.errors import LedgerError
+from drivers.errors import TillpointsError
 
 
-class SyncError(LedgerError):
+class SyncError(TillpointsError):
     """A sync or HQ failure with a stable snake_case ``code``."""
 
     def __init__(
@@ -26,7 +28,7 @@ class SyncError(LedgerError):
         details: dict[str, Any] | None = None,
     ) -> None:
         super().__init__(code, message, details)
-        # Instance attributes shadow LedgerError's class-level defaults.
+        # Instance attributes shadow TillpointsError's class-level defaults.
         self.exit_status = exit_status
         self.http_status = http_status
 

@@ -12,9 +12,9 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from sync.hq.db import open_store
 from sync.hq.insight.facts import refresh, set_stores
 from sync.hq.insight.model import member_features
+from sync.hq.stores import open_store
 from tests.sync_helpers import cli
 
 # What a simulated HQ holds besides the facts (which each backend derives itself).

@@ -27,8 +27,9 @@ import requests
 from agent.chain import Entry
 from agent.ledger import Ledger
 from agent.store import Store
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
 from sync.hq.devices import add_device, init_hq, register
+from sync.hq.stores import open_store
 from sync.protocol import Batch
 from sync.till_register import adopt_phone, registration_request
 from tillpoints.bench_hq import free_port, hq_serve_command

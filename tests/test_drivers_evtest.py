@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from drivers.errors import DriverError
 from drivers.evtest import parse_evtest
 from drivers.keys import EV_KEY, EV_SYN, SYN_DROPPED, SYN_REPORT, KeyEvent
-from drivers.simulate import KEYS
+from tests.wedge_typing import KEYS
 
 FAST = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 FIXTURES = Path(__file__).resolve().parent / "fixtures" / "evtest"

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from drivers.cards import looks_like_payment_card
+from drivers.cards import _PAYMENT_RANGES, luhn_ok
 from drivers.decoder import DecoderSettings, ScanDecoder, decode_stream
 from drivers.errors import DriverError
 from drivers.scan import Scan
@@ -122,6 +122,14 @@ def test_real_world_evtest_capture(sample: dict[str, Any]) -> None:
         assert_matches(decode_capture(data, "evtest"), expected)
 
 
+def _looks_like_payment_card(digits: str) -> bool:
+    """The test's own, wider net than ``drivers.cards.is_payment_card``: any Luhn-valid
+    12-19 digit run in a payment range, whatever length the network would issue."""
+    if not (12 <= len(digits) <= 19) or not luhn_ok(digits):
+        return False
+    return any(low <= digits[: len(low)] <= high for low, high, _ in _PAYMENT_RANGES)
+
+
 def test_no_payment_digits_in_any_real_world_output() -> None:
     """Every payment number of the corpus is decoded without one of its digits runs
     appearing in the output (docs/architecture.md invariant 6)."""
@@ -129,5 +137,5 @@ def test_no_payment_digits_in_any_real_world_output() -> None:
         text = json.dumps(decode_capture(sample["input"].encode("latin-1"), "serial"))
         for run in re.findall(r"[0-9][0-9 ]{11,}", sample["input"]):
             digits = run.replace(" ", "")
-            if len(digits) >= 12 and (looks_like_payment_card(digits) or "payment_card" in text):
+            if len(digits) >= 12 and (_looks_like_payment_card(digits) or "payment_card" in text):
                 assert digits not in text and digits[-4:] not in text

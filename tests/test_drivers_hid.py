@@ -69,9 +69,6 @@ class FakeInputDevice:
             raise BlockingIOError
         return iter(batch)
 
-    def read_one(self) -> RawEvent | None:
-        return None
-
     def grab(self) -> None:
         if self.grabbed:
             raise OSError(errno.EBUSY, "Device or resource busy")

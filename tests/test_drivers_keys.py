@@ -9,7 +9,7 @@ from drivers.errors import DriverError
 from drivers.evtest import parse_evtest
 from drivers.keys import EV_KEY, EV_SYN, SYN_DROPPED, SYN_REPORT, KeyEvent
 from drivers.layouts import LAYOUTS
-from drivers.simulate import format_evtest, type_text
+from tests.wedge_typing import format_evtest, type_text
 
 A = "9900835840532866"
 SWIPE = f"%B{A}^DOE/JANE^3012?;{A}=3012?\r"

@@ -20,7 +20,7 @@ from drivers.cards import is_payment_card, luhn_digit
 from drivers.decoder import DecoderSettings, ScanDecoder
 from drivers.keys import KeyEvent
 from drivers.scan import Scan
-from drivers.simulate import type_text
+from tests.wedge_typing import type_text
 
 FAST = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 THOROUGH = settings(FAST, max_examples=1500)

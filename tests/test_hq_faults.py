@@ -18,7 +18,7 @@ from agent.ledger import Ledger
 from sync.client import Reply, RetryPolicy
 from sync.errors import SyncError
 from sync.hq.audit import verify_all
-from sync.hq.db import open_store
+from sync.hq.stores import open_store
 from sync.till_sync import sync_till
 from tests import sync_helpers
 from tests.sync_helpers import (

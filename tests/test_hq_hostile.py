@@ -24,8 +24,9 @@ from agent.keys import read_private_key
 from agent.ledger import Ledger
 from sync.client import HQClient, Signer
 from sync.errors import SyncError
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
 from sync.hq.devices import add_device
+from sync.hq.stores import open_store
 from sync.till_register import registration_request, transport_key
 from sync.wire import decode_json
 from tests.sync_helpers import (

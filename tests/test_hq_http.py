@@ -17,8 +17,9 @@ from agent.errors import Refused
 from agent.ledger import Ledger
 from agent.till_view import redeemable, till_view
 from sync.client import HQClient, Signer
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
 from sync.hq.devices import add_device
+from sync.hq.stores import open_store
 from sync.till_register import transport_key
 from sync.wire import MAX_BODY_BYTES
 from tests import sync_helpers

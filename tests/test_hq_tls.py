@@ -11,8 +11,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from sync.hq.db import open_store
 from sync.hq.devices import add_device
+from sync.hq.stores import open_store
 from tests.sync_helpers import _init, cli, make_till, running_hq, utc_now
 
 

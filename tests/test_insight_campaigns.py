@@ -17,12 +17,15 @@ from agent.audit import verify_ledger
 from agent.errors import LedgerError
 from agent.ledger import Ledger
 from agent.offers import apply_offers
-from sync.hq.db import HQStore, open_store
+from sync.errors import SyncError
+from sync.hq.db import HQStore
 from sync.hq.devices import hq_key, init_hq
 from sync.hq.directory import delta
 from sync.hq.ingest import ingest
-from sync.hq.insight.campaigns import add_campaign, in_holdout, offer_alerts, parse_spec
+from sync.hq.insight.campaigns import add_campaign, in_holdout, parse_spec
 from sync.hq.insight.catalog import run_report
+from sync.hq.insight.takes import offer_alerts
+from sync.hq.stores import open_store
 from sync.till_sync import apply_delta
 from tests.sync_helpers import (
     batch_of,
@@ -232,10 +235,10 @@ def test_response_report_on_both_backends(db_url: str, tmp_path: Path) -> None:
         assert report["totals"]["takers"] == 2
         assert offer_alerts(hq) == []
         assert run_report(hq, "campaign_response", campaign="Gift")["rows"] == report["rows"]
-        with pytest.raises(LedgerError, match="no campaign") as unknown:
+        with pytest.raises(SyncError, match="no campaign") as unknown:
             run_report(hq, "campaign_response", campaign="Nope")
         assert unknown.value.code == "unknown_campaign"
-        with pytest.raises(LedgerError) as misplaced:
+        with pytest.raises(SyncError) as misplaced:
             run_report(hq, "liability", campaign="Gift")
         assert (misplaced.value.code, misplaced.value.exit_status) == ("invalid_option", 2)
         # A campaign that has not started by --to is not in the report yet.

@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from sync.hq.db import open_store
 from sync.hq.insight.model import member_features
 from sync.hq.insight.simulate import simulate
+from sync.hq.stores import open_store
 from tests.insight_helpers import copy_chain, everyone_campaign, newest_day, plant_takes, rows_of
 from tests.sync_helpers import cli, pg_schema
 

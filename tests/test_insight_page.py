@@ -27,10 +27,11 @@ import pytest
 import requests
 
 from sync.errors import SyncError
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
 from sync.hq.insight import operators
 from sync.hq.insight.catalog import REPORTS, run_report, to_csv
 from sync.hq.insight.simulate import simulate
+from sync.hq.stores import open_store
 from tests.insight_helpers import everyone_campaign, plant_takes
 from tests.sync_helpers import HQServer, cli, running_hq
 

@@ -22,10 +22,10 @@ from typing import Any
 import pytest
 
 from agent.money import format_amount
-from sync.hq.db import open_store
 from sync.hq.insight.catalog import REPORTS, render, run_report
 from sync.hq.insight.simulate import simulate
 from sync.hq.projection import members as hq_members
+from sync.hq.stores import open_store
 from tests.insight_helpers import (
     CAMPAIGN_TABLES,
     CHAIN_TABLES,

@@ -13,10 +13,10 @@ import pytest
 from agent import fields
 from agent.till_secrets import parse_phone
 from sync.hq.audit import verify_all
-from sync.hq.db import open_store
 from sync.hq.devices import chain_phone, hq_key
 from sync.hq.insight.population import Chain
 from sync.hq.insight.simulate import DEFAULT_START, SIMULATED_PHONE_COST, simulate
+from sync.hq.stores import open_store
 from tillpoints.cli import build_parser
 from tillpoints.cli_insight import COMMANDS
 from tillpoints.commands import Context

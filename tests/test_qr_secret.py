@@ -16,8 +16,8 @@ from pathlib import Path
 
 from agent.till_secrets import SECRETS_FILE, TillSecrets
 from drivers.codes import make_dynamic_code
-from sync.hq.db import open_store
 from sync.hq.devices import chain_qr, hq_key
+from sync.hq.stores import open_store
 from tests.secrets_helpers import give_qr_secret
 from tests.sync_helpers import REPO, cli, make_till, register_till, running_hq
 from tests.test_agent_daemon import collect_events, next_event

@@ -20,7 +20,8 @@ from agent.errors import Refused
 from agent.fields import Line
 from agent.ledger import Ledger
 from agent.till_view import redeemable, till_view
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
+from sync.hq.stores import open_store
 from tests.sync_helpers import (
     HQServer,
     cli,

@@ -16,7 +16,7 @@ import pytest
 
 from agent.client import AgentError
 from agent.ledger import Ledger
-from sync.hq.db import open_store
+from sync.hq.stores import open_store
 from tests.sync_helpers import REPO, cli, register_till, running_hq
 from tillpoints.simulated_till import DEMO_CARD, SimulatedTill
 

@@ -35,8 +35,8 @@ from agent.keys import private_key_pem, public_key_text, read_private_key
 from agent.ledger import Ledger
 from agent.till_secrets import SECRETS_FILE, TillSecrets
 from sync.client import HQClient, Signer
-from sync.hq.db import open_store
 from sync.hq.devices import chain_phone, hq_key
+from sync.hq.stores import open_store
 from sync.till_register import transport_key
 from tests.sync_helpers import REPO, cli, make_till, pg_schema, register_till, running_hq
 from tillpoints.cli import main

@@ -18,11 +18,12 @@ from hypothesis import strategies as st
 from agent.errors import LedgerError
 from agent.ledger import Ledger
 from agent.till_view import till_view
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
 from sync.hq.devices import hq_key
 from sync.hq.directory import delta
 from sync.hq.ingest import ingest
 from sync.hq.projection import balance
+from sync.hq.stores import open_store
 from sync.protocol import Batch
 from sync.till_sync import apply_delta
 from tests.sync_helpers import _init, bind, utc_now

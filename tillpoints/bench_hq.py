@@ -30,9 +30,10 @@ from agent.entries import Kind
 from agent.journal import row_of
 from agent.keys import device_id_for, public_key_text
 from sync.errors import SyncError
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
 from sync.hq.devices import add_device, hq_key, init_hq
 from sync.hq.ingest import entry_row, ingest
+from sync.hq.stores import open_store
 from sync.protocol import Batch
 
 Figure = dict[str, Any]

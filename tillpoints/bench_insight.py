@@ -15,9 +15,10 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
 from sync.hq.insight.catalog import run_report
 from sync.hq.insight.facts import ensure_tables, refresh
+from sync.hq.stores import open_store
 from tillpoints.bench_hq import _scratch
 
 Figure = dict[str, Any]

@@ -12,9 +12,9 @@ import sys
 from collections.abc import Sequence
 from typing import Any, NoReturn
 
-from agent.errors import InvalidInput, LedgerError
+from agent.errors import InvalidInput
 from drivers.cards import redact_payment_cards
-from drivers.errors import DriverError
+from drivers.errors import TillpointsError
 from tillpoints.commands import Command, Context, Result, render_plain
 
 
@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         ctx = Context.from_args(args)
         command: Command = args.command_obj
         result = command.run(ctx)
-    except (LedgerError, DriverError) as error:
+    except TillpointsError as error:
         return _fail(wants_json, error.exit_status, error.as_json())
     except KeyboardInterrupt:
         return _fail(wants_json, 1, {"error": "interrupted", "message": "interrupted"})

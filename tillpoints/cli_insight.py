@@ -20,7 +20,7 @@ from tillpoints.commands import Command, Context, Result
 
 
 def _open(ctx: Context) -> HQStore:
-    from sync.hq.db import open_store
+    from sync.hq.stores import open_store
 
     if not ctx.args.db:
         raise invalid("invalid_db_url", "db: give --db sqlite:///PATH or postgresql://...")

@@ -1,7 +1,7 @@
 """Sync and HQ commands of docs/contract.md: register, sync, and ``hq ...``.
 
 Thin: each command parses its options and calls one function of ``sync``; the
-errors those raise (``sync.errors.SyncError``, a ``LedgerError``) carry their
+errors those raise (``sync.errors.SyncError``, a ``TillpointsError``) carry their
 own code and exit status, which ``tillpoints.cli`` maps in its one place.
 """
 
@@ -57,7 +57,7 @@ def _with_store(
     action: Callable[[HQStore, argparse.Namespace], Result],
 ) -> Callable[[Context], Result]:
     def run(ctx: Context) -> Result:
-        from sync.hq.db import open_store
+        from sync.hq.stores import open_store
 
         if not ctx.args.db:
             raise invalid("invalid_db_url", "db: give --db sqlite:///PATH or postgresql://...")

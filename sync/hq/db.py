@@ -67,29 +67,3 @@ def conflict(message: str) -> SyncError:
 
 def unavailable(message: str) -> SyncError:
     return SyncError("storage_unavailable", message, exit_status=1, http_status=503)
-
-
-def open_store(url: str, key: Path | None = None) -> HQStore:
-    """``sqlite:///PATH`` or ``postgresql://...``; the schema is migrated on open.
-    ``key``: HQ's signing key file, where it is not the default (sync.hq.keyfile)."""
-    from sync.hq.schema import migrate
-
-    store: HQStore
-    if url.startswith("sqlite:///"):
-        from sync.hq.sqlite import SQLiteStore
-
-        store = SQLiteStore(url)
-    elif url.startswith(("postgresql://", "postgres://")):
-        from sync.hq.postgres import PostgresStore
-
-        store = PostgresStore(url)
-    else:
-        raise SyncError(
-            "invalid_db_url",
-            "db: give sqlite:///PATH or postgresql://USER@HOST/DB",
-            exit_status=2,
-            http_status=400,
-        )
-    store.key_path = key
-    migrate(store)
-    return store

@@ -24,17 +24,18 @@ from typing import Any
 
 import falcon
 
-from agent.errors import LedgerError
 from agent.keys import public_key_text
+from drivers.errors import TillpointsError
 from sync.errors import SyncError, invalid, refused
 from sync.hq import devices as hq_devices
 from sync.hq import directory as hq_directory
 from sync.hq import forks as hq_forks
 from sync.hq import ingest as hq_ingest
-from sync.hq.db import HQStore, open_store
+from sync.hq.db import HQStore
 from sync.hq.devices import Caller
 from sync.hq.insight import operators
 from sync.hq.openapi import openapi_document
+from sync.hq.stores import open_store
 from sync.protocol import DATE_HEADER, DEVICE_HEADER, SIGNATURE_HEADER, Batch
 from sync.wire import MAX_BODY_BYTES, decode_json, too_large
 
@@ -358,7 +359,7 @@ def _answer(resp: falcon.Response, status: int, body: dict[str, Any]) -> None:
 
 
 def _ledger_error(
-    req: falcon.Request, resp: falcon.Response, error: LedgerError, params: dict[str, Any]
+    req: falcon.Request, resp: falcon.Response, error: TillpointsError, params: dict[str, Any]
 ) -> None:
     _answer(resp, error.http_status, error.as_json())
     if error.http_status == 401 and req.path.startswith(REPORTS_PATH):
@@ -404,5 +405,5 @@ def create_app(
     # Most specific last: Falcon tries handlers from the last one added.
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(falcon.HTTPError, _http_error)
-    app.add_error_handler(LedgerError, _ledger_error)
+    app.add_error_handler(TillpointsError, _ledger_error)
     return app

@@ -44,8 +44,8 @@ from fractions import Fraction
 from typing import Any
 
 from agent.entries import Kind
-from agent.errors import LedgerError
 from agent.rules import Rules, default_rules_text, load_rules_text
+from drivers.errors import TillpointsError
 from sync.errors import invalid
 from sync.hq.db import Tx
 
@@ -104,7 +104,7 @@ def max_earn_per_unit(rules: Rules) -> Fraction:
 def _rules_rate(text: str) -> Fraction:
     try:
         return max_earn_per_unit(load_rules_text(text))
-    except LedgerError:
+    except TillpointsError:
         return max_earn_per_unit(load_rules_text(default_rules_text()))
 
 
@@ -139,7 +139,7 @@ def _stored(found: dict[str, str], key: str) -> str | None:
         return None
     try:
         return _parse_limit(key, text)
-    except LedgerError:
+    except TillpointsError:
         return None
 
 

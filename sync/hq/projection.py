@@ -15,7 +15,7 @@ import json
 from typing import Any
 
 from sync.hq.db import HQStore, Tx
-from sync.hq.insight.campaigns import offer_alerts
+from sync.hq.insight.takes import offer_alerts
 
 # Account -> member, for C-accounts of cards some enrolment or replacement bound.
 _OWNERS = (
@@ -76,12 +76,6 @@ def members(store: HQStore) -> list[dict[str, Any]]:
     ]
 
 
-def total_points(store: HQStore) -> int:
-    with store.read() as tx:
-        row = tx.one("SELECT COALESCE(SUM(delta - expired), 0) FROM entries")
-    return int(row[0]) if row else 0
-
-
 def derived_alerts(tx: Tx) -> list[dict[str, Any]]:
     """Alerts that follow from the journals themselves, found by SQL each time."""
     found: list[dict[str, Any]] = [
@@ -120,13 +114,6 @@ def alerts(store: HQStore) -> list[dict[str, Any]]:
     ]
     # Opens its own write transaction: outside the read snapshot above.
     return listed + derived + offer_alerts(store)
-
-
-def tier_name(spend_12m: int) -> str:
-    """The tier of the shipped rules for a rolling 12-month spend (minor units)."""
-    from agent.rules import default_rules_text, load_rules_text
-
-    return load_rules_text(default_rules_text()).tier_for(spend_12m).name
 
 
 def spend_12m(tx: Tx, member: str, now: dt.datetime) -> int:

@@ -10,7 +10,6 @@ twice.
 from __future__ import annotations
 
 from sync.hq.db import HQStore
-from sync.hq.insight.campaigns import MIGRATION as CAMPAIGNS_MIGRATION
 from sync.hq.keyfile import MIGRATION_LOCK, move_key_out
 
 _SERIAL = {"sqlite": "INTEGER PRIMARY KEY AUTOINCREMENT", "postgresql": "BIGSERIAL PRIMARY KEY"}
@@ -56,6 +55,30 @@ _002_OPERATORS = (
     "CREATE INDEX hq_operator_tokens_name ON hq_operator_tokens (name)",
 )
 
+# Campaigns and their offers (sync.hq.insight.campaigns, which also runs these
+# idempotently on its own: IF NOT EXISTS). Insight's tables are data here, so that
+# HQ's storage imports no insight code (tests/test_floors.py).
+CAMPAIGNS_DDL = (
+    "CREATE TABLE IF NOT EXISTS cmp_campaigns (campaign_id TEXT PRIMARY KEY, "
+    "name TEXT NOT NULL UNIQUE, target TEXT NOT NULL, scope TEXT NOT NULL, "
+    "offer_kind TEXT NOT NULL, offer_value TEXT NOT NULL, title TEXT NOT NULL, "
+    "valid_from TEXT NOT NULL, valid_to TEXT NOT NULL, holdout_bp INTEGER NOT NULL, "
+    "seed BIGINT NOT NULL, created_at TEXT NOT NULL, offered BIGINT NOT NULL, "
+    "held_out BIGINT NOT NULL)",
+    # arm: 'offer' (offer_id set) or 'holdout'; segment and store as at assignment.
+    "CREATE TABLE IF NOT EXISTS cmp_members (campaign_id TEXT NOT NULL, "
+    "member_id TEXT NOT NULL, store TEXT NOT NULL, segment TEXT NOT NULL, arm TEXT NOT NULL, "
+    "offer_id TEXT UNIQUE, PRIMARY KEY (campaign_id, member_id))",
+    "CREATE INDEX IF NOT EXISTS cmp_members_store ON cmp_members (store)",
+    "CREATE TABLE IF NOT EXISTS cmp_state (id INTEGER PRIMARY KEY, batch_no BIGINT NOT NULL)",
+    # One row per offer_take entry stored at HQ (points: a multiplier's bonus; value:
+    # a voucher's money value in minor units).
+    "CREATE TABLE IF NOT EXISTS cmp_takes (device TEXT NOT NULL, seq BIGINT NOT NULL, "
+    "offer_id TEXT NOT NULL, member TEXT, store TEXT NOT NULL, day TEXT NOT NULL, "
+    "receipt TEXT, points BIGINT NOT NULL, value BIGINT NOT NULL, PRIMARY KEY (device, seq))",
+    "CREATE INDEX IF NOT EXISTS cmp_takes_offer ON cmp_takes (offer_id)",
+)
+
 # Most entries are earns, with no member id or phone key: indexing only the rows
 # that have one keeps ingest from writing two index entries per earn for nothing.
 # Every query on these columns is `= ?` or `IS NOT NULL`, which both backends match
@@ -89,7 +112,7 @@ _007_PHONE_LOOKUPS = (
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("001_hq", _001_HQ),
     ("002_operators", _002_OPERATORS),
-    CAMPAIGNS_MIGRATION,
+    ("003_campaigns", CAMPAIGNS_DDL),
     ("004_partial_indexes", _004_PARTIAL_INDEXES),
     ("005_campaign_models", _005_CAMPAIGN_MODELS),
     ("007_phone_lookups", _007_PHONE_LOOKUPS),

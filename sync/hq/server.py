@@ -78,8 +78,8 @@ def serve(options: ServeOptions) -> None:
     for path in (options.tls_cert, options.tls_key):
         if path is not None and not path.is_file():
             raise invalid("invalid_tls", f"tls: {path} is not a readable file")
-    from sync.hq.db import open_store
     from sync.hq.devices import hq_key
+    from sync.hq.stores import open_store
 
     store = open_store(options.db_url, options.key)
     try:

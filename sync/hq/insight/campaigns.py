@@ -13,20 +13,15 @@ Offers travel to tills in the signed download deltas (``sync.hq.directory`` call
 ``device_offers``): the offers of the members whose home store is the till's
 store, plus every offer of a chain-wide campaign (which is why a chain-wide
 campaign is capped at ``CHAIN_WIDE_MAX`` offered members). The till takes an offer
-with an ``offer_take`` journal entry; ``refresh_takes`` reads those entries from
-the stored journals, by batch cursor like ``sync.hq.insight.facts``, into
-``cmp_takes``, and ``offer_alerts`` flags an offer taken at more than one till
-(``offer_reused``: two offline tills each allowed it once).
-
-Tables are created idempotently (``ensure_tables``; ``MIGRATION`` is the same DDL
-as a named HQ migration), in SQL that runs unchanged on SQLite and PostgreSQL.
+with an ``offer_take`` journal entry, which ``sync.hq.insight.takes`` reads back
+(the tables, the takes and the ``offer_reused`` alert live there, below both this
+module and the response model that targets ``model:...`` campaigns).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 import re
 import tomllib
 from dataclasses import dataclass
@@ -34,12 +29,11 @@ from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from agent.entries import Kind, OfferTake, readable
 from agent.errors import InvalidInput
 from agent.money import format_amount, parse_amount
 from sync.errors import invalid, refused
 from sync.hq.db import HQStore, Tx
-from sync.hq.insight.batches import EntryRow, follow_batches
+from sync.hq.insight.takes import ensure_tables, has_tables, refresh_takes
 
 if TYPE_CHECKING:
     from sync.hq.insight.model import Fitted
@@ -50,45 +44,6 @@ MAX_DAYS = 366
 MODEL_TOP_MAX = 1_000_000  # members one model:TOPN campaign targets
 NO_SEGMENT = "no_purchase"
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 _.-]{0,59}", re.ASCII)
-
-DDL = (
-    "CREATE TABLE IF NOT EXISTS cmp_campaigns (campaign_id TEXT PRIMARY KEY, "
-    "name TEXT NOT NULL UNIQUE, target TEXT NOT NULL, scope TEXT NOT NULL, "
-    "offer_kind TEXT NOT NULL, offer_value TEXT NOT NULL, title TEXT NOT NULL, "
-    "valid_from TEXT NOT NULL, valid_to TEXT NOT NULL, holdout_bp INTEGER NOT NULL, "
-    "seed BIGINT NOT NULL, created_at TEXT NOT NULL, offered BIGINT NOT NULL, "
-    "held_out BIGINT NOT NULL)",
-    # arm: 'offer' (offer_id set) or 'holdout'; segment and store as at assignment.
-    "CREATE TABLE IF NOT EXISTS cmp_members (campaign_id TEXT NOT NULL, "
-    "member_id TEXT NOT NULL, store TEXT NOT NULL, segment TEXT NOT NULL, arm TEXT NOT NULL, "
-    "offer_id TEXT UNIQUE, PRIMARY KEY (campaign_id, member_id))",
-    "CREATE INDEX IF NOT EXISTS cmp_members_store ON cmp_members (store)",
-    "CREATE TABLE IF NOT EXISTS cmp_state (id INTEGER PRIMARY KEY, batch_no BIGINT NOT NULL)",
-    # One row per offer_take entry stored at HQ (points: a multiplier's bonus; value:
-    # a voucher's money value in minor units).
-    "CREATE TABLE IF NOT EXISTS cmp_takes (device TEXT NOT NULL, seq BIGINT NOT NULL, "
-    "offer_id TEXT NOT NULL, member TEXT, store TEXT NOT NULL, day TEXT NOT NULL, "
-    "receipt TEXT, points BIGINT NOT NULL, value BIGINT NOT NULL, PRIMARY KEY (device, seq))",
-    "CREATE INDEX IF NOT EXISTS cmp_takes_offer ON cmp_takes (offer_id)",
-)
-MIGRATION = ("003_campaigns", DDL)
-
-
-def ensure_tables(store: HQStore) -> None:
-    with store.write() as tx:
-        for statement in DDL:
-            tx.run(statement)
-        tx.run("INSERT INTO cmp_state (id, batch_no) VALUES (1, 0) ON CONFLICT DO NOTHING")
-
-
-def has_tables(tx: Tx, dialect: str) -> bool:
-    """Whether campaigns exist at all (inside a read-only snapshot, which cannot
-    create them)."""
-    if dialect == "postgresql":
-        row = tx.one("SELECT to_regclass('cmp_takes') IS NOT NULL")
-    else:
-        row = tx.one("SELECT COUNT(*) > 0 FROM sqlite_master WHERE name = 'cmp_takes'")
-    return bool(row and row[0])
 
 
 # -- the definition -------------------------------------------------------------------
@@ -288,17 +243,6 @@ def load_file(path: Path) -> dict[str, Any]:
     return dict(campaign)
 
 
-def find_campaign(tx: Tx, campaign: str) -> str:
-    """The id of a campaign given by name or id (``unknown_campaign`` otherwise)."""
-    found = tx.one(
-        "SELECT campaign_id FROM cmp_campaigns WHERE name = ? OR campaign_id = ?",
-        (campaign, campaign),
-    )
-    if found is None:
-        raise invalid("unknown_campaign", f"campaign: no campaign {campaign[:60]!r}")
-    return str(found[0])
-
-
 def in_holdout(seed: int, member_id: str, holdout_bp: int) -> bool:
     """The deterministic draw: the same seed and member always land in the same arm."""
     digest = hashlib.sha256(f"{seed}:{member_id}".encode()).digest()
@@ -471,66 +415,3 @@ def device_offers(tx: Tx, dialect: str, store_id: str, today: dt.date) -> list[d
     )
     keys = ("offer_id", "member_id", "campaign", "kind", "value", "title")
     return [dict(zip((*keys, "valid_from", "valid_to"), map(str, r), strict=True)) for r in rows]
-
-
-# -- back from the tills ---------------------------------------------------------------
-
-
-def refresh_takes(store: HQStore) -> int:
-    """Read the ``offer_take`` entries of every batch stored since the last refresh."""
-    ensure_tables(store)
-
-    def apply(tx: Tx, rows: list[EntryRow]) -> int:
-        takes = []
-        for device, seq, _ts, kind, text, home in rows:
-            body = readable(str(kind), json.loads(str(text)))
-            if not isinstance(body, OfferTake):
-                continue  # no till writes it: left out (agent.entries.readable)
-            takes.append(
-                (
-                    str(device),
-                    int(seq),
-                    body.offer_id,
-                    body.member_id,
-                    str(home),
-                    body.day,
-                    body.receipt,
-                    body.points,
-                    body.value,
-                )
-            )
-        tx.many(
-            "INSERT INTO cmp_takes VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            takes,
-        )
-        return len(takes)
-
-    return follow_batches(store, "cmp_state", (Kind.OFFER_TAKE,), apply)
-
-
-def offer_alerts(store: HQStore) -> list[dict[str, Any]]:
-    """``offer_reused``: one offer taken at more than one till (each allowed it once,
-    offline). Derived from the stored journals each time, like the other alerts."""
-    refresh_takes(store)
-    found: list[dict[str, Any]] = []
-    with store.read() as tx:
-        for (offer_id,) in tx.all(
-            "SELECT offer_id FROM cmp_takes GROUP BY offer_id HAVING COUNT(*) > 1 ORDER BY 1"
-        ):
-            takes = tx.all(
-                "SELECT device, seq, store, member, day, receipt FROM cmp_takes "
-                "WHERE offer_id = ? ORDER BY day, device, seq",
-                (offer_id,),
-            )
-            found.append(
-                {
-                    "kind": "offer_reused",
-                    "offer_id": str(offer_id),
-                    "member_id": takes[0][3],
-                    "takes": len(takes),
-                    "devices": sorted({str(t[0]) for t in takes}),
-                    "stores": sorted({str(t[2]) for t in takes}),
-                    "receipts": [t[5] for t in takes],
-                }
-            )
-    return found

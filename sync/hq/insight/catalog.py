@@ -23,9 +23,9 @@ from typing import Any
 from sync.errors import invalid
 from sync.hq.db import HQStore, Tx
 from sync.hq.insight import audience, reports, response, stored_model
-from sync.hq.insight.campaigns import refresh_takes
 from sync.hq.insight.facts import refresh
 from sync.hq.insight.reports import Period, Report
+from sync.hq.insight.takes import refresh_takes
 
 REPORTS: dict[str, Callable[[Tx, Period], Report]] = {
     "liability": reports.liability,

@@ -24,8 +24,8 @@ from typing import Any
 
 from agent.money import format_amount
 from sync.hq.db import Tx
-from sync.hq.insight.campaigns import find_campaign
 from sync.hq.insight.reports import Period, Report
+from sync.hq.insight.takes import find_campaign
 
 _ARMS = (
     "SELECT c.campaign_id, c.name, c.valid_from, c.valid_to, m.segment, m.arm, COUNT(*), "

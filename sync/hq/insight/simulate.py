@@ -26,9 +26,9 @@ from typing import Any
 
 from agent import fields
 from agent.chain import Entry
-from agent.errors import LedgerError
 from agent.keys import read_private_key
 from agent.ledger import Ledger
+from drivers.errors import TillpointsError
 from sync.hq.db import HQStore
 from sync.hq.devices import add_device, hq_key, init_hq, register
 from sync.hq.ingest import ingest
@@ -225,7 +225,7 @@ def simulate(
                 elif not till.refund(event):
                     continue
                 counts[event.kind] += 1
-            except LedgerError:
+            except TillpointsError:
                 counts["refused"] += 1
         end = start + dt.timedelta(days=days)
         counts["entries"] += _upload(store, signer, tills, end)

@@ -31,7 +31,6 @@ from typing import Any
 
 from sync.errors import refused
 from sync.hq.db import HQStore, Tx
-from sync.hq.insight.campaigns import find_campaign, refresh_takes
 from sync.hq.insight.model import (
     SCORES,
     Fitted,
@@ -42,6 +41,7 @@ from sync.hq.insight.model import (
     training_data,
 )
 from sync.hq.insight.reports import Period, Report
+from sync.hq.insight.takes import find_campaign, refresh_takes
 
 SCOPE_ALL = "*"
 
@@ -130,7 +130,7 @@ def ensure(
     """The stored model of ``campaign`` (or of every campaign with takes), fitted
     and stored first when there is none, when the campaign data has grown since,
     or when ``refit``. Reads the facts and takes as they are: callers refresh
-    them first (``facts.refresh``, ``campaigns.refresh_takes``)."""
+    them first (``facts.refresh``, ``takes.refresh_takes``)."""
     with store.read() as tx:
         scope, campaign_id = _scope(tx, campaign)
         current = load(tx, scope)

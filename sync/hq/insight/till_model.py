@@ -12,19 +12,20 @@ path wrote it, so the hand-over from ledger to model needs no copying. It
 models only what the simulator does (enrol with a physical card; earn by
 member id or card; redeem on a sale; refund a whole receipt): lots spent
 oldest-expiry first, a refund taking back its own lot first and leaving a debt
-for points already spent (``agent.projection``).
+for points already spent: ``agent.lots`` decides, as for the ledger.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import fields
+from agent import lots as policy
 from agent.chain import Entry, canonical, sign_entry
 from agent.entries import (
     Body,
@@ -54,33 +55,47 @@ def fingerprint(account: str, content: object) -> str:
 
 @dataclass
 class Account:
-    lots: dict[int, list[Any]] = field(default_factory=dict)  # seq -> [expires_on, left]
+    """An account's lots and debt in memory; the decisions are ``agent.lots``'s (``policy``)."""
+
+    lots: dict[int, policy.Lot] = field(default_factory=dict)  # by lot id (the earning's seq)
     debt: int = 0
     sales: list[list[Any]] = field(default_factory=list)  # [day, amount, refunded]
 
     def expire(self, day: str) -> int:
-        gone = [seq for seq, (expires, _) in self.lots.items() if expires <= day]
-        return sum(self.lots.pop(seq)[1] for seq in gone)
+        gone = policy.expiring(self.lots.values(), day)
+        for lot in gone:
+            del self.lots[lot.lot_id]
+        return sum(lot.left for lot in gone)
 
-    def add_lot(self, seq: int, points: int, expires: str) -> int:
+    def add_lot(self, seq: int, points: int, lot: Lot) -> int:
         if points <= 0:
             return 0
-        payoff = min(points, self.debt)
+        payoff = policy.payoff(points, self.debt)
         self.debt -= payoff
-        self.lots[seq] = [expires, points - payoff]
+        self.lots[seq] = policy.Lot(seq, points - payoff, lot.spendable_on, lot.expires_on)
         return points
 
-    def consume(self, points: int) -> list[tuple[int, int]]:
-        moves: list[tuple[int, int]] = []
-        for seq in sorted(self.lots, key=lambda s: (self.lots[s][0], s)):
-            step = min(self.lots[seq][1], points - sum(m[1] for m in moves))
-            if step > 0:
-                self.lots[seq][1] -= step
-                moves.append((seq, step))
-        return moves
+    def shift(self, steps: list[policy.Step], sign: int) -> None:
+        """Take (``sign`` -1) or give back (+1) points lot by lot."""
+        for lot_id, step in steps:
+            lot = self.lots[lot_id]
+            self.lots[lot_id] = replace(lot, left=lot.left + sign * step)
+
+    def consume(self, points: int, day: str) -> list[policy.Move]:
+        """A redemption: spendable lots, oldest expiry first."""
+        steps = policy.consume(self.lots.values(), points, day, spendable_only=True)
+        self.shift(steps, -1)
+        return [policy.Move(i, n, self.lots[i].expires_on, False) for i, n in steps]
+
+    def moves_as_of(self, moves: list[policy.Move], day: str) -> list[policy.Move]:
+        """A redemption's moves with ``expired`` as of ``day`` (a lot gone has run out)."""
+        return [
+            replace(m, expired=m.lot_id not in self.lots or self.lots[m.lot_id].expires_on <= day)
+            for m in moves
+        ]
 
     def balance(self, day: str) -> int:
-        return int(sum(left for expires, left in self.lots.values() if expires > day)) - self.debt
+        return sum(lot.left for lot in self.lots.values() if lot.expires_on > day) - self.debt
 
 
 @dataclass
@@ -92,7 +107,8 @@ class Sale:
     lines: tuple[SaleLine, ...]
     refunded: bool = False
     redeemed: int = 0
-    redeem_moves: list[tuple[int, int]] = field(default_factory=list)
+    redeem_moves: list[policy.Move] = field(default_factory=list)
+    remote: int = 0  # redeemed beyond the lots: drawn on HQ's confirmed balance
 
 
 class TillState:
@@ -132,11 +148,11 @@ class TillState:
                 self.members[index] = (member.member_id, member.birthday)
             if body.lot is not None:
                 account = self.account(member.member_id)
-                account.add_lot(entry.seq, body.bonus, body.lot.expires_on)
+                account.add_lot(entry.seq, body.bonus, body.lot)
         elif isinstance(body, Earn):
             account = self.account(body.account)
             account.expire(body.day)
-            account.add_lot(entry.seq, body.points, body.lot.expires_on)
+            account.add_lot(entry.seq, body.points, body.lot)
             account.sales.append([body.day, body.amount, 0])
             self.sales[body.receipt] = Sale(
                 body.account, body.member_id, entry.seq, body.amount, body.lines
@@ -145,9 +161,10 @@ class TillState:
             account = self.account(body.account)
             account.expire(body.day)
             sale = self.sales.get(body.receipt)
-            moves = account.consume(body.points)
+            moves = account.consume(body.points, body.day)
             if sale is not None:
                 sale.redeemed, sale.redeem_moves = body.points, moves
+                sale.remote = body.points - sum(m.points for m in moves)
         elif isinstance(body, Refund):
             self._observe_refund(body)
 
@@ -160,22 +177,14 @@ class TillState:
             if row[1] == sale.amount and row[2] == 0:
                 row[2] = body.amount
                 break
-        taken = body.taken
-        own = account.lots.get(sale.seq)
-        if own is not None:
-            step = min(own[1], taken)
-            own[1] -= step
-            taken -= step
-        taken -= sum(step for _, step in account.consume(taken))
-        account.debt += taken
-        returned = body.returned
-        for seq, step in sorted(
-            sale.redeem_moves, key=lambda move: (account.lots.get(move[0], ["", 0])[0], move[0])
-        )[::-1]:
-            give = min(step, returned)
-            if seq in account.lots:
-                account.lots[seq][1] += give
-            returned -= give
+        day = body.day
+        plan = policy.take_back(account.lots.get(sale.seq), account.lots.values(), body.taken, day)
+        account.shift([(sale.seq, plan.own)] if plan.own else [], -1)
+        account.shift(plan.steps, -1)
+        account.debt += plan.debt
+        moves = account.moves_as_of(sale.redeem_moves, day)
+        back = policy.restore(sale.remote, moves, body.returned)
+        account.shift([(m.lot_id, n) for m, n in back.steps if not m.expired], 1)
 
     def spend_12m(self, account: str, day: dt.date) -> int:
         since = (day - dt.timedelta(days=365)).isoformat()
@@ -312,10 +321,8 @@ class ModelTill:
         self._append(when, body)
 
     def _expired(self, account: str, day: dt.date) -> int:
-        iso = day.isoformat()
-        return sum(
-            left for expires, left in self.state.account(account).lots.values() if expires <= iso
-        )
+        gone = policy.expiring(self.state.account(account).lots.values(), day.isoformat())
+        return sum(lot.left for lot in gone)
 
     def available(self, member: Member, day: dt.date) -> int:
         account = self.state.account(self.state.ref(member)[0])
@@ -357,6 +364,10 @@ class ModelTill:
             for n, line in enumerate(sale.lines)
         )
         taken, returned = sum(p.points for p in planned), sale.redeemed
+        expired = self._expired(sale.account, day)
+        # Points given back to a lot that has run out since count as expired.
+        moves = state.account(sale.account).moves_as_of(sale.redeem_moves, day.isoformat())
+        expired += policy.restore(sale.remote, moves, returned).expired
         # Taking points lowers (lots - debt) by exactly what is taken; returned
         # points go back to the lots they came from.
         balance = state.account(sale.account).balance(day.isoformat()) - taken + returned
@@ -369,7 +380,7 @@ class ModelTill:
             taken=taken,
             returned=returned,
             day=day.isoformat(),
-            effects={"delta": returned - taken, "expired": self._expired(sale.account, day)},
+            effects={"delta": returned - taken, "expired": expired},
             result={
                 "member_id": sale.member_id,
                 "receipt": receipt,
@@ -382,7 +393,3 @@ class ModelTill:
             },
         )
         self._append(when, body)
-
-    def refundable(self, receipt: str) -> bool:
-        sale = self.state.sales.get(receipt)
-        return sale is not None and not sale.refunded and sale.amount > 0

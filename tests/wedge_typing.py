@@ -1,6 +1,7 @@
 """A simulated keyboard-wedge reader: text typed as key events, and those events
-written in ``evtest``'s text format. For the demo's reader and for tests; it is the
-inverse of ``keys.Keyboard`` and ``evtest.parse_evtest``.
+written in ``evtest``'s text format: the inverse of ``drivers.keys.Keyboard`` and
+``drivers.evtest.parse_evtest``, for tests (it was ``drivers/simulate.py``; nothing
+in the product typed with it).
 """
 
 from __future__ import annotations
