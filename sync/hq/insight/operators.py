@@ -36,8 +36,13 @@ _MAX_SECRET = 200  # longer than any secret made here: refused unhashed
 
 @dataclass(frozen=True)
 class Operator:
+    """Who is asking. ``expires_at``: when the credential shown ends (a link's
+    minute, a session's hours); ``token_expires_at``: when the operator token it
+    stands for ends, the only bound a new session takes from it."""
+
     name: str
     expires_at: dt.datetime
+    token_expires_at: dt.datetime
 
 
 def _digest(secret: str) -> str:
@@ -122,18 +127,19 @@ def _check(row: Any, kind: str, now: dt.datetime) -> Operator:
     """The operator a row (and its parent) stands for, if both are still good."""
     if row is None or row[0] != kind or row[3] is not None:
         raise _bad()
-    expires = dt.datetime.fromisoformat(str(row[2]))
+    expires = token_expires = dt.datetime.fromisoformat(str(row[2]))
     if kind != "operator":
         if row[5] is None or row[7] is not None:
             raise _bad()
-        expires = min(expires, dt.datetime.fromisoformat(str(row[6])))
+        token_expires = dt.datetime.fromisoformat(str(row[6]))
+        expires = min(expires, token_expires)
     if expires <= now:
         raise unverified(
             "operator_token_expired",
             "the operator credential has expired: ask for a new `hq operator-token`",
             http_status=401,
         )
-    return Operator(str(row[1]), expires)
+    return Operator(str(row[1]), expires, token_expires)
 
 
 def _bad() -> Exception:
@@ -168,9 +174,11 @@ def authenticate(
 
 
 def _session(tx: Tx, operator: Operator, parent: str, now: dt.datetime) -> tuple[str, int]:
-    """A new browser session under ``parent``: (cookie value, max-age seconds)."""
+    """A new browser session under ``parent``: (cookie value, max-age seconds).
+    Its life is the session policy's (``SESSION_TTL``), bounded by the operator
+    token's; never the minute of the link that opened it."""
     _forget_stale(tx, now)
-    until = min(now + SESSION_TTL, operator.expires_at)
+    until = min(now + SESSION_TTL, operator.token_expires_at)
     secret = _new_secret()
     _insert(tx, secret, operator.name, "session", parent, now, until)
     return secret, max(1, int((until - now).total_seconds()))
