@@ -310,12 +310,23 @@ def freeze(
 
 def unfreeze(store: HQStore, device: str) -> dict[str, Any]:
     with store.write() as tx:
-        row = tx.locked("SELECT state FROM devices WHERE device = ?", (device,))
-        if row is None:
-            raise refused("unknown_device", f"device {device!r} is not registered", http_status=404)
-        bound = transition(State(str(row[0])), Event.UNFREEZE)
-        tx.run(
-            "UPDATE devices SET state = ?, frozen_reason = NULL WHERE device = ?",
-            (bound.value, device),
-        )
+        return unfreeze_in(tx, device)
+
+
+def unfreeze_in(tx: Tx, device: str) -> dict[str, Any]:
+    """Unfreeze inside the caller's transaction (the console audits in the same one)."""
+    row = tx.locked("SELECT state FROM devices WHERE device = ?", (device,))
+    if row is None:
+        raise refused("unknown_device", f"device {device!r} is not registered", http_status=404)
+    bound = transition(State(str(row[0])), Event.UNFREEZE)
+    tx.run(
+        "UPDATE devices SET state = ?, frozen_reason = NULL WHERE device = ?",
+        (bound.value, device),
+    )
     return {"device": device, "state": bound.value}
+
+
+def seen(store: HQStore, device: str, now: dt.datetime) -> None:
+    """Note when a till last asked for its delta (``hq devices``: last sync)."""
+    with store.write() as tx:
+        tx.run("UPDATE devices SET last_seen_at = ? WHERE device = ?", (utc_text(now), device))
