@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import re
+import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +23,7 @@ from sync.hq.db import HQStore, open_store
 from sync.hq.devices import freeze, init_hq
 from sync.hq.insight import operators
 from sync.protocol import utc_text
+from tests.cdp import Browser, chromium_path
 from tests.sync_helpers import (
     HQServer,
     cli,
@@ -469,3 +472,67 @@ def test_no_page_answers_500_to_hostile_queries_and_forms(chain: Chain) -> None:
             allow_redirects=False,
         )
         assert 400 <= answer.status_code < 500 and "error" in answer.json(), body
+
+
+# -- a real browser ---------------------------------------------------------------------
+
+
+def test_in_headless_chromium_sign_in_find_block_and_see_the_audit(
+    chain: Chain, tmp_path: Path
+) -> None:
+    """Sign in with a one-time link, find the member by typing their phone number,
+    block their card with a reason, and read the action in the audit log; at 1280 px
+    and at a tablet's 800 px nothing spills sideways. Screenshots are kept (and
+    copied to $TILLPOINTS_SCREENSHOTS, a folder, when set) to be looked at."""
+    executable = chromium_path()
+    if executable is None:
+        pytest.skip("no Chromium found: apt-get install -y chromium")
+    issued = operators.issue(
+        chain.hq, "browser", utc_now(), dt.timedelta(days=1), login_link=True, role="admin"
+    )
+    shots: list[Path] = []
+    browser = Browser(executable, tmp_path / "profile")
+    try:
+
+        def shot(name: str) -> None:
+            path = tmp_path / f"{chain.hq.dialect}-{name}.png"
+            data = browser.screenshot(path)
+            assert len(data) > 15_000, f"{name}: a blank page?"
+            shots.append(path)
+
+        browser.open(chain.server.url + issued["console_login_path"])
+        assert browser.run("location.pathname") == "/console/members"
+        assert browser.run("document.cookie") == ""  # HttpOnly: no script reads it
+        browser.act(
+            f"document.querySelector('input[name=q]').value = '{PHONE[:2]} {PHONE[2:]}';"
+            "document.querySelector('form.filter').requestSubmit()"
+        )
+        assert "found by phone" in browser.text()
+        assert f"Member {chain.member}" in browser.text()
+        shot("member")
+        form = f"form.act:has(input[name=card][value='{chain.card}'])"
+        browser.act(
+            f"document.querySelector(\"{form} input[name=reason]\").value = 'lost on the bus';"
+            f'document.querySelector("{form}").requestSubmit()'
+        )
+        page = browser.text()
+        assert "lost on the bus" in page and "by browser at" in page
+        shot("blocked")
+        browser.act("document.querySelector(\"nav a[href='/console/audit']\").click()")
+        audit = browser.text()
+        assert "block_card" in audit and "lost on the bus" in audit and chain.card in audit
+        shot("audit")
+        for path in ("/console/devices", "/console/alerts", "/console/campaigns"):
+            browser.open(chain.server.url + path)
+            assert browser.run("document.documentElement.scrollWidth <= innerWidth + 1"), path
+        browser.resize(800, 1100)  # a tablet, upright
+        browser.open(chain.server.url + f"/console/members?q={chain.card}")
+        assert browser.run("document.documentElement.scrollWidth <= innerWidth + 1")
+        shot("tablet")
+    finally:
+        browser.close()
+    assert ("browser", "admin", "block_card", chain.card, "lost on the bus") in audit_rows(chain)
+    folder = os.environ.get("TILLPOINTS_SCREENSHOTS")
+    if folder:
+        for path in shots:
+            shutil.copy(path, Path(folder) / path.name)

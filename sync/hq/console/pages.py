@@ -121,7 +121,7 @@ def members_page(
         "<div class='tiles'>"
         + "".join(
             f"<div class='tile'><div class='k'>{e(k)}</div><div class='v"
-            f"{' long' if len(str(v)) > 14 else ''}'>{e(v)}</div></div>"
+            f"{' long' if len(str(v)) > 12 else ''}'>{e(v)}</div></div>"
             for k, v in (
                 ("member", found["member_id"]),
                 ("name", found["name"] or "-"),
