@@ -18,6 +18,19 @@ import time
 from pathlib import Path
 from typing import Any
 
+# A quiet headless Chromium: no sandbox (tests may run as root), nothing fetched.
+HEADLESS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-dev-shm-usage",
+    "--hide-scrollbars",
+)
+
 
 def chromium_path() -> str | None:
     for candidate in ("chromium", "chromium-browser", "google-chrome"):
@@ -39,15 +52,7 @@ class Browser:
         self.process = subprocess.Popen(
             [
                 executable,
-                "--headless",
-                "--no-sandbox",
-                "--disable-gpu",
-                "--no-first-run",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--disable-dev-shm-usage",
-                "--hide-scrollbars",
+                *HEADLESS,
                 "--remote-debugging-pipe",
                 f"--user-data-dir={profile}",
                 f"--window-size={width},{height}",
@@ -68,13 +73,7 @@ class Browser:
         attached = self.call("Target.attachToTarget", targetId=page["targetId"], flatten=True)
         self.session = attached["sessionId"]
         self.call("Page.enable")
-        self.call(
-            "Emulation.setDeviceMetricsOverride",
-            width=width,
-            height=height,
-            deviceScaleFactor=1,
-            mobile=False,
-        )
+        self.resize(width, height)
 
     def _message(self, timeout: float) -> dict[str, Any]:
         deadline = time.monotonic() + timeout

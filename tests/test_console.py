@@ -19,6 +19,7 @@ import pytest
 import requests
 
 from agent.ledger import Ledger
+from sync.client import USER_AGENT
 from sync.hq.db import HQStore, open_store
 from sync.hq.devices import freeze, init_hq
 from sync.hq.insight import operators
@@ -373,6 +374,7 @@ def test_the_fleet_on_the_page_and_from_the_command_line(chain: Chain, tmp_path:
     assert by_store["S001"]["acked_seq"] > 0 and by_store["S001"]["last_sync"]
     assert not by_store["S001"]["stale"] and by_store["S003"]["stale"]
     assert by_store["S003"]["last_sync"] is None and by_store["S001"]["clock_skew_s"] is not None
+    assert by_store["S001"]["software"] == USER_AGENT and by_store["S003"]["software"] is None
     code, fleet = cli(None, "hq", "devices", "--db", chain.server.db_url, "--stale-hours", "100")
     assert code == 0 and fleet["stale_after_hours"] == 100
     assert not any(d["stale"] for d in fleet["devices"])

@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -326,7 +327,17 @@ def unfreeze_in(tx: Tx, device: str) -> dict[str, Any]:
     return {"device": device, "state": bound.value}
 
 
-def seen(store: HQStore, device: str, now: dt.datetime) -> None:
-    """Note when a till last asked for its delta (``hq devices``: last sync)."""
+_SOFTWARE = re.compile(r"tillpoints/[0-9A-Za-z.+-]{1,32}", re.ASCII)
+
+
+def seen(store: HQStore, device: str, now: dt.datetime, user_agent: str | None) -> None:
+    """Note when a till last asked for its delta (``hq devices``: last sync) and the
+    software it said it runs (its ``User-Agent``, ``tillpoints/VERSION``; anything
+    else is not recorded)."""
+    software = user_agent if user_agent and _SOFTWARE.fullmatch(user_agent) else None
     with store.write() as tx:
-        tx.run("UPDATE devices SET last_seen_at = ? WHERE device = ?", (utc_text(now), device))
+        tx.run(
+            "UPDATE devices SET last_seen_at = ?, software = COALESCE(?, software) "
+            "WHERE device = ?",
+            (utc_text(now), software, device),
+        )

@@ -160,7 +160,7 @@ class Delta:
         resp.media = hq_directory.delta(
             self.api.store, self.api.key, caller.device, int(text), self.api.clock()
         )
-        hq_devices.seen(self.api.store, caller.device, self.api.clock())
+        hq_devices.seen(self.api.store, caller.device, self.api.clock(), req.user_agent)
 
 
 class PhoneLookup:

@@ -103,6 +103,7 @@ _008_CONSOLE = (
     "operator TEXT NOT NULL, note TEXT NOT NULL)",
     "ALTER TABLE devices ADD COLUMN last_seen_at TEXT",
     "ALTER TABLE devices ADD COLUMN clock_skew_s BIGINT",
+    "ALTER TABLE devices ADD COLUMN software TEXT",
 )
 
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -42,12 +42,17 @@ def reason_text(value: str | None, field: str = "reason") -> str:
     return text
 
 
+def _field(value: str | None, pattern: re.Pattern[str], code: str, message: str) -> str:
+    text = (value or "").strip()
+    if not pattern.fullmatch(text):
+        raise invalid(code, message)
+    return text
+
+
 def block_card(
     store: HQStore, who: Operator, card: str | None, reason: str | None, now: dt.datetime
 ) -> dict[str, Any]:
-    card = (card or "").strip()
-    if not _CARD.fullmatch(card):
-        raise invalid("invalid_card", "card: the card number's 6 to 32 digits")
+    card = _field(card, _CARD, "invalid_card", "card: the card number's 6 to 32 digits")
     why = reason_text(reason)
     with store.write() as tx:
         known = tx.one("SELECT MIN(member_id), COUNT(*) FROM entries WHERE card = ?", (card,))
@@ -73,9 +78,7 @@ def acknowledge(
 ) -> dict[str, Any]:
     from sync.hq.console.alerts import every_alert
 
-    key = (key or "").strip()
-    if not _ALERT_KEY.fullmatch(key):
-        raise invalid("invalid_alert", "alert: the key of an open alert")
+    key = _field(key, _ALERT_KEY, "invalid_alert", "alert: the key of an open alert")
     why = reason_text(note, "note")
     alert = next((a for a in every_alert(store) if a["key"] == key), None)
     if alert is None:
@@ -94,9 +97,7 @@ def acknowledge(
 def unfreeze_device(
     store: HQStore, who: Operator, device: str | None, reason: str | None, now: dt.datetime
 ) -> dict[str, Any]:
-    device = (device or "").strip()
-    if not _DEVICE.fullmatch(device):
-        raise invalid("invalid_device", "device: a device id")
+    device = _field(device, _DEVICE, "invalid_device", "device: a device id")
     why = reason_text(reason)
     with store.write() as tx:
         result = hq_devices.unfreeze_in(tx, device)

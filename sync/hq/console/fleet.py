@@ -3,7 +3,8 @@
 ``last_sync`` is the latest of the till's last upload (its newest batch) and its
 last download (``devices.last_seen_at``); ``acked_seq`` is how far HQ holds its
 journal; ``clock_skew_s`` is the till's clock against HQ's at its last upload. A
-till whose last sync is older than the chain's ``stale_after_hours`` (24 unless
+``software`` is what the till said it runs at its last download (its
+``User-Agent``). A till whose last sync is older than the chain's ``stale_after_hours`` (24 unless
 set) is ``stale``.
 """
 
@@ -54,12 +55,12 @@ def devices(store: HQStore, now: dt.datetime) -> dict[str, Any]:
         hours = stale_hours(tx)
         rows = tx.all(
             "SELECT d.device, d.store, d.till, d.state, d.head_seq, d.frozen_reason, "
-            "d.registered_at, d.last_seen_at, d.clock_skew_s, "
+            "d.registered_at, d.last_seen_at, d.clock_skew_s, d.software, "
             "(SELECT MAX(b.stored_at) FROM batches b WHERE b.device = d.device) "
             "FROM devices d ORDER BY d.store, d.till, d.device"
         )
     listed = []
-    for device, store_id, till, state, seq, reason, registered, seen, skew, upload in rows:
+    for device, store_id, till, state, seq, reason, registered, seen, skew, soft, upload in rows:
         uploaded, downloaded = _when(upload), _when(seen)
         last = max((t for t in (uploaded, downloaded) if t is not None), default=None)
         since = _seconds(last or _when(registered), now)
@@ -76,6 +77,7 @@ def devices(store: HQStore, now: dt.datetime) -> dict[str, Any]:
                 "clock_skew_s": None if skew is None else int(skew),
                 "frozen": str(state) == "frozen",
                 "frozen_reason": reason,
+                "software": soft,
                 "stale": since is not None and since > hours * 3600,
             }
         )

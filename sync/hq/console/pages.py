@@ -203,6 +203,7 @@ def devices_page(who: Operator, csrf: str | None, fleet: dict[str, Any]) -> str:
                 e(_duration(d["since_upload_s"])),
                 e(f"{d['acked_seq']:,}"),
                 e("-" if skew is None else f"{skew:+d} s"),
+                e(d["software"] or "-"),
                 e(d["frozen_reason"] or ""),
                 action,
             ]
@@ -221,6 +222,7 @@ def devices_page(who: Operator, csrf: str | None, fleet: dict[str, Any]) -> str:
                 "since last upload",
                 "acknowledged seq",
                 "clock skew",
+                "software",
                 "frozen because",
                 "",
             ),
