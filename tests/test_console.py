@@ -17,9 +17,12 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent.ledger import Ledger
 from sync.client import USER_AGENT
+from sync.hq.console.members import remaining_lots
 from sync.hq.db import HQStore, open_store
 from sync.hq.devices import freeze, init_hq
 from sync.hq.insight import operators
@@ -275,6 +278,18 @@ def test_a_viewers_post_and_a_post_without_csrf_are_refused(chain: Chain) -> Non
             answer = post(admin, chain, path, {**data, **csrf})
             assert answer.status_code == 403, (path, csrf)
             assert answer.json()["error"] == "csrf_token_invalid"
+    # A bearer operator token is no ambient credential (no browser sends one on its
+    # own): it needs no CSRF token, and still its role. A bad card is then 400.
+    for role, status, code in (("admin", 400, "invalid_card"), ("viewer", 403, "role_forbidden")):
+        token = operators.issue(chain.hq, "api", utc_now(), dt.timedelta(hours=1), role=role)
+        answer = requests.post(
+            chain.server.url + "/console/cards/block",
+            data={"card": "12", "reason": "api"},
+            headers={"Authorization": f"Bearer {token['token']}"},
+            timeout=30,
+            allow_redirects=False,
+        )
+        assert (answer.status_code, answer.json()["error"]) == (status, code), role
     # Without any credential: 401, as the reports.
     anonymous = requests.post(chain.server.url + "/console/cards/block", data=block, timeout=30)
     assert anonymous.status_code == 401
@@ -427,6 +442,26 @@ HOSTILE = (
     "-1",
     "1e309",
 )
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    balance=st.integers(-50, 5000),
+    lots=st.lists(
+        st.tuples(st.sampled_from(["2026-01-01", "2026-06-30", "2027-03-01", "2028-12-31"]),
+                  st.integers(0, 900)),
+        max_size=8,
+    ),
+)  # fmt: skip
+def test_the_points_left_sit_in_the_latest_expiring_lots(
+    balance: int, lots: list[tuple[str, int]]
+) -> None:
+    today = "2026-06-30"
+    left = remaining_lots(balance, lots, today)
+    current = sum(points for day, points in lots if day >= today)
+    assert sum(lot["points"] for lot in left) == min(max(balance, 0), current)
+    assert all(lot["expires_on"] >= today and lot["points"] > 0 for lot in left)
+    assert [lot["expires_on"] for lot in left] == sorted(lot["expires_on"] for lot in left)
 
 
 def test_no_page_answers_500_to_hostile_queries_and_forms(chain: Chain) -> None:

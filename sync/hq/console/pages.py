@@ -244,7 +244,8 @@ def unfreeze_form(csrf: str | None, device: str, back: str) -> str:
 
 
 def _detail(alert: dict[str, Any]) -> str:
-    skip = {"key", "kind", "device", "raised_at", "acknowledged", "device_frozen"}
+    # Phone keys identify a person across stores: the console never shows them.
+    skip = {"key", "kind", "device", "raised_at", "acknowledged", "device_frozen", "phone_key"}
     return ", ".join(f"{k}: {v}" for k, v in sorted(alert.items()) if k not in skip)
 
 
