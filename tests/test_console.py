@@ -562,6 +562,7 @@ def test_in_headless_chromium_sign_in_find_block_and_see_the_audit(
         for path in ("/console/devices", "/console/alerts", "/console/campaigns"):
             browser.open(chain.server.url + path)
             assert browser.run("document.documentElement.scrollWidth <= innerWidth + 1"), path
+            shot(path.rsplit("/", 1)[1])
         browser.resize(800, 1100)  # a tablet, upright
         browser.open(chain.server.url + f"/console/members?q={chain.card}")
         assert browser.run("document.documentElement.scrollWidth <= innerWidth + 1")

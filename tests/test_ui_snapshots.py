@@ -9,7 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tillpoints.simulated_till import SimulatedTill
 from textual.app import App, ComposeResult
 from textual.widgets import Input
 
@@ -20,6 +19,7 @@ from tests.test_ui_support import (  # noqa: F401  (till_fixture: the `till` fix
     till_fixture,
     wait_for,
 )
+from tillpoints.simulated_till import SimulatedTill
 from ui.app import CashierApp
 from ui.screens.ecard import EcardScreen
 
