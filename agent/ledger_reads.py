@@ -87,6 +87,12 @@ class LedgerReads:
             return Account("C" + card, known[0] if known else None, card)
         if row[1] == "blocked":
             raise Refused("card_blocked", "member: this card was replaced and is blocked")
+        # A card this till issued may since have been blocked at HQ (reported lost):
+        # HQ's directory says so after the next sync.
+        if conn.execute(
+            "SELECT 1 FROM hq_cards WHERE card = ? AND state = 'blocked'", (text,)
+        ).fetchone():
+            raise Refused("card_blocked", "member: this card is blocked chain-wide by HQ")
         member = row[0] if not str(row[0]).startswith("C") else None
         return Account(str(row[0]), member, text, row[2])
 

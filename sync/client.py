@@ -30,6 +30,19 @@ from sync.errors import SyncError, invalid, unreachable
 from sync.protocol import sign_request
 from sync.wire import encode_json, gzip_body
 
+
+def _user_agent() -> str:
+    """``tillpoints/VERSION``: HQ shows which software each till runs (``hq devices``)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return f"tillpoints/{version('tillpoints')}"
+    except PackageNotFoundError:
+        return "tillpoints/unknown"
+
+
+USER_AGENT = _user_agent()
+
 _LOOPBACK = {"127.0.0.1", "localhost", "::1"}
 _RETRY_STATUSES = {500, 502, 503, 504}
 
@@ -137,7 +150,7 @@ class HQClient:
         raise unreachable(f"HQ at {self.base_url} not reached after retries ({last})")
 
     def _once(self, method: str, target: str, body: bytes, headers: dict[str, str]) -> Reply:
-        sent = dict(headers)
+        sent = {"User-Agent": USER_AGENT, **headers}
         if self.signer is not None:
             sent.update(
                 sign_request(

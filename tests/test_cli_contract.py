@@ -229,7 +229,6 @@ def contract_commands() -> list[str]:
 # Commands of the contract that open issues bring (name -> issue); this list shrinks to nothing.
 PLANNED: dict[str, int] = {
     "suggestion record": 15,
-    "hq devices": 16,
     "hq member export": 17,
     "hq member erase": 17,
 }

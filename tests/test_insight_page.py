@@ -32,6 +32,7 @@ from sync.hq.insight import operators
 from sync.hq.insight.catalog import REPORTS, run_report, to_csv
 from sync.hq.insight.simulate import simulate
 from sync.hq.stores import open_store
+from tests.cdp import HEADLESS, chromium_path
 from tests.insight_helpers import everyone_campaign, plant_takes
 from tests.sync_helpers import HQServer, cli, running_hq
 
@@ -363,25 +364,16 @@ def test_login_form_and_one_time_link_set_a_strict_httponly_cookie(server: HQSer
 
 
 def chromium() -> str:
-    for candidate in ("chromium", "chromium-browser", "google-chrome"):
-        found = shutil.which(candidate)
-        if found:
-            return found
-    pytest.skip("no Chromium found: apt-get install -y chromium")
+    found = chromium_path()
+    if found is None:
+        pytest.skip("no Chromium found: apt-get install -y chromium")
+    return found
 
 
 def browse(url: str, profile: Path, *extra: str) -> subprocess.CompletedProcess[bytes]:
     command = [
         chromium(),
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-dev-shm-usage",
-        "--hide-scrollbars",
+        *HEADLESS,
         f"--user-data-dir={profile}",
         "--window-size=1280,1600",
         *extra,

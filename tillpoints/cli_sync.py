@@ -253,6 +253,12 @@ def _operator_token_args(parser: argparse.ArgumentParser) -> None:
         help="also print a one-time browser login path, valid 60 s",
     )
     parser.add_argument(
+        "--role",
+        choices=("viewer", "marketer", "admin"),
+        default="viewer",
+        help="viewer reads; marketer also adds campaigns; admin may do everything (viewer)",
+    )
+    parser.add_argument(
         "--revoke", metavar="NAME", help="end every token, link and session of NAME instead"
     )
 
@@ -265,7 +271,24 @@ def _operator_token(store: HQStore, args: argparse.Namespace) -> Result:
     if not 0 < args.ttl_days <= MAX_TTL_DAYS:
         raise invalid("invalid_ttl", f"ttl-days: more than 0, at most {MAX_TTL_DAYS}")
     ttl = dt.timedelta(days=args.ttl_days)
-    return issue(store, args.name, _now(), ttl, login_link=args.login_link)
+    return issue(store, args.name, _now(), ttl, login_link=args.login_link, role=args.role)
+
+
+def _devices_args(parser: argparse.ArgumentParser) -> None:
+    _db_arg(parser)
+    parser.add_argument(
+        "--stale-hours",
+        type=int,
+        help="set when a till that has not synced stands out (24), for the console too",
+    )
+
+
+def _devices(store: HQStore, args: argparse.Namespace) -> Result:
+    from sync.hq.console.fleet import devices, set_stale_hours
+
+    if args.stale_hours is not None:
+        set_stale_hours(store, args.stale_hours)
+    return devices(store, _now())
 
 
 COMMANDS = [
@@ -295,6 +318,12 @@ COMMANDS = [
         _db_arg,
     ),
     Command(
+        "hq devices",
+        "every till: store, last sync, acknowledged seq, skew, frozen, stale",
+        _with_store(_devices),
+        _devices_args,
+    ),
+    Command(
         "hq unfreeze", "let a frozen device upload again", _with_store(_unfreeze), _unfreeze_args
     ),
     Command(
@@ -305,7 +334,7 @@ COMMANDS = [
     ),
     Command(
         "hq operator-token",
-        "issue (or --revoke) a token for the reports pages at /v1/reports",
+        "issue (or --revoke) a token for the reports and the console, with a role",
         _with_store(_operator_token),
         _operator_token_args,
     ),

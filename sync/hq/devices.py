@@ -13,6 +13,7 @@ import base64
 import datetime as dt
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -310,12 +311,33 @@ def freeze(
 
 def unfreeze(store: HQStore, device: str) -> dict[str, Any]:
     with store.write() as tx:
-        row = tx.locked("SELECT state FROM devices WHERE device = ?", (device,))
-        if row is None:
-            raise refused("unknown_device", f"device {device!r} is not registered", http_status=404)
-        bound = transition(State(str(row[0])), Event.UNFREEZE)
-        tx.run(
-            "UPDATE devices SET state = ?, frozen_reason = NULL WHERE device = ?",
-            (bound.value, device),
-        )
+        return unfreeze_in(tx, device)
+
+
+def unfreeze_in(tx: Tx, device: str) -> dict[str, Any]:
+    """Unfreeze inside the caller's transaction (the console audits in the same one)."""
+    row = tx.locked("SELECT state FROM devices WHERE device = ?", (device,))
+    if row is None:
+        raise refused("unknown_device", f"device {device!r} is not registered", http_status=404)
+    bound = transition(State(str(row[0])), Event.UNFREEZE)
+    tx.run(
+        "UPDATE devices SET state = ?, frozen_reason = NULL WHERE device = ?",
+        (bound.value, device),
+    )
     return {"device": device, "state": bound.value}
+
+
+_SOFTWARE = re.compile(r"tillpoints/[0-9A-Za-z.+-]{1,32}", re.ASCII)
+
+
+def seen(store: HQStore, device: str, now: dt.datetime, user_agent: str | None) -> None:
+    """Note when a till last asked for its delta (``hq devices``: last sync) and the
+    software it said it runs (its ``User-Agent``, ``tillpoints/VERSION``; anything
+    else is not recorded)."""
+    software = user_agent if user_agent and _SOFTWARE.fullmatch(user_agent) else None
+    with store.write() as tx:
+        tx.run(
+            "UPDATE devices SET last_seen_at = ?, software = COALESCE(?, software) "
+            "WHERE device = ?",
+            (utc_text(now), software, device),
+        )

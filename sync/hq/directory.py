@@ -60,9 +60,13 @@ def delta(
         own = tx.one("SELECT head_seq, store FROM devices WHERE device = ?", (device,))
         if own is None:
             raise unverified("unknown_device", f"device {device!r} is not registered")
+        # Card blocks (sync.hq.console.actions) are numbered from the batch clock
+        # too: they come down in the same order, in the same pages.
         batches = tx.all(
-            "SELECT batch_no FROM batches WHERE batch_no > ? ORDER BY batch_no LIMIT ?",
-            (cursor, page + 1),
+            "SELECT batch_no FROM (SELECT batch_no FROM batches WHERE batch_no > ? UNION ALL "
+            "SELECT batch_no FROM hq_card_blocks WHERE batch_no > ?) n "
+            "ORDER BY batch_no LIMIT ?",
+            (cursor, cursor, page + 1),
         )
         more = len(batches) > page
         upto = int(batches[:page][-1][0]) if batches else cursor
@@ -77,6 +81,7 @@ def delta(
             (own[1], cursor, upto),
         )
         members, cards, accounts = _directory(rows)
+        cards = _blocked(tx, cards, cursor, upto)
         owners = sorted({member_of(tx, account) for account in accounts})
         balances = [
             {"member_id": member, "balance": member_balance(tx, member)} for member in owners
@@ -128,6 +133,29 @@ def _directory(
             cards[old] = {"card": old, "member_id": owner, "state": "blocked"}
             cards[new] = {"card": new, "member_id": owner, "state": "active"}
     return members, list(cards.values()), accounts
+
+
+def _blocked(tx: Any, cards: list[dict[str, Any]], cursor: int, upto: int) -> list[dict[str, Any]]:
+    """The page's cards with HQ's blocks applied: a card blocked at HQ is sent
+    ``blocked`` whenever it is sent, and each block of this page is sent once."""
+    listed = {str(card["card"]): card for card in cards}
+    named = sorted(listed)
+    blocks = tx.all(
+        "SELECT card, member_id FROM hq_card_blocks WHERE batch_no > ? AND batch_no <= ?",
+        (cursor, upto),
+    )
+    for start in range(0, len(named), 500):
+        chunk = named[start : start + 500]
+        marks = ", ".join("?" * len(chunk))
+        blocks += tx.all(
+            f"SELECT card, member_id FROM hq_card_blocks WHERE card IN ({marks})",  # noqa: S608
+            chunk,
+        )
+    for card, member in blocks:
+        known = listed.get(str(card), {})
+        owner = known.get("member_id") or member or "C" + str(card)
+        listed[str(card)] = {"card": str(card), "member_id": owner, "state": "blocked"}
+    return list(listed.values())
 
 
 # A till may ask HQ for a member by phone key this often (``phone_lookup``): enough

@@ -9,13 +9,15 @@ trace on the wire. Described by the OpenAPI document at ``/v1/openapi.json``.
 
 The reports pages (``/v1/reports...``, issue 8) are for people, not tills: they
 take an operator token (``Authorization: Bearer``) or the session cookie a
-sign-in sets (``sync.hq.insight.operators``), and answer HTML, JSON or CSV.
+sign-in sets (``sync.hq.insight.operators``), and answer HTML, JSON or CSV. The
+console (``/console/...``, issue 16) takes the same sign-in (``sync.hq.console.web``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import re
 import time
 import urllib.parse
 from collections.abc import Callable
@@ -31,6 +33,9 @@ from sync.hq import devices as hq_devices
 from sync.hq import directory as hq_directory
 from sync.hq import forks as hq_forks
 from sync.hq import ingest as hq_ingest
+from sync.hq.console import web as console
+from sync.hq.console.pages import CONSOLE
+from sync.hq.console.web import CONSOLE_COOKIE, REPORTS_COOKIE
 from sync.hq.db import HQStore
 from sync.hq.devices import Caller
 from sync.hq.insight import operators
@@ -156,6 +161,7 @@ class Delta:
         resp.media = hq_directory.delta(
             self.api.store, self.api.key, caller.device, int(text), self.api.clock()
         )
+        hq_devices.seen(self.api.store, caller.device, self.api.clock(), req.user_agent)
 
 
 class PhoneLookup:
@@ -173,8 +179,8 @@ class PhoneLookup:
 
 # -- the reports pages (issue 8): behind an operator credential -----------------------
 
-REPORTS_COOKIE = "tp_reports"
 REPORTS_PATH = "/v1/reports"
+_NEXT = re.compile(r"/console(/[a-z]{1,20})?", re.ASCII)
 # The pages carry no script and load nothing: inline CSS and SVG only.
 _PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'; "
@@ -184,7 +190,6 @@ _PAGE_HEADERS = {
     "Referrer-Policy": "no-referrer",
     "X-Frame-Options": "DENY",
 }
-_LOOPBACK = ("127.0.0.1", "localhost", "::1", "[::1]")
 
 
 def _page(resp: falcon.Response, content_type: str, text: str) -> None:
@@ -281,7 +286,9 @@ class ReportsLogin(_Reports):
 
         once = req.get_param("once")
         if once is None:
-            _page(resp, "text/html; charset=utf-8", login_page())
+            _page(
+                resp, "text/html; charset=utf-8", login_page(next_page=_next(req.get_param("next")))
+            )
             return
         self._signed_in(
             req, resp, operators.login_with_link(self.api.store, once, self.api.clock())
@@ -299,6 +306,7 @@ class ReportsLogin(_Reports):
             except ValueError:
                 raise invalid("malformed_login", "a form with one field, token") from None
             token = form["token"][0] if form.get("token") else None
+            req.context.next_page = form["next"][0] if form.get("next") else None
         if token is not None and not isinstance(token, str):
             raise invalid("malformed_login", "token: a string")
         self._signed_in(
@@ -309,22 +317,28 @@ class ReportsLogin(_Reports):
         self, req: falcon.Request, resp: falcon.Response, session: tuple[str, int]
     ) -> None:
         secret, max_age = session
-        # Secure unless the browser talks plain HTTP to this very machine (tests,
-        # an on-box proxy): a browser keeps no Secure cookie from http://.
-        secure = not (req.scheme == "http" and req.host in _LOOPBACK)
-        resp.set_cookie(
-            REPORTS_COOKIE,
-            secret,
-            max_age=max_age,
-            path=REPORTS_PATH,
-            secure=secure,
-            http_only=True,
-            same_site="Strict",
-        )
+        secure = console.secure_cookie(req)
+        # One session, one cookie per area it opens (the reports, the console).
+        for name, path in ((REPORTS_COOKIE, REPORTS_PATH), (CONSOLE_COOKIE, CONSOLE)):
+            resp.set_cookie(
+                name,
+                secret,
+                max_age=max_age,
+                path=path,
+                secure=secure,
+                http_only=True,
+                same_site="Strict",
+            )
         resp.set_header("Cache-Control", "no-store")
         resp.set_header("Referrer-Policy", "no-referrer")
         resp.status = falcon.HTTP_303
-        resp.location = REPORTS_PATH
+        wanted = req.get_param("next") or getattr(req.context, "next_page", None)
+        resp.location = _next(wanted) or REPORTS_PATH
+
+
+def _next(wanted: str | None) -> str | None:
+    """Where a sign-in may lead: the console's pages only, never another site."""
+    return wanted if wanted is not None and _NEXT.fullmatch(wanted) else None
 
 
 class _RequestLog:
@@ -362,7 +376,7 @@ def _ledger_error(
     req: falcon.Request, resp: falcon.Response, error: TillpointsError, params: dict[str, Any]
 ) -> None:
     _answer(resp, error.http_status, error.as_json())
-    if error.http_status == 401 and req.path.startswith(REPORTS_PATH):
+    if error.http_status == 401 and req.path.startswith((REPORTS_PATH, CONSOLE)):
         resp.set_header("WWW-Authenticate", 'Bearer realm="tillpoints reports"')
 
 
@@ -402,6 +416,7 @@ def create_app(
     app.add_route(REPORTS_PATH, ReportsIndex(api))
     app.add_route(REPORTS_PATH + "/login", ReportsLogin(api))
     app.add_route(REPORTS_PATH + "/{name}", ReportByName(api))
+    console.mount(app, api, _PAGE_HEADERS)
     # Most specific last: Falcon tries handlers from the last one added.
     app.add_error_handler(Exception, _unexpected)
     app.add_error_handler(falcon.HTTPError, _http_error)

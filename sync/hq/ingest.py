@@ -157,6 +157,10 @@ def _check_clock(
     except ValueError:
         pass
     worst = max(skews, key=abs)
+    tx.run(
+        "UPDATE devices SET clock_skew_s = ? WHERE device = ?",
+        (int(worst.total_seconds()), device),
+    )
     if abs(worst) > CLOCK_SKEW:
         detail = {"skew_s": int(worst.total_seconds()), "reason": "till clock off HQ's"}
         raise_alert(tx, "clock_skew", device, detail, f"clock_skew:{device}:{now.date()}", now)

@@ -116,6 +116,14 @@ def alerts(store: HQStore) -> list[dict[str, Any]]:
     return listed + derived + offer_alerts(store)
 
 
+def tier_name(spend_12m: int) -> str:
+    """The tier of the shipped rules for a rolling 12-month spend (minor units):
+    what the console shows beside a member's balance."""
+    from agent.rules import default_rules_text, load_rules_text
+
+    return load_rules_text(default_rules_text()).tier_for(spend_12m).name
+
+
 def spend_12m(tx: Tx, member: str, now: dt.datetime) -> int:
     since = (now - dt.timedelta(days=365)).isoformat()
     row = tx.one(

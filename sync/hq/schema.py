@@ -109,6 +109,26 @@ _007_PHONE_LOOKUPS = (
     "CREATE INDEX phone_lookups_device ON phone_lookups (device, at)",
 )
 
+# HQ's console (sync.hq.console, issue 16): operator roles, the audit log of every
+# console action, cards blocked chain-wide (numbered from batch_clock, so a delta
+# carries them in commit order with the batches), acknowledged alerts, and what
+# HQ last heard from each till.
+_008_CONSOLE = (
+    "ALTER TABLE hq_operator_tokens ADD COLUMN role TEXT",
+    "CREATE TABLE hq_audit (audit_id {serial}, at TEXT NOT NULL, operator TEXT NOT NULL, "
+    "role TEXT NOT NULL, action TEXT NOT NULL, target TEXT NOT NULL, reason TEXT NOT NULL, "
+    "detail TEXT NOT NULL)",
+    "CREATE TABLE hq_card_blocks (card TEXT PRIMARY KEY, member_id TEXT, "
+    "batch_no BIGINT NOT NULL, blocked_at TEXT NOT NULL, operator TEXT NOT NULL, "
+    "reason TEXT NOT NULL)",
+    "CREATE INDEX hq_card_blocks_batch ON hq_card_blocks (batch_no)",
+    "CREATE TABLE hq_alert_acks (alert_key TEXT PRIMARY KEY, at TEXT NOT NULL, "
+    "operator TEXT NOT NULL, note TEXT NOT NULL)",
+    "ALTER TABLE devices ADD COLUMN last_seen_at TEXT",
+    "ALTER TABLE devices ADD COLUMN clock_skew_s BIGINT",
+    "ALTER TABLE devices ADD COLUMN software TEXT",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("001_hq", _001_HQ),
     ("002_operators", _002_OPERATORS),
@@ -116,6 +136,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("004_partial_indexes", _004_PARTIAL_INDEXES),
     ("005_campaign_models", _005_CAMPAIGN_MODELS),
     ("007_phone_lookups", _007_PHONE_LOOKUPS),
+    ("008_console", _008_CONSOLE),
 )
 
 

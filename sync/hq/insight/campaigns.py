@@ -24,6 +24,7 @@ import datetime as dt
 import hashlib
 import re
 import tomllib
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
@@ -286,8 +287,11 @@ def _targets(tx: Tx, spec: Spec, dialect: str, model: Fitted | None) -> list[tup
     return [(m, homes[m], segment_of.get(m, NO_SEGMENT)) for m in chosen]
 
 
-def add_campaign(store: HQStore, spec: Spec, now: dt.datetime) -> dict[str, Any]:
-    """Assign the targeted members and store the campaign, in one transaction."""
+def add_campaign(
+    store: HQStore, spec: Spec, now: dt.datetime, audit: Callable[[Tx], None] | None = None
+) -> dict[str, Any]:
+    """Assign the targeted members and store the campaign, in one transaction
+    (with ``audit``'s row, when the console adds it)."""
     from sync.hq.insight.facts import refresh
 
     refresh(store)
@@ -344,6 +348,8 @@ def add_campaign(store: HQStore, spec: Spec, now: dt.datetime) -> dict[str, Any]
             ),
         )
         tx.many("INSERT INTO cmp_members VALUES (?, ?, ?, ?, ?, ?)", rows)
+        if audit is not None:
+            audit(tx)
     return {
         "campaign_id": spec.campaign_id,
         "name": spec.name,

@@ -426,9 +426,11 @@ def report_page(
     return _layout(f"tillpoints report: {name}", operator, body)
 
 
-def login_page(message: str = "") -> str:
-    """The sign-in form: the operator token is posted once and traded for a cookie."""
+def login_page(message: str = "", next_page: str | None = None) -> str:
+    """The sign-in form: the operator token is posted once and traded for a cookie;
+    ``next_page``: where to go after (a console page, checked by the server)."""
     note = f"<p class='muted'>{e(message)}</p>" if message else ""
+    after = f"<input type='hidden' name='next' value='{e(next_page)}'>" if next_page else ""
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
         f"<title>tillpoints HQ: sign in</title><style>{STYLE}</style></head><body>"
@@ -437,6 +439,6 @@ def login_page(message: str = "") -> str:
         "<p class='muted'>Ask for one with <code>tillpoints hq operator-token</code>.</p>"
         f"{note}<form class='filter' method='post' action='/v1/reports/login'>"
         "<label>operator token<input type='password' name='token' autocomplete='off' "
-        "size='50' required></label><button type='submit'>sign in</button></form>"
+        f"size='50' required></label>{after}<button type='submit'>sign in</button></form>"
         "</main></body></html>"
     )
