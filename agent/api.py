@@ -23,6 +23,7 @@ from agent.http import Request, Response, error
 from agent.ledger import Ledger
 from agent.money import parse_amount
 from agent.openapi import OPENAPI
+from agent.results import Answer
 from drivers.cards import redact_payment_cards, shown
 from drivers.errors import TillpointsError
 
@@ -208,24 +209,33 @@ ADJUST = Schema.of("member points reason", "staff pin", points="points")
 TAKE_OFFER = Schema.of("member offer receipt", "staff")
 
 
+async def _answered(
+    services: Services, operation: Callable[..., Answer], *args: Any, **kwargs: Any
+) -> Response:
+    """Run a ledger operation on the bridge; its typed answer (``agent.results``)
+    becomes JSON here, at the edge."""
+    answer: Answer = await services.call(operation, *args, **kwargs)
+    return Response(200, answer.as_json())
+
+
 async def _status(services: Services, request: Request, match: dict[str, str]) -> Response:
     return Response(200, await services.status())
 
 
 async def _member(services: Services, request: Request, match: dict[str, str]) -> Response:
-    return Response(200, await services.call(services.ledger.member, match["ref"]))
+    return await _answered(services, services.ledger.member, match["ref"])
 
 
 async def _lookup(services: Services, request: Request, match: dict[str, str]) -> Response:
     phone = request.query.get("phone")
     if phone is None:
         raise InvalidInput("invalid_phone", "phone: give ?phone=")
-    return Response(200, await services.call(services.ledger.lookup, phone))
+    return await _answered(services, services.ledger.lookup, phone)
 
 
 async def _enroll(services: Services, request: Request, match: dict[str, str]) -> Response:
     body = _body(request, ENROLL)
-    return Response(200, await services.call(services.ledger.enrol, **body))
+    return await _answered(services, services.ledger.enrol, **body)
 
 
 async def _earn(services: Services, request: Request, match: dict[str, str]) -> Response:
@@ -237,16 +247,21 @@ async def _earn(services: Services, request: Request, match: dict[str, str]) -> 
         if "lines" in body
         else {"amount": parse_amount(body["amount"])}
     )
-    result = await services.call(
-        services.ledger.earn, body["member"], body["receipt"], **sale, staff=body.get("staff")
+    return await _answered(
+        services,
+        services.ledger.earn,
+        body["member"],
+        body["receipt"],
+        **sale,
+        staff=body.get("staff"),
     )
-    return Response(200, result)
 
 
 async def _redeem(services: Services, request: Request, match: dict[str, str]) -> Response:
     body = _body(request, REDEEM)
     amount = parse_amount(body["amount"]) if "amount" in body else None
-    result = await services.call(
+    return await _answered(
+        services,
         services.ledger.redeem,
         body["member"],
         body["receipt"],
@@ -254,7 +269,6 @@ async def _redeem(services: Services, request: Request, match: dict[str, str]) -
         amount=amount,
         staff=body.get("staff"),
     )
-    return Response(200, result)
 
 
 async def _refund(services: Services, request: Request, match: dict[str, str]) -> Response:
@@ -267,40 +281,44 @@ async def _refund(services: Services, request: Request, match: dict[str, str]) -
         )
         supervised = True
     lines = _lines(body["lines"]) if "lines" in body else None
-    result = await services.call(
-        services.ledger.refund, body["receipt"], lines, body.get("staff"), supervised=supervised
+    return await _answered(
+        services,
+        services.ledger.refund,
+        body["receipt"],
+        lines,
+        body.get("staff"),
+        supervised=supervised,
     )
-    return Response(200, result)
 
 
 async def _card_replace(services: Services, request: Request, match: dict[str, str]) -> Response:
     body = _body(request, CARD_REPLACE)
     fields.staff(body.get("staff"))
     staff = await services.authorise(body, "supervisor")
-    result = await services.call(services.ledger.card_replace, body["member"], body["card"], staff)
-    return Response(200, result)
+    return await _answered(
+        services, services.ledger.card_replace, body["member"], body["card"], staff
+    )
 
 
 async def _adjust(services: Services, request: Request, match: dict[str, str]) -> Response:
     body = _body(request, ADJUST)
     fields.staff(body.get("staff"))
     staff = await services.authorise(body, "supervisor")
-    result = await services.call(
-        services.ledger.adjust, body["member"], body["points"], body["reason"], staff
+    return await _answered(
+        services, services.ledger.adjust, body["member"], body["points"], body["reason"], staff
     )
-    return Response(200, result)
 
 
 async def _take_offer(services: Services, request: Request, match: dict[str, str]) -> Response:
     body = _body(request, TAKE_OFFER)
-    result = await services.call(
+    return await _answered(
+        services,
         services.ledger.take_offer,
         body["member"],
         body["offer"],
         body["receipt"],
         body.get("staff"),
     )
-    return Response(200, result)
 
 
 async def _events(services: Services, request: Request, match: dict[str, str]) -> Response:

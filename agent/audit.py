@@ -15,6 +15,7 @@ from agent.errors import InvalidInput, LedgerError
 from agent.keys import load_public_key, public_key_text
 from agent.ledger import Ledger
 from agent.projection import rebuild
+from agent.results import Exported
 from agent.rotation import verify_rotating
 from agent.store import PROJECTION_TABLES
 
@@ -88,7 +89,7 @@ def _projection_digest(conn: Any) -> list[Any]:
     ]
 
 
-def export_log(ledger: Ledger, out: Path) -> dict[str, Any]:
+def export_log(ledger: Ledger, out: Path) -> Exported:
     header = {
         "format": EXPORT_FORMAT,
         "device": ledger.device_id,
@@ -110,7 +111,7 @@ def export_log(ledger: Ledger, out: Path) -> dict[str, Any]:
     except OSError as error:
         tmp.unlink(missing_ok=True)
         raise LedgerError("io_error", f"--out: cannot write {out}: {error.strerror}") from None
-    return {"entries": count, "head": head, "out": str(out)}
+    return Exported(entries=count, head=head, out=str(out))
 
 
 def verify_file(path: Path, public_key: str) -> ChainReport:

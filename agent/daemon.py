@@ -36,6 +36,7 @@ from agent.integrity import JournalDamaged, check_unsynced
 from agent.keys import public_key_text
 from agent.ledger import DB_FILE, Ledger
 from agent.notify import Notifier
+from agent.results import MemberView
 from agent.till_secrets import TillSecrets
 from drivers.errors import DriverError
 from drivers.lifecycle import CONNECTED, ReaderState
@@ -212,12 +213,12 @@ class TillAgent:
         data: dict[str, Any] = dict(scan.to_json())
         if scan.kind == "member" and scan.card is not None:
             try:
-                member = await self.call(self.ledger.member, scan.card)
+                member: MemberView = await self.call(self.ledger.member, scan.card)
             except LedgerError as refusal:
                 data["refused"] = refusal.as_json()
             else:
-                if member.get("member_id") is not None:
-                    data["member"] = member
+                if member.member_id is not None:
+                    data["member"] = member.as_json()
         self.hub.publish("scan", data)
 
     # -- life cycle ----------------------------------------------------------------------

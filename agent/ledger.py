@@ -52,7 +52,7 @@ from agent.entries import (
 from agent.errors import InvalidInput, LedgerError, Refused, TillRestored
 from agent.journal import Journal
 from agent.keys import device_id_for, public_key_text, read_private_key, write_private_key
-from agent.ledger_context import Clock, Decide, Finish, LedgerContext, local_now
+from agent.ledger_context import Clock, Decide, Finish, LedgerContext, R, local_now
 from agent.ledger_numbers import LedgerNumbers
 from agent.ledger_offers import LedgerOffers
 from agent.ledger_reads import Account as Account  # re-exported: callers import it from here
@@ -60,6 +60,19 @@ from agent.ledger_reads import LedgerReads, net
 from agent.ledger_refunds import LedgerRefunds
 from agent.money import format_amount
 from agent.projection import Effects, apply, result_text
+from agent.results import (
+    Adjusted,
+    CardReplaced,
+    Earned,
+    Enrolled,
+    Found,
+    MemberView,
+    OfferTaken,
+    Redeemed,
+    Refunded,
+    Standing,
+    TillIdentity,
+)
 from agent.rules import Rules, default_rules_text, load_rules_text
 from agent.store import RESTORED_KEY, Store, storage_error
 from agent.till_secrets import SECRETS_FILE, TillSecrets
@@ -183,8 +196,18 @@ class Ledger:
         genesis = Init(
             store=store, till=till, device_id=device_id, public_key=public_key_text(public)
         )
-        ledger._record(Kind.INIT, None, genesis.to_body())
+        ledger._record(Kind.INIT, None, lambda conn: genesis.to_body(), _no_answer)
         return ledger
+
+    def identity(self) -> TillIdentity:
+        """Who this till is: what ``init`` answers."""
+        return TillIdentity(
+            store=self.store_id,
+            till=self.till_id,
+            device_id=self.device_id,
+            public_key=self.public_key,
+            state=str(self.state_dir),
+        )
 
     def close(self) -> None:
         self.store.close()
@@ -200,19 +223,14 @@ class Ledger:
 
     # -- the one write path ------------------------------------------------------
 
-    def _record(
-        self,
-        kind: Kind,
-        staff: str | None,
-        facts: dict[str, Any],
-        decide: Decide | None = None,
-        finish: Finish | None = None,
-    ) -> dict[str, Any]:
+    def _record(self, kind: Kind, staff: str | None, decide: Decide[R], finish: Finish[R]) -> R:
         """Write one business fact: decide, apply, sign and append, in one transaction.
 
-        ``decide`` reads the state under the write lock and returns more facts (or
-        raises to refuse); ``finish`` builds the cashier's answer once the effects are
-        known; it is stored in the entry so that a replay can give it back verbatim.
+        ``decide`` reads the state under the write lock and returns the entry's facts
+        (or raises to refuse, or returns the answer already given: a replay, nothing
+        written); ``finish`` builds the cashier's answer (``agent.results``) once the
+        effects are known; its JSON is stored in the entry so that a replay can give
+        it back verbatim.
         """
         if self.write_refusal is not None:
             refusal = self.write_refusal
@@ -223,16 +241,15 @@ class Ledger:
                 restored = restored_refusal(conn)
                 if restored is not None:
                     raise restored
-                if decide is not None:
-                    facts = {**facts, **decide(conn)}
-                if facts.get("replayed"):
-                    return dict(facts["result"])
+                facts = decide(conn)
+                if not isinstance(facts, dict):
+                    return facts  # a replay
                 head = self._head(conn)
                 effects = apply(conn, head[0] + 1, kind, facts)
-                result = finish(conn, head[0] + 1, effects, facts) if finish else {}
+                result = finish(conn, head[0] + 1, effects, facts)
                 body = {**facts, "effects": effects}
-                if result:
-                    body["result"] = result
+                if result is not None:
+                    body["result"] = result.as_json()
                 self.journal.append(conn, self.key, head, kind, staff, body, self.clock())
                 return result
         except sqlite3.Error as error:
@@ -255,7 +272,7 @@ class Ledger:
         card: str | None = None,
         consent_marketing: bool = False,
         staff: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Enrolled:
         today = self.context.today()
         who = fields.staff(staff)
         number = fields.phone(phone)
@@ -279,7 +296,7 @@ class Ledger:
             enrolled_by=who,
         )
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+        def decide(conn: sqlite3.Connection) -> dict[str, Any] | Enrolled:
             existing = conn.execute(
                 "SELECT member_id FROM members WHERE phone_key IN (SELECT value FROM json_each(?))",
                 (json.dumps(keys),),
@@ -305,23 +322,23 @@ class Ledger:
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> dict[str, Any]:
+        ) -> Enrolled:
             body = Enrol.from_body(facts)
             member_id = body.member.member_id
-            return {
-                "member_id": member_id,
-                "card": body.card,
-                "card_kind": body.card_kind,
-                "balance": self.reads.balance_of(member_id, today, conn, net(effects))["balance"],
-            }
+            return Enrolled(
+                member_id=member_id,
+                card=body.card,
+                card_kind=body.card_kind,
+                balance=self.reads.balance_of(member_id, today, conn, net(effects))["balance"],
+            )
 
-        return self._record(Kind.ENROL, who, {}, decide, finish)
+        return self._record(Kind.ENROL, who, decide, finish)
 
-    def card_replace(self, ref: str, new_card: str, staff: str | None = None) -> dict[str, Any]:
+    def card_replace(self, ref: str, new_card: str, staff: str | None = None) -> CardReplaced:
         who = fields.staff(staff)
         card = self.reads.program_card(new_card.strip(), "card")
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+        def decide(conn: sqlite3.Connection) -> dict[str, Any] | CardReplaced:
             account = self.reads.resolve(ref, conn)
             if account.member_id is None:
                 raise Refused("not_enrolled", "member: enrol the card before replacing it")
@@ -337,11 +354,11 @@ class Ledger:
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> dict[str, Any]:
+        ) -> CardReplaced:
             body = CardReplace.from_body(facts)
-            return {"member_id": body.member_id, "card": card, "blocked": body.old_card}
+            return CardReplaced(member_id=body.member_id, card=card, blocked=body.old_card)
 
-        return self._record(Kind.CARD_REPLACE, who, {}, decide, finish)
+        return self._record(Kind.CARD_REPLACE, who, decide, finish)
 
     def earn(
         self,
@@ -351,7 +368,7 @@ class Ledger:
         amount: int | None = None,
         lines: tuple[fields.Line, ...] | None = None,
         staff: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Earned:
         receipt_id, who = fields.receipt(receipt), fields.staff(staff)
         if (amount is None) == (lines is None):
             raise InvalidInput("invalid_line", "amount: give either a total or lines, not both")
@@ -361,12 +378,12 @@ class Ledger:
             raise InvalidInput("invalid_amount", "amount: receipt total is absurdly large")
         day = self.context.today()
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+        def decide(conn: sqlite3.Connection) -> dict[str, Any] | Earned:
             account = self.reads.resolve(ref, conn)
             fingerprint = _fingerprint(account.account, [line.to_json() for line in sale])
             replay = self._replay(conn, Kind.EARN, receipt_id, fingerprint)
             if replay is not None:
-                return {"replayed": True, "result": {**replay, "replayed": True}}
+                return Earned.from_json({**replay, "replayed": True})
             tier = self.rules.tier_for(self.reads.spend_12m(account.account, day, conn))
             birthday_month = account.birthday_month(day)
             priced = tuple(
@@ -396,27 +413,27 @@ class Ledger:
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> dict[str, Any]:
+        ) -> Earned:
             body = Earn.from_body(facts)
             figures = self.reads.balance_of(body.account, day, conn, net(effects))
             # What the member can take at the next visit, for the POS to print.
             can_take = max(0, figures["available"])
             if can_take < self.rules.redeem_minimum:
                 can_take = 0
-            result = {
-                "member_id": body.member_id,
-                "receipt": receipt_id,
-                "points": body.points,
-                "balance": figures["balance"],
-                "tier": body.tier,
-                "redeemable": can_take,
-                "redeemable_value": format_amount(self.rules.redemption_value(can_take)),
-                "replayed": False,
-            }
+            result = Earned(
+                member_id=body.member_id,
+                receipt=receipt_id,
+                points=body.points,
+                balance=figures["balance"],
+                tier=body.tier,
+                redeemable=can_take,
+                redeemable_value=self.rules.redemption_value(can_take),
+                replayed=False,
+            )
             self._store_result(conn, Kind.EARN, receipt_id, result)
             return result
 
-        return self._record(Kind.EARN, who, {}, decide, finish)
+        return self._record(Kind.EARN, who, decide, finish)
 
     def redeem(
         self,
@@ -426,17 +443,17 @@ class Ledger:
         *,
         amount: int | None = None,
         staff: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> Redeemed:
         receipt_id, who = fields.receipt(receipt), fields.staff(staff)
         wanted = fields.points(points)
         day = self.context.today()
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+        def decide(conn: sqlite3.Connection) -> dict[str, Any] | Redeemed:
             account = self.reads.resolve(ref, conn)
             fingerprint = _fingerprint(account.account, {"points": wanted, "amount": amount})
             replay = self._replay(conn, Kind.REDEEM, receipt_id, fingerprint)
             if replay is not None:
-                return {"replayed": True, "result": {**replay, "replayed": True}}
+                return Redeemed.from_json({**replay, "replayed": True})
             if wanted < self.rules.redeem_minimum:
                 raise Refused(
                     "below_minimum",
@@ -489,22 +506,22 @@ class Ledger:
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> dict[str, Any]:
+        ) -> Redeemed:
             body = Redeem.from_body(facts)
-            result = {
-                "member_id": body.member_id,
-                "receipt": receipt_id,
-                "points": wanted,
-                "value": format_amount(body.value),
-                "balance": self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
-                "replayed": False,
-            }
+            result = Redeemed(
+                member_id=body.member_id,
+                receipt=receipt_id,
+                points=wanted,
+                value=body.value,
+                balance=self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
+                replayed=False,
+            )
             self._store_result(conn, Kind.REDEEM, receipt_id, result)
             return result
 
-        return self._record(Kind.REDEEM, who, {}, decide, finish)
+        return self._record(Kind.REDEEM, who, decide, finish)
 
-    def adjust(self, ref: str, points: str | int, reason: str, staff: str) -> dict[str, Any]:
+    def adjust(self, ref: str, points: str | int, reason: str, staff: str) -> Adjusted:
         """A manual correction with a reason and a staff id (supervisor's action)."""
         who, change = fields.staff(staff), fields.signed_points(points)
         if who is None:
@@ -512,7 +529,7 @@ class Ledger:
         why = fields.reason(reason)
         day = self.context.today()
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+        def decide(conn: sqlite3.Connection) -> dict[str, Any] | Adjusted:
             account = self.reads.resolve(ref, conn)
             figures = self.reads.balance_of(account.account, day, conn)
             if change < 0 and -change > max(0, figures["balance"]):
@@ -530,15 +547,15 @@ class Ledger:
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> dict[str, Any]:
+        ) -> Adjusted:
             body = Adjust.from_body(facts)
-            return {
-                "member_id": body.member_id,
-                "points": change,
-                "balance": self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
-            }
+            return Adjusted(
+                member_id=body.member_id,
+                points=change,
+                balance=self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
+            )
 
-        return self._record(Kind.ADJUST, who, {}, decide, finish)
+        return self._record(Kind.ADJUST, who, decide, finish)
 
     # -- what the collaborators answer ---------------------------------------------
 
@@ -549,29 +566,27 @@ class Ledger:
         staff: str | None = None,
         *,
         supervised: bool = True,
-    ) -> dict[str, Any]:
+    ) -> Refunded:
         return self.refunds.refund(receipt, lines, staff, supervised=supervised)
 
     def take_offer(
         self, ref: str, offer: str, receipt: str, staff: str | None = None
-    ) -> dict[str, Any]:
+    ) -> OfferTaken:
         return self.offers.take_offer(ref, offer, receipt, staff)
 
     def resolve(self, ref: str) -> Account:
         return self.reads.resolve(ref)
 
-    def balance(self, ref: str) -> dict[str, Any]:
+    def balance(self, ref: str) -> Standing:
         return self.reads.balance(ref)
 
-    def member(self, ref: str) -> dict[str, Any]:
+    def member(self, ref: str) -> MemberView:
         return self.reads.member(ref)
 
     def member_card(self, ref: str) -> str:
         return self.reads.member_card(ref)
 
-    def lookup(
-        self, phone: str, *, ask_hq: Callable[[str], dict[str, Any] | None] | None = None
-    ) -> dict[str, Any]:
+    def lookup(self, phone: str, *, ask_hq: Callable[[str], Found | None] | None = None) -> Found:
         return self.reads.lookup(phone, ask_hq=ask_hq)
 
     # -- helpers -----------------------------------------------------------------
@@ -594,11 +609,11 @@ class Ledger:
         return result
 
     def _store_result(
-        self, conn: sqlite3.Connection, op: Kind, receipt: str, result: dict[str, Any]
+        self, conn: sqlite3.Connection, op: Kind, receipt: str, result: Earned | Redeemed
     ) -> None:
         conn.execute(
             "UPDATE receipts SET result = ? WHERE op = ? AND receipt = ?",
-            (result_text(result), op, receipt),
+            (result_text(result.as_json()), op, receipt),
         )
 
     def _sale_amount(self, conn: sqlite3.Connection, receipt: str) -> int | None:
@@ -617,6 +632,11 @@ class Ledger:
 
     def head(self) -> tuple[int, str]:
         return self.journal.head()
+
+
+def _no_answer(conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]) -> None:
+    """The genesis entry's answer: none (``init`` answers with ``Ledger.identity``)."""
+    return None
 
 
 def _fingerprint(account: str, content: object) -> str:

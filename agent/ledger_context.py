@@ -15,20 +15,32 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
 from agent.config import Config
 from agent.entries import Kind, Lot
 from agent.projection import Effects
+from agent.results import Answer
 from agent.rules import Rules
 from agent.store import Store
 from agent.till_secrets import TillSecrets
 
 Clock = Callable[[], dt.datetime]
-# What an operation hands the write path: see ``agent.ledger.Ledger._record``.
-Decide = Callable[[sqlite3.Connection], dict[str, Any]]
-Finish = Callable[[sqlite3.Connection, int, Effects, dict[str, Any]], dict[str, Any]]
-Record = Callable[[Kind, str | None, dict[str, Any], Decide | None, Finish | None], dict[str, Any]]
+# What an operation hands the write path (see ``agent.ledger.Ledger._record``): how
+# to decide the entry's facts under the write lock (or find the answer a replay
+# gives back), and how to build its answer (``agent.results``) once the effects are
+# known. ``None``: an entry nobody waits an answer for (the genesis).
+R = TypeVar("R", bound=Answer | None)
+Decide = Callable[[sqlite3.Connection], dict[str, Any] | R]
+Finish = Callable[[sqlite3.Connection, int, Effects, dict[str, Any]], R]
+
+
+class Record(Protocol):
+    """The ledger's one write path, as its collaborators hold it."""
+
+    def __call__(
+        self, kind: Kind, staff: str | None, decide: Decide[R], finish: Finish[R]
+    ) -> R: ...
 
 
 def local_now() -> dt.datetime:

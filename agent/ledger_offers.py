@@ -13,8 +13,9 @@ from agent.entries import Kind, OfferTake
 from agent.errors import InvalidInput, Refused
 from agent.ledger_context import LedgerContext, Record
 from agent.ledger_reads import Account, LedgerReads, net
-from agent.money import format_amount, parse_amount
+from agent.money import parse_amount
 from agent.projection import Effects
+from agent.results import OfferTaken
 
 
 class LedgerOffers:
@@ -24,7 +25,7 @@ class LedgerOffers:
 
     def take_offer(
         self, ref: str, offer: str, receipt: str, staff: str | None = None
-    ) -> dict[str, Any]:
+    ) -> OfferTaken:
         """Take an HQ offer at the counter, at most once per till (``offer_taken``).
 
         A voucher or a gift is recorded with its value and changes no points. A points
@@ -33,7 +34,7 @@ class LedgerOffers:
         offer_id, receipt_id, who = _offer_id(offer), fields.receipt(receipt), fields.staff(staff)
         day = self.context.today()
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+        def decide(conn: sqlite3.Connection) -> dict[str, Any] | OfferTaken:
             account = self.reads.resolve(ref, conn)
             done = till_offers.taken(conn, offer_id)
             if done is not None:
@@ -71,20 +72,20 @@ class LedgerOffers:
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> dict[str, Any]:
+        ) -> OfferTaken:
             body = OfferTake.from_body(facts)
-            return {
-                "member_id": body.member_id,
-                "offer_id": offer_id,
-                "receipt": receipt_id,
-                "kind": body.offer_kind,
-                "title": body.title,
-                "points": body.points,
-                "value": format_amount(body.value),
-                "balance": self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
-            }
+            return OfferTaken(
+                member_id=body.member_id,
+                offer_id=offer_id,
+                receipt=receipt_id,
+                kind=body.offer_kind,
+                title=body.title,
+                points=body.points,
+                value=body.value,
+                balance=self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
+            )
 
-        return self.record(Kind.OFFER_TAKE, who, {}, decide, finish)
+        return self.record(Kind.OFFER_TAKE, who, decide, finish)
 
     def _multiplier_bonus(
         self, conn: sqlite3.Connection, account: Account, receipt_id: str, multiplier: str

@@ -14,14 +14,13 @@ import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
 
 from agent import fields
 from agent import offers as till_offers
 from agent.errors import InvalidInput, Refused
 from agent.ledger_context import LedgerContext
-from agent.money import format_amount
 from agent.projection import Effects
+from agent.results import Found, MemberView, Standing
 from agent.till_view import has_hq_balance, hours_since_hq, redeemable, till_view
 from drivers.cards import CardClass, classify
 from drivers.codes import VERSION as DYNAMIC_VERSION
@@ -197,20 +196,22 @@ class LedgerReads:
         ).fetchone()
         return int(row[0])
 
-    def balance(self, ref: str) -> dict[str, Any]:
+    def balance(self, ref: str) -> Standing:
+        return self._standing(self.resolve(ref))
+
+    def _standing(self, account: Account) -> Standing:
         conn, day = self.context.store.conn, self.context.today()
-        account = self.resolve(ref)
         figures = self.balance_of(account.account, day, conn)
         tier = self.context.rules.tier_for(self.spend_12m(account.account, day, conn))
-        return {
-            "member_id": account.member_id,
-            "card": account.card,
-            "balance": figures["balance"],
-            "tier": tier.name,
-            "value": format_amount(self.context.rules.redemption_value(max(0, figures["balance"]))),
-            "available": figures["available"],
-            "expiring_30d": figures["expiring_30d"],
-        }
+        return Standing(
+            member_id=account.member_id,
+            card=account.card,
+            balance=figures["balance"],
+            tier=tier.name,
+            value=self.context.rules.redemption_value(max(0, figures["balance"])),
+            available=figures["available"],
+            expiring_30d=figures["expiring_30d"],
+        )
 
     def member_card(self, ref: str) -> str:
         """The card a member shows now: the given card, or the member's active card."""
@@ -221,9 +222,7 @@ class LedgerReads:
             raise Refused("no_active_card", "member: has no active card")
         return self.active_card(self.context.store.conn, account.member_id)
 
-    def lookup(
-        self, phone: str, *, ask_hq: Callable[[str], dict[str, Any] | None] | None = None
-    ) -> dict[str, Any]:
+    def lookup(self, phone: str, *, ask_hq: Callable[[str], Found | None] | None = None) -> Found:
         """A member by phone: one of this store (enrolled here, or on another till of
         the store: HQ sends phone keys of the store's own members only); else, given
         ``ask_hq`` (the command line passes ``sync.till_lookup``; the agent has no
@@ -249,7 +248,7 @@ class LedgerReads:
             ).fetchone()
         )
         if row is not None:
-            return {"member_id": row[0], "name": row[1], "card": row[2]}
+            return Found(member_id=row[0], name=row[1], card=row[2])
         if ask_hq is not None:
             found = ask_hq(keys[0])
             if found is not None:
@@ -265,22 +264,22 @@ class LedgerReads:
             ),
         )
 
-    def member(self, ref: str) -> dict[str, Any]:
+    def member(self, ref: str) -> MemberView:
         """What the counter shows on a scan: name, tier, balance, birthday month, and the
         HQ offers valid today that this till has not yet seen taken."""
         account = self.resolve(ref)
-        figures = self.balance(ref)
-        row = self.context.store.conn.execute(
+        conn, day = self.context.store.conn, self.context.today()
+        row = conn.execute(
             "SELECT name FROM members WHERE member_id = :id "
             "UNION ALL SELECT name FROM hq_members WHERE member_id = :id LIMIT 1",
             {"id": account.member_id},
         ).fetchone()
-        figures["name"] = row[0] if row else None
-        figures["birthday_month"] = account.birthday_month(self.context.today())
-        figures["offers"] = till_offers.offers_for(
-            self.context.store.conn, account.member_id, self.context.today()
+        return MemberView.of(
+            self._standing(account),
+            name=row[0] if row else None,
+            birthday_month=account.birthday_month(day),
+            offers=till_offers.offers_for(conn, account.member_id, day),
         )
-        return figures
 
 
 def net(effects: Effects) -> int:

@@ -16,6 +16,7 @@ from agent.ledger_context import LedgerContext, Record
 from agent.ledger_reads import LedgerReads, net
 from agent.money import format_amount
 from agent.projection import Effects
+from agent.results import Refunded
 
 
 class LedgerRefunds:
@@ -30,7 +31,7 @@ class LedgerRefunds:
         staff: str | None = None,
         *,
         supervised: bool = True,
-    ) -> dict[str, Any]:
+    ) -> Refunded:
         """``supervised=False`` (a cashier without a supervisor's PIN) refuses a
         refund that takes the receipt's refunded total (every refund of it so far,
         this one included) above the rules' ``refund.supervisor_above``: splitting
@@ -38,7 +39,7 @@ class LedgerRefunds:
         receipt_id, who = fields.receipt(receipt), fields.staff(staff)
         day = self.context.today()
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any]:
+        def decide(conn: sqlite3.Connection) -> dict[str, Any] | Refunded:
             plan = self._plan_refund(conn, receipt_id, lines, day)
             limit = self.context.rules.refund_supervisor_above
             if not supervised:
@@ -53,21 +54,21 @@ class LedgerRefunds:
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> dict[str, Any]:
+        ) -> Refunded:
             body = Refund.from_body(facts)
             figures = self.reads.balance_of(body.account, day, conn, net(effects))
-            return {
-                "member_id": body.member_id,
-                "receipt": receipt_id,
-                "points": effects["delta"],
-                "taken": body.taken,
-                "returned": body.returned,
-                "refunded": format_amount(body.amount),
-                "balance": figures["balance"],
-                "negative": figures["balance"] < 0,
-            }
+            return Refunded(
+                member_id=body.member_id,
+                receipt=receipt_id,
+                points=effects["delta"],
+                taken=body.taken,
+                returned=body.returned,
+                refunded=body.amount,
+                balance=figures["balance"],
+                negative=figures["balance"] < 0,
+            )
 
-        return self.record(Kind.REFUND, who, {}, decide, finish)
+        return self.record(Kind.REFUND, who, decide, finish)
 
     def _plan_refund(
         self,

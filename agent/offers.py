@@ -21,6 +21,7 @@ import sqlite3
 from typing import Any
 
 from agent.journal import Journal
+from agent.results import OfferShown
 
 OFFERS_KEY = "offers"
 KINDS = ("multiplier", "voucher", "gift")
@@ -106,10 +107,10 @@ def offer(conn: sqlite3.Connection, offer_id: str) -> dict[str, str] | None:
 
 def offers_for(
     conn: sqlite3.Connection, member_id: str | None, day: dt.date
-) -> list[dict[str, str]]:
+) -> tuple[OfferShown, ...]:
     """The member's offers valid on ``day`` and not yet taken on this till."""
     if member_id is None:
-        return []
+        return ()
     iso = day.isoformat()
     rows = conn.execute(
         "SELECT offer_id, title, kind, value, valid_to FROM hq_offers "
@@ -118,5 +119,4 @@ def offers_for(
         (member_id, iso, iso),
     ).fetchall()
     taken_here = Journal(conn).offers_taken(str(row[0]) for row in rows) if rows else set()
-    keys = ("offer_id", "title", "kind", "value", "valid_to")
-    return [dict(zip(keys, map(str, row), strict=True)) for row in rows if row[0] not in taken_here]
+    return tuple(OfferShown(*map(str, row)) for row in rows if row[0] not in taken_here)

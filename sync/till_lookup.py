@@ -13,9 +13,9 @@ that cannot reach HQ, answers ``None`` and the caller says to use the card.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from agent.keys import load_public_key
+from agent.results import Found
 from agent.store import Store
 from sync.client import HQClient, RetryPolicy, Signer
 from sync.errors import SyncError, unverified
@@ -26,7 +26,7 @@ COUNTER_WAIT = RetryPolicy(attempts=1, connect_timeout_s=2.0, read_timeout_s=5.0
 _LOCAL_STATUS = {2: 400, 3: 409, 4: 422}
 
 
-def lookup_at_hq(state_dir: Path, store: Store, phone_key: str) -> dict[str, Any] | None:
+def lookup_at_hq(state_dir: Path, store: Store, phone_key: str) -> Found | None:
     device, pinned, url = (store.meta(k) for k in ("device_id", "hq_public_key", "hq_url"))
     if not device or not pinned or not url:
         return None
@@ -57,8 +57,8 @@ def lookup_at_hq(state_dir: Path, store: Store, phone_key: str) -> dict[str, Any
     answer = open_signed(load_public_key(pinned), LOOKUP_TAG, reply.body, "phone lookup")
     if answer.get("device") != device or answer.get("phone_key") != phone_key:
         raise unverified("bad_lookup", "HQ's phone lookup answers another question")
-    return {
-        "member_id": answer.get("member_id"),
-        "name": answer.get("name"),
-        "card": answer.get("card"),
-    }
+    return Found(
+        member_id=answer.get("member_id"),
+        name=answer.get("name"),
+        card=answer.get("card"),
+    )

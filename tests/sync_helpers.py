@@ -194,7 +194,7 @@ def busy_till(state: Path, earns: int, *, enrol: bool = True, phone: str = "0611
     """Enrol a member (or not) and record some earnings; returns the member id."""
     ledger = Ledger(state)
     try:
-        member = ledger.enrol(name="Ann", phone=phone)["member_id"] if enrol else None
+        member = ledger.enrol(name="Ann", phone=phone).member_id if enrol else None
         if member is None:
             member = ledger.store.conn.execute("SELECT member_id FROM members").fetchone()[0]
         for _ in range(earns):

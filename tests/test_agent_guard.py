@@ -190,7 +190,7 @@ def test_key_rotations_anywhere_in_the_unsynced_part_verify(tmp_path: Path) -> N
 
     state = tmp_path / "state"
     ledger = Ledger.init(state, "S001", "T01")
-    member = ledger.enrol(name="Bo", phone="0622222222")["member_id"]
+    member = ledger.enrol(name="Bo", phone="0622222222").member_id
     ledger.earn(member, "K1", amount=1000)
     ledger.close()
     rotated = int(str(rotate_device_key(state)["seq"]))

@@ -37,7 +37,7 @@ def test_one_balance_raced_by_four_processes_is_spent_once(tmp_path: Path) -> No
     state = tmp_path / "till"
     ledger = Ledger.init(state, "S001", "T01")
     ledger.enrol(name="Racer", phone="5550001234", card=CARD)
-    balance = ledger.balance(CARD)["balance"]
+    balance = ledger.balance(CARD).balance
     ledger.close()
     assert balance == 100  # the enrolment bonus: exactly one minimum redemption
 
@@ -74,7 +74,7 @@ def test_one_balance_raced_by_four_processes_is_spent_once(tmp_path: Path) -> No
 
     ledger = Ledger(state)
     try:
-        assert ledger.balance(CARD)["balance"] == 0
+        assert ledger.balance(CARD).balance == 0
         redeems = [entry for entry in ledger.entries() if entry.kind == "redeem"]
         assert len(redeems) == 1
         assert verify_ledger(ledger).ok

@@ -109,8 +109,8 @@ def chain(
                 register_till(server, hq, state)
             ledger = Ledger(home)
             try:
-                member = ledger.enrol(name="Ann <b>", phone=PHONE)["member_id"]
-                other = ledger.enrol(name="Bo", phone="0698765432")["member_id"]
+                member = ledger.enrol(name="Ann <b>", phone=PHONE).member_id
+                other = ledger.enrol(name="Bo", phone="0698765432").member_id
                 for n in range(3):
                     ledger.earn(member, f"H{n}", amount=2500)
                 ledger.earn(other, "B1", amount=1000)

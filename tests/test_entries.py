@@ -88,7 +88,7 @@ def test_every_kind_has_one_body() -> None:
 
 def _journal(ledger: Ledger, clock: Clock) -> list[tuple[int, str, str]]:
     """A journal with an entry of every kind, written by the real ledger."""
-    member = ledger.enrol(name="Ana", phone="5550001", card=CARD_A)["member_id"]
+    member = ledger.enrol(name="Ana", phone="5550001", card=CARD_A).member_id
     ledger.enrol(name="Bo", phone="5550002", birthday="1990-05-01", household=3)
     with ledger.store.transaction() as conn:
         conn.execute(

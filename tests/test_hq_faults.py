@@ -111,7 +111,7 @@ class CuttingProxy:
 def _fill(state: Path, count: int) -> None:
     ledger = Ledger(state)
     try:
-        member = ledger.enrol(name="Eve", phone=f"06{secrets.randbelow(10**8):08d}")["member_id"]
+        member = ledger.enrol(name="Eve", phone=f"06{secrets.randbelow(10**8):08d}").member_id
         for number in range(count):
             ledger.earn(member, f"F{number}", amount=1000 + number)
     finally:

@@ -102,7 +102,7 @@ def forger(tmp_path: Path, served: tuple[HQServer, HQStore]) -> Iterator[tuple[F
     state = make_till(tmp_path, "stolen")
     register_till(server, hq, state)
     ledger = Ledger(state)
-    member = ledger.enrol(name="Eve", phone="0698765432")["member_id"]
+    member = ledger.enrol(name="Eve", phone="0698765432").member_id
     ledger.close()
     thief = Forger(server, state)
     yield thief, member

@@ -73,7 +73,7 @@ def _earn(state: Path, times: int, ref: str | None = None, amount: int = 2500) -
     ledger = Ledger(state)
     try:
         if ref is None:
-            ref = ledger.enrol(name="Cy", phone=f"06{next(_COUNTER):08d}")["member_id"]
+            ref = ledger.enrol(name="Cy", phone=f"06{next(_COUNTER):08d}").member_id
         for _ in range(times):
             ledger.earn(ref, f"R{next(_COUNTER)}", amount=amount)
         return ref
@@ -100,7 +100,7 @@ def test_register_then_sync_stores_every_entry_once(
     assert hq_count(hq, device) == (head, head)
     code, answer = cli(None, "hq", "balance", "--db", server.db_url, "--member", member)
     ledger = Ledger(state)
-    assert answer == {"member_id": member, "balance": ledger.balance(member)["balance"]}
+    assert answer == {"member_id": member, "balance": ledger.balance(member).balance}
     ledger.close()
     code, verified = cli(None, "hq", "verify", "--db", server.db_url)
     assert code == 0 and verified["ok"] is True
@@ -268,11 +268,11 @@ def test_alerts_for_duplicates_negative_balances_and_clock_skew(
         ledger.enrol(name="Dup", phone=phone)
         ledger.close()
     ledger = Ledger(one)
-    member = ledger.enrol(name="Neg", phone=f"07{next(_COUNTER):08d}")["member_id"]
+    member = ledger.enrol(name="Neg", phone=f"07{next(_COUNTER):08d}").member_id
     ledger.earn(member, "N1", amount=100_000)
-    ledger.redeem(member, "N2", ledger.balance(member)["balance"])
+    ledger.redeem(member, "N2", ledger.balance(member).balance)
     refund = ledger.refund("N1")
-    assert refund["negative"] is True
+    assert refund.negative is True
     ledger.close()
     for state in (one, two):
         assert cli(state, "sync")[0] == 0

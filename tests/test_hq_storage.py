@@ -198,16 +198,16 @@ def test_balances_across_stores_follow_cards_enrolled_elsewhere(
     enrolled = ledger.enrol(name="Bo", phone="0622222222")
     ledger.close()
     ledger = Ledger(away)
-    ledger.earn(enrolled["card"], "A1", amount=5000)  # a card this till does not know
+    ledger.earn(enrolled.card, "A1", amount=5000)  # a card this till does not know
     ledger.close()
     for state, device in devices.items():
         _ingest(hq_store, device, entries_of(state))
     expected = journal_points(home, away)
-    assert balance(hq_store, enrolled["member_id"]) == {
-        "member_id": enrolled["member_id"],
+    assert balance(hq_store, enrolled.member_id) == {
+        "member_id": enrolled.member_id,
         "balance": expected,
     }
-    assert balance(hq_store, enrolled["card"])["balance"] == expected
+    assert balance(hq_store, enrolled.card)["balance"] == expected
 
 
 def test_hq_verify_finds_a_row_edited_inside_hq(

@@ -49,8 +49,8 @@ def _enrol(state: Path, count: int) -> list[tuple[str, str]]:
         made = []
         for number in range(count):
             member = ledger.enrol(name=f"M{number}", phone=f"06{number:08d}")
-            ledger.earn(member["member_id"], f"E{number}", amount=2000)
-            made.append((str(member["member_id"]), str(member["card"])))
+            ledger.earn(member.member_id, f"E{number}", amount=2000)
+            made.append((str(member.member_id), str(member.card)))
         return made
     finally:
         ledger.close()
@@ -108,12 +108,14 @@ def test_offer_round_trip(tmp_path: Path) -> None:
             assert cli(a, "sync")[0] == 0 and cli(b, "sync")[0] == 0
             ledger = Ledger(a)
             try:
-                shown = {o["offer_id"]: o for o in ledger.member(member)["offers"]}
+                shown = {o["offer_id"]: o for o in ledger.member(member).as_json()["offers"]}
                 assert set(shown) == {double[member], five[member]}
                 assert shown[double[member]]["kind"] == "multiplier"
                 assert shown[double[member]]["value"] == "2"
                 assert shown[five[member]]["value"] == "5.00"
-                assert {o["offer_id"] for o in ledger.member(held)["offers"]} == {five[held]}
+                assert {o["offer_id"] for o in ledger.member(held).as_json()["offers"]} == {
+                    five[held]
+                }
             finally:
                 ledger.close()
 
@@ -136,7 +138,7 @@ def test_offer_round_trip(tmp_path: Path) -> None:
             assert code == 0 and taken["value"] == "5.00" and taken["points"] == 0, taken
             ledger = Ledger(a)
             try:
-                assert ledger.member(member)["offers"] == []
+                assert ledger.member(member).as_json()["offers"] == []
             finally:
                 ledger.close()
             # The second till never heard of the first one's take: it allows it once.
@@ -216,7 +218,7 @@ def test_response_report_on_both_backends(db_url: str, tmp_path: Path) -> None:
             for number, member in enumerate(takers):
                 ledger.take_offer(member, offers[member], f"G{number}")
                 ledger.earn(member, f"X{number}", amount=5000)
-            assert ledger.member(takers[0])["offers"] == []
+            assert ledger.member(takers[0]).as_json()["offers"] == []
         finally:
             ledger.close()
         _upload(hq, state, device, seq)
@@ -267,10 +269,10 @@ def test_multiplier_bonus_is_a_points_lot(db_url: str, tmp_path: Path) -> None:
         ledger = Ledger(state)
         try:
             took = ledger.take_offer(member, _offers(hq, "Double")[member], "E0")
-            balance = ledger.balance(member)["balance"]
+            balance = ledger.balance(member).balance
         finally:
             ledger.close()
-        assert took["points"] > 0
+        assert took.points > 0
         _upload(hq, state, device, seq)
         totals = run_report(hq, "liability")["totals"]
         assert (totals["points"], totals["expiring_30d"], totals["expiring_90d"]) == (
@@ -280,7 +282,7 @@ def test_multiplier_bonus_is_a_points_lot(db_url: str, tmp_path: Path) -> None:
         )
         with hq.read() as tx:
             lots = tx.all("SELECT points FROM ins_lots WHERE member = ?", (member,))
-        assert took["points"] in [int(points) for (points,) in lots]
+        assert took.points in [int(points) for (points,) in lots]
         assert sum(int(points) for (points,) in lots) == balance
     finally:
         hq.close()
@@ -390,7 +392,7 @@ def test_unknown_store_empty_target_and_duplicate_name(tmp_path: Path, hq_url: s
 
 
 def test_take_offer_refusals(ledger: Ledger) -> None:
-    member = ledger.enrol(name="A", phone="0611112222")["member_id"]
+    member = ledger.enrol(name="A", phone="0611112222").member_id
     with ledger.store.transaction() as conn:
         apply_offers(
             conn,
@@ -418,12 +420,12 @@ def test_take_offer_refusals(ledger: Ledger) -> None:
         ledger.take_offer(member, "bad id!", "R1")
     assert raised.value.code == "invalid_offer"
     assert ledger.head() == before
-    earned = ledger.earn(member, "R1", amount=1000)["points"]
-    before_take = ledger.balance(member)["balance"]
+    earned = ledger.earn(member, "R1", amount=1000).points
+    before_take = ledger.balance(member).balance
     took = ledger.take_offer(member, "k1-1", "R1")
-    assert took["points"] == earned // 2
-    assert took["balance"] == before_take + took["points"]
-    assert ledger.member(member)["offers"] == []
+    assert took.points == earned // 2
+    assert took.balance == before_take + took.points
+    assert ledger.member(member).as_json()["offers"] == []
     with pytest.raises(LedgerError) as raised:
         ledger.take_offer(member, "k1-1", "R1")
     assert (raised.value.code, raised.value.http_status) == ("offer_taken", 409)

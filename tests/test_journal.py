@@ -98,7 +98,7 @@ def test_an_edited_balance_is_caught(busy: Ledger) -> None:
 def test_export_verifies_elsewhere_with_the_public_key_only(busy: Ledger, tmp_path: Path) -> None:
     out = tmp_path / "log.jsonl"
     summary = export_log(busy, out)
-    assert summary["entries"] == 9
+    assert summary.entries == 9
     assert verify_file(out, busy.public_key).ok
     other = public_key_text(Ed25519PrivateKey.generate().public_key())
     report = verify_file(out, other)

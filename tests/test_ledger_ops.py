@@ -43,17 +43,17 @@ def test_init_twice_is_refused(ledger: Ledger) -> None:
 
 def test_enrol_issues_an_ecard_and_the_bonus(ledger: Ledger) -> None:
     result = ledger.enrol(name="王小明", phone="+86 138 0013 8000", birthday="1990-05-01")
-    card = result["card"]
-    assert result["card_kind"] == "ecard"
+    card = result.card
+    assert result.card_kind == "ecard"
     assert card.startswith("9900") and len(card) == 16 and luhn_ok(card)
-    assert result["balance"] == 100
-    member = ledger.member(result["member_id"])
-    assert member["name"] == "王小明"  # stored verbatim, any script
+    assert result.balance == 100
+    member = ledger.member(result.member_id)
+    assert member.name == "王小明"  # stored verbatim, any script
 
 
 def test_member_ids_carry_the_device(ledger: Ledger) -> None:
-    first = ledger.enrol(name="A", phone="5550001")["member_id"]
-    second = ledger.enrol(name="B", phone="5550002")["member_id"]
+    first = ledger.enrol(name="A", phone="5550001").member_id
+    second = ledger.enrol(name="B", phone="5550002").member_id
     assert first == f"{ledger.device_id}-1" and second == f"{ledger.device_id}-2"
 
 
@@ -63,11 +63,11 @@ def test_phone_is_not_stored_in_clear(ledger: Ledger) -> None:
     wal = ledger.state_dir / "ledger.db-wal"
     raw += wal.read_bytes() if wal.exists() else b""
     assert b"7700900123" not in raw and b"447700900123" not in raw
-    assert ledger.lookup("+447700900123")["name"] == "A"
+    assert ledger.lookup("+447700900123").name == "A"
 
 
 def test_duplicate_phone_names_the_existing_member(ledger: Ledger) -> None:
-    first = ledger.enrol(name="A", phone="555-0100-22")["member_id"]
+    first = ledger.enrol(name="A", phone="555-0100-22").member_id
     before = journal_count(ledger)
     with pytest.raises(Refused) as caught:
         ledger.enrol(name="B", phone="555 0100 22")
@@ -114,11 +114,11 @@ def test_card_in_use_is_refused(ledger: Ledger) -> None:
 
 
 def test_card_replace_blocks_the_old_card(ledger: Ledger) -> None:
-    member = ledger.enrol(name="A", phone="5550001", card=CARD_A)["member_id"]
+    member = ledger.enrol(name="A", phone="5550001", card=CARD_A).member_id
     ledger.earn(CARD_A, "R1", amount=5000)
     result = ledger.card_replace(CARD_A, CARD_B, staff="sup1")
-    assert result == {"member_id": member, "card": CARD_B, "blocked": CARD_A}
-    assert ledger.balance(CARD_B)["balance"] == 150  # nothing else moved
+    assert result.as_json() == {"member_id": member, "card": CARD_B, "blocked": CARD_A}
+    assert ledger.balance(CARD_B).balance == 150  # nothing else moved
     for action in (
         lambda: ledger.earn(CARD_A, "R2", amount=100),
         lambda: ledger.redeem(CARD_A, "R3", 100),
@@ -126,7 +126,7 @@ def test_card_replace_blocks_the_old_card(ledger: Ledger) -> None:
         with pytest.raises(Refused) as caught:
             action()
         assert caught.value.code == "card_blocked"
-    assert ledger.lookup("5550001")["card"] == CARD_B
+    assert ledger.lookup("5550001").card == CARD_B
 
 
 def test_earn_applies_categories_exclusions_and_rounding(ledger: Ledger) -> None:
@@ -137,8 +137,8 @@ def test_earn_applies_categories_exclusions_and_rounding(ledger: Ledger) -> None
         lines=lines(("grocery", 2, 1099), ("tobacco", 1, 800), ("fresh", 1, 550)),
     )
     # grocery 10.99 -> 10 (floor per line); tobacco earns nothing; fresh 5.50 x2 -> 11
-    assert result["points"] == 21
-    assert result["balance"] == 121 and result["replayed"] is False
+    assert result.points == 21
+    assert result.balance == 121 and result.replayed is False
 
 
 def test_earn_replay_and_conflict(ledger: Ledger) -> None:
@@ -146,7 +146,7 @@ def test_earn_replay_and_conflict(ledger: Ledger) -> None:
     first = ledger.earn(CARD_A, "R1", amount=2000)
     count = journal_count(ledger)
     again = ledger.earn(CARD_A, "R1", amount=2000)
-    assert again == {**first, "replayed": True}
+    assert again.as_json() == {**first.as_json(), "replayed": True}
     assert journal_count(ledger) == count
     with pytest.raises(Refused) as caught:
         ledger.earn(CARD_A, "R1", amount=2001)
@@ -156,30 +156,30 @@ def test_earn_replay_and_conflict(ledger: Ledger) -> None:
 
 def test_offline_earn_for_an_unknown_programme_card(ledger: Ledger) -> None:
     result = ledger.earn(CARD_C, "R1", amount=1234)
-    assert result["member_id"] is None and result["points"] == 12
-    assert ledger.balance(CARD_C)["balance"] == 12
+    assert result.member_id is None and result.points == 12
+    assert ledger.balance(CARD_C).balance == 12
     # Enrolling that card later carries its points over to the new member.
     member = ledger.enrol(name="Late", phone="5550009", card=CARD_C)
-    assert member["balance"] == 112
-    assert ledger.balance(member["member_id"])["balance"] == 112
+    assert member.balance == 112
+    assert ledger.balance(member.member_id).balance == 112
 
 
 def test_tiers_follow_rolling_twelve_month_spend(ledger: Ledger, clock: Clock) -> None:
     ledger.enrol(name="A", phone="5550001", card=CARD_A)
     ledger.earn(CARD_A, "R1", amount=50000)
-    assert ledger.balance(CARD_A)["tier"] == "silver"
-    assert ledger.earn(CARD_A, "R2", amount=10000)["points"] == 125  # silver x1.25
+    assert ledger.balance(CARD_A).tier == "silver"
+    assert ledger.earn(CARD_A, "R2", amount=10000).points == 125  # silver x1.25
     clock.advance(days=366)
-    assert ledger.balance(CARD_A)["tier"] == "basic"
+    assert ledger.balance(CARD_A).tier == "basic"
 
 
 def test_promotions_and_birthday_month(ledger: Ledger, clock: Clock) -> None:
     ledger.enrol(name="A", phone="5550001", card=CARD_A, birthday="1990-03-20")
-    assert ledger.earn(CARD_A, "R1", amount=1000)["points"] == 20  # birthday month x2
+    assert ledger.earn(CARD_A, "R1", amount=1000).points == 20  # birthday month x2
     clock.advance(days=6)  # Tuesday 17 March: double points day, and still March
-    assert ledger.earn(CARD_A, "R2", amount=1000)["points"] == 40
+    assert ledger.earn(CARD_A, "R2", amount=1000).points == 40
     clock.advance(days=21)  # Tuesday 7 April
-    assert ledger.earn(CARD_A, "R3", amount=1000)["points"] == 20
+    assert ledger.earn(CARD_A, "R3", amount=1000).points == 20
 
 
 def test_redeem_checks_and_values(ledger: Ledger) -> None:
@@ -199,7 +199,7 @@ def test_redeem_checks_and_values(ledger: Ledger) -> None:
             ledger.redeem(CARD_A, "P2", points)
         assert bad.value.code == "invalid_points"
     assert journal_count(ledger) == count + 1
-    assert ledger.balance(CARD_A)["balance"] == 0
+    assert ledger.balance(CARD_A).balance == 0
 
 
 def test_redeem_respects_the_receipt_share(ledger: Ledger) -> None:
@@ -209,7 +209,7 @@ def test_redeem_respects_the_receipt_share(ledger: Ledger) -> None:
         ledger.redeem(CARD_A, "P1", 300, amount=500)  # 3.00 > half of 5.00
     assert caught.value.code == "over_receipt_share"
     result = ledger.redeem(CARD_A, "P1", 250, amount=500)
-    assert result["value"] == "2.50" and result["balance"] == 850
+    assert result.as_json()["value"] == "2.50" and result.balance == 850
 
 
 def test_lock_window_holds_points_back(tmp_path, clock: Clock) -> None:
@@ -219,11 +219,11 @@ def test_lock_window_holds_points_back(tmp_path, clock: Clock) -> None:
         ledger.enrol(name="A", phone="5550001", card=CARD_A)
         ledger.earn(CARD_A, "R1", amount=50000)
         figures = ledger.balance(CARD_A)
-        assert (figures["balance"], figures["available"]) == (600, 100)
+        assert (figures.balance, figures.available) == (600, 100)
         with pytest.raises(Refused):
             ledger.redeem(CARD_A, "P1", 200)
         clock.advance(days=7)
-        assert ledger.redeem(CARD_A, "P1", 600)["balance"] == 0
+        assert ledger.redeem(CARD_A, "P1", 600).balance == 0
     finally:
         ledger.close()
 
@@ -235,17 +235,17 @@ def test_points_expire_oldest_first(ledger: Ledger, clock: Clock) -> None:
     ledger.redeem(CARD_A, "P1", 150)  # spends the 100 bonus first, then 50
     clock.advance(days=340)  # day 740: the bonus lot (24 months) has expired
     figures = ledger.balance(CARD_A)
-    assert figures["balance"] == 250
+    assert figures.balance == 250
     clock.advance(days=400)  # past the second lot's expiry too
-    assert ledger.balance(CARD_A)["balance"] == 0
+    assert ledger.balance(CARD_A).balance == 0
 
 
 def test_expiring_soon_is_reported(ledger: Ledger, clock: Clock) -> None:
     ledger.enrol(name="A", phone="5550001", card=CARD_A)
     clock.advance(days=700)  # the bonus expires on day 731
-    assert ledger.balance(CARD_A)["expiring_30d"] == 0
+    assert ledger.balance(CARD_A).expiring_30d == 0
     clock.advance(days=10)
-    assert ledger.balance(CARD_A)["expiring_30d"] == 100
+    assert ledger.balance(CARD_A).expiring_30d == 100
 
 
 def test_partial_refunds_take_back_proportional_points(ledger: Ledger) -> None:
@@ -255,7 +255,7 @@ def test_partial_refunds_take_back_proportional_points(ledger: Ledger) -> None:
     first = ledger.refund("R1", lines(("grocery", 1, 333)))
     second = ledger.refund("R1", lines(("grocery", 1, 333)))
     third = ledger.refund("R1", lines(("grocery", 1, 334)))
-    assert [r["taken"] for r in (first, second, third)] == [3, 3, 4]  # adds up to 10
+    assert [r.taken for r in (first, second, third)] == [3, 3, 4]  # adds up to 10
     with pytest.raises(Refused) as caught:
         ledger.refund("R1", lines(("grocery", 1, 1)))
     assert caught.value.code == "refund_exceeds_sale"
@@ -263,7 +263,7 @@ def test_partial_refunds_take_back_proportional_points(ledger: Ledger) -> None:
         ledger.refund("R1", lines(("fresh", 2, 500)))
     assert caught.value.code == "refund_exceeds_sale"
     rest = ledger.refund("R1")
-    assert rest["taken"] == 10 and ledger.balance(CARD_A)["balance"] == 100
+    assert rest.taken == 10 and ledger.balance(CARD_A).balance == 100
     with pytest.raises(Refused) as caught:
         ledger.refund("R1")
     assert caught.value.code == "already_refunded"
@@ -274,7 +274,7 @@ def test_refund_returns_redeemed_points(ledger: Ledger) -> None:
     ledger.earn(CARD_A, "R1", amount=20000)  # 200 + 100
     ledger.redeem(CARD_A, "R2", 300)
     result = ledger.refund("R2")
-    assert (result["returned"], result["points"], result["balance"]) == (300, 300, 300)
+    assert (result.returned, result.points, result.balance) == (300, 300, 300)
 
 
 def test_refund_of_spent_points_leaves_a_debt(ledger: Ledger) -> None:
@@ -282,14 +282,14 @@ def test_refund_of_spent_points_leaves_a_debt(ledger: Ledger) -> None:
     ledger.earn(CARD_A, "R1", amount=20000)
     ledger.redeem(CARD_A, "P1", 300)
     result = ledger.refund("R1")
-    assert result["balance"] == -200 and result["negative"] is True
+    assert result.balance == -200 and result.negative is True
     ledger.earn(CARD_A, "R2", amount=15000)
     with pytest.raises(Refused) as caught:
         ledger.redeem(CARD_A, "P2", 100)
     assert caught.value.code == "negative_balance"
     ledger.earn(CARD_A, "R3", amount=15000)  # the debt is paid off first
-    assert ledger.balance(CARD_A)["balance"] == 100
-    assert ledger.redeem(CARD_A, "P2", 100)["balance"] == 0
+    assert ledger.balance(CARD_A).balance == 100
+    assert ledger.redeem(CARD_A, "P2", 100).balance == 0
 
 
 def test_unknown_receipt_and_member(ledger: Ledger) -> None:
@@ -302,9 +302,9 @@ def test_unknown_receipt_and_member(ledger: Ledger) -> None:
 
 
 def test_adjustments_need_staff_and_a_reason(ledger: Ledger) -> None:
-    member = ledger.enrol(name="A", phone="5550001")["member_id"]
-    assert ledger.adjust(member, "-40", "damaged coupon", "sup1")["balance"] == 60
-    assert ledger.adjust(member, "25", "goodwill", "sup1")["balance"] == 85
+    member = ledger.enrol(name="A", phone="5550001").member_id
+    assert ledger.adjust(member, "-40", "damaged coupon", "sup1").balance == 60
+    assert ledger.adjust(member, "25", "goodwill", "sup1").balance == 85
     entry = list(ledger.entries())[-1]
     assert (entry.kind, entry.staff, entry.body["reason"]) == ("adjust", "sup1", "goodwill")
     with pytest.raises(Refused):
@@ -332,11 +332,11 @@ def test_offline_cap_limits_redemption_before_any_sync(ledger: Ledger) -> None:
     ledger.enrol(name="A", phone="5550001", card=CARD_A)
     ledger.earn(CARD_A, "R1", amount=300000)
     figures = ledger.balance(CARD_A)
-    assert figures["balance"] == 3100 and figures["available"] == 2000
+    assert figures.balance == 3100 and figures.available == 2000
     with pytest.raises(Refused) as caught:
         ledger.redeem(CARD_A, "P1", 2100)
     assert caught.value.code == "offline_cap"
-    assert ledger.redeem(CARD_A, "P2", 2000)["balance"] == 1100
+    assert ledger.redeem(CARD_A, "P2", 2000).balance == 1100
 
 
 def test_members_of_other_stores_redeem_from_the_hq_balance(ledger: Ledger, clock: Clock) -> None:
@@ -353,29 +353,29 @@ def test_members_of_other_stores_redeem_from_the_hq_balance(ledger: Ledger, cloc
         )
         conn.execute("INSERT INTO sync_state VALUES ('last_download', ?)", (clock.now.isoformat(),))
     member = ledger.member(CARD_B)
-    assert (member["name"], member["balance"], member["available"]) == ("Bo", 500, 500)
-    assert ledger.earn(CARD_B, "R1", amount=1000)["balance"] == 510
-    assert ledger.redeem(CARD_B, "P1", 400)["balance"] == 110
-    assert ledger.refund("P1")["balance"] == 510
+    assert (member.name, member.balance, member.available) == ("Bo", 500, 500)
+    assert ledger.earn(CARD_B, "R1", amount=1000).balance == 510
+    assert ledger.redeem(CARD_B, "P1", 400).balance == 110
+    assert ledger.refund("P1").balance == 510
     assert verify_ledger(ledger).ok
 
 
 def test_a_refund_takes_back_a_multiplier_offers_bonus(ledger: Ledger, clock: Clock) -> None:
     """Buy, take a double-points offer on the receipt, return the goods: the bonus
     goes back with the sale's own points, in proportion to the money refunded."""
-    member = ledger.enrol(name="A", phone="5550001", card=CARD_A)["member_id"]
+    member = ledger.enrol(name="A", phone="5550001", card=CARD_A).member_id
     with ledger.store.transaction() as conn:
         conn.execute(
             "INSERT INTO hq_offers VALUES ('X2', ?, 'spring', 'multiplier', '2', 'Double', ?, ?)",
             (member, clock.now.date().isoformat(), clock.now.date().isoformat()),
         )
     ledger.earn(CARD_A, "R1", lines=lines(("grocery", 2, 10000)))  # 100 points
-    assert ledger.take_offer(CARD_A, "X2", "R1")["points"] == 100
-    assert ledger.balance(CARD_A)["balance"] == 300
+    assert ledger.take_offer(CARD_A, "X2", "R1").points == 100
+    assert ledger.balance(CARD_A).balance == 300
     half = ledger.refund("R1", lines(("grocery", 1, 5000)))
-    assert (half["taken"], half["balance"]) == (100, 200)
+    assert (half.taken, half.balance) == (100, 200)
     rest = ledger.refund("R1")
-    assert (rest["taken"], rest["balance"]) == (100, 100)
+    assert (rest.taken, rest.balance) == (100, 100)
     from agent.audit import verify_ledger
 
     assert verify_ledger(ledger).ok

@@ -52,7 +52,7 @@ class LedgerMachine(RuleBasedStateMachine):
 
     def _balance(self, card: str) -> int:
         try:
-            return int(self.ledger.balance(card)["balance"])
+            return int(self.ledger.balance(card).balance)
         except LedgerError:
             return 0
 
@@ -69,7 +69,7 @@ class LedgerMachine(RuleBasedStateMachine):
         receipt = self._next("R")
         result = self.ledger.earn(card, receipt, lines=tuple(lines))
         self.receipts.append(receipt)
-        assert result["balance"] >= before
+        assert result.balance >= before
 
     @rule(card=st.sampled_from(CARDS), points=st.integers(min_value=1, max_value=3000))
     def redeem(self, card: str, points: int) -> None:
@@ -82,7 +82,7 @@ class LedgerMachine(RuleBasedStateMachine):
             assert self._balance(card) == before
             return
         self.redemptions.append(receipt)
-        assert result["balance"] == before - points >= 0
+        assert result.balance == before - points >= 0
 
     @precondition(lambda self: self.receipts or self.redemptions)
     @rule(data=st.data())

@@ -90,7 +90,7 @@ class LedgerAndModel(RuleBasedStateMachine):
         card, amount = self.sales[receipt]
         if receipt in self.redeemed:
             return
-        points = max(1, int(self.ledger.balance(card)["available"] * share))
+        points = max(1, int(self.ledger.balance(card).available * share))
         try:
             self.ledger.redeem(card, receipt, points, amount=amount)
         except LedgerError:
@@ -132,7 +132,7 @@ class LedgerAndModel(RuleBasedStateMachine):
             assert model.debt == (debt.fetchone() or (0,))[0]
             if sql or model.debt:
                 day = self.clock().date().isoformat()
-                assert model.balance(day) == self.ledger.balance(card)["balance"]
+                assert model.balance(day) == self.ledger.balance(card).balance
 
 
 LedgerAndModel.TestCase.settings = settings(max_examples=30, stateful_step_count=25, deadline=None)

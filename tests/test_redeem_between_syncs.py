@@ -19,6 +19,7 @@ import pytest
 from agent.errors import Refused
 from agent.fields import Line
 from agent.ledger import Ledger
+from agent.results import Redeemed
 from agent.till_view import redeemable, till_view
 from sync.hq.db import HQStore
 from sync.hq.stores import open_store
@@ -50,7 +51,7 @@ def _synced_member(tmp_path: Path, chain: tuple[HQServer, HQStore]) -> tuple[Pat
     for state in (one, two):
         register_till(server, hq, state)
     ledger = Ledger(one)
-    member = ledger.enrol(name="Ann", phone="0612345678")["member_id"]
+    member = ledger.enrol(name="Ann", phone="0612345678").member_id
     ledger.earn(member, "BIG", lines=(_line(5000_00),))
     card = ledger.member_card(member)
     ledger.close()
@@ -68,12 +69,12 @@ def _balance(state: Path, card: str) -> dict[str, int]:
     ledger = Ledger(state)
     try:
         figures = ledger.balance(card)
-        return {"balance": figures["balance"], "available": figures["available"]}
+        return {"balance": figures.balance, "available": figures.available}
     finally:
         ledger.close()
 
 
-def _redeem(state: Path, card: str, receipt: str, points: int) -> dict[str, object]:
+def _redeem(state: Path, card: str, receipt: str, points: int) -> Redeemed:
     ledger = Ledger(state)
     try:
         return ledger.redeem(card, receipt, points)
@@ -99,7 +100,7 @@ def test_two_freshly_synced_tills_cannot_each_spend_the_whole_balance(
         refusal = _refused(state, card, f"ALL-{state.name}", confirmed)
         assert refusal.code == "offline_cap"
         assert str(CAP) in refusal.message and "between two syncs" in refusal.message
-        assert _redeem(state, card, f"CAP-{state.name}", CAP)["points"] == CAP
+        assert _redeem(state, card, f"CAP-{state.name}", CAP).points == CAP
         # The window is spent: not one more redemption at this till before a sync.
         assert _refused(state, card, f"MORE-{state.name}", 100).code == "offline_cap"
     for state in (one, two):
@@ -119,7 +120,7 @@ def test_the_window_reopens_once_hq_has_counted_the_redemption(
     assert _balance(one, card) == {"balance": confirmed - CAP, "available": 0}
     assert cli(one, "sync")[0] == 0
     assert _balance(one, card) == {"balance": confirmed - CAP, "available": CAP}
-    assert _redeem(one, card, "SECOND", CAP)["balance"] == confirmed - 2 * CAP
+    assert _redeem(one, card, "SECOND", CAP).balance == confirmed - 2 * CAP
 
 
 def test_points_earned_here_since_the_sync_add_to_the_window(
@@ -128,7 +129,7 @@ def test_points_earned_here_since_the_sync_add_to_the_window(
     _one, two, card = _synced_member(tmp_path, chain)
     confirmed = _balance(two, card)["balance"]
     ledger = Ledger(two)
-    earned = ledger.earn(card, "HERE", lines=(_line(700_00),))["points"]
+    earned = ledger.earn(card, "HERE", lines=(_line(700_00),)).points
     ledger.close()
     assert earned > 0
     assert _balance(two, card) == {"balance": confirmed + earned, "available": CAP + earned}
@@ -154,7 +155,7 @@ def test_a_balance_under_the_cap_is_spendable_whole(
     rest = confirmed - 2 * CAP
     assert 0 < rest < CAP
     assert _balance(one, card) == {"balance": rest, "available": rest}
-    assert _redeem(one, card, "REST", rest)["balance"] == 0
+    assert _redeem(one, card, "REST", rest).balance == 0
 
 
 def test_redeemable_bounds_the_till_view_at_any_sync_age(

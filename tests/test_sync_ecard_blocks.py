@@ -14,7 +14,7 @@ from tests.sync_helpers import HQServer, make_till, register_till, running_hq
 def _ecard(state: Path, phone: str) -> str:
     ledger = Ledger(state)
     try:
-        return str(ledger.enrol(name="E", phone=phone)["card"])
+        return str(ledger.enrol(name="E", phone=phone).card)
     finally:
         ledger.close()
 

@@ -48,7 +48,7 @@ def _earn(state: Path, times: int, member: str | None = None) -> str:
     ledger = Ledger(state)
     try:
         if member is None:
-            member = ledger.enrol(name="Di", phone=f"06{abs(hash(state)) % 10**8:08d}")["member_id"]
+            member = ledger.enrol(name="Di", phone=f"06{abs(hash(state)) % 10**8:08d}").member_id
         for number in range(times):
             ledger.earn(member, f"G{len(list(ledger.entries()))}-{number}", amount=1500)
         return member

@@ -55,7 +55,7 @@ class World:
         for ledger in self.tills:
             bind(self.hq, ledger.state_dir)
         enrolled = self.tills[0].enrol(name="Pat", phone="0655555555")
-        self.member, card = enrolled["member_id"], enrolled["card"]
+        self.member, card = enrolled.member_id, enrolled.card
         # Till 0 knows the member; the others only see the card.
         self.refs = [self.member, card, card]
         self.accounts = [self.member, "C" + card, "C" + card]

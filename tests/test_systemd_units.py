@@ -22,7 +22,7 @@ import pytest
 
 from agent.errors import InvalidInput, Refused
 from tillpoints import cli_install
-from tillpoints.commands import Context
+from tillpoints.commands import Context, as_result
 
 SYSTEMD_DIR = Path(__file__).resolve().parents[1] / "systemd"
 UNITS = ("tillpoints-agent.service", "tillpoints-sync.service", "tillpoints-sync.timer")
@@ -46,7 +46,7 @@ def _context(tmp_path: Path, **options: object) -> Context:
 
 def _run(ctx: Context) -> dict[str, object]:
     (command,) = cli_install.COMMANDS
-    return command.run(ctx)
+    return as_result(command.run(ctx))
 
 
 @pytest.fixture

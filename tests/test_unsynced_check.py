@@ -19,7 +19,7 @@ def _till(tmp_path: Path) -> tuple[Path, int]:
     """A till with a few entries and a key rotation; the seq of an ``earn``."""
     state = tmp_path / "state"
     ledger = Ledger.init(state, "S001", "T01")
-    member = ledger.enrol(name="Bo", phone="0622222222")["member_id"]
+    member = ledger.enrol(name="Bo", phone="0622222222").member_id
     ledger.earn(member, "K1", amount=1000)
     earn = ledger.head()[0]
     ledger.close()

@@ -109,9 +109,7 @@ def earn_figures(
     ledger = Ledger.init(directory / "state", "BENCH", "T01", phone_cost=SIMULATED_PHONE_COST)
     raw = _raw_table(directory)
     try:
-        cards = [
-            ledger.enrol(name=f"Bench {n}", phone=f"555{n:07d}")["card"] for n in range(members)
-        ]
+        cards = [ledger.enrol(name=f"Bench {n}", phone=f"555{n:07d}").card for n in range(members)]
         ledger.earn(cards[0], "B-warm", amount=1234)
         rows = _EarnRows(ledger, directory)
         totals = {"raw": [0, 0.0], "earn": [0, 0.0], "rows": [0, 0.0]}

@@ -15,7 +15,7 @@ from typing import Any, NoReturn
 from agent.errors import InvalidInput
 from drivers.cards import redact_payment_cards
 from drivers.errors import TillpointsError
-from tillpoints.commands import Command, Context, Result, render_plain
+from tillpoints.commands import Command, Context, Result, as_result, render_plain
 
 
 def _commands() -> list[Command]:
@@ -137,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         wants_json = bool(args.json)
         ctx = Context.from_args(args)
         command: Command = args.command_obj
-        result = command.run(ctx)
+        result = as_result(command.run(ctx))
     except TillpointsError as error:
         return _fail(wants_json, error.exit_status, error.as_json())
     except KeyboardInterrupt:

@@ -13,6 +13,7 @@ import os
 import sys
 from pathlib import Path
 
+from agent.results import OfferTaken
 from sync.errors import invalid
 from sync.hq.db import HQStore
 from tillpoints.cli_sync import key_arg
@@ -213,7 +214,7 @@ def _offer_take_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--staff")
 
 
-def _offer_take(ctx: Context) -> Result:
+def _offer_take(ctx: Context) -> OfferTaken:
     from tillpoints.cli_ledger import open_ledger
 
     args = ctx.args

@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
+from typing import TypeVar
 
 from agent import fields
 from agent.audit import export_log, verify_file, verify_ledger
@@ -17,9 +18,22 @@ from agent.config import load_config
 from agent.errors import InvalidInput, LedgerError, VerificationFailed
 from agent.ledger import DB_FILE, Ledger
 from agent.money import parse_amount
+from agent.results import (
+    Answer,
+    Earned,
+    Enrolled,
+    Exported,
+    Found,
+    Redeemed,
+    Refunded,
+    Standing,
+    TillIdentity,
+)
 from agent.rules import load_rules_file
 from drivers.codes import make_dynamic_code
 from tillpoints.commands import Command, Context, Result
+
+A = TypeVar("A", bound=Result | Answer)
 
 
 def open_ledger(ctx: Context) -> Ledger:
@@ -32,9 +46,9 @@ def open_ledger(ctx: Context) -> Ledger:
 
 
 def _with_ledger(
-    action: Callable[[Ledger, argparse.Namespace], Result],
-) -> Callable[[Context], Result]:
-    def run(ctx: Context) -> Result:
+    action: Callable[[Ledger, argparse.Namespace], A],
+) -> Callable[[Context], A]:
+    def run(ctx: Context) -> A:
         ledger = open_ledger(ctx)
         try:
             return action(ledger, ctx.args)
@@ -44,7 +58,7 @@ def _with_ledger(
     return run
 
 
-def _lookup(ledger: Ledger, args: argparse.Namespace) -> Result:
+def _lookup(ledger: Ledger, args: argparse.Namespace) -> Found:
     from sync.till_lookup import lookup_at_hq
 
     return ledger.lookup(args.phone, ask_hq=partial(lookup_at_hq, ledger.state_dir, ledger.store))
@@ -59,7 +73,7 @@ def _init_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rules", type=Path, help="points rules TOML (default: shipped rules)")
 
 
-def _init(ctx: Context) -> Result:
+def _init(ctx: Context) -> TillIdentity:
     args = ctx.args
     config = load_config(ctx.config_path)
     for name in ("store", "till"):
@@ -69,13 +83,7 @@ def _init(ctx: Context) -> Result:
     rules = load_rules_file(args.rules) if args.rules else None
     ledger = Ledger.init(ctx.state_dir, args.store, args.till, rules, config)
     try:
-        return {
-            "store": args.store,
-            "till": args.till,
-            "device_id": ledger.device_id,
-            "public_key": ledger.public_key,
-            "state": str(ctx.state_dir),
-        }
+        return ledger.identity()
     finally:
         ledger.close()
 
@@ -95,7 +103,7 @@ def _enroll_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--staff")
 
 
-def _enroll(ledger: Ledger, args: argparse.Namespace) -> Result:
+def _enroll(ledger: Ledger, args: argparse.Namespace) -> Enrolled:
     return ledger.enrol(
         name=args.name,
         phone=args.phone,
@@ -123,7 +131,7 @@ def _replace_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--staff")
 
 
-def _balance(ledger: Ledger, args: argparse.Namespace) -> Result:
+def _balance(ledger: Ledger, args: argparse.Namespace) -> Standing:
     return ledger.balance(args.member)
 
 
@@ -149,7 +157,7 @@ def _earn_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--staff")
 
 
-def _earn(ledger: Ledger, args: argparse.Namespace) -> Result:
+def _earn(ledger: Ledger, args: argparse.Namespace) -> Earned:
     if args.line is not None:
         return ledger.earn(
             args.member, args.receipt, lines=fields.lines(args.line), staff=args.staff
@@ -175,7 +183,7 @@ def _redeem_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--staff")
 
 
-def _redeem(ledger: Ledger, args: argparse.Namespace) -> Result:
+def _redeem(ledger: Ledger, args: argparse.Namespace) -> Redeemed:
     amount = parse_amount(args.amount) if args.amount is not None else None
     return ledger.redeem(args.member, args.receipt, args.points, amount=amount, staff=args.staff)
 
@@ -195,7 +203,7 @@ def _refund_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--staff")
 
 
-def _refund(ledger: Ledger, args: argparse.Namespace) -> Result:
+def _refund(ledger: Ledger, args: argparse.Namespace) -> Refunded:
     lines = fields.lines(args.line) if args.line is not None else None
     return ledger.refund(args.receipt, lines, staff=args.staff)
 
@@ -253,7 +261,7 @@ def _export_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, type=Path)
 
 
-def _export(ledger: Ledger, args: argparse.Namespace) -> Result:
+def _export(ledger: Ledger, args: argparse.Namespace) -> Exported:
     return export_log(ledger, args.out)
 
 

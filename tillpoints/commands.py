@@ -14,6 +14,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from agent.results import Answer
+
+# What a command prints with --json. A command may return a ledger's typed answer
+# (``agent.results``) instead: it becomes JSON at this edge (``as_result``).
 Result = dict[str, Any]
 
 
@@ -39,13 +43,18 @@ class Command:
 
     name: str
     help: str
-    run: Callable[[Context], Result]
+    run: Callable[[Context], Result | Answer]
     arguments: Callable[[argparse.ArgumentParser], None] = lambda parser: None
     # Renders the result for people; the default prints ``key: value`` lines.
     render: Callable[[Result], str] | None = None
     # Commands that stream to the terminal themselves (agent, ui, demo) print no result.
     quiet: bool = False
     epilog: str = field(default="")
+
+
+def as_result(outcome: Result | Answer) -> Result:
+    """A command's outcome as the JSON object it prints (and renders for people)."""
+    return outcome.as_json() if isinstance(outcome, Answer) else outcome
 
 
 def render_plain(result: Result) -> str:

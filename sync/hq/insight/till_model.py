@@ -41,7 +41,7 @@ from agent.entries import (
 )
 from agent.entries import Member as EnrolledMember
 from agent.fields import PhonePepper
-from agent.money import format_amount
+from agent.results import Earned, Enrolled, Redeemed, Refunded
 from agent.rules import Rules
 from sync.hq.insight.population import Member
 
@@ -255,12 +255,9 @@ class ModelTill:
             if bonus
             else None,
             effects={"delta": bonus if bonus > 0 else 0, "expired": 0},
-            result={
-                "member_id": member_id,
-                "card": member.card,
-                "card_kind": "physical",
-                "balance": bonus,
-            },
+            result=Enrolled(
+                member_id=member_id, card=member.card, card_kind="physical", balance=bonus
+            ).as_json(),
         )
         self._append(when, body)
 
@@ -293,16 +290,16 @@ class ModelTill:
         # What the member can take at the next visit (never synced: the offline cap).
         can_take = max(0, min(balance, self.rules.offline_cap))
         can_take = can_take if can_take >= self.rules.redeem_minimum else 0
-        result = {
-            "member_id": member_id,
-            "receipt": receipt,
-            "points": points,
-            "balance": balance,
-            "tier": tier.name,
-            "redeemable": can_take,
-            "redeemable_value": format_amount(self.rules.redemption_value(can_take)),
-            "replayed": False,
-        }
+        result = Earned(
+            member_id=member_id,
+            receipt=receipt,
+            points=points,
+            balance=balance,
+            tier=tier.name,
+            redeemable=can_take,
+            redeemable_value=self.rules.redemption_value(can_take),
+            replayed=False,
+        )
         body = Earn(
             account=account,
             member_id=member_id,
@@ -316,7 +313,7 @@ class ModelTill:
             day=day.isoformat(),
             lot=self._lot(day),
             effects={"delta": delta, "expired": self._expired(account, day)},
-            result=result,
+            result=result.as_json(),
         )
         self._append(when, body)
 
@@ -345,14 +342,14 @@ class ModelTill:
             amount=amount,
             day=day.isoformat(),
             effects={"delta": -points, "expired": self._expired(account, day)},
-            result={
-                "member_id": member_id,
-                "receipt": receipt,
-                "points": points,
-                "value": format_amount(value),
-                "balance": after,
-                "replayed": False,
-            },
+            result=Redeemed(
+                member_id=member_id,
+                receipt=receipt,
+                points=points,
+                value=value,
+                balance=after,
+                replayed=False,
+            ).as_json(),
         )
         self._append(when, body)
 
@@ -381,15 +378,15 @@ class ModelTill:
             returned=returned,
             day=day.isoformat(),
             effects={"delta": returned - taken, "expired": expired},
-            result={
-                "member_id": sale.member_id,
-                "receipt": receipt,
-                "points": returned - taken,
-                "taken": taken,
-                "returned": returned,
-                "refunded": format_amount(sale.amount),
-                "balance": balance,
-                "negative": balance < 0,
-            },
+            result=Refunded(
+                member_id=sale.member_id,
+                receipt=receipt,
+                points=returned - taken,
+                taken=taken,
+                returned=returned,
+                refunded=sale.amount,
+                balance=balance,
+                negative=balance < 0,
+            ).as_json(),
         )
         self._append(when, body)
