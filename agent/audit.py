@@ -68,18 +68,15 @@ def verify_ledger(ledger: Ledger) -> ChainReport:
 
 def _replay_projection(ledger: Ledger) -> list[int]:
     """Rebuild the projection inside a transaction that is always rolled back."""
-    conn = ledger.store.conn
-    conn.execute("BEGIN")
-    try:
-        before = _projection_digest(conn)
-        mismatched = rebuild(conn)
-        if not mismatched and _projection_digest(conn) != before:
-            mismatched = [0]
-        return mismatched
-    except (LedgerError, KeyError, TypeError, ValueError):
-        return [0]
-    finally:
-        conn.execute("ROLLBACK")
+    with ledger.store.snapshot() as conn:
+        try:
+            before = _projection_digest(conn)
+            mismatched = rebuild(conn)
+            if not mismatched and _projection_digest(conn) != before:
+                mismatched = [0]
+            return mismatched
+        except (LedgerError, KeyError, TypeError, ValueError):
+            return [0]
 
 
 def _projection_digest(conn: Any) -> list[Any]:

@@ -93,7 +93,8 @@ def check_journal(ledger: Ledger) -> None:
     (``agent.integrity``); if it does not verify, refuse every write from now on
     (``journal_unverified``) and say why in ``status``. Reads go on working: a
     member can still be looked up while the damage is investigated."""
-    report = check_unsynced(ledger.store.conn)
+    with ledger.store.snapshot() as conn:
+        report = check_unsynced(conn)
     if report.ok and public_key_text(ledger.key.public_key()) != ledger.public_key:
         report = ChainReport(
             False,
@@ -383,18 +384,15 @@ def _served(path: Path) -> bool:
 
 def sync_marks(ledger: Ledger) -> tuple[Any, ...]:
     """What a finished sync changes: HQ's acknowledged head and its last delta."""
-    rows = ledger.store.conn.execute(
-        "SELECT key, value FROM sync_state WHERE key IN ('acked_seq', 'last_download') ORDER BY key"
-    ).fetchall()
-    return tuple(rows)
+    synced = ledger.store.sync_states()
+    return tuple((key, synced[key]) for key in ("acked_seq", "last_download") if key in synced)
 
 
 def ledger_status(ledger: Ledger, now: float) -> dict[str, Any]:
     """What `status` reports about the ledger: journal head and size, entries not yet
     acknowledged by HQ, the last sync, and whether the clock looks sane."""
-    conn = ledger.store.conn
     seq, head = ledger.head()
-    synced = dict(conn.execute("SELECT key, value FROM sync_state").fetchall())
+    synced = ledger.store.sync_states()
     acked = int(synced.get("acked_seq") or 0)
     last = ledger.journal.last_row()
     last_entry = dt.datetime.fromisoformat(last[1]).timestamp() if last else 0.0

@@ -50,7 +50,6 @@ from agent.entries import (
     SaleLine,
 )
 from agent.errors import InvalidInput, LedgerError, Refused, TillRestored
-from agent.journal import Journal
 from agent.keys import device_id_for, public_key_text, read_private_key, write_private_key
 from agent.ledger_context import Clock, Decide, Finish, LedgerContext, R, local_now
 from agent.ledger_numbers import LedgerNumbers
@@ -127,7 +126,7 @@ class Ledger:
         self.store_id = self.store.meta("store") or ""
         self.till_id = self.store.meta("till") or ""
         # Every read and write of the journal table (agent.journal).
-        self.journal = Journal(self.store.conn, self.device_id)
+        self.journal = self.store.journal(self.device_id)
         self._assemble()
 
     def _assemble(self) -> None:

@@ -55,10 +55,11 @@ def add_staff(conn: sqlite3.Connection, staff_id: str, role: str, pin: str) -> d
     return {"staff_id": staff_id, "role": role}
 
 
-def list_staff(conn: sqlite3.Connection) -> list[dict[str, object]]:
-    rows = conn.execute(
-        "SELECT staff_id, role, locked_until FROM staff ORDER BY staff_id"
-    ).fetchall()
+def list_staff(store: Store) -> list[dict[str, object]]:
+    with store.snapshot() as conn:
+        rows = conn.execute(
+            "SELECT staff_id, role, locked_until FROM staff ORDER BY staff_id"
+        ).fetchall()
     now = time.time()
     return [{"staff_id": r[0], "role": r[1], "locked": r[2] > now} for r in rows]
 
@@ -72,17 +73,17 @@ def authorise(
 ) -> str:
     """Check a staff id and PIN for ``role`` (a supervisor may do a cashier's work).
     Writes the failure count in its own transaction; returns the staff id."""
-    conn = store.conn
     if not isinstance(staff_id, str) or not isinstance(pin, str) or not pin:
         raise Refused(
             "supervisor_required" if role == "supervisor" else "pin_required",
             f"this action needs a {role}'s staff id and PIN",
         )
-    row = conn.execute(
-        "SELECT role, pin_salt, pin_hash, failures, locked_until, lockouts FROM staff "
-        "WHERE staff_id = ?",
-        (staff_id,),
-    ).fetchone()
+    with store.snapshot() as conn:
+        row = conn.execute(
+            "SELECT role, pin_salt, pin_hash, failures, locked_until, lockouts FROM staff "
+            "WHERE staff_id = ?",
+            (staff_id,),
+        ).fetchone()
     now = clock()
     if row is not None and row[4] > now:
         raise PinLocked("pin_locked", f"staff {staff_id}: too many wrong PINs, try later")

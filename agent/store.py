@@ -4,6 +4,12 @@ WAL with ``synchronous=FULL`` means a commit has reached the disk before the
 cashier is told "points recorded". The busy timeout lets the agent, the command
 line and the sync job share one file. Every business fact is one
 ``BEGIN IMMEDIATE`` ... ``COMMIT`` (``Store.transaction``).
+
+``Store`` owns the connection: outside this module, the journal's
+(``agent.journal``) and the ledger's own (``agent.ledger``, ``agent.ledger_*``),
+code reaches the file through its methods (a transaction, a snapshot, the journal,
+the sync state, ...), never through ``Store.conn`` (tests/test_journal_owner.py
+checks).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ if TYPE_CHECKING:
     # Imported for real only when a migration runs: sqlite-utils pulls in click,
     # dateutil and (when installed) numpy, which the running agent does not need.
     from sqlite_utils import Database
+from agent.journal import Journal
 from agent.keys import private_sqlite
 from agent.offers import migrate_005_offers
 from agent.sync_tables import migrate_002_sync, migrate_006_forget_phones
@@ -235,6 +242,52 @@ class Store:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
+
+    @contextmanager
+    def snapshot(self) -> Iterator[sqlite3.Connection]:
+        """A transaction that is always rolled back: reads that all see one state of
+        the file (``sync``, another process, commits before or after them, never in
+        between), or a trial that must leave nothing behind (``agent.audit``
+        replays the projection in one and compares)."""
+        self.conn.execute("BEGIN")
+        try:
+            yield self.conn
+        finally:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+
+    def journal(self, device: str = "") -> Journal:
+        """The journal (``agent.journal``) on this file's connection: its reads see
+        what is committed, its appends go in the caller's transaction."""
+        return Journal(self.conn, device)
+
+    def sync_state(self, key: str) -> str | None:
+        """One value `tillpoints sync` keeps (``agent.sync_tables``), or None."""
+        row = self.conn.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def sync_states(self) -> dict[str, str]:
+        """Every value `tillpoints sync` keeps, read at once."""
+        states: dict[str, str] = dict(
+            self.conn.execute("SELECT key, value FROM sync_state ORDER BY key").fetchall()
+        )
+        return states
+
+    def has_members(self) -> bool:
+        """Whether a member was ever enrolled here (registration keeps the till's own
+        phone pepper then: ``agent.till_secrets``)."""
+        return bool(self.conn.execute("SELECT EXISTS (SELECT 1 FROM members)").fetchone()[0])
+
+    def backup_to(self, target: sqlite3.Connection) -> None:
+        """Copy the whole file into ``target`` (SQLite's online backup): the benches
+        measure an earn's rows on a copy of a real ledger."""
+        self.conn.backup(target)
+
+    def skip_fsync(self) -> None:
+        """Commits stop waiting for the disk (``synchronous=OFF``). For a simulated
+        chain only (``sync.hq.insight.simulate``), whose tills are thrown away: a
+        till's ledger is never opened like this."""
+        self.conn.execute("PRAGMA synchronous=OFF")
 
     def migrate(self) -> None:
         self.conn.execute("CREATE TABLE IF NOT EXISTS migrations (name TEXT PRIMARY KEY, at TEXT)")

@@ -127,9 +127,8 @@ def adopt_phone(state_dir: Path, store: Store, receipt: dict[str, Any]) -> None:
         secret = None if qr is None else parse_qr(qr, "qr_secret")
     except ValueError as error:
         raise unverified("bad_receipt", f"register: HQ's {error}") from None
-    enrolled = store.conn.execute("SELECT EXISTS (SELECT 1 FROM members)").fetchone()[0]
     try:
-        adopt_chain(state_dir, chain, keep_own=bool(enrolled), qr=secret)
+        adopt_chain(state_dir, chain, keep_own=store.has_members(), qr=secret)
     except OSError as error:
         raise SyncError("storage_error", f"cannot write {state_dir}'s secrets: {error}") from None
 

@@ -43,7 +43,6 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from agent.chain import FORMAT_VERSION
 from agent.integrity import check_unsynced
-from agent.journal import Journal
 from agent.keys import load_public_key
 from agent.offers import apply_offers
 from agent.store import RESTORED_KEY, Store
@@ -147,11 +146,11 @@ def sync_till(
 
 
 def _local_head(store: Store) -> int:
-    return Journal(store.conn).head()[0]
+    return store.journal().head()[0]
 
 
 def _local_hash(store: Store, seq: int) -> str | None:
-    return Journal(store.conn).hash_at(seq)
+    return store.journal().hash_at(seq)
 
 
 @dataclass(frozen=True)
@@ -170,7 +169,7 @@ def _read_batch(store: Store, device: str, start: int, limit: int) -> _Upload | 
     its hash was computed over, spliced in as text rather than decoded and
     re-encoded (a third of the till's work in a long catch-up). HQ decodes it and
     checks the hash over its own canonical encoding, so nothing is trusted."""
-    rows = Journal(store.conn).rows_from(start, limit)
+    rows = store.journal().rows_from(start, limit)
     items: list[str] = []
     size, first, last = 0, 0, 0
     for seq, ts, kind, staff, body, prev, digest, sig in rows:
@@ -198,11 +197,6 @@ def _read_batch(store: Store, device: str, start: int, limit: int) -> _Upload | 
 
 def _dumps(value: object) -> str:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-
-
-def _state(store: Store, key: str) -> str | None:
-    row = store.conn.execute("SELECT value FROM sync_state WHERE key = ?", (key,)).fetchone()
-    return None if row is None else str(row[0])
 
 
 def _set_state(conn: sqlite3.Connection, **values: object) -> None:
@@ -260,7 +254,8 @@ def _report_fork(session: _Session, seq: int, message: str) -> SyncError:
 
 def _check_journal(store: Store) -> None:
     """Refuse to upload around a hole, an edit or a cut tail of the unsynced part."""
-    report = check_unsynced(store.conn)
+    with store.snapshot() as conn:
+        report = check_unsynced(conn)
     if not report.ok:
         raise unverified(
             "chain_broken",
@@ -407,7 +402,7 @@ def _stalled(session: _Session, stall: Stall) -> SyncError:
 
 def _download(session: _Session) -> None:
     while True:
-        cursor = int(_state(session.store, "cursor") or 0)
+        cursor = int(session.store.sync_state("cursor") or 0)
         reply = session.client.get(f"/v1/devices/{session.device}/delta?cursor={cursor}")
         if reply.status != 200:
             raise error_from(reply.status, reply.body)

@@ -196,3 +196,54 @@ def test_the_sql_pattern_finds_what_it_must() -> None:
     missed = ["CREATE INDEX journal_offer_take ON journal (kind)", "the journal is empty"]
     assert all(JOURNAL_SQL.search(text) for text in found)
     assert not any(JOURNAL_SQL.search(text) for text in missed)
+
+
+# The modules that may hold the store's connection itself (agent/store.py's
+# docstring): the store, the journal, and the ledger's own modules. Everything else
+# goes through the owner's methods (a transaction, a snapshot, the journal, ...).
+CONNECTION_OWNERS = re.compile(r"agent/(store|journal|ledger|ledger_[a-z]+)\.py")
+
+
+def _store_connections(source: str) -> list[int]:
+    """Lines of ``source`` that reach a store's connection: ``<...store>.conn``."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.Attribute) or node.attr != "conn":
+            continue
+        owner = node.value
+        name = (
+            owner.id
+            if isinstance(owner, ast.Name)
+            else owner.attr
+            if isinstance(owner, ast.Attribute)
+            else ""
+        )
+        if name.lower().endswith("store"):
+            found.append(node.lineno)
+    return found
+
+
+def test_only_the_storage_and_the_ledger_reach_the_store_connection() -> None:
+    reaching = [
+        f"{path.relative_to(REPO)}:{line}"
+        for package in ("agent", "drivers", "sync", "tillpoints", "ui")
+        for path in sorted((REPO / package).rglob("*.py"))
+        if not CONNECTION_OWNERS.fullmatch(str(path.relative_to(REPO)))
+        for line in _store_connections(path.read_text(encoding="utf-8"))
+    ]
+    assert reaching == []
+    # ... and the owners themselves are scanned: the check sees what it must.
+    assert _store_connections((REPO / "agent" / "ledger_reads.py").read_text(encoding="utf-8"))
+
+
+def test_the_connection_check_finds_what_it_must() -> None:
+    found = [
+        "ledger.store.conn.execute('SELECT 1')",
+        "conn = store.conn",
+        "self.context.store.conn",
+        "Journal(session.store.conn)",
+        "hq_store.conn",
+    ]
+    missed = ["store.transaction()", "self.conn.execute('x')", "store.connect()", "conn.store"]
+    assert all(_store_connections(text) for text in found)
+    assert not any(_store_connections(text) for text in missed)

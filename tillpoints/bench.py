@@ -56,7 +56,7 @@ class _EarnRows:
 
     def __init__(self, ledger: Ledger, directory: Path) -> None:
         self.conn = sqlite3.connect(directory / "rows.db", isolation_level=None)
-        ledger.store.conn.backup(self.conn)
+        ledger.store.backup_to(self.conn)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
         self.rows = Journal(self.conn)

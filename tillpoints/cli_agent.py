@@ -89,7 +89,7 @@ def _staff_add(ctx: Context) -> Result:
 def _staff_list(ctx: Context) -> Result:
     ledger = open_ledger(ctx)
     try:
-        return {"staff": staff.list_staff(ledger.store.conn)}
+        return {"staff": staff.list_staff(ledger.store)}
     finally:
         ledger.close()
 

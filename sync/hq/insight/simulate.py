@@ -60,7 +60,7 @@ class Till:
     def __init__(self, root: Path, store: str, till: str, clock: Clock) -> None:
         self.path = root / f"{store}-{till}"
         self.ledger: Ledger | None = Ledger.init(self.path, store, till, clock=clock)
-        self.ledger.store.conn.execute("PRAGMA synchronous=OFF")
+        self.ledger.store.skip_fsync()
         self.state = TillState(self.ledger.device_id, store, till, 0, "0" * 64)
         self.model: ModelTill | None = None
         self.pending: list[Entry] = []
