@@ -69,7 +69,7 @@ def test_staff_pins_roles_and_lockout(ledger: Ledger) -> None:
         staff.authorise(ledger.store, "sup1", "2468", "supervisor", clock)
     now[0] += staff.LOCK_S + 1
     assert staff.authorise(ledger.store, "sup1", "2468", "supervisor", clock) == "sup1"
-    listed = staff.list_staff(ledger.store.conn)
+    listed = staff.list_staff(ledger.store)
     assert [item["staff_id"] for item in listed] == ["c1", "sup1"]
     # The PIN is stored only as a salted hash: no column holds it, nor its bytes in
     # hex (a random salt or hash may contain the digits "2468" by chance: 1 in ~600).
