@@ -134,12 +134,15 @@ class TillState:
             return known[0], known[0], None, known[1]
         return "C" + member.card, None, member.card, None
 
-    def observe(self, entry: Entry) -> None:
+    def observe(self, entry: Entry, body: Body | None = None) -> None:
+        """Learn from ``entry``; ``body`` is its typed body where the writer has it
+        (the model: what it signed, so reading it back would give the same)."""
         self.seq, self.head = entry.seq, entry.hash
-        kind = kind_of(entry.kind)
-        if kind is None:
-            return
-        body = read_body(kind, entry.body, entry.seq)
+        if body is None:
+            kind = kind_of(entry.kind)
+            if kind is None:
+                return
+            body = read_body(kind, entry.body, entry.seq)
         if isinstance(body, Enrol):
             member = body.member
             index = self.by_card.get(body.card, -1)
@@ -216,7 +219,7 @@ class ModelTill:
             body=body.to_body(),
             prev=state.head,
         )
-        state.observe(entry)
+        state.observe(entry, body)
         self.written.append(entry)
         return entry
 
