@@ -39,7 +39,7 @@ from sync.hq.db import HQStore
 from sync.hq.devices import add_device, hq_key, init_hq, register
 from sync.hq.ingest import ingest
 from sync.hq.insight.facts import refresh, set_stores
-from sync.hq.insight.population import Chain, Event, Member
+from sync.hq.insight.population import REFUND_DAYS, Chain, Event, Member
 from sync.hq.insight.till_model import ModelTill, TillState
 from sync.hq.stores import open_store
 from sync.protocol import Batch
@@ -313,6 +313,10 @@ class Shard:
                 till.hand_over()
         else:
             self.counts["entries"] += _upload(self.store, self.signer, self.tills, message[1])
+            # No event brings back a sale older than this (population.REFUND_DAYS).
+            forget = (message[1] - dt.timedelta(days=2 * REFUND_DAYS)).date().isoformat()
+            for till in self.tills.values():
+                till.state.forget_sales(forget)
 
     def _event(self, event: Event) -> None:
         self.clock.now = event.when
@@ -404,6 +408,8 @@ class _Remote:
         if self.process.is_alive():
             self.process.terminate()
             self.process.join()
+        # Chunks a dead worker never read must not hold this process at its exit.
+        self.inbox.cancel_join_thread()
 
 
 def _failed(outbox: multiprocessing.Queue[Any]) -> SyncError:
