@@ -99,7 +99,7 @@ class Part:
         spec = _spec(cls)
         if not spec.names.issuperset(body):
             raise _Refused
-        values: dict[str, Any] = {}
+        values = dict(spec.omitted)
         for name, omitted, read in spec.fields:
             if name in body:
                 value = body[name]
@@ -108,7 +108,11 @@ class Part:
                 values[name] = read(value)
             elif not omitted:
                 raise _Refused
-        return cls(**values)
+        # Every field is set here, so the frozen dataclass's __init__ (a setattr per
+        # field through object.__setattr__) is skipped; no part has a __post_init__.
+        part = object.__new__(cls)
+        part.__dict__.update(values)
+        return part
 
     @classmethod
     def _checked_from_body(cls, body: Any, where: str) -> Self:
@@ -149,6 +153,7 @@ class _Spec:
 
     fields: tuple[tuple[str, bool, Reader], ...]
     names: frozenset[str]
+    omitted: tuple[tuple[str, None], ...]  # what a missing omitted key reads as
 
 
 _SPECS: dict[type, _Spec] = {}
@@ -163,7 +168,9 @@ def _spec(cls: type) -> _Spec:
             (item.name, bool(item.metadata.get(_OMITTED)), _compile(hints[item.name]))
             for item in declared
         )
-        spec = _SPECS[cls] = _Spec(fields, frozenset(item.name for item in declared))
+        names = frozenset(item.name for item in declared)
+        omitted = tuple((name, None) for name, left_out, _ in fields if left_out)
+        spec = _SPECS[cls] = _Spec(fields, names, omitted)
     return spec
 
 
