@@ -22,11 +22,19 @@ from tillpoints.cli_insight import COMMANDS
 from tillpoints.commands import Context
 
 
-def _history(url: str, ledger_days: int, seed: int = 5) -> tuple[dict[str, Any], dict[Any, Any]]:
+def _history(
+    url: str, ledger_days: int, seed: int = 5, workers: int | None = None
+) -> tuple[dict[str, Any], dict[Any, Any]]:
     store = open_store(url)
     try:
         summary = simulate(
-            store, stores=2, members=60, days=150, seed=seed, ledger_days=ledger_days
+            store,
+            stores=2,
+            members=60,
+            days=150,
+            seed=seed,
+            ledger_days=ledger_days,
+            workers=workers,
         )
         assert verify_all(store)["ok"]
         pepper = parse_phone(chain_phone(store, hq_key(store)), "phone")
@@ -74,6 +82,29 @@ def test_hand_over_mid_way_and_seed_reproduces(tmp_path: Path) -> None:
     }
     _, other = _history(f"sqlite:///{tmp_path}/c.db", ledger_days=40, seed=6)
     assert other != history
+
+
+def test_the_history_does_not_depend_on_the_worker_processes(tmp_path: Path) -> None:
+    """Tills in one process or shared among two: the same entries, the same batches."""
+    alone, history = _history(f"sqlite:///{tmp_path}/one.db", ledger_days=40, workers=1)
+    shared, same = _history(f"sqlite:///{tmp_path}/two.db", ledger_days=40, workers=2)
+    assert history == same
+    assert {k: v for k, v in alone.items() if k != "seconds"} == {
+        k: v for k, v in shared.items() if k != "seconds"
+    }
+    batches = []
+    for name in ("one", "two"):
+        store = open_store(f"sqlite:///{tmp_path}/{name}.db")
+        try:
+            with store.read() as tx:
+                rows = tx.all(
+                    "SELECT d.store, d.till, b.first_seq, b.last_seq FROM batches b "
+                    "JOIN devices d ON d.device = b.device"
+                )
+        finally:
+            store.close()
+        batches.append(sorted(rows))
+    assert batches[0] == batches[1] and len(batches[0]) > 4
 
 
 def test_population_has_the_shape_of_a_chain() -> None:

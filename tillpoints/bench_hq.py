@@ -26,7 +26,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.chain import Entry, sign_entry
-from agent.entries import Kind
+from agent.entries import Earn, Kind, Lot, SaleLine
 from agent.journal import row_of
 from agent.keys import device_id_for, public_key_text
 from sync.errors import SyncError
@@ -50,21 +50,28 @@ def _figure(value: float, unit: str, limit: float | None = None) -> Figure:
 def signed_entries(
     key: Ed25519PrivateKey, count: int, start_seq: int = 1, prev: str = "0" * 64
 ) -> list[Entry]:
-    """``count`` chained ``earn``-shaped entries signed by ``key``."""
+    """``count`` chained ``earn`` entries signed by ``key``, with the body a till
+    writes (``agent.entries.Earn``): HQ reads every field of it at ingest."""
     device = device_id_for(key.public_key())
     base = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
     entries = []
     for offset in range(count):
         seq = start_seq + offset
-        body = {
-            "account": f"{device}-{seq % 500 + 1}",
-            "receipt": f"B{seq}",
-            "amount": 1250,
-            "points": 12,
-            "lines": [{"category": "total", "qty": 1, "amount": 1250, "points": 12}],
-            "day": "2026-01-01",
-            "effects": {"delta": 12, "expired": 0},
-        }
+        member = f"{device}-{seq % 500 + 1}"
+        body = Earn(
+            account=member,
+            member_id=member,
+            card=None,
+            receipt=f"B{seq}",
+            fingerprint="0" * 64,
+            lines=(SaleLine(category="total", qty=1, amount=1250, points=12),),
+            amount=1250,
+            points=12,
+            tier="base",
+            day="2026-01-01",
+            lot=Lot(spendable_on="2026-01-01", expires_on="2028-01-01"),
+            effects={"delta": 12, "expired": 0},
+        ).to_body()
         ts = (base + dt.timedelta(seconds=seq * 29)).isoformat(timespec="milliseconds")
         entry = sign_entry(
             key, device=device, seq=seq, ts=ts, kind=Kind.EARN, staff=None, body=body, prev=prev

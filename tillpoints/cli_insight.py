@@ -57,6 +57,9 @@ def _simulate_args(parser: argparse.ArgumentParser) -> None:
         "(default: all for up to 2,000 members, else 7)",
     )
     parser.add_argument("--sync-days", type=int, default=7, help="days between uploads (7)")
+    parser.add_argument(
+        "--workers", type=int, help="processes the stores are shared among (default: one per core)"
+    )
 
 
 def _simulate(ctx: Context) -> Result:
@@ -78,6 +81,7 @@ def _simulate(ctx: Context) -> Result:
             start=start,
             ledger_days=args.ledger_days,
             sync_days=_positive("sync_days", args.sync_days, 365),
+            workers=None if args.workers is None else _positive("workers", args.workers, 256),
             progress=lambda line: print(line, file=sys.stderr),
         )
     finally:

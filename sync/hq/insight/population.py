@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from drivers.cards import luhn_digit
 
 REGIONS = ("north", "south", "east", "west", "central")
+# A refunded sale comes back on one of the next REFUND_DAYS days (before closing).
+REFUND_DAYS = 6
 TILLS_PER_STORE = 2
 # Typical shelf price of one unit, minor units.
 PRICES = {
@@ -218,7 +220,7 @@ class Chain:
             order += 1
             if self.rng.random() < 0.015:
                 # Brought back on one of the next six days, while the store is open.
-                later = int(at) + self.rng.randint(1, 6) + self.rng.uniform(9, 20) / 24
+                later = int(at) + self.rng.randint(1, REFUND_DAYS) + self.rng.uniform(9, 20) / 24
                 if later < self.days:
                     heapq.heappush(queue, (later, order, "refund", index, visit.receipt))
                     order += 1

@@ -17,10 +17,15 @@ a simulation needs no durability against power cuts.
 from __future__ import annotations
 
 import datetime as dt
+import multiprocessing
+import os
+import queue
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,12 +34,14 @@ from agent.chain import Entry
 from agent.keys import read_private_key
 from agent.ledger import Ledger
 from drivers.errors import TillpointsError
+from sync.errors import SyncError
 from sync.hq.db import HQStore
 from sync.hq.devices import add_device, hq_key, init_hq, register
 from sync.hq.ingest import ingest
 from sync.hq.insight.facts import refresh, set_stores
-from sync.hq.insight.population import Chain, Event, Member
+from sync.hq.insight.population import REFUND_DAYS, Chain, Event, Member
 from sync.hq.insight.till_model import ModelTill, TillState
+from sync.hq.stores import open_store
 from sync.protocol import Batch
 from sync.till_register import adopt_phone, registration_request
 
@@ -178,9 +185,18 @@ def simulate(
     start: dt.datetime = DEFAULT_START,
     ledger_days: int | None = None,
     sync_days: int = 7,
+    workers: int | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """Simulate and upload; returns ``stores, devices, members, entries`` and how."""
+    """Simulate and upload; returns ``stores, devices, members, entries`` and how.
+
+    ``workers``: processes the stores are shared among (default: one per core; 1
+    runs every till in this process). One process draws the chain's events from
+    the seed, in time order, and sends each to the process that holds its store's
+    tills, with the hand-over and each upload at the same moment for every till:
+    a till's entries and its batches are the same whichever process holds it.
+    Each process uploads its tills' entries into HQ's store as it goes, so the
+    chain is never held in memory."""
     started = time.perf_counter()
     # A simulated chain's phone keys are cheap (docs/sync.md, "Phone numbers"): the
     # simulator enrols thousands of made-up members, and nobody's number is at risk.
@@ -189,67 +205,252 @@ def simulate(
     if ledger_days is None:
         ledger_days = days if members <= SMALL_CHAIN else min(days, 7)
     set_stores(store, [(s.store_id, s.region) for s in chain.stores])
-    root = Path(tempfile.mkdtemp(prefix="tillpoints-sim-"))
-    clock = Clock(start)
-    signer = hq_key(store)
-    tills: dict[tuple[str, str], Till] = {}
-    counts = {"enrol": 0, "visit": 0, "refund": 0, "refused": 0, "entries": 0}
+    count = max(1, min(workers or os.cpu_count() or 1, stores))
+    owned: list[list[tuple[str, tuple[str, ...]]]] = [[] for _ in range(count)]
+    for number, s in enumerate(chain.stores):
+        owned[number % count].append((s.store_id, s.tills))
+    routes = {s.store_id: number % count for number, s in enumerate(chain.stores)}
+    plan = _Plan(store.url, store.key_path, start)
+    shards: list[_Remote] | list[Shard]
+    shards = [_Remote(plan, tills) for tills in owned] if count > 1 else [Shard(plan, owned[0])]
     try:
-        for s in chain.stores:
-            for name in s.tills:
-                till = Till(root, s.store_id, name, clock)
-                _bind(store, till, signer, start)
-                tills[(s.store_id, name)] = till
-        share = _redeem_rule(next(iter(tills.values())))
-        next_sync, handed = start + dt.timedelta(days=sync_days), ledger_days <= 0
-        if handed:
-            for till in tills.values():
-                till.hand_over()
-        for event in chain.events():
-            if event.when >= next_sync:
-                counts["entries"] += _upload(store, signer, tills, event.when)
-                next_sync += dt.timedelta(days=sync_days)
-                if progress:
-                    progress(f"day {(event.when - start).days}: {counts['entries']} entries")
-            if not handed and event.when >= start + dt.timedelta(days=ledger_days):
-                for till in tills.values():
-                    till.hand_over()
-                handed = True
-            clock.now = event.when
-            till = tills[(event.store, event.till)]
-            try:
-                if event.kind == "enrol":
-                    till.enrol(event.member, event.when)
-                elif event.kind == "visit":
-                    till.visit(event, share)
-                elif not till.refund(event):
-                    continue
-                counts[event.kind] += 1
-            except TillpointsError:
-                counts["refused"] += 1
-        end = start + dt.timedelta(days=days)
-        counts["entries"] += _upload(store, signer, tills, end)
-        ledger_written = sum(till.ledger_entries for till in tills.values())
+        for message in _messages(chain, start, days, ledger_days, sync_days, progress):
+            if message[0] == EVENT:
+                shards[routes[message[1].store]].send(message)
+            else:
+                for shard in shards:
+                    shard.send(message)
+        totals = Counter[str]()
+        for shard in shards:
+            totals.update(shard.finish())
     finally:
-        for till in tills.values():
-            till.close()
-        shutil.rmtree(root, ignore_errors=True)
+        for shard in shards:
+            shard.close()
     refresh(store)
     elapsed = time.perf_counter() - started
     return {
         "stores": stores,
-        "devices": len(tills),
-        "members": counts["enrol"],
-        "entries": counts["entries"],
-        "visits": counts["visit"],
-        "refunds": counts["refund"],
-        "refused": counts["refused"],
-        "ledger_entries": ledger_written,
-        "model_entries": counts["entries"] - ledger_written,
+        "devices": totals["devices"],
+        "members": totals["enrol"],
+        "entries": totals["entries"],
+        "visits": totals["visit"],
+        "refunds": totals["refund"],
+        "refused": totals["refused"],
+        "ledger_entries": totals["ledger_entries"],
+        "model_entries": totals["entries"] - totals["ledger_entries"],
         "ledger_days": min(ledger_days, days),
         "seed": seed,
         "seconds": round(elapsed, 2),
     }
+
+
+# The messages a shard handles, in order: events, and two moments for every till.
+EVENT, HAND_OVER, UPLOAD = "event", "hand_over", "upload"
+Message = tuple[Any, ...]
+
+
+def _messages(
+    chain: Chain,
+    start: dt.datetime,
+    days: int,
+    ledger_days: int,
+    sync_days: int,
+    progress: Callable[[str], None] | None,
+) -> Iterator[Message]:
+    """The chain's events, the hand-over from ledger to model and the uploads (every
+    ``sync_days``, and at the end), in the order a single process met them."""
+    next_sync, handed = start + dt.timedelta(days=sync_days), ledger_days <= 0
+    if handed:
+        yield (HAND_OVER,)
+    for events, event in enumerate(chain.events()):
+        if event.when >= next_sync:
+            yield (UPLOAD, event.when)
+            next_sync += dt.timedelta(days=sync_days)
+            if progress:
+                progress(f"day {(event.when - start).days}: {events} events")
+        if not handed and event.when >= start + dt.timedelta(days=ledger_days):
+            yield (HAND_OVER,)
+            handed = True
+        yield (EVENT, event)
+    yield (UPLOAD, start + dt.timedelta(days=days))
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What every shard needs to reach HQ: its store's URL and key, the first day."""
+
+    url: str
+    key_path: Path | None
+    start: dt.datetime
+
+
+class Shard:
+    """Some stores' tills: made, registered and run here, uploading as they go."""
+
+    def __init__(self, plan: _Plan, tills: list[tuple[str, tuple[str, ...]]]) -> None:
+        self.store = open_store(plan.url, plan.key_path)
+        self.signer = hq_key(self.store)
+        self.root = Path(tempfile.mkdtemp(prefix="tillpoints-sim-"))
+        self.clock = Clock(plan.start)
+        self.tills: dict[tuple[str, str], Till] = {}
+        self.counts = Counter[str]()
+        try:
+            for store_id, names in tills:
+                for name in names:
+                    till = Till(self.root, store_id, name, self.clock)
+                    _bind(self.store, till, self.signer, plan.start)
+                    self.tills[(store_id, name)] = till
+        except BaseException:
+            self.close()
+            raise
+        self.share = _redeem_rule(next(iter(self.tills.values())))
+
+    def send(self, message: Message) -> None:
+        if message[0] == EVENT:
+            self._event(message[1])
+        elif message[0] == HAND_OVER:
+            for till in self.tills.values():
+                till.hand_over()
+        else:
+            self.counts["entries"] += _upload(self.store, self.signer, self.tills, message[1])
+            # No event brings back a sale older than this (population.REFUND_DAYS).
+            forget = (message[1] - dt.timedelta(days=2 * REFUND_DAYS)).date().isoformat()
+            for till in self.tills.values():
+                till.state.forget_sales(forget)
+
+    def _event(self, event: Event) -> None:
+        self.clock.now = event.when
+        till = self.tills[(event.store, event.till)]
+        try:
+            if event.kind == "enrol":
+                till.enrol(event.member, event.when)
+            elif event.kind == "visit":
+                till.visit(event, self.share)
+            elif not till.refund(event):
+                return
+            self.counts[event.kind] += 1
+        except TillpointsError:
+            self.counts["refused"] += 1
+
+    def finish(self) -> Counter[str]:
+        self.counts["devices"] = len(self.tills)
+        self.counts["ledger_entries"] = sum(till.ledger_entries for till in self.tills.values())
+        return self.counts
+
+    def close(self) -> None:
+        for till in self.tills.values():
+            till.close()
+        self.store.close()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+# -- shards in worker processes ----------------------------------------------------
+
+CHUNK = 2_000  # messages per hand-off to a worker
+QUEUED = 4  # chunks waiting per worker: the parent runs at most this far ahead
+
+
+class _Remote:
+    """A ``Shard`` in a worker process, fed chunks of messages through a bounded
+    queue. Members cross once each: an event names one by index after that."""
+
+    def __init__(self, plan: _Plan, tills: list[tuple[str, tuple[str, ...]]]) -> None:
+        context = multiprocessing.get_context("spawn")  # no HQ connection crosses
+        self.inbox: multiprocessing.Queue[Any] = context.Queue(QUEUED)
+        self.outbox: multiprocessing.Queue[Any] = context.Queue()
+        self.process = context.Process(
+            target=_serve, args=(plan, tills, self.inbox, self.outbox), daemon=True
+        )
+        self.process.start()
+        self.chunk: list[Message] = []
+        self.sent: set[int] = set()
+
+    def send(self, message: Message) -> None:
+        if message[0] == EVENT:
+            event = message[1]
+            index = event.member.index
+            member: Member | int = index if index in self.sent else event.member
+            self.sent.add(index)
+            message = (EVENT, replace(event, member=member))
+        self.chunk.append(message)
+        if len(self.chunk) >= CHUNK:
+            self._flush()
+
+    def _flush(self) -> None:
+        while True:
+            try:
+                self.inbox.put(self.chunk, timeout=1)
+                break
+            except queue.Full:
+                self._alive()
+        self.chunk = []
+
+    def _alive(self) -> None:
+        if not self.process.is_alive():
+            raise _failed(self.outbox)
+
+    def finish(self) -> Counter[str]:
+        self._flush()
+        self.inbox.put(None)
+        while True:
+            try:
+                answer = self.outbox.get(timeout=1)
+                break
+            except queue.Empty:
+                self._alive()
+        if isinstance(answer, tuple):
+            raise SyncError(*answer)
+        counts: Counter[str] = answer
+        return counts
+
+    def close(self) -> None:
+        self.process.join(timeout=30)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+        # Chunks a dead worker never read must not hold this process at its exit.
+        self.inbox.cancel_join_thread()
+
+
+def _failed(outbox: multiprocessing.Queue[Any]) -> SyncError:
+    try:
+        answer = outbox.get(timeout=1)
+    except queue.Empty:
+        answer = None
+    if isinstance(answer, tuple):
+        return SyncError(*answer)
+    return SyncError("simulation_worker_failed", "a simulation worker process died")
+
+
+def _serve(
+    plan: _Plan,
+    tills: list[tuple[str, tuple[str, ...]]],
+    inbox: multiprocessing.Queue[Any],
+    outbox: multiprocessing.Queue[Any],
+) -> None:
+    """A worker process: run a shard on the chunks it is sent, answer its counts
+    (or the error that stopped it)."""
+    members: dict[int, Member] = {}
+    try:
+        shard = Shard(plan, tills)
+        try:
+            while (chunk := inbox.get()) is not None:
+                for message in chunk:
+                    if message[0] == EVENT:
+                        event = message[1]
+                        if isinstance(event.member, Member):
+                            members[event.member.index] = event.member
+                        else:
+                            event = replace(event, member=members[event.member])
+                        message = (EVENT, event)
+                    shard.send(message)
+            outbox.put(shard.finish())
+        finally:
+            shard.close()
+    except Exception as error:  # noqa: BLE001 (handed to the parent, which raises it)
+        # (code, message): an error's own __init__ may not survive pickling.
+        code = getattr(error, "code", "simulation_worker_failed")
+        outbox.put((str(code), f"simulation worker: {type(error).__name__}: {error}"))
 
 
 def _redeem_rule(till: Till) -> Callable[[int, int], int]:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+from collections import deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -109,6 +110,7 @@ class Sale:
     redeemed: int = 0
     redeem_moves: list[policy.Move] = field(default_factory=list)
     remote: int = 0  # redeemed beyond the lots: drawn on HQ's confirmed balance
+    day: str = ""
 
 
 class TillState:
@@ -121,6 +123,7 @@ class TillState:
         self.by_card: dict[str, int] = {}
         self.accounts: dict[str, Account] = {}
         self.sales: dict[str, Sale] = {}
+        self.sold: deque[tuple[str, str]] = deque()  # (day, receipt) of self.sales, in order
         self.enrolled = 0
 
     def account(self, name: str) -> Account:
@@ -134,12 +137,15 @@ class TillState:
             return known[0], known[0], None, known[1]
         return "C" + member.card, None, member.card, None
 
-    def observe(self, entry: Entry) -> None:
+    def observe(self, entry: Entry, body: Body | None = None) -> None:
+        """Learn from ``entry``; ``body`` is its typed body where the writer has it
+        (the model: what it signed, so reading it back would give the same)."""
         self.seq, self.head = entry.seq, entry.hash
-        kind = kind_of(entry.kind)
-        if kind is None:
-            return
-        body = read_body(kind, entry.body, entry.seq)
+        if body is None:
+            kind = kind_of(entry.kind)
+            if kind is None:
+                return
+            body = read_body(kind, entry.body, entry.seq)
         if isinstance(body, Enrol):
             member = body.member
             index = self.by_card.get(body.card, -1)
@@ -155,8 +161,9 @@ class TillState:
             account.add_lot(entry.seq, body.points, body.lot)
             account.sales.append([body.day, body.amount, 0])
             self.sales[body.receipt] = Sale(
-                body.account, body.member_id, entry.seq, body.amount, body.lines
+                body.account, body.member_id, entry.seq, body.amount, body.lines, day=body.day
             )
+            self.sold.append((body.day, body.receipt))
         elif isinstance(body, Redeem):
             account = self.account(body.account)
             account.expire(body.day)
@@ -185,6 +192,12 @@ class TillState:
         moves = account.moves_as_of(sale.redeem_moves, day)
         back = policy.restore(sale.remote, moves, body.returned)
         account.shift([(m.lot_id, n) for m, n in back.steps if not m.expired], 1)
+
+    def forget_sales(self, before: str) -> None:
+        """Drop the sales of days before ``before``: a simulation that can no longer
+        refund them (``population.REFUND_DAYS``) need not hold a year of receipts."""
+        while self.sold and self.sold[0][0] < before:
+            self.sales.pop(self.sold.popleft()[1], None)
 
     def spend_12m(self, account: str, day: dt.date) -> int:
         since = (day - dt.timedelta(days=365)).isoformat()
@@ -216,7 +229,7 @@ class ModelTill:
             body=body.to_body(),
             prev=state.head,
         )
-        state.observe(entry)
+        state.observe(entry, body)
         self.written.append(entry)
         return entry
 
