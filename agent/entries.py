@@ -41,6 +41,8 @@ class Kind(StrEnum):
     OFFER_TAKE = "offer_take"
     # A device key rotation (agent.rotation): hands the journal to a new key.
     KEY_ROTATE = "key_rotate"
+    # A member's marketing consent given or withdrawn at the counter (issue 17).
+    CONSENT = "consent"
 
 
 def kind_of(text: str) -> Kind | None:
@@ -296,8 +298,10 @@ class Member(Part):
     """An enrolled member as the enrolment records them."""
 
     member_id: str
-    name: str
-    phone_key: str
+    # None in an enrolment written since issue 17: the personal fields (name, phone
+    # key, birthday, gender, district, household) are in ``sealed`` (agent.privacy).
+    name: str | None
+    phone_key: str | None
     birthday: str | None
     gender: str | None
     district: str | None
@@ -309,6 +313,8 @@ class Member(Part):
     enrolled_by: str | None
     # Entries written before issue 12 carry the number's last four digits.
     phone_last4: str | None = field(default=None, metadata=OMITTED)
+    # The personal fields sealed under the member's own key (agent.privacy, issue 17).
+    sealed: str | None = field(default=None, metadata=OMITTED)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -449,9 +455,30 @@ class KeyRotate(Body):
     public_key: str
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Consent(Body):
+    """Marketing consent given (1) or withdrawn (0); the latest one counts."""
+
+    kind = Kind.CONSENT
+    member_id: str
+    marketing: int
+    day: str
+
+
 BODIES: dict[Kind, type[Body]] = {
     body.kind: body
-    for body in (Init, Enrol, CardReplace, Earn, Redeem, Refund, Adjust, OfferTake, KeyRotate)
+    for body in (
+        Init,
+        Enrol,
+        CardReplace,
+        Earn,
+        Redeem,
+        Refund,
+        Adjust,
+        OfferTake,
+        KeyRotate,
+        Consent,
+    )
 }
 
 

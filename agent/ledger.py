@@ -35,12 +35,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent import fields, till_secrets
+from agent import fields, privacy, till_secrets
 from agent.chain import Entry, canonical
 from agent.config import Config
 from agent.entries import (
     Adjust,
     CardReplace,
+    Consent,
     Earn,
     Enrol,
     Init,
@@ -58,10 +59,12 @@ from agent.ledger_reads import Account as Account  # re-exported: callers import
 from agent.ledger_reads import LedgerReads, net
 from agent.ledger_refunds import LedgerRefunds
 from agent.money import format_amount
+from agent.privacy_tables import is_erased, keep_key
 from agent.projection import Effects, apply, result_text
 from agent.results import (
     Adjusted,
     CardReplaced,
+    ConsentRecorded,
     Earned,
     Enrolled,
     Found,
@@ -309,8 +312,13 @@ class Ledger:
                 if row and not str(row[0]).startswith("C"):
                     raise Refused("card_in_use", f"card: already belongs to member {row[0]}")
             number_of = self.numbers.next_counter(conn, "members")
+            numbered = dataclasses.replace(member, member_id=f"{self.device_id}-{number_of}")
+            # The personal fields go into the journal sealed under the member's own
+            # key, kept beside it (agent.privacy, docs/decisions/0007).
+            key = privacy.new_key()
+            keep_key(conn, numbered.member_id, key, numbered.enrolled_at)
             return Enrol(
-                member=dataclasses.replace(member, member_id=f"{self.device_id}-{number_of}"),
+                member=privacy.seal(numbered, key),
                 card=physical or self.numbers.next_ecard(conn),
                 card_kind="physical" if physical else "ecard",
                 day=today.isoformat(),
@@ -332,6 +340,31 @@ class Ledger:
             )
 
         return self._record(Kind.ENROL, who, decide, finish)
+
+    def consent(self, ref: str, marketing: bool, staff: str | None = None) -> ConsentRecorded:
+        """A member gives (``marketing``) or withdraws marketing consent at the counter:
+        a ``consent`` entry; HQ takes the member off its lists from the latest one on."""
+        who = fields.staff(staff)
+
+        def decide(conn: sqlite3.Connection) -> dict[str, Any] | ConsentRecorded:
+            account = self.reads.resolve(ref, conn)
+            if account.member_id is None:
+                raise Refused("not_enrolled", "member: enrol the card before recording consent")
+            if is_erased(conn, account.member_id):
+                raise Refused("member_erased", "member: this member's data was erased")
+            return Consent(
+                member_id=account.member_id,
+                marketing=1 if marketing else 0,
+                day=self.context.today().isoformat(),
+            ).to_body()
+
+        def finish(
+            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+        ) -> ConsentRecorded:
+            body = Consent.from_body(facts)
+            return ConsentRecorded(member_id=body.member_id, marketing=bool(body.marketing))
+
+        return self._record(Kind.CONSENT, who, decide, finish)
 
     def card_replace(self, ref: str, new_card: str, staff: str | None = None) -> CardReplaced:
         who = fields.staff(staff)

@@ -23,6 +23,7 @@ from agent import lots
 from agent.entries import (
     Adjust,
     CardReplace,
+    Consent,
     Earn,
     Enrol,
     Lot,
@@ -34,6 +35,8 @@ from agent.entries import (
 )
 from agent.errors import LedgerError
 from agent.journal import Journal
+from agent.privacy import disclosed
+from agent.privacy_tables import member_key
 from agent.store import PROJECTION_TABLES
 
 Effects = dict[str, int]
@@ -60,6 +63,12 @@ def apply(conn: sqlite3.Connection, seq: int, kind: str, body: dict[str, Any]) -
             return _adjust(conn, seq, adjust)
         case OfferTake() as take:
             return _offer_take(conn, seq, take)
+        case Consent() as consent:
+            conn.execute(
+                "UPDATE members SET consent_marketing = ? WHERE member_id = ?",
+                (consent.marketing, consent.member_id),
+            )
+            return {"delta": 0, "expired": 0}
         case _:
             # ``init`` names the device and its key, ``key_rotate`` hands the journal to
             # a new key (agent.rotation): neither changes a balance.
@@ -71,7 +80,15 @@ def _lot(lot: Lot | None) -> dict[str, str] | None:
 
 
 def _enrol(conn: sqlite3.Connection, seq: int, body: Enrol) -> Effects:
-    member = body.member
+    # A sealed enrolment is opened with the member's key; once the key is destroyed
+    # (erased, agent.privacy_tables) its personal fields stay empty for good.
+    key = member_key(conn, body.member.member_id)
+    member = disclosed(body.member, key)
+    row = dataclasses.asdict(member)
+    del row["sealed"]
+    if member.sealed is not None and key is None:
+        # Erased: no name (the column is NOT NULL) and off every list.
+        row["name"], row["consent_marketing"] = "", 0
     conn.execute(
         "INSERT INTO members (member_id, name, phone_key, phone_last4, birthday, gender, "
         "district, household, consent_marketing, enrolled_at, enrolled_store, enrolled_till, "
@@ -80,7 +97,7 @@ def _enrol(conn: sqlite3.Connection, seq: int, body: Enrol) -> Effects:
         ":enrolled_till, :enrolled_by)",
         # Entries written before issue 12 carry the number's last four digits; later
         # ones do not (the counter never needed them).
-        dataclasses.asdict(member),
+        row,
     )
     member_id, card = member.member_id, body.card
     previous = conn.execute("SELECT account FROM cards WHERE card = ?", (card,)).fetchone()

@@ -123,6 +123,14 @@ class CardReplaced(Answer):
 
 
 @dataclass(frozen=True)
+class ConsentRecorded(Answer):
+    """``consent``: the member's marketing consent as now recorded."""
+
+    member_id: str
+    marketing: bool
+
+
+@dataclass(frozen=True)
 class Found(Answer):
     """``lookup``: a member by phone, here or (asked online) at HQ."""
 

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 from agent.journal import Journal
 from agent.keys import private_sqlite
 from agent.offers import migrate_005_offers
+from agent.privacy_tables import keys_of, migrate_007_privacy
 from agent.sync_tables import migrate_002_sync, migrate_006_forget_phones
 
 BUSY_TIMEOUT_MS = 10_000
@@ -184,6 +185,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("004_remote_draws", _m004_remote_draws),
     ("005_offers", migrate_005_offers),
     ("006_forget_phones", migrate_006_forget_phones),
+    ("007_privacy", migrate_007_privacy),
 )
 
 PROJECTION_TABLES = (
@@ -212,6 +214,8 @@ class Store:
             self.conn.execute("PRAGMA synchronous=FULL")
             self.conn.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
             self.conn.execute("PRAGMA foreign_keys=ON")
+            # Deleted personal data is overwritten in the file's pages (issue 17).
+            self.conn.execute("PRAGMA secure_delete=ON")
             self.migrate()
         except sqlite3.DatabaseError as error:
             if "not a database" in str(error) or "malformed" in str(error):
@@ -282,6 +286,16 @@ class Store:
         """Copy the whole file into ``target`` (SQLite's online backup): the benches
         measure an earn's rows on a copy of a real ledger."""
         self.conn.backup(target)
+
+    def member_keys(self, member_ids: list[str]) -> dict[str, bytes]:
+        """The sealing keys this till holds of ``member_ids`` (``agent.privacy_tables``):
+        what an upload carries beside the batch's enrolments."""
+        return keys_of(self.conn, member_ids)
+
+    def checkpoint(self) -> None:
+        """Copy the WAL into the file and truncate it: after an erasure (issue 17) the
+        old pages must not live on in the WAL (``secure_delete`` overwrote the file's)."""
+        self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     def skip_fsync(self) -> None:
         """Commits stop waiting for the disk (``synchronous=OFF``). For a simulated

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidSignature
@@ -79,22 +79,38 @@ class Batch:
 
     device: str
     entries: tuple[Entry, ...]
+    # The keys of the members the batch's enrolments sealed (agent.privacy): member id
+    # -> base64 key, beside the entries, never in them (issue 17).
+    member_keys: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> dict[str, Any]:
-        return {"device": self.device, "entries": [entry.to_json() for entry in self.entries]}
+        document: dict[str, Any] = {
+            "device": self.device,
+            "entries": [entry.to_json() for entry in self.entries],
+        }
+        if self.member_keys:
+            document["member_keys"] = dict(self.member_keys)
+        return document
 
     @classmethod
     def from_json(cls, value: Any) -> Batch:
-        if not isinstance(value, dict) or set(value) != {"device", "entries"}:
+        if not isinstance(value, dict) or not {"device", "entries"} <= set(value) or not (
+            set(value) <= {"device", "entries", "member_keys"}
+        ):
             raise invalid("malformed_batch", "batch: an object with device and entries")
         device, raw = value["device"], value["entries"]
         if not isinstance(device, str) or not isinstance(raw, list) or not raw:
             raise invalid("malformed_batch", "batch: device is a string, entries a non-empty list")
+        keys = value.get("member_keys", {})
+        if not isinstance(keys, dict) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in keys.items()
+        ):
+            raise invalid("malformed_batch", "batch: member_keys maps member ids to keys")
         try:
             entries = tuple(Entry.from_json(item) for item in raw)
         except (ValueError, TypeError) as error:
             raise invalid("malformed_entry", f"batch: {error}") from None
-        return cls(device, entries)
+        return cls(device, entries, dict(keys))
 
 
 @dataclass(frozen=True)

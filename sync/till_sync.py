@@ -45,6 +45,8 @@ from agent.chain import FORMAT_VERSION
 from agent.integrity import check_unsynced
 from agent.keys import load_public_key
 from agent.offers import apply_offers
+from agent.privacy import key_text
+from agent.privacy_tables import ERASED_KEY, erase_here
 from agent.store import RESTORED_KEY, Store
 from sync.client import HQClient, Reply, RetryPolicy, Signer
 from sync.errors import SyncError, refused, unverified
@@ -171,6 +173,7 @@ def _read_batch(store: Store, device: str, start: int, limit: int) -> _Upload | 
     checks the hash over its own canonical encoding, so nothing is trusted."""
     rows = store.journal().rows_from(start, limit)
     items: list[str] = []
+    enrolled: list[str] = []
     size, first, last = 0, 0, 0
     for seq, ts, kind, staff, body, prev, digest, sig in rows:
         size += len(body) + 400
@@ -189,9 +192,14 @@ def _read_batch(store: Store, device: str, start: int, limit: int) -> _Upload | 
         }
         items.append(f'{_dumps(fields)[:-1]},"body":{body}}}')
         first, last = first or seq, seq
+        if kind == "enrol":
+            enrolled.append(str(json.loads(body)["member"]["member_id"]))
     if not items:
         return None
-    text = f'{{"device":{_dumps(device)},"entries":[{",".join(items)}]}}'
+    # The keys of the batch's sealed enrolments travel beside it (agent.privacy).
+    keys = {member: key_text(key) for member, key in store.member_keys(enrolled).items()}
+    extra = f',"member_keys":{_dumps(keys)}' if keys else ""
+    text = f'{{"device":{_dumps(device)},"entries":[{",".join(items)}]{extra}}}'
     return _Upload(first, last, text.encode("utf-8"))
 
 
@@ -414,6 +422,9 @@ def _download(session: _Session) -> None:
                 session.downloaded += apply_delta(conn, delta)
         except (KeyError, TypeError, ValueError, sqlite3.IntegrityError) as error:
             raise unverified("bad_delta", f"HQ's delta cannot be applied: {error}") from None
+        if delta.get(ERASED_KEY):
+            # The erased pages must not live on in the WAL (secure_delete did the file).
+            session.store.checkpoint()
         session.advance("page")
         session.progress(f"sync: downloaded up to cursor {delta.get('cursor')}")
         if not delta.get("more"):
@@ -443,8 +454,11 @@ def apply_delta(conn: sqlite3.Connection, delta: dict[str, Any]) -> int:
         "VALUES (?, ?, ?, ?)",
         [(item["member_id"], int(item["balance"]), as_of, included) for item in balances],
     )
+    # HQ's erase instructions (issue 17): this till destroys its copy.
+    erased = delta.get(ERASED_KEY) or []
+    erase_here(conn, [str(member) for member in erased], as_of)
     rules = delta.get("rules") or {}
     if "text" in rules:
         conn.execute("INSERT OR REPLACE INTO hq_rules VALUES ('text', ?)", (str(rules["text"]),))
     _set_state(conn, cursor=int(delta["cursor"]), last_download=as_of)
-    return len(members) + len(cards) + len(balances) + apply_offers(conn, delta)
+    return len(members) + len(cards) + len(balances) + len(erased) + apply_offers(conn, delta)

@@ -103,6 +103,7 @@ def _journal(ledger: Ledger, clock: Clock) -> list[tuple[int, str, str]]:
     ledger.refund("R1", (Line("grocery", 1, 5000),))
     ledger.refund("R3")
     ledger.card_replace(member, "9900390788616925", staff="S9")
+    ledger.consent(member, marketing=False, staff="S9")
     rotate_device_key(ledger.state_dir)
     rows = ledger.store.conn.execute("SELECT seq, kind, body FROM journal ORDER BY seq")
     return [(int(seq), str(kind), str(body)) for seq, kind, body in rows]

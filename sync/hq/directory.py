@@ -19,19 +19,23 @@ to ask again from the new cursor.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
+from collections.abc import Callable
 import re
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.entries import CardReplace, Enrol, Kind, readable
+from agent.entries import CardReplace, Enrol, Kind, Member, readable
+from agent.privacy_tables import ERASED_KEY
 from agent.offers import OFFERS_KEY
 from sync.errors import invalid, refused, unverified
 from sync.hq.db import HQStore
 from sync.hq.extract import counter_member
 from sync.hq.ingest import signed_head
+from sync.hq.member_keys import erased_between, opened
 from sync.hq.insight.campaigns import device_offers
 from sync.hq.projection import member_balance, member_of
 from sync.protocol import DELTA_TAG, LOOKUP_TAG, signed, utc_text
@@ -64,9 +68,10 @@ def delta(
         # too: they come down in the same order, in the same pages.
         batches = tx.all(
             "SELECT batch_no FROM (SELECT batch_no FROM batches WHERE batch_no > ? UNION ALL "
-            "SELECT batch_no FROM hq_card_blocks WHERE batch_no > ?) n "
+            "SELECT batch_no FROM hq_card_blocks WHERE batch_no > ? UNION ALL "
+            "SELECT batch_no FROM hq_erasures WHERE batch_no > ?) n "
             "ORDER BY batch_no LIMIT ?",
-            (cursor, cursor, page + 1),
+            (cursor, cursor, cursor, page + 1),
         )
         more = len(batches) > page
         upto = int(batches[:page][-1][0]) if batches else cursor
@@ -80,7 +85,7 @@ def delta(
             "WHERE b.batch_no > ? AND b.batch_no <= ? ORDER BY b.batch_no, e.seq",
             (own[1], cursor, upto),
         )
-        members, cards, accounts = _directory(rows)
+        members, cards, accounts = _directory(rows, lambda member: opened(tx, member))
         cards = _blocked(tx, cards, cursor, upto)
         owners = sorted({member_of(tx, account) for account in accounts})
         balances = [
@@ -90,6 +95,7 @@ def delta(
         # The last page carries the complete set of this till's offers (bounded, see
         # sync.hq.insight.campaigns); the till replaces its own with it (agent.offers).
         offers = None if more else device_offers(tx, store.dialect, str(own[1]), now.date())
+        erased = erased_between(tx, cursor, upto)
     document = {
         "device": device,
         "cursor_from": cursor,
@@ -102,6 +108,8 @@ def delta(
         "balances": balances,
         "rules": {"text": str(rules[0])} if rules else {},
         "staff": [],
+        # Members HQ erased in this page (sync.hq.scrub): each till destroys its copy.
+        ERASED_KEY: erased,
     }
     if offers is not None:
         document[OFFERS_KEY] = offers
@@ -110,6 +118,7 @@ def delta(
 
 def _directory(
     rows: list[tuple[Any, ...]],
+    opened: Callable[[Member], Member],
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], set[str]]:
     members: list[dict[str, Any]] = []
     cards: dict[str, dict[str, Any]] = {}
@@ -121,7 +130,7 @@ def _directory(
             continue
         body = readable(str(kind), json.loads(str(text)))
         if isinstance(body, Enrol):
-            member = counter_member(body.member, bool(own_store))
+            member = counter_member(opened(body.member), bool(own_store))
             members.append(member)
             cards[body.card] = {
                 "card": body.card,
@@ -204,9 +213,11 @@ def phone_lookup(
             "ORDER BY ts DESC, seq DESC LIMIT 1",
             (member,),
         )
+        enrol = readable(Kind.ENROL, json.loads(str(found[1]))) if found else None
+        if isinstance(enrol, Enrol):  # its name from the seal, if not erased
+            enrol = dataclasses.replace(enrol, member=opened(tx, enrol.member))
     if found is None:
         raise refused("unknown_phone", "phone: no member with this phone key", http_status=404)
-    enrol = readable(Kind.ENROL, json.loads(str(found[1])))
     answer = {
         "device": device,
         "phone_key": phone_key,

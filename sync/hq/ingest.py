@@ -27,6 +27,7 @@ from sync.hq import plausible as hq_plausible
 from sync.hq.db import HQStore, Tx
 from sync.hq.devices import freeze, raise_alert
 from sync.hq.extract import facts_of
+from sync.hq.member_keys import take_keys
 from sync.hq.judge import Head, Verdict, judge, overlap_range
 from sync.protocol import ACK_TAG, HEAD_TAG, Ack, Batch, signed, utc_text
 from sync.registration import Event, State, transition
@@ -95,6 +96,8 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
     if not fresh:
         return Ack(device, head.seq, head.hash, 0, utc_text(now))
     rows = list(map(entry_row, fresh, verdict.bodies))
+    # The keys of sealed enrolments, kept outside the journal (sync.hq.member_keys).
+    rows = take_keys(tx, device, fresh, rows, batch.member_keys, now)
     tx.many(_INSERT, rows)
     # Signed is not plausible: stored all the same, and alerted (sync.hq.plausible).
     counts = (len(lines) if isinstance(lines := e.body.get("lines"), list) else 0 for e in fresh)

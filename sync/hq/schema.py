@@ -129,6 +129,20 @@ _008_CONSOLE = (
     "ALTER TABLE devices ADD COLUMN software TEXT",
 )
 
+# Member privacy (issue 17, sync.hq.member_keys and sync.hq.scrub): the keys that open
+# sealed enrolments, held outside the stored journals (destroying one erases the
+# member's personal data); erasures, numbered from batch_clock so that the signed
+# download carries them to every till in commit order; HQ-side consent decisions.
+_009_PRIVACY = (
+    "CREATE TABLE hq_member_keys (member_id TEXT PRIMARY KEY, key TEXT NOT NULL, "
+    "device TEXT NOT NULL, stored_at TEXT NOT NULL)",
+    "CREATE TABLE hq_erasures (member_id TEXT PRIMARY KEY, batch_no BIGINT NOT NULL, "
+    "erased_at TEXT NOT NULL, operator TEXT NOT NULL, reason TEXT NOT NULL)",
+    "CREATE INDEX hq_erasures_batch ON hq_erasures (batch_no)",
+    "CREATE TABLE hq_consents (member_id TEXT PRIMARY KEY, marketing SMALLINT NOT NULL, "
+    "at TEXT NOT NULL, operator TEXT NOT NULL)",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("001_hq", _001_HQ),
     ("002_operators", _002_OPERATORS),
@@ -137,6 +151,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("005_campaign_models", _005_CAMPAIGN_MODELS),
     ("007_phone_lookups", _007_PHONE_LOOKUPS),
     ("008_console", _008_CONSOLE),
+    ("009_privacy", _009_PRIVACY),
 )
 
 

@@ -24,6 +24,7 @@ from sync.errors import invalid
 from sync.hq.db import HQStore, Tx
 from sync.hq.devices import chain_phone
 from sync.hq.extract import counter_member
+from sync.hq.member_keys import opened
 from sync.hq.projection import member_balance, spend_12m, tier_name
 
 MAX_QUERY = 64
@@ -176,8 +177,10 @@ def story(store: HQStore, member: str, now: dt.datetime) -> dict[str, Any]:
         cards = _cards(tx, member)
         lots = _lots(tx, member)
         visits = _visits(tx, member)
-    body = readable(Kind.ENROL, json.loads(str(enrol[0]))) if enrol else None
-    shown = counter_member(body.member, own_store=False) if isinstance(body, Enrol) else {}
+        body = readable(Kind.ENROL, json.loads(str(enrol[0]))) if enrol else None
+        # The name from the seal while HQ holds the member's key (none once erased).
+        opened_member = opened(tx, body.member) if isinstance(body, Enrol) else None
+    shown = counter_member(opened_member, own_store=False) if opened_member else {}
     return {
         "member_id": member,
         "name": shown.get("name"),

@@ -31,6 +31,7 @@ from agent.entries import (
     Adjust,
     Body,
     CardReplace,
+    Consent,
     Earn,
     Enrol,
     Kind,
@@ -42,6 +43,7 @@ from agent.entries import (
     readable,
 )
 from sync.hq.db import HQStore, Tx
+from sync.hq.member_keys import consent_rows, opened
 from sync.hq.insight.batches import EntryRow, follow_batches
 
 _EPOCH = dt.date(1970, 1, 1)
@@ -111,6 +113,7 @@ FACT_KINDS = (
     Kind.REFUND,
     Kind.ADJUST,
     Kind.OFFER_TAKE,
+    Kind.CONSENT,
 )
 
 
@@ -188,11 +191,14 @@ def _typed(rows: list[tuple[Any, ...]]) -> list[_Row]:
 def _apply(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
     page = _Page(tx)
     parsed = _typed(rows)
-    for device, seq, _, body, _ in parsed:
+    consents: list[tuple[str, int, str]] = []
+    for device, seq, ts, body, _ in parsed:
         if isinstance(body, Enrol):
             _enrol(page, device, seq, body)
         elif isinstance(body, CardReplace):
             page.bind(body.card, body.member_id)
+        elif isinstance(body, Consent):
+            consents.append((body.member_id, body.marketing, ts))
     page.load_owners(
         {
             body.account
@@ -209,6 +215,8 @@ def _apply(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
         "INSERT INTO ins_members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
         page.members,
     )
+    # The latest consent counts: a counter's after the members it names (issue 17).
+    tx.many("UPDATE ins_members SET consent = ? WHERE member_id = ?", consent_rows(tx, consents))
     tx.many("INSERT INTO ins_cards VALUES (?, ?) ON CONFLICT DO NOTHING", page.new_cards)
     tx.many(
         "INSERT INTO ins_sales VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
@@ -231,7 +239,10 @@ def _apply(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
 
 
 def _enrol(page: _Page, device: str, seq: int, body: Enrol) -> None:
-    member = body.member
+    # The personal fields from the seal while HQ holds the member's key (none once
+    # erased); HQ's own consent decision, if any, over the enrolment's.
+    member = opened(page.tx, body.member)
+    consent = consent_rows(page.tx, [(member.member_id, member.consent_marketing, "")])
     born = member.birthday if member.birthday is not None and len(member.birthday) == 10 else None
     day = body.day
     page.members.append(
@@ -244,7 +255,7 @@ def _enrol(page: _Page, device: str, seq: int, body: Enrol) -> None:
             born[5:] if born else None,
             member.gender,
             member.household,
-            1 if member.consent_marketing else 0,
+            consent[0][0] if consent else 0,
         )
     )
     page.bind(body.card, member.member_id)

@@ -1,0 +1,138 @@
+"""HQ's side of the sealed enrolments (issue 17, ``agent.privacy``): the members'
+keys that arrive beside an upload, kept in ``hq_member_keys`` (migration
+``009_privacy``) outside the stored journals, and the readers' way to open a seal.
+
+At ingest a key must open the seal of the batch's enrolment of its member
+(``bad_member_key``, the batch refused whole); a key for a member the batch does not
+enrol is refused the same way. A sealed enrolment that comes without its key is
+stored (a chain must never stall) and stays unreadable at HQ. A member HQ erased before
+(``hq_erasures``) gets no key back. The entry's phone key column, which HQ's
+lookups and duplicate alerts use, is filled from the opened seal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from typing import Any
+
+from agent.chain import Entry
+from agent.entries import Enrol, Member, readable
+from agent.errors import LedgerError
+from agent.privacy import disclosed, key_from_text, key_text
+from sync.errors import invalid
+from sync.hq.db import Tx
+from sync.protocol import utc_text
+
+_PHONE_COLUMN = 15  # of sync.hq.ingest's row
+
+
+def take_keys(
+    tx: Tx,
+    device: str,
+    fresh: tuple[Entry, ...] | list[Entry],
+    rows: list[tuple[Any, ...]],
+    keys: dict[str, str],
+    now: dt.datetime,
+) -> list[tuple[Any, ...]]:
+    """Store the keys of the batch's sealed enrolments; ``rows`` with their phone keys."""
+    wanted = dict(keys)
+    out: list[tuple[Any, ...]] = []
+    kept: list[tuple[str, str, str, str]] = []
+    for entry, row in zip(fresh, rows, strict=True):
+        body = readable(entry.kind, entry.body) if entry.kind == "enrol" else None
+        if not isinstance(body, Enrol) or body.member.sealed is None:
+            out.append(row)
+            continue
+        member_id = body.member.member_id
+        text = wanted.pop(member_id, None)
+        if text is None:
+            # Stored all the same (a chain must never stall), unreadable at HQ: as if
+            # erased. A till of this version always sends the key.
+            out.append(row)
+            continue
+        key = key_from_text(text)
+        if key is None:
+            raise invalid("bad_member_key", f"member_keys: {member_id}: not a 32-byte key")
+        try:
+            opened = disclosed(body.member, key)
+        except LedgerError:
+            raise invalid(
+                "bad_member_key", f"entry {entry.seq}: the key does not open {member_id}'s seal"
+            ) from None
+        kept.append((member_id, key_text(key), device, utc_text(now)))
+        out.append((*row[:_PHONE_COLUMN], opened.phone_key, *row[_PHONE_COLUMN + 1 :]))
+    if wanted:
+        raise invalid(
+            "bad_member_key", f"member_keys: {sorted(wanted)[0]} is not enrolled in this batch"
+        )
+    for member_id, text, owner, at in kept:
+        if tx.one("SELECT 1 FROM hq_erasures WHERE member_id = ?", (member_id,)) is None:
+            tx.run(
+                "INSERT INTO hq_member_keys (member_id, key, device, stored_at) "
+                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                (member_id, text, owner, at),
+            )
+    return out
+
+
+def member_key(tx: Tx, member_id: str) -> bytes | None:
+    row = tx.one("SELECT key FROM hq_member_keys WHERE member_id = ?", (member_id,))
+    return None if row is None else key_from_text(str(row[0]))
+
+
+def opened(tx: Tx, member: Member) -> Member:
+    """``member`` with its personal fields, if HQ still holds its key (all None once
+    erased); a clear-text enrolment (before issue 17) as it is, unless erased."""
+    if member.sealed is None:
+        if tx.one("SELECT 1 FROM hq_erasures WHERE member_id = ?", (member.member_id,)):
+            return _blank(member)
+        return member
+    key = member_key(tx, member.member_id)
+    return disclosed(member, key) if key is not None else _blank(member)
+
+
+def _blank(member: Member) -> Member:
+    return dataclasses.replace(
+        member,
+        name=None,
+        phone_key=None,
+        birthday=None,
+        gender=None,
+        district=None,
+        household=None,
+        phone_last4=None,
+    )
+
+
+def erased_between(tx: Tx, cursor: int, upto: int) -> list[str]:
+    """The members erased after download cursor ``cursor`` up to ``upto``."""
+    rows = tx.all(
+        "SELECT member_id FROM hq_erasures WHERE batch_no > ? AND batch_no <= ? "
+        "ORDER BY batch_no",
+        (cursor, upto),
+    )
+    return [str(row[0]) for row in rows]
+
+
+def consent_rows(tx: Tx, said: list[tuple[str, int, str]]) -> list[tuple[int, str]]:
+    """``(consent, member_id)`` for each ``(member_id, marketing, at)`` a till said,
+    where it still counts: an erased member's is always 0; HQ's own later decision
+    (``hq_consents``, ``hq member consent``) wins over an earlier word of a till."""
+    out: list[tuple[int, str]] = []
+    for member_id, marketing, at in said:
+        if tx.one("SELECT 1 FROM hq_erasures WHERE member_id = ?", (member_id,)):
+            out.append((0, member_id))
+            continue
+        decided = tx.one("SELECT marketing, at FROM hq_consents WHERE member_id = ?", (member_id,))
+        if decided is not None and (not at or _instant(str(decided[1])) > _instant(at)):
+            out.append((int(decided[0]), member_id))
+        else:
+            out.append((1 if marketing else 0, member_id))
+    return out
+
+
+def _instant(text: str) -> dt.datetime:
+    """An ISO time, UTC if it names no zone (HQ's ``Z``, a till's offset)."""
+    when = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return when if when.tzinfo else when.replace(tzinfo=dt.UTC)
