@@ -207,6 +207,7 @@ REFUND = Schema.of("receipt", "lines staff supervisor pin", lines="lines")
 CARD_REPLACE = Schema.of("member card", "staff pin")
 ADJUST = Schema.of("member points reason", "staff pin", points="points")
 TAKE_OFFER = Schema.of("member offer receipt", "staff")
+CONSENT = Schema.of("member marketing", "staff", marketing="flag")
 
 
 async def _answered(
@@ -300,6 +301,14 @@ async def _card_replace(services: Services, request: Request, match: dict[str, s
     )
 
 
+async def _consent(services: Services, request: Request, match: dict[str, str]) -> Response:
+    body = _body(request, CONSENT)
+    staff = fields.staff(body.get("staff"))
+    return await _answered(
+        services, services.ledger.consent, body["member"], bool(body["marketing"]), staff
+    )
+
+
 async def _adjust(services: Services, request: Request, match: dict[str, str]) -> Response:
     body = _body(request, ADJUST)
     fields.staff(body.get("staff"))
@@ -340,6 +349,7 @@ ROUTES: list[tuple[str, re.Pattern[str], Route]] = [
     ("POST", re.compile(r"/v1/card-replace"), _card_replace),
     ("POST", re.compile(r"/v1/adjust"), _adjust),
     ("POST", re.compile(r"/v1/offers/take"), _take_offer),
+    ("POST", re.compile(r"/v1/consent"), _consent),
     ("GET", re.compile(r"/v1/events"), _events),
     ("GET", re.compile(r"/v1/openapi\.json"), _openapi),
 ]
@@ -354,6 +364,7 @@ BODIES: dict[str, Schema] = {
     "/v1/card-replace": CARD_REPLACE,
     "/v1/adjust": ADJUST,
     "/v1/offers/take": TAKE_OFFER,
+    "/v1/consent": CONSENT,
 }
 
 

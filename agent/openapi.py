@@ -191,6 +191,14 @@ OPENAPI: dict[str, Any] = {
             ),
             ["member_id", "points", "balance"],
         ),
+        "/v1/consent": _post(
+            "record a member's marketing consent (true) or its withdrawal (false)",
+            _object(
+                ["member", "marketing"],
+                {"member": _STRING, "marketing": {"type": "boolean"}, **_STAFF},
+            ),
+            ["member_id", "marketing"],
+        ),
         "/v1/offers/take": _post(
             "take an HQ offer shown with the member (once per till; a points multiplier "
             "applies to the receipt's earn)",

@@ -25,7 +25,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from agent.entries import Member
-from agent.errors import LedgerError
+from agent.errors import InvalidInput, LedgerError
 
 PERSONAL = ("name", "phone_key", "birthday", "gender", "district", "household")
 KEY_BYTES = 32
@@ -95,3 +95,12 @@ def disclosed(member: Member, key: bytes | None) -> Member:
 def personal(member: Member) -> dict[str, Any]:
     """The personal fields of a disclosed member."""
     return {name: getattr(member, name) for name in PERSONAL}
+
+
+def marketing_flag(text: Any) -> bool:
+    """``--marketing yes|no`` (and the local API's ``marketing``): given or withdrawn."""
+    if text in ("yes", True):
+        return True
+    if text in ("no", False):
+        return False
+    raise InvalidInput("invalid_marketing", "marketing: yes or no")

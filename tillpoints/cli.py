@@ -25,6 +25,7 @@ def _commands() -> list[Command]:
         cli_insight,
         cli_install,
         cli_ledger,
+        cli_privacy,
         cli_readers,
         cli_sync,
         cli_tools,
@@ -39,6 +40,7 @@ def _commands() -> list[Command]:
         cli_insight,
         cli_install,
         cli_tools,
+        cli_privacy,
     ):
         commands.extend(module.COMMANDS)
     return commands
@@ -96,19 +98,21 @@ def build_parser(commands: Sequence[Command]) -> argparse.ArgumentParser:
     _add_globals(parser, top=True)
     top = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
     top.required = True
-    groups: dict[str, argparse._SubParsersAction[_Parser]] = {}
+    groups: dict[tuple[str, ...], argparse._SubParsersAction[_Parser]] = {(): top}
     for command in commands:
-        words = command.name.split()
-        if len(words) == 1:
-            sub = top.add_parser(words[0], help=command.help)
-        else:
-            if words[0] not in groups:
-                group = top.add_parser(words[0], help=f"{words[0]} commands")
-                groups[words[0]] = group.add_subparsers(
-                    dest="subcommand", metavar="SUBCOMMAND", parser_class=_Parser
+        words = tuple(command.name.split())
+        # A group per leading word(s): `hq balance`, `hq member erase`.
+        for depth in range(1, len(words)):
+            prefix = words[:depth]
+            if prefix not in groups:
+                group = groups[prefix[:-1]].add_parser(prefix[-1], help=f"{prefix[-1]} commands")
+                groups[prefix] = group.add_subparsers(
+                    dest="subcommand" if depth == 1 else f"subcommand{depth}",
+                    metavar="SUBCOMMAND",
+                    parser_class=_Parser,
                 )
-                groups[words[0]].required = True
-            sub = groups[words[0]].add_parser(words[1], help=command.help)
+                groups[prefix].required = True
+        sub = groups[words[:-1]].add_parser(words[-1], help=command.help)
         command.arguments(sub)
         sub.set_defaults(command_obj=command)
     for child in subparsers(parser):

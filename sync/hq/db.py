@@ -57,6 +57,10 @@ class HQStore(Protocol):
 
     def read(self) -> AbstractContextManager[Tx]: ...
 
+    def compact(self, tables: Sequence[str]) -> None:
+        """Make deleted rows' bytes go from the files (after an erasure, issue 17)."""
+        ...
+
     def close(self) -> None: ...
 
 

@@ -96,6 +96,16 @@ class PostgresStore:
     def read(self) -> Any:
         return self._transaction("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
 
+    def compact(self, tables: Sequence[str]) -> None:
+        """After an erasure: VACUUM the tables it touched, so that the dead row
+        versions that held the personal data are reclaimed (outside a transaction)."""
+        try:
+            with psycopg.connect(self.url, autocommit=True) as conn:
+                for table in tables:
+                    conn.execute(f"VACUUM {table}")  # noqa: S608 (HQ's own table names)
+        except psycopg.Error as error:
+            raise unavailable(f"PostgreSQL failed: {error}") from None
+
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
         if conn is not None:

@@ -65,6 +65,8 @@ class SQLiteStore:
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
+                # Deleted personal data is overwritten in the file's pages (issue 17).
+                conn.execute("PRAGMA secure_delete=ON")
             except (sqlite3.Error, OSError) as error:
                 raise unavailable(f"cannot open {self.path}: {error}") from None
             self._local.conn = conn
@@ -97,6 +99,14 @@ class SQLiteStore:
 
     def read(self) -> Any:
         return self._transaction("BEGIN")
+
+    def compact(self, tables: Sequence[str]) -> None:
+        """After an erasure: the WAL's old copies of the pages go (``secure_delete``
+        already overwrote the file's)."""
+        try:
+            self._conn().execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as error:
+            raise unavailable(f"HQ database failed: {error}") from None
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)

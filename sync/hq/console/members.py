@@ -101,6 +101,17 @@ def _lots(tx: Tx, member: str) -> list[tuple[str, int]]:
     return [(str(day), int(points)) for day, points in rows]
 
 
+def member_cards(tx: Tx, member: str) -> list[dict[str, Any]]:
+    """Every card of the member, its state, and HQ's blocks."""
+    return _cards(tx, member)
+
+
+def every_visit(tx: Tx, member: str) -> list[dict[str, Any]]:
+    """Every entry of the member's accounts at every store, newest first (no bound:
+    an export, ``sync.hq.scrub``)."""
+    return _visits(tx, member, limit=None)
+
+
 def _cards(tx: Tx, member: str) -> list[dict[str, Any]]:
     cards: dict[str, dict[str, Any]] = {}
     for kind, text in tx.all(
@@ -132,16 +143,16 @@ def _cards(tx: Tx, member: str) -> list[dict[str, Any]]:
     return list(cards.values())
 
 
-def _visits(tx: Tx, member: str) -> list[dict[str, Any]]:
+def _visits(tx: Tx, member: str, limit: int | None = MAX_VISITS) -> list[dict[str, Any]]:
     rows = tx.all(
         "SELECT e.ts, d.store, d.till, e.kind, e.body, e.delta - e.expired, e.amount "
         "FROM entries e JOIN devices d ON d.device = e.device "
         "WHERE (e.account = ? OR e.account IN (SELECT 'C' || card FROM entries "
         "WHERE member_id = ? AND card IS NOT NULL)) "
         "AND e.kind IN ('earn', 'redeem', 'refund', 'adjust', 'offer_take', 'enrol', "
-        "'card_replace') "
+        "'card_replace', 'consent') OR (e.kind = 'consent' AND e.body LIKE ?) "
         "ORDER BY e.ts DESC, e.seq DESC LIMIT ?",
-        (member, member, MAX_VISITS),
+        (member, member, f'%"member_id":{json.dumps(member)}%', limit or 10**9),
     )
     visits = []
     for ts, store_id, till, kind, text, points, amount in rows:

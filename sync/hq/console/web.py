@@ -124,6 +124,18 @@ class Home(_Page):
         resp.location = pages.CONSOLE + "/members"
 
 
+class MemberExport(_Page):
+    """``/console/members/{member}/export``: the printable subject-access page."""
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response, member: str) -> None:
+        from sync.hq.console.privacy_page import export_page
+        from sync.hq.scrub import export
+
+        who, csrf = self.reader(req)
+        found = export(self.api.store, member, self.api.clock())
+        html(resp, export_page(who, csrf, found), self.headers)
+
+
 class Members(_Page):
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         from sync.hq.console.members import checked_query, find, story
@@ -274,6 +286,7 @@ def mount(app: falcon.App[Any, Any], api: Api, headers: dict[str, str]) -> None:
     base = pages.CONSOLE
     app.add_route(base, Home(api, headers))
     app.add_route(base + "/members", Members(api, headers))
+    app.add_route(base + "/members/{member}/export", MemberExport(api, headers))
     app.add_route(base + "/devices", Devices(api, headers))
     app.add_route(base + "/alerts", Alerts(api, headers))
     app.add_route(base + "/audit", Audit(api, headers))
