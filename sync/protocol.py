@@ -94,8 +94,10 @@ class Batch:
 
     @classmethod
     def from_json(cls, value: Any) -> Batch:
-        if not isinstance(value, dict) or not {"device", "entries"} <= set(value) or not (
-            set(value) <= {"device", "entries", "member_keys"}
+        if (
+            not isinstance(value, dict)
+            or not {"device", "entries"} <= set(value)
+            or not (set(value) <= {"device", "entries", "member_keys"})
         ):
             raise invalid("malformed_batch", "batch: an object with device and entries")
         device, raw = value["device"], value["entries"]

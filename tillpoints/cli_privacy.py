@@ -8,6 +8,7 @@ import datetime as dt
 import getpass
 
 from agent.privacy import marketing_flag
+from agent.results import ConsentRecorded
 from sync.hq.db import HQStore
 from tillpoints.cli_ledger import open_ledger
 from tillpoints.cli_sync import _db_arg, _with_store
@@ -24,7 +25,7 @@ def _consent_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--staff")
 
 
-def _consent(ctx: Context) -> Result:
+def _consent(ctx: Context) -> ConsentRecorded:
     marketing = marketing_flag(ctx.args.marketing)  # checked before the ledger opens
     ledger = open_ledger(ctx)
     try:
@@ -102,8 +103,12 @@ def _retention(store: HQStore, args: argparse.Namespace) -> Result:
 
 
 COMMANDS = [
-    Command("consent", "record a member's marketing consent (yes) or withdrawal (no)", _consent,
-            _consent_args),  # fmt: skip
+    Command(
+        "consent",
+        "record a member's marketing consent (yes) or withdrawal (no)",
+        _consent,
+        _consent_args,
+    ),
     Command(
         "hq member erase",
         "erase a member's personal data at HQ and, at their next sync, on every till",

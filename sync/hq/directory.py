@@ -22,21 +22,21 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Callable
 import re
+from collections.abc import Callable
 from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.entries import CardReplace, Enrol, Kind, Member, readable
-from agent.privacy_tables import ERASED_KEY
 from agent.offers import OFFERS_KEY
+from agent.privacy_tables import ERASED_KEY
 from sync.errors import invalid, refused, unverified
 from sync.hq.db import HQStore
 from sync.hq.extract import counter_member
 from sync.hq.ingest import signed_head
-from sync.hq.member_keys import erased_between, opened
 from sync.hq.insight.campaigns import device_offers
+from sync.hq.member_keys import erased_between, opened
 from sync.hq.projection import member_balance, member_of
 from sync.protocol import DELTA_TAG, LOOKUP_TAG, signed, utc_text
 from sync.registration import State

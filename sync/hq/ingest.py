@@ -27,8 +27,8 @@ from sync.hq import plausible as hq_plausible
 from sync.hq.db import HQStore, Tx
 from sync.hq.devices import freeze, raise_alert
 from sync.hq.extract import facts_of
-from sync.hq.member_keys import take_keys
 from sync.hq.judge import Head, Verdict, judge, overlap_range
+from sync.hq.member_keys import take_keys
 from sync.protocol import ACK_TAG, HEAD_TAG, Ack, Batch, signed, utc_text
 from sync.registration import Event, State, transition
 

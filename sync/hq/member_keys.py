@@ -108,8 +108,7 @@ def _blank(member: Member) -> Member:
 def erased_between(tx: Tx, cursor: int, upto: int) -> list[str]:
     """The members erased after download cursor ``cursor`` up to ``upto``."""
     rows = tx.all(
-        "SELECT member_id FROM hq_erasures WHERE batch_no > ? AND batch_no <= ? "
-        "ORDER BY batch_no",
+        "SELECT member_id FROM hq_erasures WHERE batch_no > ? AND batch_no <= ? ORDER BY batch_no",
         (cursor, upto),
     )
     return [str(row[0]) for row in rows]

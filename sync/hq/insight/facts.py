@@ -43,8 +43,8 @@ from agent.entries import (
     readable,
 )
 from sync.hq.db import HQStore, Tx
-from sync.hq.member_keys import consent_rows, opened
 from sync.hq.insight.batches import EntryRow, follow_batches
+from sync.hq.member_keys import consent_rows, opened
 
 _EPOCH = dt.date(1970, 1, 1)
 PAGE = 200  # batches per transaction
