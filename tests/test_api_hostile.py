@@ -54,6 +54,7 @@ VALID: dict[str, Any] = {
     "consent_marketing": True,
     "reason": "count correction",
     "offer": "OFFER-1",
+    "marketing": False,
 }
 # Fields that may not be sent together: a hostile value for the key leaves the value out.
 EXCLUSIVE = {"lines": "amount", "amount": "lines"}

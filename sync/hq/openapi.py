@@ -236,6 +236,12 @@ def openapi_document() -> dict[str, Any]:
                                     "properties": {
                                         "device": {"type": "string"},
                                         "entries": {"type": "array", "items": _ENTRY},
+                                        "member_keys": {
+                                            "type": "object",
+                                            "description": "member id -> base64 AES-256 key "
+                                            "of each sealed enrolment in the batch (issue 17)",
+                                            "additionalProperties": {"type": "string"},
+                                        },
                                     },
                                 }
                             }
