@@ -397,3 +397,34 @@ def test_on_postgresql_erasure_leaves_no_row_and_the_export_nothing(
             assert cli(state, "sync")[0] == 0
             assert cli(state, "log", "verify")[0] == 0
         assert _found(_files(chain.home, chain.away), SECRETS) == []
+
+
+def test_the_console_prints_the_export_for_a_viewer_and_nothing_personal_after_erasure(
+    sqlite_chain: Chain,
+) -> None:
+    import requests
+
+    from sync.hq.insight import operators
+
+    chain = sqlite_chain
+    now = dt.datetime.now(dt.UTC)
+    issued = operators.issue(
+        chain.hq, "viewer", now, dt.timedelta(days=1), login_link=True, role="viewer"
+    )
+    session = requests.Session()
+    opened = session.get(
+        chain.server.url + issued["console_login_path"], timeout=30, allow_redirects=False
+    )
+    assert opened.status_code == 303
+    path = f"{chain.server.url}/console/members/{chain.member}/export"
+    page = session.get(path, timeout=30)
+    assert page.status_code == 200 and NAME in page.text and DISTRICT in page.text
+    assert ">S002<" in page.text and ">S001<" in page.text
+    assert requests.get(path, timeout=30, allow_redirects=False).status_code in (302, 303, 401)
+    unknown = session.get(f"{chain.server.url}/console/members/NOPE-1/export", timeout=30)
+    assert unknown.status_code == 404 and "unknown_member" in unknown.text
+    assert cli(None, "hq", "member", "erase", "--db", chain.url, "--member", chain.member,
+               "--reason", "asked")[0] == 0  # fmt: skip
+    after = session.get(path, timeout=30)
+    assert after.status_code == 200 and "erased" in after.text
+    assert not [value for value in SECRETS if value in after.text]
