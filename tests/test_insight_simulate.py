@@ -11,6 +11,8 @@ from typing import Any
 import pytest
 
 from agent import fields
+from agent.entries import Member
+from agent.privacy import disclosed, key_from_text
 from agent.till_secrets import parse_phone
 from sync.hq.audit import verify_all
 from sync.hq.devices import chain_phone, hq_key
@@ -41,11 +43,14 @@ def _history(
         with store.read() as tx:
             names = {d: f"{s}/{t}" for d, s, t in tx.all("SELECT device, store, till FROM devices")}
             rows = tx.all("SELECT device, seq, ts, kind, body FROM entries WHERE kind <> 'init'")
+            keys = {str(m): str(k) for m, k in tx.all("SELECT member_id, key FROM hq_member_keys")}
     finally:
         store.close()
     population = Chain(seed, 2, 60, 150, DEFAULT_START)
     history = {}
     for device, seq, ts, kind, text in rows:
+        if kind == "enrol":
+            text = _opened(text, keys)
         for raw, name in names.items():  # device ids come from fresh keys: name them
             text = text.replace(raw, name)
         body = json.loads(text)
@@ -61,6 +66,19 @@ def _history(
             assert pepper.cost == SIMULATED_PHONE_COST
         history[(names[device], int(seq))] = (ts, kind, body)
     return summary, history
+
+
+def _opened(text: str, keys: dict[str, str]) -> str:
+    """An enrolment as the seal holds it: the ledger seals the personal fields under
+    a random key and nonce (agent.privacy), which HQ holds; the model writes them
+    in the clear."""
+    body = json.loads(text)
+    typed = Member.from_body(body["member"])
+    if typed.sealed is None:
+        return text
+    member = disclosed(typed, key_from_text(keys[typed.member_id])).to_body()
+    del member["sealed"]
+    return json.dumps({**body, "member": member})
 
 
 def test_model_writes_what_the_ledger_writes(tmp_path: Path) -> None:

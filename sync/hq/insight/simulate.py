@@ -31,8 +31,10 @@ from typing import Any
 
 from agent import fields
 from agent.chain import Entry
+from agent.entries import Kind
 from agent.keys import read_private_key
 from agent.ledger import Ledger
+from agent.privacy import key_text
 from drivers.errors import TillpointsError
 from sync.errors import SyncError
 from sync.hq.db import HQStore
@@ -71,6 +73,8 @@ class Till:
         self.state = TillState(self.ledger.device_id, store, till, 0, "0" * 64)
         self.model: ModelTill | None = None
         self.pending: list[Entry] = []
+        # The sealing keys of the ledger's enrolments, sent beside them (agent.privacy).
+        self.member_keys: dict[str, str] = {}
         self.ledger_entries = 0
         self._collect()
 
@@ -80,10 +84,15 @@ class Till:
 
     def _collect(self) -> None:
         assert self.ledger is not None
+        enrolled = []
         for entry in self.ledger.journal.read_from(self.state.seq + 1):
             self.state.observe(entry)
             self.pending.append(entry)
             self.ledger_entries += 1
+            if entry.kind == Kind.ENROL:
+                enrolled.append(str(entry.body["member"]["member_id"]))
+        for member_id, key in self.ledger.store.member_keys(enrolled).items():
+            self.member_keys[member_id] = key_text(key)
 
     def hand_over(self) -> None:
         """Continue this till's chain in the model (same key, same head)."""
@@ -486,6 +495,9 @@ def _upload(
         entries = till.take()
         for first in range(0, len(entries), BATCH):
             chunk = tuple(entries[first : first + BATCH])
-            ack = ingest(store, signer, till.device, Batch(till.device, chunk), now, now)
+            enrolled = [str(e.body["member"]["member_id"]) for e in chunk if e.kind == Kind.ENROL]
+            keys = {m: till.member_keys.pop(m) for m in enrolled if m in till.member_keys}
+            batch = Batch(till.device, chunk, keys)
+            ack = ingest(store, signer, till.device, batch, now, now)
             stored += int(ack["document"]["stored"])
     return stored
