@@ -18,7 +18,8 @@ from sync.hq.stores import open_store
 from tests.sync_helpers import cli
 
 # What a simulated HQ holds besides the facts (which each backend derives itself).
-CHAIN_TABLES = ("hq_meta", "devices", "entries", "batches")
+# hq_member_keys: the keys that open sealed enrolments travel with them (issue 17).
+CHAIN_TABLES = ("hq_meta", "devices", "entries", "batches", "hq_member_keys")
 CAMPAIGN_TABLES = ("cmp_campaigns", "cmp_members", "cmp_takes")
 
 
