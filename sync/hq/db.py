@@ -64,6 +64,15 @@ class HQStore(Protocol):
     def close(self) -> None: ...
 
 
+def next_batch_no(tx: Tx) -> int:
+    """The chain-wide number of the next thing the download carries in order
+    (a batch, a card block, an erasure); taken last in its transaction, so the
+    clock row is held briefly."""
+    clock = tx.one("UPDATE batch_clock SET n = n + 1 WHERE id = 1 RETURNING n")
+    assert clock is not None
+    return int(clock[0])
+
+
 def conflict(message: str) -> SyncError:
     """A unique key refused a row another worker stored first: retry the request."""
     return SyncError("concurrent_upload", message, exit_status=1, http_status=409)

@@ -24,7 +24,7 @@ from agent.chain import Entry, canonical
 from agent.keys import load_public_key, public_key_text
 from sync.errors import SyncError, refused, unverified
 from sync.hq import plausible as hq_plausible
-from sync.hq.db import HQStore, Tx
+from sync.hq.db import HQStore, Tx, next_batch_no
 from sync.hq.devices import freeze, raise_alert
 from sync.hq.extract import facts_of
 from sync.hq.judge import Head, Verdict, judge, overlap_range
@@ -111,12 +111,11 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
         (last.seq, last.hash, current, device),
     )
     _check_clock(tx, device, till_clock, fresh[-1].ts, now)
-    clock = tx.one("UPDATE batch_clock SET n = n + 1 WHERE id = 1 RETURNING n")
-    assert clock is not None
+    batch_no = next_batch_no(tx)
     tx.run(
         "INSERT INTO batches (batch_no, device, first_seq, last_seq, stored_at) "
         "VALUES (?, ?, ?, ?, ?)",
-        (int(clock[0]), device, fresh[0].seq, last.seq, utc_text(now)),
+        (batch_no, device, fresh[0].seq, last.seq, utc_text(now)),
     )
     return Ack(device, last.seq, last.hash, len(fresh), utc_text(now))
 

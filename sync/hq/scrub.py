@@ -30,7 +30,7 @@ from agent.entries import Consent, Enrol, Kind, readable
 from sync.errors import invalid, refused
 from sync.hq.console.actions import reason_text
 from sync.hq.console.audit_log import record
-from sync.hq.db import HQStore, Tx
+from sync.hq.db import HQStore, Tx, next_batch_no
 from sync.hq.extract import counter_member
 from sync.hq.insight.facts import ensure_tables, refresh
 from sync.hq.insight.operators import Operator
@@ -84,12 +84,11 @@ def _erase(tx: Tx, who: Operator, member: str, why: str, now: dt.datetime) -> di
     clear = enrol.member.sealed is None
     record(tx, who, "erase_member", member, why, now, {"clear_text_enrolment": clear})
     # Numbered last, like a batch (sync.hq.ingest): the download carries it in order.
-    clock = tx.one("UPDATE batch_clock SET n = n + 1 WHERE id = 1 RETURNING n")
-    assert clock is not None
+    batch_no = next_batch_no(tx)
     tx.run(
         "INSERT INTO hq_erasures (member_id, batch_no, erased_at, operator, reason) "
         "VALUES (?, ?, ?, ?, ?)",
-        (member, int(clock[0]), utc_text(now), who.name, why),
+        (member, batch_no, utc_text(now), who.name, why),
     )
     return {"member_id": member, "erased": True, "clear_text_enrolment": clear}
 

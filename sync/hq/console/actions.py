@@ -22,7 +22,7 @@ from typing import Any
 from sync.errors import invalid, refused
 from sync.hq import devices as hq_devices
 from sync.hq.console.audit_log import record
-from sync.hq.db import HQStore, Tx
+from sync.hq.db import HQStore, Tx, next_batch_no
 from sync.hq.insight.operators import Operator
 from sync.protocol import utc_text
 
@@ -63,12 +63,11 @@ def block_card(
         member = known[0]
         record(tx, who, "block_card", card, why, now, {"member_id": member})
         # Numbered last, like a batch (sync.hq.ingest): the clock row is held briefly.
-        clock = tx.one("UPDATE batch_clock SET n = n + 1 WHERE id = 1 RETURNING n")
-        assert clock is not None
+        batch_no = next_batch_no(tx)
         tx.run(
             "INSERT INTO hq_card_blocks (card, member_id, batch_no, blocked_at, operator, reason) "
             "VALUES (?, ?, ?, ?, ?, ?)",
-            (card, member, int(clock[0]), utc_text(now), who.name, why),
+            (card, member, batch_no, utc_text(now), who.name, why),
         )
     return {"card": card, "member_id": member, "state": "blocked"}
 
