@@ -43,6 +43,8 @@ class Kind(StrEnum):
     KEY_ROTATE = "key_rotate"
     # A member's marketing consent given or withdrawn at the counter (issue 17).
     CONSENT = "consent"
+    # What a member answered to one of HQ's suggestions at the counter (issue 15).
+    SUGGESTION_ANSWER = "suggestion_answer"
 
 
 def kind_of(text: str) -> Kind | None:
@@ -465,6 +467,20 @@ class Consent(Body):
     day: str
 
 
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SuggestionAnswer(Body):
+    """The member's answer to one of HQ's suggestions (``agent.suggestions``):
+    ``outcome`` is ``accepted``, ``declined`` or ``later``; ``reason`` is copied from
+    the suggestion so that HQ can count answers by reason without it."""
+
+    kind = Kind.SUGGESTION_ANSWER
+    member_id: str
+    suggestion: str
+    reason: str
+    outcome: str
+    day: str
+
+
 BODIES: dict[Kind, type[Body]] = {
     body.kind: body
     for body in (
@@ -478,6 +494,7 @@ BODIES: dict[Kind, type[Body]] = {
         OfferTake,
         KeyRotate,
         Consent,
+        SuggestionAnswer,
     )
 }
 

@@ -58,6 +58,7 @@ from agent.ledger_offers import LedgerOffers
 from agent.ledger_reads import Account as Account  # re-exported: callers import it from here
 from agent.ledger_reads import LedgerReads, net
 from agent.ledger_refunds import LedgerRefunds
+from agent.ledger_suggestions import LedgerSuggestions
 from agent.money import format_amount
 from agent.privacy_tables import is_erased, keep_key
 from agent.projection import Effects, apply, result_text
@@ -73,6 +74,7 @@ from agent.results import (
     Redeemed,
     Refunded,
     Standing,
+    SuggestionRecorded,
     TillIdentity,
 )
 from agent.rules import Rules, default_rules_text, load_rules_text
@@ -105,6 +107,7 @@ class Ledger:
     numbers: LedgerNumbers
     offers: LedgerOffers
     refunds: LedgerRefunds
+    suggestions: LedgerSuggestions
 
     def __init__(
         self, state_dir: Path, config: Config | None = None, clock: Clock = local_now
@@ -146,6 +149,7 @@ class Ledger:
         self.numbers = LedgerNumbers(self.context)
         self.offers = LedgerOffers(self.context, self.reads, self._record)
         self.refunds = LedgerRefunds(self.context, self.reads, self._record)
+        self.suggestions = LedgerSuggestions(self.context, self.reads, self._record)
 
     # -- set-up ------------------------------------------------------------------
 
@@ -605,6 +609,11 @@ class Ledger:
         self, ref: str, offer: str, receipt: str, staff: str | None = None
     ) -> OfferTaken:
         return self.offers.take_offer(ref, offer, receipt, staff)
+
+    def record_suggestion(
+        self, ref: str, suggestion: str, outcome: str, staff: str | None = None
+    ) -> SuggestionRecorded:
+        return self.suggestions.record_answer(ref, suggestion, outcome, staff)
 
     def resolve(self, ref: str) -> Account:
         return self.reads.resolve(ref)

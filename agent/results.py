@@ -225,6 +225,36 @@ class OfferShown(Answer):
 
 
 @dataclass(frozen=True)
+class SuggestionShown(Answer):
+    """One of HQ's suggestions as the counter shows it (``agent.suggestions``): why
+    in plain words, and the offer accepting puts into the sale, where one applies
+    (left out of the JSON when there is none)."""
+
+    id: str
+    reason: str
+    text: str
+    valid_to: str
+    offer: OfferShown | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        shown = super().as_json()
+        if self.offer is None:
+            del shown["offer"]
+        return shown
+
+
+@dataclass(frozen=True)
+class SuggestionRecorded(Answer):
+    """``suggestion record``: what the member answered to one of HQ's suggestions."""
+
+    member_id: str
+    suggestion: str
+    reason: str
+    outcome: str
+    replayed: bool  # the same answer was recorded before: nothing written this time
+
+
+@dataclass(frozen=True)
 class MemberView(Standing):
     """What the counter shows on a scan (``GET /v1/members/{ref}``, ``event: scan``):
     the standing, then the name, the birthday month and today's offers."""

@@ -32,6 +32,7 @@ from agent.journal import Journal
 from agent.keys import private_sqlite
 from agent.offers import migrate_005_offers
 from agent.privacy_tables import keys_of, migrate_007_privacy
+from agent.suggestions import migrate_008_suggestions
 from agent.sync_tables import migrate_002_sync, migrate_006_forget_phones
 
 BUSY_TIMEOUT_MS = 10_000
@@ -186,6 +187,7 @@ MIGRATIONS: tuple[tuple[str, Callable[[Database], None]], ...] = (
     ("005_offers", migrate_005_offers),
     ("006_forget_phones", migrate_006_forget_phones),
     ("007_privacy", migrate_007_privacy),
+    ("008_suggestions", migrate_008_suggestions),
 )
 
 PROJECTION_TABLES = (

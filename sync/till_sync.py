@@ -48,6 +48,7 @@ from agent.offers import apply_offers
 from agent.privacy import key_text
 from agent.privacy_tables import ERASED_KEY, erase_here
 from agent.store import RESTORED_KEY, Store
+from agent.suggestions import apply_suggestions, forget_suggestions
 from sync.client import HQClient, Reply, RetryPolicy, Signer
 from sync.errors import SyncError, refused, unverified
 from sync.protocol import DELTA_TAG, HEAD_TAG, open_signed, utc_text
@@ -457,8 +458,10 @@ def apply_delta(conn: sqlite3.Connection, delta: dict[str, Any]) -> int:
     # HQ's erase instructions (issue 17): this till destroys its copy.
     erased = delta.get(ERASED_KEY) or []
     erase_here(conn, [str(member) for member in erased], as_of)
+    forget_suggestions(conn, [str(member) for member in erased])
     rules = delta.get("rules") or {}
     if "text" in rules:
         conn.execute("INSERT OR REPLACE INTO hq_rules VALUES ('text', ?)", (str(rules["text"]),))
     _set_state(conn, cursor=int(delta["cursor"]), last_download=as_of)
-    return len(members) + len(cards) + len(balances) + len(erased) + apply_offers(conn, delta)
+    applied = apply_offers(conn, delta) + apply_suggestions(conn, delta)
+    return len(members) + len(cards) + len(balances) + len(erased) + applied

@@ -103,6 +103,13 @@ def _journal(ledger: Ledger, clock: Clock) -> list[tuple[int, str, str]]:
     ledger.refund("R1", (Line("grocery", 1, 5000),))
     ledger.refund("R3")
     ledger.card_replace(member, "9900390788616925", staff="S9")
+    with ledger.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO hq_suggestions VALUES ('S1', ?, 'birthday', 'Birthday soon', '', "
+            "'S001', '', ?, ?, 1)",
+            (member, clock.now.date().isoformat(), clock.now.date().isoformat()),
+        )
+    ledger.record_suggestion(member, "S1", "later", staff="S9")
     ledger.consent(member, marketing=False, staff="S9")
     rotate_device_key(ledger.state_dir)
     rows = ledger.store.conn.execute("SELECT seq, kind, body FROM journal ORDER BY seq")

@@ -1,0 +1,100 @@
+"""What a member answered to HQ's suggestions at the counter (issue 15;
+``agent.suggestions`` holds what HQ sent to this till)."""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+from agent import fields
+from agent import suggestions as till_suggestions
+from agent.entries import Kind, SuggestionAnswer
+from agent.errors import InvalidInput, Refused
+from agent.ledger_context import LedgerContext, Record
+from agent.ledger_reads import LedgerReads
+from agent.privacy_tables import is_erased
+from agent.projection import Effects
+from agent.results import SuggestionRecorded
+
+
+class LedgerSuggestions:
+    def __init__(self, context: LedgerContext, reads: LedgerReads, record: Record) -> None:
+        # record: the ledger's one write path (agent.ledger.Ledger._record)
+        self.context, self.reads, self.record = context, reads, record
+
+    def record_answer(
+        self, ref: str, suggestion: str, outcome: str, staff: str | None = None
+    ) -> SuggestionRecorded:
+        """Record the member's answer to one of HQ's suggestions, once per suggestion
+        on this till: the same answer again is a replay (nothing written), another one
+        ``already_recorded``. Accepting does not take the suggestion's offer: the
+        counter takes it into the sale (``agent.ledger_offers``), which checks it."""
+        suggestion_id = _suggestion_id(suggestion)
+        said, who = _outcome(outcome), fields.staff(staff)
+        day = self.context.today()
+
+        def decide(conn: sqlite3.Connection) -> dict[str, Any] | SuggestionRecorded:
+            account = self.reads.resolve(ref, conn)
+            held = till_suggestions.suggestion(conn, suggestion_id)
+            if held is None or account.member_id is None or held["member_id"] != account.member_id:
+                raise Refused(
+                    "unknown_suggestion",
+                    f"suggestion: no suggestion {suggestion_id} for this member here",
+                )
+            if is_erased(conn, account.member_id):
+                raise Refused("member_erased", "member: this member's data was erased")
+            done = till_suggestions.answer_of(conn, suggestion_id)
+            if done is not None:
+                if done[1] != said:
+                    raise Refused(
+                        "already_recorded",
+                        f"suggestion: {suggestion_id} was answered {done[1]!r} on this till",
+                        {"outcome": done[1]},
+                    )
+                return SuggestionRecorded(
+                    member_id=account.member_id,
+                    suggestion=suggestion_id,
+                    reason=str(held["reason"]),
+                    outcome=said,
+                    replayed=True,
+                )
+            return SuggestionAnswer(
+                member_id=account.member_id,
+                suggestion=suggestion_id,
+                reason=str(held["reason"]),
+                outcome=said,
+                day=day.isoformat(),
+            ).to_body()
+
+        def finish(
+            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+        ) -> SuggestionRecorded:
+            body = SuggestionAnswer.from_body(facts)
+            return SuggestionRecorded(
+                member_id=body.member_id,
+                suggestion=body.suggestion,
+                reason=body.reason,
+                outcome=body.outcome,
+                replayed=False,
+            )
+
+        return self.record(Kind.SUGGESTION_ANSWER, who, decide, finish)
+
+
+def _suggestion_id(value: object) -> str:
+    text = value.strip() if isinstance(value, str) else ""
+    if not till_suggestions.SUGGESTION_ID.fullmatch(text):
+        raise InvalidInput(
+            "invalid_suggestion", "suggestion: give the suggestion's id as HQ sent it"
+        )
+    return text
+
+
+def _outcome(value: object) -> str:
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text not in till_suggestions.OUTCOMES:
+        raise InvalidInput(
+            "invalid_outcome",
+            f"outcome: one of {', '.join(till_suggestions.OUTCOMES)}, not {value!r}",
+        )
+    return text
