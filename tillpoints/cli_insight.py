@@ -1,5 +1,5 @@
 """HQ insight commands (issue 8): ``hq simulate``, ``hq report``, ``hq campaign
-add|list|model fit``, and the till's ``offer take``.
+add|list|model fit``, ``hq suggestion-rules`` (issue 15), and the till's ``offer take``.
 
 Thin, like ``tillpoints.cli_sync``: parse options, call one function of
 ``sync.hq.insight``; errors carry their own code and exit status.
@@ -211,6 +211,23 @@ def _campaign(ctx: Context) -> Result:
         store.close()
 
 
+def _suggestion_rules_args(parser: argparse.ArgumentParser) -> None:
+    _db_arg(parser)
+    parser.add_argument("--set", dest="file", type=Path, help="a JSON file of rules to set")
+
+
+def _suggestion_rules(ctx: Context) -> Result:
+    from sync.hq.insight.suggestions import read_rules_file, rules_command
+
+    if ctx.args.file is not None:
+        read_rules_file(ctx.args.file)  # checked before the database opens
+    store = _open(ctx)
+    try:
+        return rules_command(store, ctx.args.file)
+    finally:
+        store.close()
+
+
 def _offer_take_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--member", required=True, help="member id, card number or QR payload")
     parser.add_argument("--offer", required=True, help="the offer id shown with the member")
@@ -244,5 +261,11 @@ COMMANDS = [
         render=_render_report,
     ),
     Command("hq campaign", "targeted offers: add, list; model fit", _campaign, _campaign_args),
+    Command(
+        "hq suggestion-rules",
+        "HQ's suggestion rules for the counter: show, or --set FILE",
+        _suggestion_rules,
+        _suggestion_rules_args,
+    ),
     Command("offer take", "take an HQ offer at the counter", _offer_take, _offer_take_args),
 ]

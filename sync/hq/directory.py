@@ -7,7 +7,9 @@ the HQ-confirmed balance of every account those batches touched, and
 ``included_seq``: how far HQ holds *this* till's own chain in the same snapshot.
 The last page (``more`` false) also carries ``offers``: every current campaign
 offer for the members of the till's store, and of chain-wide campaigns
-(``sync.hq.insight.campaigns.device_offers``); the till replaces its set with it.
+(``sync.hq.insight.campaigns.device_offers``), and ``suggestions``: the chain's HQ
+suggestions for consenting members (``sync.hq.insight.suggestions``), whose offers
+join ``offers``; the till replaces its sets with them.
 The till's view of a balance is then that balance plus its own entries after
 ``included_seq`` (``agent.till_view``). Balances and ``included_seq`` come from one
 REPEATABLE READ snapshot, so they always agree.
@@ -31,11 +33,13 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.entries import CardReplace, Enrol, Kind, Member, readable
 from agent.offers import OFFERS_KEY
 from agent.privacy_tables import ERASED_KEY
+from agent.suggestions import SUGGESTIONS_KEY
 from sync.errors import invalid, refused, unverified
 from sync.hq.db import HQStore
 from sync.hq.extract import counter_member
 from sync.hq.ingest import signed_head
 from sync.hq.insight.campaigns import device_offers
+from sync.hq.insight.suggestions import device_suggestions, prepare
 from sync.hq.member_keys import erased_between, opened
 from sync.hq.projection import member_balance, member_of
 from sync.protocol import DELTA_TAG, LOOKUP_TAG, signed, utc_text
@@ -60,6 +64,9 @@ def delta(
     now: dt.datetime,
     page: int = PAGE_BATCHES,
 ) -> dict[str, Any]:
+    # HQ's suggestions are worked out again at most every few minutes (one read
+    # when they are fresh), before the snapshot that sends them.
+    prepare(store, now)
     with store.read() as tx:
         own = tx.one("SELECT head_seq, store FROM devices WHERE device = ?", (device,))
         if own is None:
@@ -95,6 +102,12 @@ def delta(
         # The last page carries the complete set of this till's offers (bounded, see
         # sync.hq.insight.campaigns); the till replaces its own with it (agent.offers).
         offers = None if more else device_offers(tx, store.dialect, str(own[1]), now.date())
+        # The chain's suggestions (sync.hq.insight.suggestions), and the offers they
+        # carry that the till's own set lacks.
+        suggestions: list[dict[str, Any]] = []
+        if offers is not None:
+            suggestions, extra = device_suggestions(tx, now.date(), offers)
+            offers += extra
         erased = erased_between(tx, cursor, upto)
     document = {
         "device": device,
@@ -113,6 +126,7 @@ def delta(
     }
     if offers is not None:
         document[OFFERS_KEY] = offers
+        document[SUGGESTIONS_KEY] = suggestions
     return signed(key, DELTA_TAG, document)
 
 

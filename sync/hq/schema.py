@@ -143,6 +143,27 @@ _009_PRIVACY = (
     "at TEXT NOT NULL, operator TEXT NOT NULL)",
 )
 
+# HQ's suggestions at the counter (issue 15, sync.hq.insight.suggestions): what HQ
+# suggested (kept after a suggestion is over, so reports can count "suggested";
+# ``current`` marks the set the download sends), and the answers the tills journaled
+# (``suggestion_answer`` entries, read by batch cursor like the offer takes).
+_010_SUGGESTIONS = (
+    "CREATE TABLE hq_suggestions (suggestion_id TEXT PRIMARY KEY, member_id TEXT NOT NULL, "
+    "reason TEXT NOT NULL, text TEXT NOT NULL, offer_id TEXT NOT NULL, "
+    "offer_kind TEXT NOT NULL, offer_value TEXT NOT NULL, offer_title TEXT NOT NULL, "
+    "campaign TEXT NOT NULL, home_store TEXT NOT NULL, last_visit TEXT NOT NULL, "
+    "valid_from TEXT NOT NULL, valid_to TEXT NOT NULL, rank INTEGER NOT NULL, "
+    "made_at TEXT NOT NULL, current SMALLINT NOT NULL)",
+    "CREATE INDEX hq_suggestions_current ON hq_suggestions (current, rank)",
+    "CREATE INDEX hq_suggestions_member ON hq_suggestions (member_id)",
+    "CREATE TABLE hq_suggestion_answers (device TEXT NOT NULL, seq BIGINT NOT NULL, "
+    "suggestion_id TEXT NOT NULL, member_id TEXT NOT NULL, reason TEXT NOT NULL, "
+    "outcome TEXT NOT NULL, store TEXT NOT NULL, day TEXT NOT NULL, PRIMARY KEY (device, seq))",
+    "CREATE INDEX hq_suggestion_answers_id ON hq_suggestion_answers (suggestion_id)",
+    "CREATE TABLE hq_suggestion_state (id INTEGER PRIMARY KEY, batch_no BIGINT NOT NULL)",
+    "INSERT INTO hq_suggestion_state (id, batch_no) VALUES (1, 0)",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("001_hq", _001_HQ),
     ("002_operators", _002_OPERATORS),
@@ -152,6 +173,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("007_phone_lookups", _007_PHONE_LOOKUPS),
     ("008_console", _008_CONSOLE),
     ("009_privacy", _009_PRIVACY),
+    ("010_suggestions", _010_SUGGESTIONS),
 )
 
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from sync.errors import invalid
 from sync.hq.db import HQStore, Tx
-from sync.hq.insight import audience, reports, response, stored_model
+from sync.hq.insight import audience, reports, response, stored_model, suggestions
 from sync.hq.insight.facts import refresh
 from sync.hq.insight.reports import Period, Report
 from sync.hq.insight.takes import refresh_takes
@@ -41,15 +41,22 @@ REPORTS: dict[str, Callable[[Tx, Period], Report]] = {
     "clusters": lambda tx, period: _clusters(tx, period),
     "campaign_response": response.campaign_response,
     "campaign_model": stored_model.campaign_model,
+    "suggestions": suggestions.report,
 }
 PREPARE: dict[str, Callable[[HQStore, str | None], object]] = {
-    "campaign_response": lambda store, campaign: refresh_takes(store),
+    "campaign_response": lambda store, campaign: (
+        refresh_takes(store),
+        suggestions.refresh_answers(store),
+    ),
+    "suggestions": suggestions.prepare_report,
     "campaign_model": stored_model.prepare,
 }
 # The reports that take ``--campaign`` (one campaign, by name or id).
 CAMPAIGN_REPORTS = ("campaign_response", "campaign_model")
 # Chain-wide whatever the filters: the response model learns from every campaign.
 UNFILTERED = ("campaign_model",)
+# Reports of what is happening now: ``--to`` defaults to today, not the newest sale.
+LIVE = ("suggestions",)
 
 
 def _clusters(tx: Tx, period: Period) -> Report:
@@ -92,6 +99,8 @@ def run_report(
     if name in PREPARE:
         PREPARE[name](store, campaign)
     with store.read() as tx:
+        if end is None and name in LIVE:
+            end = dt.date.today().isoformat()
         if end is None:
             row = tx.one("SELECT MAX(day) FROM ins_sales")
             end = str(row[0]) if row and row[0] else dt.date.today().isoformat()
