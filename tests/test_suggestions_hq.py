@@ -281,3 +281,88 @@ def test_the_set_is_worked_out_at_most_every_few_minutes(hq_url: str) -> None:
         assert prepare(store, now + dt.timedelta(minutes=6), force=True) is True
     finally:
         store.close()
+
+
+def _card(chain: Chain, member: str) -> str:
+    ledger = Ledger(chain.home)
+    try:
+        row = ledger.store.conn.execute("SELECT card FROM cards WHERE account = ?", (member,))
+        return str(row.fetchone()[0])
+    finally:
+        ledger.close()
+
+
+def _rules(chain: Chain, root: Path, **rules: Any) -> None:
+    path = root / "rules.json"
+    path.write_text(json.dumps(rules))
+    code, answer = _hq(chain.url, "suggestion-rules", "--set", str(path))
+    assert code == 0, answer
+
+
+def test_a_campaign_offer_travels_with_its_suggestion_and_the_answer_feeds_the_response(
+    tmp_path: Path,
+) -> None:
+    from sync.hq.insight.model import member_features
+    from sync.hq.insight.page import charts_for
+
+    with _chain(tmp_path, f"sqlite:///{tmp_path}/hq.db") as chain:
+        targets = tmp_path / "targets.csv"
+        targets.write_text(f"member_id\n{chain.fan}\n{chain.quiet}\n")
+        end = (TODAY + dt.timedelta(days=10)).isoformat()
+        code, added = _hq(
+            chain.url, "campaign", "add", "--name", "Winter", "--target", f"members:{targets}",
+            "--offer", "voucher:2.00", "--from", TODAY.isoformat(), "--to", end,
+        )  # fmt: skip
+        assert code == 0, added
+        # Only the campaign's suggestions, worked out at every download from now on.
+        _rules(
+            chain,
+            tmp_path,
+            refresh_minutes=0,
+            reasons={name: {"on": name == "campaign"} for name in DEFAULT_RULES["reasons"]},
+        )
+        assert cli(chain.away, "sync")[0] == 0
+        shown = _shown(chain.away, chain.fan)
+        assert [s.reason for s in shown] == ["campaign"]
+        assert shown[0].text == "Offer for this member: 2.00 voucher"
+        # A home-store campaign's offer, at a till of another store: it came with the
+        # suggestion, under the campaign's own offer id.
+        assert shown[0].offer is not None and shown[0].offer.offer_id.startswith(
+            added["campaign_id"]
+        )
+        assert _shown(chain.away, chain.quiet) == []  # targeted, but no consent
+        card = _card(chain, chain.fan)
+        ledger = Ledger(chain.away)
+        try:
+            ledger.record_suggestion(card, shown[0].id, "accepted")
+            ledger.take_offer(card, shown[0].offer.offer_id, "A1")
+        finally:
+            ledger.close()
+        assert cli(chain.away, "sync")[0] == 0
+        code, response = _hq(chain.url, "report", "campaign_response")
+        assert code == 0, response
+        everyone = next(row for row in response["rows"] if row["segment"] == "all")
+        assert (everyone["suggestion_accepted"], everyone["suggestion_declined"]) == (1, 0)
+        assert everyone["takers"] == 1 and response["totals"]["suggestion_accepted"] == 1
+        code, report = _hq(chain.url, "report", "suggestions")
+        assert _row(report, "S002", "campaign")["accepted"] == 1
+        charts = charts_for(report)
+        assert len(charts) == 2 and "Suggestions accepted by reason" in charts[0]
+        assert ">campaign<" in charts[0] and ">S002<" in charts[1] and ">100<" in charts[1]
+        hq = open_store(chain.url)
+        try:
+            with hq.read() as tx:
+                features = member_features(tx, "sqlite", TODAY)
+        finally:
+            hq.close()
+        assert features[chain.fan]["accepted"] == 1 and features[chain.leaver]["accepted"] == 0
+
+        # The set is bounded: at most max_per_download suggestions in a download.
+        _rules(chain, tmp_path, refresh_minutes=0, max_per_download=1)
+        assert cli(chain.home, "sync")[0] == 0
+        ledger = Ledger(chain.home)
+        try:
+            held = ledger.store.conn.execute("SELECT COUNT(*) FROM hq_suggestions").fetchone()
+        finally:
+            ledger.close()
+        assert held[0] == 1

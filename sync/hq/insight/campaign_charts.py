@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from sync.hq.insight.model import SCORES
 from sync.hq.insight.reports import Report
 from sync.hq.insight.svg import (
     BAR,
@@ -31,7 +32,6 @@ from sync.hq.insight.svg import (
 )
 
 MAX_CAMPAIGNS = 4  # charted on the report's page, newest first; all are in its rows
-SCORE_NAMES = {"r": "recency score", "f": "frequency score", "m": "monetary score"}
 KIND_NAMES = {"age": "age", "store": "home store", "tier": "tier"}
 
 
@@ -112,8 +112,8 @@ def response_charts(response: Report, limit: int = MAX_CAMPAIGNS) -> list[str]:
 
 
 def _feature_name(feature: str) -> str:
-    if feature in SCORE_NAMES:
-        return SCORE_NAMES[feature]
+    if feature in SCORES:
+        return SCORES[feature]
     kind, _, value = feature.partition("=")
     return f"{KIND_NAMES.get(kind, kind)} {value}"
 

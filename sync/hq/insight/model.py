@@ -11,7 +11,9 @@ campaign started* (so the campaign's own visits cannot leak into its features):
 - ``tier=NAME``: the tier the member's 12-month spend reaches under HQ's rules;
 - ``age=BAND``: the age bands of the ``sales`` report (``unknown`` without a
   birthday);
-- ``store=S``: the home store.
+- ``store=S``: the home store;
+- ``accepted``: how many of HQ's suggestions the member accepted at the counter
+  (``suggestion_answer`` entries, issue 15), a sign of who answers an offer.
 
 Columns are standardised on the training rows, so coefficients compare across
 features: each is the change in log-odds of taking the offer per standard
@@ -49,7 +51,12 @@ TEST_BP = 3_000  # share of labelled members kept out of the fit to measure it (
 MIN_ROWS = 20  # labelled members below which a fit says nothing
 MIN_CLASS = 5  # takers (and non-takers) below which a fit says nothing
 LITTLE = 0.05  # |coefficient| below which a feature is said to have little effect
-SCORES = {"r": "recency score", "f": "frequency score", "m": "monetary score"}
+SCORES = {
+    "r": "recency score",
+    "f": "frequency score",
+    "m": "monetary score",
+    "accepted": "number of HQ suggestions accepted at the counter",
+}
 AGE_ORDER = (*(name for _, name in AGE_BANDS), "65+", "unknown")
 
 
@@ -80,9 +87,10 @@ def newest_day(tx: Tx) -> dt.date | None:
 
 def member_features(tx: Tx, dialect: str, as_of: dt.date) -> dict[str, dict[str, Any]]:
     """What HQ knew of every enrolled member at the end of ``as_of``: RFM scores,
-    tier, age band and home store. The tier's 12-month spend is earn minus refunds
-    in ``ins_sales`` (a refund counts on its own day, where the till nets it from
-    the earn's: close enough to rank, not to decide a member's tier)."""
+    tier, age band, home store and suggestions accepted. The tier's 12-month spend
+    is earn minus refunds in ``ins_sales`` (a refund counts on its own day, where the
+    till nets it from the earn's: close enough to rank, not to decide a member's
+    tier)."""
     period = Period(None, as_of.isoformat(), None, as_of, dialect)
     sql, params = _rfm_sql(period)
     scores = {
@@ -96,6 +104,14 @@ def member_features(tx: Tx, dialect: str, as_of: dt.date) -> dict[str, dict[str,
             "SELECT member, SUM(amount) FROM ins_sales WHERE kind IN ('earn', 'refund') "
             "AND day > ? AND day <= ? GROUP BY member",
             (since, as_of.isoformat()),
+        )
+    }
+    accepted = {
+        str(member): int(n)
+        for member, n in tx.all(
+            "SELECT member_id, COUNT(*) FROM hq_suggestion_answers WHERE outcome = 'accepted' "
+            "AND day <= ? GROUP BY member_id",
+            (as_of.isoformat(),),
         )
     }
     rules = rules_of(tx)
@@ -112,6 +128,7 @@ def member_features(tx: Tx, dialect: str, as_of: dt.date) -> dict[str, dict[str,
             "tier": rules.tier_for(spend.get(str(member), 0)).name,
             "age": _age_band(as_of.year, born),
             "store": str(home),
+            "accepted": accepted.get(str(member), 0),
         }
     return out
 

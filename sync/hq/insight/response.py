@@ -4,7 +4,9 @@ For each campaign and each segment (as assigned), the offered arm against the
 hold-out arm over the campaign's days: members, take-up (offered members who
 took their offer at some till), spend and visits per member (``ins_sales``:
 earn amounts minus refunds, the same spend as every report), and the
-incremental spend: (offered per member - hold-out per member) x offered members.
+incremental spend: (offered per member - hold-out per member) x offered members;
+and what offered members answered to the campaign's suggestion at the counter
+(``suggestion_accepted``, ``_declined``, ``_later``: issue 15).
 A row with segment ``all`` sums each campaign. Ratios and money are computed in
 Python from integer sums, so both backends print the same digits.
 
@@ -55,8 +57,32 @@ def _dec(part: int, whole: int) -> str:
     return f"{scaled // 10_000}.{scaled % 10_000:04d}"
 
 
+# What members answered to the campaign's suggestions at the counter (issue 15,
+# ``sync.hq.insight.suggestions``): counters per campaign, segment and outcome.
+_ANSWERS = (
+    "SELECT m.campaign_id, m.segment, a.outcome, COUNT(*) FROM hq_suggestion_answers a "
+    "JOIN hq_suggestions s ON s.suggestion_id = a.suggestion_id "
+    "JOIN cmp_members m ON m.campaign_id = s.campaign AND m.member_id = a.member_id "
+    "WHERE s.reason = 'campaign' {store} GROUP BY m.campaign_id, m.segment, a.outcome"
+)
+OUTCOMES = ("accepted", "declined", "later")
+
+
+def _answers(tx: Tx, period: Period) -> dict[tuple[str, str], dict[str, int]]:
+    store, params = ("AND m.store = ?", [period.store]) if period.store else ("", [])
+    found: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: dict.fromkeys(OUTCOMES, 0))
+    for cid, segment, outcome, n in tx.all(_ANSWERS.replace("{store}", store), params):
+        if str(outcome) in OUTCOMES:
+            for key in ((str(cid), str(segment)), (str(cid), "all")):
+                found[key][str(outcome)] += int(n)
+    return found
+
+
 def _row(
-    campaign: tuple[str, str, str, str], segment: str, arms: dict[str, list[int]]
+    campaign: tuple[str, str, str, str],
+    segment: str,
+    arms: dict[str, list[int]],
+    answers: dict[str, int],
 ) -> dict[str, Any]:
     offer = arms.get("offer", [0, 0, 0, 0, 0, 0])
     hold = arms.get("holdout", [0, 0, 0, 0, 0, 0])
@@ -84,6 +110,7 @@ def _row(
         "visits_per_held_out": _dec(hold[5], held) if held else None,
         "incremental_spend_per_member": _money(lift),
         "incremental_spend": _money(lift * offered if lift is not None else None),
+        **{f"suggestion_{outcome}": answers.get(outcome, 0) for outcome in OUTCOMES},
     }
 
 
@@ -111,8 +138,9 @@ def campaign_response(tx: Tx, period: Period) -> Report:
                 sums[index] += value
     # Newest campaign first (the one people ask about); its segments by name, then all.
     campaigns = sorted({campaign for campaign, _ in by}, key=lambda c: (c[2], c[1]), reverse=True)
+    answers = _answers(tx, period)
     out = [
-        _row(campaign, segment, by[(campaign, segment)])
+        _row(campaign, segment, by[(campaign, segment)], answers.get((campaign[0], segment), {}))
         for campaign in campaigns
         for segment in sorted(
             (segment for c, segment in by if c == campaign), key=lambda s: (s == "all", s)
@@ -124,6 +152,10 @@ def campaign_response(tx: Tx, period: Period) -> Report:
         "offered": sum(row["offered"] for row in everything),
         "held_out": sum(row["held_out"] for row in everything),
         "takers": sum(row["takers"] for row in everything),
+        **{
+            f"suggestion_{outcome}": sum(row[f"suggestion_{outcome}"] for row in everything)
+            for outcome in OUTCOMES
+        },
     }
     increments = [row["incremental_spend"] for row in everything if row["incremental_spend"]]
     totals["incremental_spend"] = format_amount(
