@@ -3,10 +3,15 @@ the app with its demo keys; everything it started is stopped on close."""
 
 from __future__ import annotations
 
+import datetime as dt
+import sqlite3
 from pathlib import Path
 
+from agent.results import SuggestionShown
+from agent.suggestions import suggestions_for
 from tests.test_ui_support import pilot_test, text_of, wait_for
 from tillpoints.demo import DemoStore, demo_app
+from tillpoints.simulated_till import DEMO_CARD
 from ui.screens.swipe_picker import SwipePicker
 
 
@@ -37,6 +42,8 @@ async def test_demo_store_swipes_samples_and_syncs(tmp_path: Path) -> None:
             )
             if not store.sync.unavailable:
                 assert "Synced with HQ: 2 entries uploaded" in text_of(app, "#notice")
+                # Ann's birthday is in five days and she consents: HQ's suggestion is here.
+                assert [s.reason for s in _suggestions(store.till.state)] == ["birthday"]
         processes = [store.till.proc, store.hq]
     finally:
         store.close()
@@ -52,6 +59,15 @@ def test_demo_without_hq_runs_offline(tmp_path: Path) -> None:
         assert store.till.client.get("/v1/status")["store"] == "S001"
     finally:
         store.close()
+
+
+def _suggestions(state: Path) -> list[SuggestionShown]:
+    conn = sqlite3.connect(f"file:{state / 'ledger.db'}?mode=ro", uri=True)
+    try:
+        member = conn.execute("SELECT account FROM cards WHERE card = ?", (DEMO_CARD,))
+        return list(suggestions_for(conn, str(member.fetchone()[0]), dt.date.today()))
+    finally:
+        conn.close()
 
 
 def _refuse(*args: str) -> dict[str, object]:

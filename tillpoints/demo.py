@@ -13,6 +13,7 @@ and shows sync as unavailable, with the reason.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import json
 import os
 import signal
@@ -25,7 +26,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
-from tillpoints.simulated_till import SimulatedTill
+from agent.ledger import Ledger
+from tillpoints.simulated_till import DEMO_CARD, SimulatedTill
 from ui.app import CashierApp
 from ui.sync_run import SyncCommand
 
@@ -50,7 +52,20 @@ class DemoStore:
     def __init__(self, root: Path, say: Callable[[str], None] = print) -> None:
         self.root, self.say = root, say
         (root / "till").mkdir(parents=True, exist_ok=True)
-        self.till = SimulatedTill(root / "till")
+        self.till = SimulatedTill(root / "till", members=False)
+        ledger = Ledger.init(self.till.state, STORE, TILL)
+        try:
+            # Ann gave marketing consent and has a birthday in five days: after the
+            # demo's sync (F9) HQ's birthday suggestion is on the till (issue 15).
+            ledger.enrol(
+                name="Ann",
+                phone="5551234567",
+                card=DEMO_CARD,
+                birthday=demo_birthday(dt.date.today()),
+                consent_marketing=True,
+            )
+        finally:
+            ledger.close()
         self.hq: subprocess.Popen[bytes] | None = None
         self.hq_log: IO[bytes] | None = None
         self.hq_url = ""
@@ -120,6 +135,10 @@ class DemoStore:
         self._cli("register", "--hq", self.hq_url, "--token", str(token.get("token")))
         self.sync = SyncCommand(argv=(*CLI, "sync"), env=self.till.env)
         self.say(f"HQ is serving on {self.hq_url}; the till is registered.")
+        self.say(
+            "Ann (card 9900 8358 4053 2866) gave marketing consent and has a birthday in "
+            "five days: after F9 (sync) HQ's birthday suggestion is on the till for her."
+        )
 
     def _wait_for_port(self, port: int) -> None:
         deadline = time.monotonic() + HQ_START_S
@@ -147,6 +166,13 @@ class DemoStore:
         if self.hq_log is not None:
             self.hq_log.close()
             self.hq_log = None
+
+
+def demo_birthday(today: dt.date) -> str:
+    """Ann's birthday: five days from ``today`` (28 February for a 29th), born 1990."""
+    soon = today + dt.timedelta(days=5)
+    day = 28 if (soon.month, soon.day) == (2, 29) else soon.day
+    return f"1990-{soon.month:02d}-{day:02d}"
 
 
 def demo_app(store: DemoStore, *, cursor_blink: bool = True) -> CashierApp:
