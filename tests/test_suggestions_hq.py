@@ -28,8 +28,8 @@ from sync.hq.db import HQStore
 from sync.hq.devices import init_hq
 from sync.hq.insight.suggestions import (
     DEFAULT_RULES,
+    birthday_window,
     block,
-    next_birthday,
     parse_rules,
     prepare,
     suggestion_id,
@@ -211,6 +211,16 @@ def test_the_rules_show_their_defaults_and_take_a_file(hq_url: str, tmp_path: Pa
     )
     assert shown["rules"]["reasons"]["lapsed"]["on"] is False
     assert shown["rules"]["max_per_download"] == 50
+    store = open_store(hq_url)
+    try:
+        with store.read() as tx:
+            audit = tx.all("SELECT operator, action, detail FROM hq_audit")
+    finally:
+        store.close()
+    assert [(row[1], json.loads(row[2])["max_per_download"]) for row in audit] == [
+        ("suggestion_rules", 50)
+    ]
+    assert str(audit[0][0]).startswith("cli")
 
 
 @pytest.mark.parametrize(
@@ -245,6 +255,7 @@ def test_a_bad_rules_file_is_refused_and_nothing_is_written(
     try:
         with store.read() as tx:
             assert tx.one("SELECT value FROM hq_meta WHERE key = 'suggestion_rules'") is None
+            assert tx.one("SELECT COUNT(*) FROM hq_audit") == (0,)
     finally:
         store.close()
 
@@ -265,9 +276,20 @@ def test_ids_are_stable_per_member_reason_and_window() -> None:
     assert same == suggestion_id("M1", "at_risk", start, end)
     assert same != suggestion_id("M2", "at_risk", start, end)
     assert same != suggestion_id("M1", "lapsed", start, end)
-    assert next_birthday("02-29", dt.date(2027, 1, 10)) == dt.date(2027, 2, 28)
-    assert next_birthday("01-05", dt.date(2026, 12, 20)) == dt.date(2027, 1, 5)
-    assert next_birthday("12-20", dt.date(2026, 12, 20)) == dt.date(2026, 12, 20)
+    # A birthday's window: from 14 days before the 14-day block that holds it to the
+    # block's end; the till learns the block, not the day.
+    around = block(dt.date(2027, 1, 5), 14)
+    window = birthday_window("01-05", dt.date(2026, 12, 24), 14, 14)
+    assert window == (around[0] - dt.timedelta(days=14), around[1])
+    assert birthday_window("01-05", dt.date(2027, 1, 5), 14, 14) == window
+    assert birthday_window("01-05", around[1], 14, 14) == window
+    assert birthday_window("01-05", around[1] + dt.timedelta(days=1), 14, 14) is None
+    assert birthday_window("01-05", dt.date(2026, 11, 1), 14, 14) is None
+    leap = birthday_window("02-29", dt.date(2027, 2, 20), 14, 14)
+    assert leap is not None and leap[0] <= dt.date(2027, 2, 28) <= leap[1]
+    for days_ahead in range(15):  # the contract: within the next 14 days, always
+        day = dt.date(2026, 12, 4) + dt.timedelta(days=days_ahead)
+        assert birthday_window(day.strftime("%m-%d"), dt.date(2026, 12, 4), 14, 14)
     assert parse_rules({}).reasons.keys() == set(DEFAULT_RULES["reasons"])
 
 

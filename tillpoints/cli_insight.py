@@ -218,12 +218,15 @@ def _suggestion_rules_args(parser: argparse.ArgumentParser) -> None:
 
 def _suggestion_rules(ctx: Context) -> Result:
     from sync.hq.insight.suggestions import read_rules_file, rules_command
+    from sync.hq.scrub import cli_operator
+    from tillpoints.cli_privacy import who_runs
 
     if ctx.args.file is not None:
         read_rules_file(ctx.args.file)  # checked before the database opens
+    now = dt.datetime.now(dt.UTC)
     store = _open(ctx)
     try:
-        return rules_command(store, ctx.args.file)
+        return rules_command(store, ctx.args.file, cli_operator(who_runs(), now), now)
     finally:
         store.close()
 

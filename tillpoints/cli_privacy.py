@@ -34,7 +34,8 @@ def _consent(ctx: Context) -> ConsentRecorded:
         ledger.close()
 
 
-def _who() -> str:
+def who_runs() -> str:
+    """Who runs an HQ command, for HQ's audit log."""
     try:
         return "cli:" + getpass.getuser()
     except (KeyError, OSError):
@@ -55,7 +56,7 @@ def _erase(store: HQStore, args: argparse.Namespace) -> Result:
     from sync.hq.scrub import cli_operator, erase
 
     now = _now()
-    return erase(store, cli_operator(_who(), now), args.member, args.reason, now)
+    return erase(store, cli_operator(who_runs(), now), args.member, args.reason, now)
 
 
 def _export(store: HQStore, args: argparse.Namespace) -> Result:
@@ -73,7 +74,7 @@ def _hq_consent(store: HQStore, args: argparse.Namespace) -> Result:
     from sync.hq.scrub import cli_operator, consent
 
     now = _now()
-    return consent(store, cli_operator(_who(), now), args.member, args.marketing, now)
+    return consent(store, cli_operator(who_runs(), now), args.member, args.marketing, now)
 
 
 def _retention_args(parser: argparse.ArgumentParser) -> None:
@@ -99,7 +100,7 @@ def _retention(store: HQStore, args: argparse.Namespace) -> Result:
     from sync.hq.scrub import cli_operator, retention
 
     now = _now()
-    return retention(store, cli_operator(_who(), now), args.lapsed_days, args.dry_run, now)
+    return retention(store, cli_operator(who_runs(), now), args.lapsed_days, args.dry_run, now)
 
 
 COMMANDS = [

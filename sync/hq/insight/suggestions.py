@@ -15,10 +15,11 @@ member has consent 0) only.
   the download before its snapshot and by the report) into ``hq_suggestions``,
   which keeps every suggestion HQ made (``current`` marks today's set) so that
   reports can count "suggested"; rows over for ``KEEP_DAYS`` are deleted.
-- **Ids are stable**: a hash of member, reason and window. A birthday's window is
-  the ``days`` before it; a campaign's, its days; the other reasons use fixed
-  blocks of ``window_days`` counted from 1970-01-01, so the same member and reason
-  keep one id for the block and an answer given once is recognised.
+- **Ids are stable**: a hash of member, reason and window. Windows are fixed blocks
+  of ``window_days`` counted from 1970-01-01 (the same member and reason keep one id
+  for the block, and an answer given once is recognised); a birthday's starts
+  ``days`` before the block that holds the birthday (a till learns the block, not
+  the day); a campaign's is its days.
 - **The download** (``device_suggestions``) sends the current set, re-checked at
   that moment against consent, erasure and the answers HQ holds (a withdrawal or an
   erasure at HQ takes effect at the next download, not the next recompute). A
@@ -41,8 +42,10 @@ from typing import Any
 
 from agent.entries import Kind, SuggestionAnswer, readable
 from sync.errors import SyncError, invalid
+from sync.hq.console.audit_log import record
 from sync.hq.db import HQStore, Tx
 from sync.hq.insight.batches import EntryRow, follow_batches
+from sync.hq.insight.operators import Operator
 from sync.hq.insight.reports import Period, Report
 from sync.hq.insight.response import _dec
 
@@ -76,7 +79,7 @@ DEFAULT_RULES: dict[str, Any] = {
             "on": True,
             "rank": 3,
             "days": 14,
-            "text": "Birthday coming up: wish them a happy birthday and offer the birthday gift",
+            "text": "Birthday around now: wish them a happy birthday and offer the birthday gift",
             "offer": "gift:Birthday gift at the counter",
         },
         "new_member": {
@@ -228,15 +231,19 @@ def read_rules_file(path: Path) -> Rules:
     return parse_rules(given)
 
 
-def rules_command(store: HQStore, path: Path | None) -> dict[str, Any]:
+def rules_command(
+    store: HQStore, path: Path | None, who: Operator, now: dt.datetime
+) -> dict[str, Any]:
     """``hq suggestion-rules``: show the rules in force, or set them from a file (the
-    whole file is checked first: a bad one writes nothing). A change reaches the
-    tills with the next download (the set is worked out again then)."""
+    whole file is checked first: a bad one writes nothing; a change is written to
+    HQ's audit log with the rules it set). A change reaches the tills with the next
+    download (the set is worked out again then)."""
     if path is None:
         with store.read() as tx:
             return {"rules": rules_of(tx).document, "set": False}
     rules = read_rules_file(path)
     with store.write() as tx:
+        record(tx, who, "suggestion_rules", RULES_KEY, f"from {path.name}", now, rules.document)
         tx.run(
             "INSERT INTO hq_meta (key, value) VALUES (?, ?) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
@@ -277,17 +284,25 @@ def block(today: dt.date, days: int) -> tuple[dt.date, dt.date]:
     return start, start + dt.timedelta(days=days - 1)
 
 
-def next_birthday(month_day: str, today: dt.date) -> dt.date | None:
-    """The next ``MM-DD`` from today on (29 February on 28 February of other years)."""
+def birthday_window(
+    month_day: str, today: dt.date, days: int, blocks: int
+) -> tuple[dt.date, dt.date] | None:
+    """The window of a birthday (``MM-DD``; 29 February is the 28th in other years)
+    that holds ``today``, if any: from ``days`` before the fixed block of ``blocks``
+    days that holds the birthday to that block's end. A till learns from it only the
+    block a birthday falls in, never the day (decision 0008), and one birthday keeps
+    one window, so one id, all year."""
     try:
         month, day = int(month_day[:2]), int(month_day[3:5])
-        for year in (today.year, today.year + 1):
+        for year in (today.year - 1, today.year, today.year + 1):
             try:
-                found = dt.date(year, month, day)
+                birthday = dt.date(year, month, day)
             except ValueError:
-                found = dt.date(year, month, day - 1)
-            if found >= today:
-                return found
+                birthday = dt.date(year, month, day - 1)
+            start, end = block(birthday, blocks)
+            window = (start - dt.timedelta(days=days), end)
+            if window[0] <= today <= window[1]:
+                return window
     except ValueError:
         return None
     return None
@@ -365,9 +380,12 @@ def compute(tx: Tx, dialect: str, rules: Rules, today: dt.date) -> list[Suggesti
     if "birthday" in on:
         reason = on["birthday"]
         for member, (_, birthday, _) in consenting.items():
-            day = next_birthday(str(birthday), today) if birthday else None
-            if day is not None and (day - today).days <= reason.limits["days"]:
-                window = (day - dt.timedelta(days=reason.limits["days"]), day)
+            window = None
+            if birthday:
+                window = birthday_window(
+                    str(birthday), today, reason.limits["days"], rules.window_days
+                )
+            if window is not None:
                 add(member, reason, window, _text(reason))
     if "expiring_points" in on:
         reason = on["expiring_points"]
