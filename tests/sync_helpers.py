@@ -307,3 +307,20 @@ def register_till(server: HQServer, hq: HQStore, state: Path, *extra: str) -> di
     code, result = cli(state, "register", "--hq", server.url, "--token", token, *extra)
     assert code == 0, result
     return result
+
+
+@contextlib.contextmanager
+def two_stores(root: Path, url: str, log: Path) -> Iterator[tuple[HQServer, HQStore, Path, Path]]:
+    """An initialised HQ at ``url`` serving on loopback, and two tills registered with
+    it over HTTP: ``home`` (store S001) and ``away`` (S002), in ``root``."""
+    _init(url)
+    hq = open_store(url)
+    try:
+        with running_hq(url, log, workers=1) as server:
+            home = make_till(root, "home", store="S001", till="T01")
+            away = make_till(root, "away", store="S002", till="T01")
+            for state in (home, away):
+                register_till(server, hq, state)
+            yield server, hq, home, away
+    finally:
+        hq.close()

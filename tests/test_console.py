@@ -24,9 +24,8 @@ from agent.ledger import Ledger
 from sync.client import USER_AGENT
 from sync.hq.console.members import remaining_lots
 from sync.hq.db import HQStore
-from sync.hq.devices import freeze, init_hq
+from sync.hq.devices import freeze
 from sync.hq.insight import operators
-from sync.hq.stores import open_store
 from sync.protocol import utc_text
 from tests.cdp import Browser, chromium_path
 from tests.sync_helpers import (
@@ -35,7 +34,7 @@ from tests.sync_helpers import (
     make_till,
     pg_schema,
     register_till,
-    running_hq,
+    two_stores,
 )
 
 
@@ -98,15 +97,8 @@ def chain(
     else:
         context = pg_schema(request.getfixturevalue("pg_database"))
     with context as url:
-        init = open_store(url)
-        init_hq(init)
-        init.close()
-        hq = open_store(url)
-        with running_hq(url, root / "hq.log", workers=1) as server:
-            home = make_till(root, "home", store="S001", till="T01")
-            away = make_till(root, "away", store="S002", till="T01")
-            for state in (home, away):
-                register_till(server, hq, state)
+        log = root / "hq.log"
+        with two_stores(root, url, log) as (server, hq, home, away):
             ledger = Ledger(home)
             try:
                 member = ledger.enrol(name="Ann <b>", phone=PHONE).member_id
@@ -125,8 +117,7 @@ def chain(
             assert code == 0, earned
             assert cli(away, "sync")[0] == 0
             yield Chain(server, hq, home, away, member, card, lost)
-        hq.close()
-        assert '"status": 500' not in (root / "hq.log").read_text()
+        assert '"status": 500' not in log.read_text()
 
 
 def signed_in(chain: Chain, role: str, name: str | None = None) -> requests.Session:

@@ -25,7 +25,6 @@ from agent.ledger import Ledger
 from agent.privacy import disclosed, marketing_flag, new_key, seal
 from sync.errors import SyncError
 from sync.hq.db import HQStore
-from sync.hq.devices import init_hq
 from sync.hq.insight.catalog import run_report
 from sync.hq.stores import open_store
 from sync.protocol import Batch
@@ -33,10 +32,8 @@ from tests.sync_helpers import (
     HQServer,
     cli,
     hq_points,
-    make_till,
     pg_schema,
-    register_till,
-    running_hq,
+    two_stores,
 )
 
 # Long, distinctive values: found by chance in no hash or signature.
@@ -85,43 +82,30 @@ def _card(state: Path, member: str) -> str:
 
 @contextlib.contextmanager
 def _chain(root: Path, url: str) -> Iterator[Chain]:
-    init = open_store(url)
-    init_hq(init)
-    init.close()
-    hq = open_store(url)
-    try:
-        with running_hq(url, root / "hq" / "hq.log", workers=1) as server:
-            home = make_till(root, "home", store="S001", till="T01")
-            away = make_till(root, "away", store="S002", till="T01")
-            for state in (home, away):
-                register_till(server, hq, state)
-            ledger = Ledger(home)
-            try:
-                member = ledger.enrol(
-                    name=NAME,
-                    phone=PHONE,
-                    birthday=BIRTHDAY,
-                    gender="F",
-                    district=DISTRICT,
-                    household=3,
-                    consent_marketing=True,
-                ).member_id
-                other = ledger.enrol(name="Bo Other", phone="0698765432", consent_marketing=True)
-                for n in range(3):
-                    ledger.earn(member, f"H{n}", amount=2500)
-            finally:
-                ledger.close()
-            card, phone_key = _card(home, member).split()
-            for state in (home, away):
-                assert cli(state, "sync")[0] == 0
-            code, earned = cli(
-                away, "earn", "--member", card, "--receipt", "A1", "--amount", "9.00"
-            )
-            assert code == 0, earned
-            assert cli(away, "sync")[0] == 0
-            yield Chain(root, url, server, hq, home, away, member, other.member_id, card, phone_key)
-    finally:
-        hq.close()
+    with two_stores(root, url, root / "hq" / "hq.log") as (server, hq, home, away):
+        ledger = Ledger(home)
+        try:
+            member = ledger.enrol(
+                name=NAME,
+                phone=PHONE,
+                birthday=BIRTHDAY,
+                gender="F",
+                district=DISTRICT,
+                household=3,
+                consent_marketing=True,
+            ).member_id
+            other = ledger.enrol(name="Bo Other", phone="0698765432", consent_marketing=True)
+            for n in range(3):
+                ledger.earn(member, f"H{n}", amount=2500)
+        finally:
+            ledger.close()
+        card, phone_key = _card(home, member).split()
+        for state in (home, away):
+            assert cli(state, "sync")[0] == 0
+        code, earned = cli(away, "earn", "--member", card, "--receipt", "A1", "--amount", "9.00")
+        assert code == 0, earned
+        assert cli(away, "sync")[0] == 0
+        yield Chain(root, url, server, hq, home, away, member, other.member_id, card, phone_key)
 
 
 @pytest.fixture

@@ -35,7 +35,7 @@ from sync.hq.insight.suggestions import (
     suggestion_id,
 )
 from sync.hq.stores import open_store
-from tests.sync_helpers import cli, make_till, pg_schema, register_till, running_hq
+from tests.sync_helpers import cli, pg_schema, two_stores
 
 TODAY = dt.date.today()
 
@@ -74,37 +74,26 @@ def _hq(url: str, *args: str) -> tuple[int, dict[str, Any]]:
 
 @contextlib.contextmanager
 def _chain(root: Path, url: str) -> Iterator[Chain]:
-    init = open_store(url)
-    init_hq(init)
-    init.close()
-    hq = open_store(url)
-    try:
-        with running_hq(url, root / "hq.log", workers=1) as server:
-            home = make_till(root, "home", store="S001", till="T01")
-            away = make_till(root, "away", store="S002", till="T01")
-            for state in (home, away):
-                register_till(server, hq, state)
-            ledger = Ledger(home)
-            try:
-                soon = _birthday(5)
-                ids = [
-                    ledger.enrol(
-                        name=f"Member {n}",
-                        phone=f"06123400{n:02d}",
-                        birthday=soon,
-                        consent_marketing=consent,
-                    ).member_id
-                    for n, consent in enumerate((True, False, True, True))
-                ]
-                for n, member in enumerate(ids):
-                    ledger.earn(member, f"H{n}", amount=2500)
-            finally:
-                ledger.close()
-            for state in (home, away):
-                assert cli(state, "sync")[0] == 0
-            yield Chain(url, hq, home, away, *ids)
-    finally:
-        hq.close()
+    with two_stores(root, url, root / "hq.log") as (_, hq, home, away):
+        ledger = Ledger(home)
+        try:
+            soon = _birthday(5)
+            ids = [
+                ledger.enrol(
+                    name=f"Member {n}",
+                    phone=f"06123400{n:02d}",
+                    birthday=soon,
+                    consent_marketing=consent,
+                ).member_id
+                for n, consent in enumerate((True, False, True, True))
+            ]
+            for n, member in enumerate(ids):
+                ledger.earn(member, f"H{n}", amount=2500)
+        finally:
+            ledger.close()
+        for state in (home, away):
+            assert cli(state, "sync")[0] == 0
+        yield Chain(url, hq, home, away, *ids)
 
 
 def _row(report: dict[str, Any], store: str, reason: str) -> dict[str, Any]:
