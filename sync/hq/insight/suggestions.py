@@ -597,19 +597,21 @@ def report(tx: Tx, period: Period) -> Report:
         [end, start, *store_params],
     ):
         bump(str(store), str(reason), "suggested", int(n))
-    visits = (
-        "SELECT member, store, day FROM ins_sales UNION "
-        "SELECT member_id, store, day FROM hq_suggestion_answers"
-    )
-    for store, reason, n in tx.all(
-        f"SELECT v.store, s.reason, COUNT(DISTINCT s.suggestion_id) FROM hq_suggestions s "
-        f"JOIN ({visits}) v ON v.member = s.member_id AND v.day >= s.valid_from "
-        f"AND v.day <= s.valid_to AND v.day >= ? AND v.day <= ? WHERE {window} "
-        + store_clause.replace("{col}", "v.store")
-        + " GROUP BY v.store, s.reason",
-        [start, end, end, start, *store_params],
-    ):
-        bump(str(store), str(reason), "shown", int(n))
+    # Shown: a (store, suggestion) pair once, whether seen by a sale or an answer.
+    shown: set[tuple[str, str, str]] = set()
+    for source, member in (("ins_sales", "member"), ("hq_suggestion_answers", "member_id")):
+        shown.update(
+            (str(store), str(reason), str(sid))
+            for store, reason, sid in tx.all(
+                f"SELECT DISTINCT v.store, s.reason, s.suggestion_id FROM hq_suggestions s "
+                f"JOIN {source} v ON v.{member} = s.member_id AND v.day >= s.valid_from "
+                f"AND v.day <= s.valid_to AND v.day >= ? AND v.day <= ? WHERE {window} "
+                + store_clause.replace("{col}", "v.store"),
+                [start, end, end, start, *store_params],
+            )
+        )
+    for store, reason, _ in shown:
+        bump(store, reason, "shown", 1)
     for store, reason, outcome, n in tx.all(
         "SELECT store, reason, outcome, COUNT(*) FROM hq_suggestion_answers "
         "WHERE day >= ? AND day <= ? "
