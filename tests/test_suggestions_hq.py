@@ -377,3 +377,19 @@ def test_a_campaign_offer_travels_with_its_suggestion_and_the_answer_feeds_the_r
         finally:
             ledger.close()
         assert held[0] == 1
+
+        # A withdrawal recorded at one till reaches HQ with its upload and takes the
+        # member's suggestions off every other till at their next download.
+        _rules(chain, tmp_path, refresh_minutes=0)
+        assert cli(chain.home, "sync")[0] == 0
+        assert [s.reason for s in _shown(chain.home, chain.leaver)] == ["birthday"]
+        code, said = cli(
+            chain.away, "consent", "--member", _card(chain, chain.leaver), "--marketing", "no"
+        )
+        assert code == 0, said
+        assert cli(chain.away, "sync")[0] == 0
+        assert cli(chain.home, "sync")[0] == 0
+        assert _shown(chain.home, chain.leaver) == []
+        assert [s.reason for s in _shown(chain.home, chain.erased)] == ["birthday"]
+        code, only = _hq(chain.url, "report", "suggestions", "--store", "S002")
+        assert code == 0 and {row["store"] for row in only["rows"]} == {"S002"}
