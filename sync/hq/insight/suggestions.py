@@ -342,9 +342,9 @@ def compute(tx: Tx, dialect: str, rules: Rules, today: dt.date) -> list[Suggesti
     from sync.hq.insight.takes import has_tables
 
     consenting = {
-        str(member): (str(store), birthday, int(enrolled_no))
-        for member, store, birthday, enrolled_no in tx.all(
-            "SELECT member_id, store, birthday, enrolled_no FROM ins_members WHERE consent = 1 "
+        str(member): (str(store), birthday)
+        for member, store, birthday in tx.all(
+            "SELECT member_id, store, birthday FROM ins_members WHERE consent = 1 "
             "AND NOT EXISTS (SELECT 1 FROM hq_erasures x WHERE x.member_id = ins_members.member_id)"
         )
     }
@@ -379,7 +379,7 @@ def compute(tx: Tx, dialect: str, rules: Rules, today: dt.date) -> list[Suggesti
     on = rules.reasons
     if "birthday" in on:
         reason = on["birthday"]
-        for member, (_, birthday, _) in consenting.items():
+        for member, (_, birthday) in consenting.items():
             window = None
             if birthday:
                 window = birthday_window(
