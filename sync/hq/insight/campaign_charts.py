@@ -5,7 +5,8 @@ offered arm against the hold-out, with the share who took the offer, and the
 spend the offer added (or lost) over the hold-out, which can be negative, so
 it is drawn either side of zero. For the response model (``campaign_model``):
 its hold-out AUC on a gauge from guessing (0.5) to a perfect ranking (1.0), and
-each feature's coefficient either side of zero. Drawn by ``sync.hq.insight.svg``,
+each feature's coefficient either side of zero. For HQ's suggestions at the
+counter (``suggestions``): acceptance by reason and by store. Drawn by ``sync.hq.insight.svg``,
 for the reports pages and the ``--format html`` file alike.
 """
 
@@ -23,6 +24,7 @@ from sync.hq.insight.svg import (
     RIGHT,
     TOP,
     W,
+    bar_chart,
     diverging_chart,
     e,
     empty_chart,
@@ -157,10 +159,38 @@ def model_chart(model: Report) -> str:
     )
 
 
+def suggestion_acceptance(report: Report) -> list[str]:
+    """Acceptance (accepted of the answers, in percent) by reason and by store."""
+    charts = []
+    for key, title in (("reason", "by reason"), ("store", "by store")):
+        answers: dict[str, list[int]] = {}
+        for row in report["rows"]:
+            sums = answers.setdefault(str(row[key]), [0, 0])
+            sums[0] += int(row["accepted"])
+            sums[1] += int(row["accepted"]) + int(row["declined"]) + int(row["later"])
+        shares = sorted(
+            ((name, 100.0 * took / answered) for name, (took, answered) in answers.items()
+             if answered),
+            key=lambda item: (-item[1], item[0]),
+        )  # fmt: skip
+        charts.append(
+            bar_chart(
+                f"Suggestions accepted {title}",
+                "accepted, in % of the answers recorded at the counter",
+                [name.replace("_", " ") for name, _ in shares],
+                [round(share, 1) for _, share in shares],
+            )
+        )
+    return charts
+
+
 def campaign_charts(report: Report) -> list[str]:
-    """The charts of a campaign report's page or file ([] for any other report)."""
+    """The charts of a campaign or suggestions report's page or file ([] for any
+    other report)."""
     if report["report"] == "campaign_response":
         return response_charts(report)
     if report["report"] == "campaign_model":
         return [model_chart(report)]
+    if report["report"] == "suggestions":
+        return suggestion_acceptance(report)
     return []

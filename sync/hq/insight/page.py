@@ -156,31 +156,6 @@ def liability_by_store(liability: Report) -> str:
     )
 
 
-def suggestion_acceptance(report: Report) -> list[str]:
-    """Acceptance (accepted of the answers, in percent) by reason and by store."""
-    charts = []
-    for key, title in (("reason", "by reason"), ("store", "by store")):
-        answers: dict[str, list[int]] = {}
-        for row in report["rows"]:
-            sums = answers.setdefault(str(row[key]), [0, 0])
-            sums[0] += int(row["accepted"])
-            sums[1] += int(row["accepted"]) + int(row["declined"]) + int(row["later"])
-        shares = sorted(
-            ((name, 100.0 * took / answered) for name, (took, answered) in answers.items()
-             if answered),
-            key=lambda item: (-item[1], item[0]),
-        )  # fmt: skip
-        charts.append(
-            bar_chart(
-                f"Suggestions accepted {title}",
-                "accepted, in % of the answers recorded at the counter",
-                [name.replace("_", " ") for name, _ in shares],
-                [round(share, 1) for _, share in shares],
-            )
-        )
-    return charts
-
-
 def charts_for(report: Report, clock: str = "UTC") -> list[str]:
     """The charts of one report's page."""
     name = report["report"]
@@ -190,8 +165,6 @@ def charts_for(report: Report, clock: str = "UTC") -> list[str]:
         return [segment_sizes(report)]
     if name == "liability":
         return [liability_by_store(report)]
-    if name == "suggestions":
-        return suggestion_acceptance(report)
     if name == "sales":
         return [sales_by_hour(report, clock), sales_by_weekday(report), top_categories(report)]
     if name == "rewards":
