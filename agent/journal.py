@@ -260,6 +260,44 @@ class Journal:
         )
         return {str(row[0]) for row in rows}
 
+    def suggestion_answer(
+        self, suggestion_id: str, conn: sqlite3.Connection | None = None
+    ) -> tuple[int, str] | None:
+        """``(seq, outcome)`` of the ``suggestion_answer`` entry of ``suggestion_id``,
+        if any (through the partial index ``journal_suggestion_answer``,
+        ``agent.suggestions``)."""
+        db = conn or self.conn
+        row = db.execute(
+            "SELECT seq, json_extract(body, '$.outcome') FROM journal "
+            "WHERE kind = 'suggestion_answer' AND json_extract(body, '$.suggestion') = ?",
+            (suggestion_id,),
+        ).fetchone()
+        return None if row is None else (int(row[0]), str(row[1]))
+
+    def suggestions_answered(
+        self, suggestion_ids: Iterable[str], conn: sqlite3.Connection | None = None
+    ) -> set[str]:
+        """Which of ``suggestion_ids`` a ``suggestion_answer`` entry answered."""
+        db = conn or self.conn
+        rows = db.execute(
+            "SELECT json_extract(body, '$.suggestion') FROM journal "
+            "WHERE kind = 'suggestion_answer' "
+            "AND json_extract(body, '$.suggestion') IN (SELECT value FROM json_each(?))",
+            (json.dumps(list(suggestion_ids)),),
+        )
+        return {str(row[0]) for row in rows}
+
+    def consent_withdrawn(self, member_id: str, conn: sqlite3.Connection | None = None) -> bool:
+        """Whether the member's latest ``consent`` entry here withdrew it (through the
+        partial index ``journal_consent``)."""
+        db = conn or self.conn
+        row = db.execute(
+            "SELECT json_extract(body, '$.marketing') FROM journal WHERE kind = 'consent' "
+            "AND json_extract(body, '$.member_id') = ? ORDER BY seq DESC LIMIT 1",
+            (member_id,),
+        ).fetchone()
+        return row is not None and int(row[0]) == 0
+
     def offer_bonus_on(self, receipt: str, conn: sqlite3.Connection | None = None) -> int:
         """Points the ``offer_take`` entries on ``receipt`` credited."""
         db = conn or self.conn

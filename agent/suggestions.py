@@ -34,6 +34,7 @@ import re
 import sqlite3
 from typing import Any
 
+from agent.journal import Journal
 from agent.results import OfferShown, SuggestionShown
 
 SUGGESTIONS_KEY = "suggestions"
@@ -125,12 +126,7 @@ def forget_suggestions(conn: sqlite3.Connection, member_ids: list[str]) -> None:
 
 def answer_of(conn: sqlite3.Connection, suggestion_id: str) -> tuple[int, str] | None:
     """``(seq, outcome)`` of this till's answer to the suggestion, if any."""
-    row = conn.execute(
-        "SELECT seq, json_extract(body, '$.outcome') FROM journal "
-        "WHERE kind = 'suggestion_answer' AND json_extract(body, '$.suggestion') = ?",
-        (suggestion_id,),
-    ).fetchone()
-    return None if row is None else (int(row[0]), str(row[1]))
+    return Journal(conn).suggestion_answer(suggestion_id)
 
 
 def suggestion(conn: sqlite3.Connection, suggestion_id: str) -> dict[str, Any] | None:
@@ -148,12 +144,7 @@ def suggestion(conn: sqlite3.Connection, suggestion_id: str) -> dict[str, Any] |
 def withdrew_here(conn: sqlite3.Connection, member_id: str) -> bool:
     """Whether the member's latest consent recorded on this till withdrew it: the
     counter stops suggesting at once, before HQ hears of it."""
-    row = conn.execute(
-        "SELECT json_extract(body, '$.marketing') FROM journal WHERE kind = 'consent' "
-        "AND json_extract(body, '$.member_id') = ? ORDER BY seq DESC LIMIT 1",
-        (member_id,),
-    ).fetchone()
-    return row is not None and int(row[0]) == 0
+    return Journal(conn).consent_withdrawn(member_id)
 
 
 def suggestions_for(
@@ -171,13 +162,12 @@ def suggestions_for(
         return ()
     iso = day.isoformat()
     rows = conn.execute(
-        "SELECT s.suggestion_id, s.reason, s.text, s.valid_to, s.offer_id FROM hq_suggestions s "
-        "WHERE s.member_id = ? AND s.valid_from <= ? AND s.valid_to >= ? AND NOT EXISTS "
-        "(SELECT 1 FROM journal j WHERE j.kind = 'suggestion_answer' AND "
-        "json_extract(j.body, '$.suggestion') = s.suggestion_id) "
-        "ORDER BY s.rank, s.suggestion_id LIMIT ?",
-        (member_id, iso, iso, limit),
+        "SELECT suggestion_id, reason, text, valid_to, offer_id FROM hq_suggestions "
+        "WHERE member_id = ? AND valid_from <= ? AND valid_to >= ? "
+        "ORDER BY rank, suggestion_id",
+        (member_id, iso, iso),
     ).fetchall()
+    rows = _unanswered(conn, rows)[:limit]
     by_id = {offer.offer_id: offer for offer in offers}
     return tuple(
         SuggestionShown(
@@ -211,12 +201,25 @@ def store_suggestions(
     on this till, most important first (a member's consent withdrawn here drops them)."""
     iso = day.isoformat()
     rows = conn.execute(
-        "SELECT s.suggestion_id, s.member_id, s.reason, s.text, s.offer_id, s.last_visit, "
-        "s.valid_to FROM hq_suggestions s WHERE s.home_store = ? AND s.valid_from <= ? "
-        "AND s.valid_to >= ? AND NOT EXISTS (SELECT 1 FROM journal j WHERE "
-        "j.kind = 'suggestion_answer' AND json_extract(j.body, '$.suggestion') = "
-        "s.suggestion_id) ORDER BY s.rank, s.valid_to, s.suggestion_id LIMIT ?",
-        (store, iso, iso, limit),
+        "SELECT suggestion_id, member_id, reason, text, offer_id, last_visit, valid_to "
+        "FROM hq_suggestions WHERE home_store = ? AND valid_from <= ? AND valid_to >= ? "
+        "ORDER BY rank, valid_to, suggestion_id",
+        (store, iso, iso),
     ).fetchall()
-    found = (StoreSuggestion(*map(str, row)) for row in rows)
-    return tuple(item for item in found if not withdrew_here(conn, item.member_id))
+    withdrawn: dict[str, bool] = {}
+    listed = []
+    for row in _unanswered(conn, rows):
+        member = str(row[1])
+        if member not in withdrawn:
+            withdrawn[member] = withdrew_here(conn, member)
+        if not withdrawn[member]:
+            listed.append(StoreSuggestion(*map(str, row)))
+    return tuple(listed[:limit])
+
+
+def _unanswered(conn: sqlite3.Connection, rows: list[Any]) -> list[Any]:
+    """``rows`` (the suggestion id first) but those answered on this till."""
+    if not rows:
+        return rows
+    answered = Journal(conn).suggestions_answered(str(row[0]) for row in rows)
+    return [row for row in rows if row[0] not in answered]
