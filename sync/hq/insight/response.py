@@ -51,7 +51,7 @@ def _money(value: Fraction | None) -> str | None:
     return None if value is None else format_amount(round(value))
 
 
-def _dec(part: int, whole: int) -> str:
+def decimal_share(part: int, whole: int) -> str:
     """part/whole with four decimals, rounded half up, from integers only."""
     scaled = (part * 10_000 * 2 + whole) // (2 * whole)
     return f"{scaled // 10_000}.{scaled % 10_000:04d}"
@@ -99,15 +99,15 @@ def _row(
         "offered": offered,
         "held_out": held,
         "takers": offer[1],
-        "take_up": _dec(offer[1], offered) if offered else None,
+        "take_up": decimal_share(offer[1], offered) if offered else None,
         "voucher_value": format_amount(offer[2]),
         "bonus_points": offer[3],
         "spend_offered": format_amount(offer[4]),
         "spend_held_out": format_amount(hold[4]),
         "spend_per_offered": _money(per_offer),
         "spend_per_held_out": _money(per_hold),
-        "visits_per_offered": _dec(offer[5], offered) if offered else None,
-        "visits_per_held_out": _dec(hold[5], held) if held else None,
+        "visits_per_offered": decimal_share(offer[5], offered) if offered else None,
+        "visits_per_held_out": decimal_share(hold[5], held) if held else None,
         "incremental_spend_per_member": _money(lift),
         "incremental_spend": _money(lift * offered if lift is not None else None),
         **{f"suggestion_{outcome}": answers.get(outcome, 0) for outcome in OUTCOMES},

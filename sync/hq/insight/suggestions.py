@@ -41,19 +41,18 @@ from pathlib import Path
 from typing import Any
 
 from agent.entries import Kind, SuggestionAnswer, readable
+from agent.suggestions import REASONS, TEXT_LIMIT
 from sync.errors import SyncError, invalid
 from sync.hq.console.audit_log import record
 from sync.hq.db import HQStore, Tx
 from sync.hq.insight.batches import EntryRow, follow_batches
 from sync.hq.insight.operators import Operator
 from sync.hq.insight.reports import Period, Report
-from sync.hq.insight.response import _dec
+from sync.hq.insight.response import decimal_share
 
 RULES_KEY = "suggestion_rules"
 MADE_KEY = "suggestions_made_at"
 KEEP_DAYS = 400  # what HQ suggested stays countable this long after it ended
-TEXT_LIMIT = 200  # agent.suggestions.TEXT_LIMIT
-REASONS = ("birthday", "expiring_points", "at_risk", "lapsed", "new_member", "campaign")
 _EPOCH = dt.date(1970, 1, 1)
 
 DEFAULT_RULES: dict[str, Any] = {
@@ -624,12 +623,12 @@ def report(tx: Tx, period: Period) -> Report:
     rows = []
     for (store, reason), figures in sorted(counts.items()):
         answered = figures["accepted"] + figures["declined"] + figures["later"]
-        share = _dec(figures["accepted"], answered) if answered else None
+        share = decimal_share(figures["accepted"], answered) if answered else None
         rows.append({"store": store, "reason": reason, **figures, "acceptance": share})
     keys = ("suggested", "shown", "accepted", "declined", "later")
     totals: dict[str, Any] = {key: sum(row[key] for row in rows) for key in keys}
     answered = totals["accepted"] + totals["declined"] + totals["later"]
-    totals["acceptance"] = _dec(totals["accepted"], answered) if answered else None
+    totals["acceptance"] = decimal_share(totals["accepted"], answered) if answered else None
     with_current = tx.one("SELECT COUNT(*) FROM hq_suggestions WHERE current = 1")
     totals["current"] = int(with_current[0]) if with_current else 0
     return {"report": "suggestions", "rows": rows, "totals": totals}
