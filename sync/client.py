@@ -28,7 +28,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from sync.errors import SyncError, invalid, unreachable
 from sync.protocol import sign_request
-from sync.wire import encode_json, gzip_body
+from sync.wire import MAX_REPLY_BYTES, encode_json, gzip_body
 
 
 def _user_agent() -> str:
@@ -164,9 +164,28 @@ class HQClient:
             headers=sent,
             timeout=(self.policy.connect_timeout_s, self.policy.read_timeout_s),
             verify=self.verify,
+            stream=True,
         )
         # A response cut short raises here (ValueError), and is retried.
-        payload = json.loads(response.content.decode("utf-8"))
+        payload = json.loads(_bounded(response, MAX_REPLY_BYTES).decode("utf-8"))
         if not isinstance(payload, dict):
             raise ValueError("HQ's answer is not a JSON object")
         return Reply(response.status_code, payload)
+
+
+def _bounded(response: requests.Response, limit: int) -> bytes:
+    """The answer's body, inflated (requests undoes gzip), read in chunks and refused
+    past ``limit``: neither a hostile network nor a runaway HQ can fill the till's
+    memory (a gzip body of a few kB can inflate to gigabytes)."""
+    chunks, size = [], 0
+    with response:
+        for chunk in response.iter_content(chunk_size=64 * 1024):
+            size += len(chunk)
+            if size > limit:
+                raise SyncError(
+                    "reply_too_large",
+                    f"HQ's answer is over {limit} bytes: refused, nothing applied",
+                    details={"limit": limit},
+                )
+            chunks.append(chunk)
+    return b"".join(chunks)

@@ -46,6 +46,35 @@ def gzip_body(raw: bytes) -> bytes:
     return gzip.compress(raw, compresslevel=GZIP_LEVEL, mtime=0)
 
 
+# A till reads at most this much of one answer from HQ, inflated: the largest
+# download page (the chain's suggestions and offers on the last one) is a few MB.
+MAX_REPLY_BYTES = 64 * 1024 * 1024
+# HQ gzips an answer over this size for a client that accepts it (a download page
+# carrying the chain's suggestions shrinks about tenfold).
+COMPRESS_OVER_BYTES = 8 * 1024
+
+
+def accepts_gzip(header: str | None) -> bool:
+    """Whether an ``Accept-Encoding`` header takes gzip (``q=0`` refuses it, RFC 9110)."""
+    for part in (header or "").split(","):
+        name, *params = (item.strip().lower().replace(" ", "") for item in part.split(";"))
+        if name in ("gzip", "x-gzip"):
+            return not any(_REFUSED.fullmatch(param) for param in params)
+    return False
+
+
+_REFUSED = re.compile(r"q=0(\.0{0,3})?")
+
+
+def encode_reply(value: Any, accept_encoding: str | None) -> tuple[bytes, str | None]:
+    """An answer's JSON, gzipped (with the encoding to name) when it is large and the
+    client takes gzip."""
+    raw = encode_json(value, compress=False)
+    if len(raw) > COMPRESS_OVER_BYTES and accepts_gzip(accept_encoding):
+        return gzip_body(raw), "gzip"
+    return raw, None
+
+
 def inflate(body: bytes, limit: int = MAX_INFLATED_BYTES) -> bytes:
     """Gunzip ``body``, refusing output past ``limit`` bytes or a broken stream."""
     inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)

@@ -42,7 +42,7 @@ from sync.hq.insight import operators
 from sync.hq.openapi import openapi_document
 from sync.hq.stores import open_store
 from sync.protocol import DATE_HEADER, DEVICE_HEADER, SIGNATURE_HEADER, Batch
-from sync.wire import MAX_BODY_BYTES, decode_json, too_large
+from sync.wire import MAX_BODY_BYTES, decode_json, encode_reply, too_large
 
 log = logging.getLogger("tillpoints.hq")
 Clock = Callable[[], dt.datetime]
@@ -158,9 +158,16 @@ class Delta:
         text = req.get_param("cursor") or "0"
         if not text.isascii() or not text.isdigit() or len(text) > 18:
             raise invalid("invalid_cursor", "cursor: a whole number >= 0")
-        resp.media = hq_directory.delta(
+        document = hq_directory.delta(
             self.api.store, self.api.key, caller.device, int(text), self.api.clock()
         )
+        # The last page carries the chain's suggestions and offers (a few MB at a
+        # large chain, every night, every till): gzip when the till takes it.
+        resp.data, encoding = encode_reply(document, req.get_header("Accept-Encoding"))
+        resp.content_type = falcon.MEDIA_JSON
+        resp.vary = ("Accept-Encoding",)
+        if encoding is not None:
+            resp.set_header("Content-Encoding", encoding)
         hq_devices.seen(self.api.store, caller.device, self.api.clock(), req.user_agent)
 
 

@@ -187,7 +187,8 @@ def openapi_document() -> dict[str, Any]:
             "title": "tillpoints HQ sync API",
             "version": "1",
             "description": "Signed till journals up, signed directory deltas down. "
-            f"Bodies are JSON, optionally gzip; at most {MAX_BODY_BYTES} bytes (413).",
+            f"Bodies are JSON, optionally gzip; at most {MAX_BODY_BYTES} bytes (413). "
+            "Answers over 8 kB are gzipped for a client that sends Accept-Encoding: gzip.",
         },
         "paths": {
             "/v1/health": {
