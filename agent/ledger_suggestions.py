@@ -34,14 +34,19 @@ class LedgerSuggestions:
         day = self.context.today()
 
         def decide(conn: sqlite3.Connection) -> dict[str, Any] | SuggestionRecorded:
-            account = self.reads.resolve(ref, conn)
             held = till_suggestions.suggestion(conn, suggestion_id)
-            if held is None or account.member_id is None or held["member_id"] != account.member_id:
+            # The suggestion names its member: a store's list answers for members
+            # enrolled at other stores, whom this till knows by card only.
+            if held is not None and ref.strip() == held["member_id"]:
+                member: str | None = str(held["member_id"])
+            else:
+                member = self.reads.resolve(ref, conn).member_id
+            if held is None or member is None or held["member_id"] != member:
                 raise Refused(
                     "unknown_suggestion",
                     f"suggestion: no suggestion {suggestion_id} for this member here",
                 )
-            if is_erased(conn, account.member_id):
+            if is_erased(conn, member):
                 raise Refused("member_erased", "member: this member's data was erased")
             done = till_suggestions.answer_of(conn, suggestion_id)
             if done is not None:
@@ -52,14 +57,14 @@ class LedgerSuggestions:
                         {"outcome": done[1]},
                     )
                 return SuggestionRecorded(
-                    member_id=account.member_id,
+                    member_id=member,
                     suggestion=suggestion_id,
                     reason=str(held["reason"]),
                     outcome=said,
                     replayed=True,
                 )
             return SuggestionAnswer(
-                member_id=account.member_id,
+                member_id=member,
                 suggestion=suggestion_id,
                 reason=str(held["reason"]),
                 outcome=said,

@@ -214,3 +214,16 @@ def test_the_migration_made_the_tables(ledger: Ledger) -> None:
     with ledger.store.transaction() as conn:
         names = {row[0] for row in conn.execute("SELECT name FROM sqlite_master")}
     assert {"hq_suggestions", "journal_suggestion_answer", "journal_consent"} <= names
+
+
+def test_a_member_of_another_store_is_answered_for_by_the_suggestions_member_id(
+    ledger: Ledger,
+) -> None:
+    """The store's list names members enrolled elsewhere, whom this till knows by
+    card only: the suggestion's own member id is enough to record the answer."""
+    hold(ledger, item("a1b2c3d4e5f6-9", suggestion_id="away"))
+    answer = ledger.record_suggestion("a1b2c3d4e5f6-9", "away", "declined")
+    assert (answer.member_id, answer.outcome) == ("a1b2c3d4e5f6-9", "declined")
+    with pytest.raises(InvalidInput) as caught:
+        ledger.record_suggestion("a1b2c3d4e5f6-8", "away", "declined")
+    assert caught.value.code == "unknown_member"
