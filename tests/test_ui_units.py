@@ -4,12 +4,15 @@ typed, the QR text, and the sync summary."""
 from __future__ import annotations
 
 import datetime as dt
+from pathlib import Path
 
 import pytest
 import segno
 
 from tests.test_ui_support import pilot_test
 from ui import validate
+from ui.app import CashierApp
+from ui.messages import LinkChanged, StatusArrived
 from ui.qr import modules, qr_text
 from ui.sse import EventParser, ServerEvent
 from ui.sync_run import SyncCommand, summarise
@@ -127,3 +130,13 @@ async def test_status_bar_ignores_a_status_after_its_pills_are_gone() -> None:
         await pilot.pause()
         bar.show({"readers": [], "unsynced": 2, "clock_ok": True}, True)
         bar.show(None, False)
+
+
+def test_a_status_arriving_while_the_app_closes_is_dropped(tmp_path: Path) -> None:
+    """The event stream can post a status after the app's screens are gone (seen in
+    the demo test when the app exited mid-stream): it is kept, not shown, no crash."""
+    app = CashierApp(tmp_path / "agent.sock", cursor_blink=False, status_every_s=0)
+    assert not app.screen_stack
+    app._status(StatusArrived({"store": "S001"}))
+    app._link(LinkChanged(False, "closing"))
+    assert app.status == {"store": "S001"} and not app.linked

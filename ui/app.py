@@ -114,15 +114,20 @@ class CashierApp(App[None]):
                 self.post_message(LinkChanged(False, str(error)))
             await asyncio.sleep(RETRY_S)
 
+    def _show_status(self) -> None:
+        # A status can arrive while the app is closing, its screens already gone.
+        if self.screen_stack:
+            self.counter.show_status(self.status, self.linked, self.link_reason)
+
     @on(LinkChanged)
     def _link(self, event: LinkChanged) -> None:
         self.linked, self.link_reason = event.connected, event.reason
-        self.counter.show_status(self.status, self.linked, self.link_reason)
+        self._show_status()
 
     @on(StatusArrived)
     def _status(self, event: StatusArrived) -> None:
         self.status = event.status
-        self.counter.show_status(self.status, self.linked, self.link_reason)
+        self._show_status()
 
     @on(ReaderChanged)
     def _reader(self, event: ReaderChanged) -> None:
@@ -131,7 +136,7 @@ class CashierApp(App[None]):
                 if reader.get("path") == event.path:
                     reader["connected"] = event.state == "connected"
                     reader["state"] = event.state
-            self.counter.show_status(self.status, self.linked, self.link_reason)
+            self._show_status()
         self.refresh_status()
 
     @on(ScanArrived)
