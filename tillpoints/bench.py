@@ -272,6 +272,12 @@ def insight_figures(directory: Path) -> dict[str, Figure]:
     return figures
 
 
+def api_figures(directory: Path) -> dict[str, Figure]:
+    from tillpoints.bench_api import api_earn_figures
+
+    return api_earn_figures(directory)
+
+
 def ui_figures(directory: Path) -> dict[str, Figure]:
     """The cashier's screen: its first frame, and a swipe to the member's name."""
     from tillpoints import bench_ui as screen
@@ -287,6 +293,7 @@ GROUPS: list[tuple[str, Callable[[Path], dict[str, Figure]]]] = [
     ("ledger earns", earn_figures),
     ("card reader swipes", swipe_figures),
     ("agent daemon", agent_figures),
+    ("agent api earns", api_figures),
     ("cashier ui", ui_figures),
     ("hq sync", hq_figures),
     ("hq insight", insight_figures),

@@ -1,0 +1,162 @@
+"""Earns as a POS sends them: a separate client process posts ``/v1/earn`` over the
+agent's Unix socket, one at a time on one kept-alive connection, and waits for each
+answer (issue 18: ``api_earn_p99_ms``, ``api_earns_per_s``).
+
+The limit in the same run is ``earn_rows_commits_per_s``: an earn's own rows, copied
+under new keys, committed durably on the same disk (``tillpoints.bench._EarnRows``).
+API rounds and row rounds alternate, so a change in the machine's load touches both.
+
+``python -m tillpoints.bench_api SOCKET CARD...`` is the client: for each line
+``SECONDS FIRST`` on stdin it posts earns for that long (receipts numbered from
+FIRST) and prints one JSON line, ``{"count", "elapsed", "latencies"}``.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from agent.fields import SIMULATED_PHONE_COST
+from agent.ledger import Ledger
+
+Figure = dict[str, Any]
+
+
+class _Poster:
+    """One kept-alive HTTP/1.1 connection to the agent's socket, as a POS holds it."""
+
+    def __init__(self, path: str) -> None:
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.connect(path)
+        self.buffer = b""
+
+    def post(self, path: str, body: dict[str, Any]) -> tuple[int, bytes]:
+        payload = json.dumps(body).encode()
+        self.sock.sendall(
+            f"POST {path} HTTP/1.1\r\nHost: agent\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(payload)}\r\n\r\n".encode()
+            + payload
+        )
+        while b"\r\n\r\n" not in self.buffer:
+            self._more()
+        head, self.buffer = self.buffer.split(b"\r\n\r\n", 1)
+        lines = head.split(b"\r\n")
+        status = int(lines[0].split()[1])
+        length = next(
+            int(line.split(b":", 1)[1])
+            for line in lines[1:]
+            if line.lower().startswith(b"content-length:")
+        )
+        while len(self.buffer) < length:
+            self._more()
+        answer, self.buffer = self.buffer[:length], self.buffer[length:]
+        return status, answer
+
+    def _more(self) -> None:
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise ConnectionError("the agent closed the connection")
+        self.buffer += chunk
+
+
+def client(socket_path: str, cards: list[str]) -> None:
+    poster = _Poster(socket_path)
+    for line in sys.stdin:
+        seconds_text, first_text = line.split()
+        seconds, first = float(seconds_text), int(first_text)
+        latencies: list[float] = []
+        count, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            number = first + count
+            body = {
+                "member": cards[number % len(cards)],
+                "receipt": f"API{number}",
+                "amount": f"{12 + number % 500}.34",
+            }
+            began = time.perf_counter()
+            status, answer = poster.post("/v1/earn", body)
+            latencies.append(time.perf_counter() - began)
+            if status != 200:
+                raise RuntimeError(f"earn {number}: {status} {answer[:200]!r}")
+            count += 1
+        elapsed = time.perf_counter() - start
+        print(json.dumps({"count": count, "elapsed": elapsed, "latencies": latencies}), flush=True)
+
+
+def api_earn_figures(
+    directory: Path, rounds: int = 6, seconds: float = 0.5, members: int = 1_000
+) -> dict[str, Figure]:
+    """An agent over a till with ``members`` enrolled (a store's worth), a client
+    process posting earns, and the earn's rows alone in alternating rounds."""
+    from tillpoints.bench import _EarnRows
+    from tillpoints.simulated_till import SimulatedTill
+
+    till = SimulatedTill(directory, members=False)
+    ledger = Ledger.init(till.state, "S001", "T01", phone_cost=SIMULATED_PHONE_COST)
+    try:
+        cards = [ledger.enrol(name=f"Pos {n}", phone=f"555{n:07d}").card for n in range(members)]
+        ledger.earn(cards[0], "API-warm", amount=1234)
+        rows = _EarnRows(ledger, directory)
+    finally:
+        ledger.close()
+    till.start()
+    poster = subprocess.Popen(
+        [sys.executable, "-m", "tillpoints.bench_api", str(till.client.socket_path), *cards],
+        env=till.env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    assert poster.stdin is not None and poster.stdout is not None
+    totals = {"api": [0, 0.0], "rows": [0, 0.0]}
+    latencies: list[float] = []
+    try:
+        poster.stdin.write("0.2 0\n")  # warm-up: the connection, the agent's caches
+        poster.stdin.flush()
+        done = json.loads(poster.stdout.readline())["count"]
+        for _ in range(rounds):
+            poster.stdin.write(f"{seconds} {done}\n")
+            poster.stdin.flush()
+            measured = json.loads(poster.stdout.readline())
+            totals["api"][0] += measured["count"]
+            totals["api"][1] += measured["elapsed"]
+            latencies.extend(measured["latencies"])
+            done += measured["count"]
+            count, start = 0, time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                rows.commit()
+                count += 1
+            totals["rows"][0] += count
+            totals["rows"][1] += time.perf_counter() - start
+    finally:
+        poster.stdin.close()
+        poster.wait(10)
+        rows.conn.close()
+        till.close()
+    rate = {name: count / elapsed for name, (count, elapsed) in totals.items()}
+    latencies.sort()
+
+    def percentile(share: float) -> float:
+        return round(latencies[min(len(latencies) - 1, int(len(latencies) * share))] * 1000, 3)
+
+    return {
+        "api_earns_per_s": {
+            "value": round(rate["api"], 1),
+            "unit": "earns/s (a POS process, one at a time over the socket)",
+            "limit": round(rate["rows"], 1),
+            "ratio": round(rate["api"] / rate["rows"], 3),
+            "target": 0.6,
+            "earns": totals["api"][0],
+        },
+        "api_earn_p50_ms": {"value": percentile(0.5), "unit": "ms"},
+        "api_earn_p99_ms": {"value": percentile(0.99), "unit": "ms", "target": 3},
+    }
+
+
+if __name__ == "__main__":
+    client(sys.argv[1], sys.argv[2:])
