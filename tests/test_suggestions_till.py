@@ -227,3 +227,27 @@ def test_a_member_of_another_store_is_answered_for_by_the_suggestions_member_id(
     with pytest.raises(InvalidInput) as caught:
         ledger.record_suggestion("a1b2c3d4e5f6-8", "away", "declined")
     assert caught.value.code == "unknown_member"
+
+
+def test_the_standing_and_the_member_view_carry_the_suggestions(
+    ledger: Ledger, clock: Clock
+) -> None:
+    from agent.suggestions import REASON_WORDS, REASONS, in_words
+
+    member = ledger.enrol(name="A", phone="5550001", card=CARD_A).member_id
+    assert ledger.balance(CARD_A).suggestions == ()
+    assert ledger.member(CARD_A).as_json()["suggestions"] == []
+    with ledger.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO hq_offers VALUES ('BDAY-1', ?, 'suggestion', 'gift', 'mug', 'A mug', "
+            "'2026-01-01', '2099-12-31')",
+            (member,),
+        )
+    hold(ledger, item(member, offer_id="BDAY-1"), item(member, suggestion_id="s2", rank=2))
+    shown = ledger.member(CARD_A).as_json()["suggestions"]
+    assert [s["id"] for s in shown] == ["sg-birthday-1", "s2"]
+    assert shown[0]["offer"]["title"] == "A mug" and "offer" not in shown[1]
+    assert ledger.balance(member).as_json()["suggestions"] == shown
+    assert in_words(shown[0]).startswith("Birthday coming: Birthday in 5 days")
+    assert in_words(shown[0]).endswith("Offer: A mug.")
+    assert set(REASON_WORDS) == set(REASONS)
