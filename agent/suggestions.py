@@ -88,7 +88,7 @@ def in_words(shown: dict[str, Any]) -> str:
     words = f"{REASON_WORDS.get(reason, reason)}: {shown.get('text', '')}"
     offer = shown.get("offer")
     if isinstance(offer, dict):
-        words += f" Offer: {offer.get('title') or offer.get('offer_id')}."
+        words += f" · offer: {offer.get('title') or offer.get('offer_id')}"
     return words
 
 

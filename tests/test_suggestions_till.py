@@ -249,5 +249,5 @@ def test_the_standing_and_the_member_view_carry_the_suggestions(
     assert shown[0]["offer"]["title"] == "A mug" and "offer" not in shown[1]
     assert ledger.balance(member).as_json()["suggestions"] == shown
     assert in_words(shown[0]).startswith("Birthday coming: Birthday in 5 days")
-    assert in_words(shown[0]).endswith("Offer: A mug.")
+    assert in_words(shown[0]).endswith(" · offer: A mug")
     assert set(REASON_WORDS) == set(REASONS)

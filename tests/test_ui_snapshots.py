@@ -6,12 +6,14 @@ after looking at the new pictures."""
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.widgets import Input
 
+from agent.suggestions import apply_suggestions
 from tests.test_ui_support import (  # noqa: F401  (till_fixture: the `till` fixture)
     BANK_SWIPE,
     MEMBER_SWIPE,
@@ -88,6 +90,72 @@ def test_redeem_form(snap_compare: Any, till: SimulatedTill) -> None:
         await pilot.press("f3")
         await pilot.pause()
         pilot.app.screen.query_one("#receipt", Input).value = "R-2"
+        await pilot.pause()
+
+    assert snap_compare(make_app(till), run_before=run_before)
+
+
+def hold_suggestions(till: SimulatedTill) -> None:
+    """Ann's two suggestions, the first with its offer (fixed dates: the window is far
+    enough around any day the test runs)."""
+    conn = sqlite3.connect(till.state / "ledger.db")
+    with conn:
+        member = str(conn.execute("SELECT member_id FROM members").fetchone()[0])
+        conn.execute(
+            "INSERT INTO hq_offers VALUES ('GIFT-1', ?, 'suggestion', 'gift', 'mug', "
+            "'A coffee mug', '2026-01-01', '2099-12-31')",
+            (member,),
+        )
+        base = {
+            "member_id": member,
+            "home_store": "S001",
+            "last_visit": "2026-11-20",
+            "valid_from": "2026-01-01",
+            "valid_to": "2099-12-31",
+        }
+        apply_suggestions(
+            conn,
+            {
+                "suggestions": [
+                    base
+                    | {
+                        "suggestion_id": "sg-1",
+                        "reason": "birthday",
+                        "text": "Birthday in 5 days: wish them well",
+                        "offer_id": "GIFT-1",
+                        "rank": 1,
+                    },
+                    base
+                    | {
+                        "suggestion_id": "sg-2",
+                        "reason": "expiring_points",
+                        "text": "100 points expire this month",
+                        "offer_id": "",
+                        "rank": 2,
+                    },
+                ]
+            },
+        )
+    conn.close()
+
+
+def test_member_panel_with_suggestions(snap_compare: Any, till: SimulatedTill) -> None:
+    hold_suggestions(till)
+
+    async def run_before(pilot: Any) -> None:
+        await _swiped(till)(pilot)
+        await wait_for(pilot, lambda: "Birthday" in text_of(pilot.app, "#member-suggestions"))
+
+    assert snap_compare(make_app(till), run_before=run_before)
+
+
+def test_store_list(snap_compare: Any, till: SimulatedTill) -> None:
+    hold_suggestions(till)
+
+    async def run_before(pilot: Any) -> None:
+        await _linked(pilot)
+        await pilot.press("f12")
+        await wait_for(pilot, lambda: "to contact" in text_of(pilot.app, "#notice"))
         await pilot.pause()
 
     assert snap_compare(make_app(till), run_before=run_before)
