@@ -9,14 +9,13 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from agent.suggestions import apply_suggestions
 from drivers.codes import make_dynamic_code
 from tests.conftest import REPO
 from tests.secrets_helpers import give_qr_secret
+from tests.suggestion_helpers import hold, item
 from tillpoints.cli import _commands, build_parser
 
 CARD = "9900835840532866"
@@ -37,35 +36,12 @@ def entries(tmp_path: Path) -> int:
 ANSWER = ("suggestion", "record", "--member", CARD, "--suggestion")
 
 
-def hold_suggestion(tmp_path: Path, member_id: str, **overrides: Any) -> None:
-    """HQ's suggestion for the member, as a download would leave it on the till."""
-    item = {
-        "suggestion_id": "sg-1",
-        "member_id": member_id,
-        "reason": "birthday",
-        "text": "Birthday in 5 days: wish them well",
-        "offer_id": "",
-        "home_store": "S001",
-        "last_visit": "2026-11-20",
-        "valid_from": "2026-01-01",
-        "valid_to": "2099-12-31",
-        "rank": 1,
-        **overrides,
-    }
-    conn = sqlite3.connect(tmp_path / "till" / "ledger.db")
-    try:
-        with conn:
-            apply_suggestions(conn, {"suggestions": [item]})
-    finally:
-        conn.close()
-
-
 @pytest.fixture
 def till(cli, tmp_path: Path):
     assert cli("init", "--store", "S001", "--till", "T01").status == 0
     enrolled = cli("enroll", "--name", "Ann", "--phone", "5551234567", "--card", CARD)
     assert enrolled.status == 0
-    hold_suggestion(tmp_path, enrolled.json["member_id"])
+    hold(tmp_path / "till", item(enrolled.json["member_id"]))
     return cli
 
 

@@ -5,13 +5,12 @@ the scan event carry them, ``POST /v1/suggestions`` records an answer once, ``GE
 from __future__ import annotations
 
 import queue
-import sqlite3
 from typing import Any
 
 import pytest
 
 from agent.client import AgentError
-from agent.suggestions import apply_suggestions
+from tests.suggestion_helpers import hold, item
 from tests.test_agent_daemon import collect_events, next_event
 from tests.test_api_hostile import counts, encode, post
 from tillpoints.simulated_till import DEMO_CARD as CARD
@@ -20,37 +19,11 @@ from tillpoints.simulated_till import SimulatedTill
 pytestmark = pytest.mark.timeout(120)
 
 
-def hold(till: SimulatedTill, *items: dict[str, Any]) -> None:
-    """HQ's suggestions, as the download leaves them on the till."""
-    conn = sqlite3.connect(till.state / "ledger.db")
-    try:
-        with conn:
-            apply_suggestions(conn, {"suggestions": list(items)})
-    finally:
-        conn.close()
-
-
-def item(member: str, suggestion_id: str, **overrides: Any) -> dict[str, Any]:
-    return {
-        "suggestion_id": suggestion_id,
-        "member_id": member,
-        "reason": "birthday",
-        "text": "Birthday in 5 days: wish them well",
-        "offer_id": "",
-        "home_store": "S001",
-        "last_visit": "2026-11-20",
-        "valid_from": "2026-01-01",
-        "valid_to": "2099-12-31",
-        "rank": 1,
-        **overrides,
-    }
-
-
 @pytest.fixture
 def member(till: SimulatedTill) -> str:
     member_id = str(till.client.get(f"/v1/members/{CARD}")["member_id"])
     hold(
-        till,
+        till.state,
         item(member_id, "sg-1"),
         item(member_id, "sg-2", reason="expiring_points", text="100 points expire soon", rank=2),
         item(member_id, "sg-3", reason="lapsed", text="Welcome back", rank=3),

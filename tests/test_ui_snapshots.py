@@ -6,14 +6,13 @@ after looking at the new pictures."""
 
 from __future__ import annotations
 
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from textual.app import App, ComposeResult
 from textual.widgets import Input
 
-from agent.suggestions import apply_suggestions
+from tests.suggestion_helpers import first_member, give_offer, hold, item
 from tests.test_ui_support import (  # noqa: F401  (till_fixture: the `till` fixture)
     BANK_SWIPE,
     MEMBER_SWIPE,
@@ -96,47 +95,14 @@ def test_redeem_form(snap_compare: Any, till: SimulatedTill) -> None:
 
 
 def hold_suggestions(till: SimulatedTill) -> None:
-    """Ann's two suggestions, the first with its offer (fixed dates: the window is far
-    enough around any day the test runs)."""
-    conn = sqlite3.connect(till.state / "ledger.db")
-    with conn:
-        member = str(conn.execute("SELECT member_id FROM members").fetchone()[0])
-        conn.execute(
-            "INSERT INTO hq_offers VALUES ('GIFT-1', ?, 'suggestion', 'gift', 'mug', "
-            "'A coffee mug', '2026-01-01', '2099-12-31')",
-            (member,),
-        )
-        base = {
-            "member_id": member,
-            "home_store": "S001",
-            "last_visit": "2026-11-20",
-            "valid_from": "2026-01-01",
-            "valid_to": "2099-12-31",
-        }
-        apply_suggestions(
-            conn,
-            {
-                "suggestions": [
-                    base
-                    | {
-                        "suggestion_id": "sg-1",
-                        "reason": "birthday",
-                        "text": "Birthday in 5 days: wish them well",
-                        "offer_id": "GIFT-1",
-                        "rank": 1,
-                    },
-                    base
-                    | {
-                        "suggestion_id": "sg-2",
-                        "reason": "expiring_points",
-                        "text": "100 points expire this month",
-                        "offer_id": "",
-                        "rank": 2,
-                    },
-                ]
-            },
-        )
-    conn.close()
+    """Ann's two suggestions, the first with its offer."""
+    member = first_member(till.state)
+    give_offer(till.state, member)
+    hold(
+        till.state,
+        item(member, "sg-1", offer_id="GIFT-1"),
+        item(member, "sg-2", reason="expiring_points", text="100 points expire this month", rank=2),
+    )
 
 
 def test_member_panel_with_suggestions(snap_compare: Any, till: SimulatedTill) -> None:

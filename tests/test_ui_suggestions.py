@@ -5,13 +5,12 @@ store's list for in-store advisors."""
 
 from __future__ import annotations
 
-import datetime as dt
 import sqlite3
 from typing import Any
 
 from textual.widgets import DataTable
 
-from agent.suggestions import apply_suggestions
+from tests.suggestion_helpers import first_member, give_offer, hold, item
 from tests.test_ui_support import (  # noqa: F401  (till_fixture: the `till` fixture)
     MEMBER_SWIPE,
     pilot_test,
@@ -29,64 +28,17 @@ def make_app(till: SimulatedTill) -> CashierApp:
     return CashierApp(till.client.socket_path, cursor_blink=False, status_every_s=0)
 
 
-def hold(till: SimulatedTill, *, offer: bool = False) -> str:
-    """Ann's suggestions (and a birthday gift), as HQ's download leaves them."""
-    today = dt.date.today()
-    window = (
-        (today - dt.timedelta(days=1)).isoformat(),
-        (today + dt.timedelta(days=9)).isoformat(),
+def hold_three(till: SimulatedTill, *, offer: bool = False) -> None:
+    """Ann's suggestions, the first with a gift when ``offer``."""
+    member = first_member(till.state)
+    if offer:
+        give_offer(till.state, member)
+    hold(
+        till.state,
+        item(member, "sg-1", offer_id="GIFT-1" if offer else ""),
+        item(member, "sg-2", reason="expiring_points", text="100 points expire this month", rank=2),
+        item(member, "sg-3", reason="lapsed", text="Not in since the summer", rank=3),
     )
-    conn = sqlite3.connect(till.state / "ledger.db")
-    try:
-        with conn:
-            member = str(conn.execute("SELECT member_id FROM members").fetchone()[0])
-            if offer:
-                conn.execute(
-                    "INSERT INTO hq_offers VALUES ('GIFT-1', ?, 'suggestion', 'gift', 'mug', "
-                    "'A coffee mug', ?, ?)",
-                    (member, *window),
-                )
-            base: dict[str, Any] = {
-                "member_id": member,
-                "home_store": "S001",
-                "last_visit": "2026-11-20",
-                "valid_from": window[0],
-                "valid_to": window[1],
-            }
-            apply_suggestions(
-                conn,
-                {
-                    "suggestions": [
-                        base
-                        | {
-                            "suggestion_id": "sg-1",
-                            "reason": "birthday",
-                            "text": "Birthday in 5 days: wish them well",
-                            "offer_id": "GIFT-1" if offer else "",
-                            "rank": 1,
-                        },
-                        base
-                        | {
-                            "suggestion_id": "sg-2",
-                            "reason": "expiring_points",
-                            "text": "100 points expire this month",
-                            "offer_id": "",
-                            "rank": 2,
-                        },
-                        base
-                        | {
-                            "suggestion_id": "sg-3",
-                            "reason": "lapsed",
-                            "text": "Not in since the summer",
-                            "offer_id": "",
-                            "rank": 3,
-                        },
-                    ]
-                },
-            )
-    finally:
-        conn.close()
-    return member
 
 
 def journal_kinds(till: SimulatedTill) -> list[str]:
@@ -107,7 +59,7 @@ async def swiped(app: CashierApp, pilot: Any, till: SimulatedTill) -> None:
 async def test_the_panel_shows_two_suggestions_and_a_key_records_the_answer(
     till: SimulatedTill,
 ) -> None:
-    hold(till)
+    hold_three(till)
     app = make_app(till)
     async with app.run_test(size=(80, 24)) as pilot:
         await swiped(app, pilot, till)
@@ -130,7 +82,7 @@ async def test_the_panel_shows_two_suggestions_and_a_key_records_the_answer(
 async def test_an_accepted_offer_opens_the_redeem_form_with_the_reward_chosen(
     till: SimulatedTill,
 ) -> None:
-    hold(till, offer=True)
+    hold_three(till, offer=True)
     app = make_app(till)
     async with app.run_test(size=(80, 24)) as pilot:
         await swiped(app, pilot, till)
@@ -164,7 +116,7 @@ async def test_answer_keys_without_a_suggestion_say_so_and_write_nothing(
 async def test_the_store_list_shows_todays_suggestions_and_records_answers(
     till: SimulatedTill,
 ) -> None:
-    hold(till, offer=True)
+    hold_three(till, offer=True)
     app = make_app(till)
     async with app.run_test(size=(80, 24)) as pilot:
         await wait_for(pilot, lambda: app.linked and app.status is not None)
