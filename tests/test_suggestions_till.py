@@ -13,6 +13,7 @@ from agent.errors import InvalidInput, Refused
 from agent.ledger import Ledger
 from agent.suggestions import apply_suggestions, store_suggestions, suggestions_for
 from sync.till_sync import apply_delta
+from tests import suggestion_helpers
 from tests.conftest import Clock, journal_count
 
 CARD_A = "9900835840532866"
@@ -20,19 +21,7 @@ CARD_B = "9900568732746027"
 
 
 def item(member: str, **overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "suggestion_id": "sg-birthday-1",
-        "member_id": member,
-        "reason": "birthday",
-        "text": "Birthday in 5 days: wish them well and offer the birthday gift",
-        "offer_id": "",
-        "home_store": "S001",
-        "last_visit": "2026-11-20",
-        "valid_from": "2026-01-01",
-        "valid_to": "2099-12-31",
-        "rank": 1,
-    }
-    return {**base, **overrides}
+    return suggestion_helpers.item(member, **{"suggestion_id": "sg-birthday-1", **overrides})
 
 
 def hold(ledger: Ledger, *items: dict[str, Any]) -> int:
