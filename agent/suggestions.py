@@ -36,21 +36,11 @@ from typing import Any
 
 from agent.journal import Journal
 from agent.results import OfferShown, SuggestionShown
+from agent.suggestion_words import SHOWN_PER_MEMBER
 
 SUGGESTIONS_KEY = "suggestions"
 REASONS = ("birthday", "expiring_points", "at_risk", "lapsed", "new_member", "campaign")
 OUTCOMES = ("accepted", "declined", "later")
-# The counter shows at most this many per member: the two that matter most.
-SHOWN_PER_MEMBER = 2
-# The reasons in plain words, for the counter, the store's list and `balance`.
-REASON_WORDS = {
-    "birthday": "Birthday coming",
-    "expiring_points": "Points about to expire",
-    "at_risk": "Visits falling off",
-    "lapsed": "Not seen for a while",
-    "new_member": "New member",
-    "campaign": "Campaign offer",
-}
 SUGGESTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 TEXT_LIMIT = 200
 
@@ -79,17 +69,6 @@ _DDL = (
     "CREATE INDEX journal_consent ON journal (json_extract(body, '$.member_id'), seq) "
     "WHERE kind = 'consent'",
 )
-
-
-def in_words(shown: dict[str, Any]) -> str:
-    """One suggestion as JSON (``SuggestionShown.as_json``, or a store list's line) in
-    plain words: why, what to say, and the offer where one applies."""
-    reason = str(shown.get("reason", ""))
-    words = f"{REASON_WORDS.get(reason, reason)}: {shown.get('text', '')}"
-    offer = shown.get("offer")
-    if isinstance(offer, dict):
-        words += f" · offer: {offer.get('title') or offer.get('offer_id')}"
-    return words
 
 
 def migrate_008_suggestions(db: Any) -> None:

@@ -221,7 +221,8 @@ def test_a_member_of_another_store_is_answered_for_by_the_suggestions_member_id(
 def test_the_standing_and_the_member_view_carry_the_suggestions(
     ledger: Ledger, clock: Clock
 ) -> None:
-    from agent.suggestions import REASON_WORDS, REASONS, in_words
+    from agent.suggestion_words import REASON_WORDS, in_words
+    from agent.suggestions import REASONS
 
     member = ledger.enrol(name="A", phone="5550001", card=CARD_A).member_id
     assert ledger.balance(CARD_A).suggestions == ()

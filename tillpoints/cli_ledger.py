@@ -29,7 +29,7 @@ from agent.results import (
     TillIdentity,
 )
 from agent.rules import load_rules_file
-from agent.suggestions import in_words
+from agent.suggestion_words import in_words
 from drivers.codes import make_dynamic_code
 from tillpoints.commands import Command, Context, Result
 

@@ -8,7 +8,8 @@ import argparse
 
 from agent.ledger import Ledger
 from agent.results import StoreSuggestions, SuggestionRecorded
-from agent.suggestions import OUTCOMES, in_words
+from agent.suggestion_words import in_words
+from agent.suggestions import OUTCOMES
 from tillpoints.cli_ledger import _with_ledger
 from tillpoints.commands import Command, Result
 

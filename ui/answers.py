@@ -11,7 +11,7 @@ from textual.markup import escape
 
 from agent.client import AgentClient
 from agent.errors import LedgerError
-from agent.suggestions import REASON_WORDS, SHOWN_PER_MEMBER, in_words
+from agent.suggestion_words import REASON_WORDS, SHOWN_PER_MEMBER, in_words
 from ui.messages import SuggestionAnswered
 
 # The keys that record an answer for the suggestion shown first (or highlighted).
