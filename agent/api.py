@@ -208,6 +208,7 @@ CARD_REPLACE = Schema.of("member card", "staff pin")
 ADJUST = Schema.of("member points reason", "staff pin", points="points")
 TAKE_OFFER = Schema.of("member offer receipt", "staff")
 CONSENT = Schema.of("member marketing", "staff", marketing="flag")
+SUGGESTION = Schema.of("member suggestion outcome", "staff")
 
 
 async def _answered(
@@ -330,6 +331,24 @@ async def _take_offer(services: Services, request: Request, match: dict[str, str
     )
 
 
+async def _suggestion(services: Services, request: Request, match: dict[str, str]) -> Response:
+    body = _body(request, SUGGESTION)
+    return await _answered(
+        services,
+        services.ledger.record_suggestion,
+        body["member"],
+        body["suggestion"],
+        body["outcome"],
+        body.get("staff"),
+    )
+
+
+async def _store_suggestions(
+    services: Services, request: Request, match: dict[str, str]
+) -> Response:
+    return await _answered(services, services.ledger.store_suggestions, request.query.get("store"))
+
+
 async def _events(services: Services, request: Request, match: dict[str, str]) -> Response:
     return Response(200, stream=services.hub.stream(await services.status()))
 
@@ -350,6 +369,8 @@ ROUTES: list[tuple[str, re.Pattern[str], Route]] = [
     ("POST", re.compile(r"/v1/adjust"), _adjust),
     ("POST", re.compile(r"/v1/offers/take"), _take_offer),
     ("POST", re.compile(r"/v1/consent"), _consent),
+    ("POST", re.compile(r"/v1/suggestions"), _suggestion),
+    ("GET", re.compile(r"/v1/suggestions"), _store_suggestions),
     ("GET", re.compile(r"/v1/events"), _events),
     ("GET", re.compile(r"/v1/openapi\.json"), _openapi),
 ]
@@ -365,6 +386,7 @@ BODIES: dict[str, Schema] = {
     "/v1/adjust": ADJUST,
     "/v1/offers/take": TAKE_OFFER,
     "/v1/consent": CONSENT,
+    "/v1/suggestions": SUGGESTION,
 }
 
 

@@ -26,6 +26,8 @@ MAX_REASON = 200
 
 _RECEIPT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/-]{0,63}", re.ASCII)
 _STAFF = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,31}", re.ASCII)
+# A store or till id, as `init` takes it.
+_PLACE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", re.ASCII)
 _CATEGORY = re.compile(r"[a-z0-9][a-z0-9_-]{0,31}", re.ASCII)
 _INTEGER = re.compile(r"0|[1-9][0-9]{0,12}", re.ASCII)
 
@@ -158,6 +160,13 @@ def receipt(value: str) -> str:
             "receipt: 1 to 64 characters of letters, digits and . _ : / -",
         )
     no_payment_card(value, "receipt")
+    return value
+
+
+def place(value: object, field: str) -> str:
+    """A store's or a till's id (``field`` is "store" or "till")."""
+    if not isinstance(value, str) or not _PLACE.fullmatch(value):
+        raise InvalidInput(f"invalid_{field}", f"{field}: 1-32 letters, digits, '_' or '-'")
     return value
 
 

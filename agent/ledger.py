@@ -74,6 +74,7 @@ from agent.results import (
     Redeemed,
     Refunded,
     Standing,
+    StoreSuggestions,
     SuggestionRecorded,
     TillIdentity,
 )
@@ -614,6 +615,10 @@ class Ledger:
         self, ref: str, suggestion: str, outcome: str, staff: str | None = None
     ) -> SuggestionRecorded:
         return self.suggestions.record_answer(ref, suggestion, outcome, staff)
+
+    def store_suggestions(self, store: str | None = None) -> StoreSuggestions:
+        """Today's suggestions for the members of ``store`` (default: this till's)."""
+        return self.suggestions.store_list(self.store_id if store is None else store)
 
     def resolve(self, ref: str) -> Account:
         return self.reads.resolve(ref)

@@ -17,10 +17,11 @@ from dataclasses import dataclass
 
 from agent import fields
 from agent import offers as till_offers
+from agent import suggestions as till_suggestions
 from agent.errors import InvalidInput, Refused
 from agent.ledger_context import LedgerContext
 from agent.projection import Effects
-from agent.results import Found, MemberView, Standing
+from agent.results import Found, MemberView, OfferShown, Standing
 from agent.till_view import has_hq_balance, hours_since_hq, redeemable, till_view
 from drivers.cards import CardClass, classify
 from drivers.codes import VERSION as DYNAMIC_VERSION
@@ -199,10 +200,14 @@ class LedgerReads:
     def balance(self, ref: str) -> Standing:
         return self._standing(self.resolve(ref))
 
-    def _standing(self, account: Account) -> Standing:
+    def _standing(self, account: Account, offers: tuple[OfferShown, ...] | None = None) -> Standing:
+        """``offers``: the member's offers today when the caller already has them
+        (``member``); a suggestion shows its offer only while it is one of them."""
         conn, day = self.context.store.conn, self.context.today()
         figures = self.balance_of(account.account, day, conn)
         tier = self.context.rules.tier_for(self.spend_12m(account.account, day, conn))
+        if offers is None:
+            offers = till_offers.offers_for(conn, account.member_id, day)
         return Standing(
             member_id=account.member_id,
             card=account.card,
@@ -211,6 +216,7 @@ class LedgerReads:
             value=self.context.rules.redemption_value(max(0, figures["balance"])),
             available=figures["available"],
             expiring_30d=figures["expiring_30d"],
+            suggestions=till_suggestions.suggestions_for(conn, account.member_id, day, offers),
         )
 
     def member_card(self, ref: str) -> str:
@@ -265,21 +271,28 @@ class LedgerReads:
         )
 
     def member(self, ref: str) -> MemberView:
-        """What the counter shows on a scan: name, tier, balance, birthday month, and the
-        HQ offers valid today that this till has not yet seen taken."""
+        """What the counter shows on a scan: name, tier, balance, birthday month, the
+        HQ offers valid today that this till has not yet seen taken, and HQ's
+        suggestions (``agent.suggestions``)."""
         account = self.resolve(ref)
         conn, day = self.context.store.conn, self.context.today()
+        offers = till_offers.offers_for(conn, account.member_id, day)
+        return MemberView.of(
+            self._standing(account, offers),
+            name=self.name_of(conn, account.member_id),
+            birthday_month=account.birthday_month(day),
+            offers=offers,
+        )
+
+    @staticmethod
+    def name_of(conn: sqlite3.Connection, member_id: str | None) -> str | None:
+        """The member's name as this till knows it (enrolled here, or sent by HQ)."""
         row = conn.execute(
             "SELECT name FROM members WHERE member_id = :id "
             "UNION ALL SELECT name FROM hq_members WHERE member_id = :id LIMIT 1",
-            {"id": account.member_id},
+            {"id": member_id},
         ).fetchone()
-        return MemberView.of(
-            self._standing(account),
-            name=row[0] if row else None,
-            birthday_month=account.birthday_month(day),
-            offers=till_offers.offers_for(conn, account.member_id, day),
-        )
+        return str(row[0]) if row and row[0] is not None else None
 
 
 def net(effects: Effects) -> int:

@@ -7,6 +7,7 @@ import sqlite3
 from typing import Any
 
 from agent import fields
+from agent import offers as till_offers
 from agent import suggestions as till_suggestions
 from agent.entries import Kind, SuggestionAnswer
 from agent.errors import InvalidInput, Refused
@@ -14,7 +15,7 @@ from agent.ledger_context import LedgerContext, Record
 from agent.ledger_reads import LedgerReads
 from agent.privacy_tables import is_erased
 from agent.projection import Effects
-from agent.results import SuggestionRecorded
+from agent.results import ListedSuggestion, OfferShown, StoreSuggestions, SuggestionRecorded
 
 
 class LedgerSuggestions:
@@ -84,6 +85,32 @@ class LedgerSuggestions:
             )
 
         return self.record(Kind.SUGGESTION_ANSWER, who, decide, finish)
+
+    def store_list(self, store: str) -> StoreSuggestions:
+        """Today's suggestions for the members who shop at ``store`` most, for its
+        in-store advisors: the name this till knows, the reason, the text, the offer
+        while the counter can take it, the last visit; never a phone number."""
+        store = fields.place(store, "store")
+        conn, day = self.context.store.conn, self.context.today()
+        offers: dict[str, dict[str, OfferShown]] = {}
+        listed = []
+        for line in till_suggestions.store_suggestions(conn, store, day):
+            if line.member_id not in offers:
+                shown = till_offers.offers_for(conn, line.member_id, day)
+                offers[line.member_id] = {offer.offer_id: offer for offer in shown}
+            listed.append(
+                ListedSuggestion(
+                    id=line.suggestion_id,
+                    member_id=line.member_id,
+                    name=self.reads.name_of(conn, line.member_id),
+                    reason=line.reason,
+                    text=line.text,
+                    last_visit=line.last_visit or None,
+                    valid_to=line.valid_to,
+                    offer=offers[line.member_id].get(line.offer_id),
+                )
+            )
+        return StoreSuggestions(store=store, day=day.isoformat(), suggestions=tuple(listed))
 
 
 def _suggestion_id(value: object) -> str:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from agent.suggestions import OUTCOMES, SUGGESTION_ID
+
 _STRING = {"type": "string"}
 # Free text (names, districts, reasons): no control characters or ANSI escapes, no
 # lone surrogates, no payment card number (400 invalid_text, payment_card, ...).
@@ -99,7 +101,9 @@ OPENAPI: dict[str, Any] = {
             "get": {
                 "summary": "a member by id, card number or QR payload",
                 "parameters": [{"name": "ref", "in": "path", "required": True, "schema": _STRING}],
-                "responses": _answers(["member_id", "name", "tier", "balance", "offers"]),
+                "responses": _answers(
+                    ["member_id", "name", "tier", "balance", "offers", "suggestions"]
+                ),
             }
         },
         "/v1/lookup": {
@@ -208,6 +212,31 @@ OPENAPI: dict[str, Any] = {
             ),
             ["member_id", "offer_id", "receipt", "kind", "points", "value", "balance"],
         ),
+        "/v1/suggestions": {
+            **_post(
+                "record what a member answered to one of HQ's suggestions (once per "
+                "suggestion on this till: the same answer again is a replay, another one "
+                "409 already_recorded; 409 unknown_suggestion, member_erased)",
+                _object(
+                    ["member", "suggestion", "outcome"],
+                    {
+                        "member": _STRING,
+                        "suggestion": {"type": "string", "pattern": f"^{SUGGESTION_ID.pattern}$"},
+                        "outcome": {"type": "string", "enum": list(OUTCOMES)},
+                        **_STAFF,
+                    },
+                ),
+                ["member_id", "suggestion", "outcome"],
+            ),
+            "get": {
+                "summary": "today's suggestions for a store's members (default: this till's "
+                "store), for in-store advisors; no phone numbers",
+                "parameters": [
+                    {"name": "store", "in": "query", "required": False, "schema": _STRING}
+                ],
+                "responses": _answers(["store", "day", "suggestions"]),
+            },
+        },
         "/v1/events": {
             "get": {
                 "summary": "Server-Sent Events: hello, scan, reader, sync",

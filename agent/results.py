@@ -210,6 +210,8 @@ class Standing(Answer):
     value: int = field(metadata=MONEY)  # what the balance is worth redeemed
     available: int  # spendable now (locked lots, debts and the offline cap left out)
     expiring_30d: int
+    # HQ's suggestions for the member today, the two that matter most (empty: none).
+    suggestions: tuple[SuggestionShown, ...]
 
 
 @dataclass(frozen=True)
@@ -252,6 +254,37 @@ class SuggestionRecorded(Answer):
     reason: str
     outcome: str
     replayed: bool  # the same answer was recorded before: nothing written this time
+
+
+@dataclass(frozen=True)
+class ListedSuggestion(Answer):
+    """One line of a store's list for its in-store advisors (``suggestion list``):
+    whom to call and why, with no phone number (the advisor finds the member by
+    name or card)."""
+
+    id: str
+    member_id: str
+    name: str | None
+    reason: str
+    text: str
+    last_visit: str | None  # ISO date, or None when HQ cannot say
+    valid_to: str
+    offer: OfferShown | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        shown = super().as_json()
+        if self.offer is None:
+            del shown["offer"]
+        return shown
+
+
+@dataclass(frozen=True)
+class StoreSuggestions(Answer):
+    """``suggestion list``: today's suggestions for a store's members."""
+
+    store: str
+    day: str
+    suggestions: tuple[ListedSuggestion, ...]
 
 
 @dataclass(frozen=True)

@@ -36,12 +36,11 @@ from typing import Any
 
 from agent.journal import Journal
 from agent.results import OfferShown, SuggestionShown
+from agent.suggestion_words import SHOWN_PER_MEMBER
 
 SUGGESTIONS_KEY = "suggestions"
 REASONS = ("birthday", "expiring_points", "at_risk", "lapsed", "new_member", "campaign")
 OUTCOMES = ("accepted", "declined", "later")
-# The counter shows at most this many per member: the two that matter most.
-SHOWN_PER_MEMBER = 2
 SUGGESTION_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}", re.ASCII)
 TEXT_LIMIT = 200
 

@@ -55,6 +55,8 @@ VALID: dict[str, Any] = {
     "reason": "count correction",
     "offer": "OFFER-1",
     "marketing": False,
+    "suggestion": "sg-sweep",
+    "outcome": "later",
 }
 # Fields that may not be sent together: a hostile value for the key leaves the value out.
 EXCLUSIVE = {"lines": "amount", "amount": "lines"}

@@ -15,6 +15,7 @@ import pytest
 from drivers.codes import make_dynamic_code
 from tests.conftest import REPO
 from tests.secrets_helpers import give_qr_secret
+from tests.suggestion_helpers import hold, item
 from tillpoints.cli import _commands, build_parser
 
 CARD = "9900835840532866"
@@ -32,11 +33,15 @@ def entries(tmp_path: Path) -> int:
         conn.close()
 
 
+ANSWER = ("suggestion", "record", "--member", CARD, "--suggestion")
+
+
 @pytest.fixture
 def till(cli, tmp_path: Path):
     assert cli("init", "--store", "S001", "--till", "T01").status == 0
     enrolled = cli("enroll", "--name", "Ann", "--phone", "5551234567", "--card", CARD)
     assert enrolled.status == 0
+    hold(tmp_path / "till", item(enrolled.json["member_id"]))
     return cli
 
 
@@ -156,6 +161,40 @@ def test_contract_shapes(till) -> None:
         ),
         (("lookup", "--phone", "5550000"), 3, "unknown_phone"),
         (("frobnicate",), 2, "invalid_usage"),
+        ((*ANSWER, "sg-1", "--outcome", "maybe"), 2, "invalid_outcome"),
+        ((*ANSWER, "sg 1", "--outcome", "later"), 2, "invalid_suggestion"),
+        ((*ANSWER, "sg-unknown", "--outcome", "later"), 3, "unknown_suggestion"),
+        ((*ANSWER, "sg-1", "--outcome", "later", "--staff", "c 1"), 2, "invalid_staff"),
+        # A card not enrolled here has no suggestions; a mistyped one is no card.
+        (
+            (
+                "suggestion",
+                "record",
+                "--member",
+                OTHER,
+                "--suggestion",
+                "sg-1",
+                "--outcome",
+                "later",
+            ),
+            3,
+            "unknown_suggestion",
+        ),
+        (
+            (
+                "suggestion",
+                "record",
+                "--member",
+                "9900835840532869",
+                "--suggestion",
+                "sg-1",
+                "--outcome",
+                "later",
+            ),
+            2,
+            "invalid_code",
+        ),
+        (("suggestion", "list", "--store", "S 1"), 2, "invalid_store"),
     ],
 )
 def test_bad_input_is_refused_and_writes_nothing(
@@ -228,9 +267,7 @@ def contract_commands() -> list[str]:
 
 
 # Commands of the contract that open issues bring (name -> issue); this list shrinks to nothing.
-PLANNED: dict[str, int] = {
-    "suggestion record": 15,
-}
+PLANNED: dict[str, int] = {}
 
 
 def test_every_contract_command_exists_and_is_in_the_readme() -> None:
@@ -272,3 +309,50 @@ def test_qr_codes_work_as_member_references(till, tmp_path: Path) -> None:
 def test_qr_without_a_secret_says_so(till) -> None:
     result = till("qr", "--member", CARD)
     assert (result.status, result.json["error"]) == (1, "qr_not_configured")
+
+
+def test_a_suggestion_is_shown_answered_once_and_listed(till, tmp_path: Path) -> None:
+    balance = till("balance", "--member", CARD)
+    member = balance.json["member_id"]
+    assert balance.json["suggestions"] == [
+        {
+            "id": "sg-1",
+            "reason": "birthday",
+            "text": "Birthday in 5 days: wish them well",
+            "valid_to": "2099-12-31",
+        }
+    ]
+    listed = till("suggestion", "list")
+    assert listed.status == 0 and listed.json["store"] == "S001"
+    (line,) = listed.json["suggestions"]
+    assert (line["id"], line["member_id"], line["name"]) == ("sg-1", member, "Ann")
+    assert line["last_visit"] == "2026-11-20" and "phone" not in str(line)
+    before = entries(tmp_path)
+    answer = till(*ANSWER, "sg-1", "--outcome", "accepted", "--staff", "c17")
+    assert answer.status == 0 and entries(tmp_path) == before + 1
+    assert {"member_id": member, "suggestion": "sg-1", "outcome": "accepted"}.items() <= (
+        answer.json.items()
+    )
+    again = till(*ANSWER, "sg-1", "--outcome", "ACCEPTED")
+    assert again.status == 0 and again.json["replayed"] is True
+    other = till(*ANSWER, "sg-1", "--outcome", "declined")
+    assert (other.status, other.json["error"]) == (3, "already_recorded")
+    assert entries(tmp_path) == before + 1
+    assert till("balance", "--member", CARD).json["suggestions"] == []
+    assert till("suggestion", "list").json["suggestions"] == []
+    assert till("suggestion", "list", "--store", "S002").json["suggestions"] == []
+
+
+def test_balance_and_the_list_say_suggestions_in_plain_words(
+    till, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from tillpoints.cli import main
+
+    capsys.readouterr()
+    assert main(["balance", "--member", CARD]) == 0
+    said = capsys.readouterr().out
+    assert "Birthday coming: Birthday in 5 days: wish them well (suggestion sg-1)" in said
+    assert "{" not in said and "tillpoints suggestion record" in said
+    assert main(["suggestion", "list"]) == 0
+    listed = capsys.readouterr().out
+    assert "Ann (" in listed and "last visit 2026-11-20" in listed and "{" not in listed

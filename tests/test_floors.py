@@ -24,7 +24,14 @@ ALLOWED: dict[str, tuple[str, ...]] = {
     "drivers": (),
     "agent": ("drivers",),
     "sync": ("agent", "drivers"),
-    "ui": ("agent.client", "agent.errors", "agent.fields", "agent.money", "agent.config"),
+    "ui": (
+        "agent.client",
+        "agent.errors",
+        "agent.fields",
+        "agent.money",
+        "agent.config",
+        "agent.suggestion_words",
+    ),
     "tillpoints": ("agent", "drivers", "sync", "ui"),
 }
 

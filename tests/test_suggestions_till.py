@@ -13,6 +13,7 @@ from agent.errors import InvalidInput, Refused
 from agent.ledger import Ledger
 from agent.suggestions import apply_suggestions, store_suggestions, suggestions_for
 from sync.till_sync import apply_delta
+from tests import suggestion_helpers
 from tests.conftest import Clock, journal_count
 
 CARD_A = "9900835840532866"
@@ -20,19 +21,7 @@ CARD_B = "9900568732746027"
 
 
 def item(member: str, **overrides: Any) -> dict[str, Any]:
-    base: dict[str, Any] = {
-        "suggestion_id": "sg-birthday-1",
-        "member_id": member,
-        "reason": "birthday",
-        "text": "Birthday in 5 days: wish them well and offer the birthday gift",
-        "offer_id": "",
-        "home_store": "S001",
-        "last_visit": "2026-11-20",
-        "valid_from": "2026-01-01",
-        "valid_to": "2099-12-31",
-        "rank": 1,
-    }
-    return {**base, **overrides}
+    return suggestion_helpers.item(member, **{"suggestion_id": "sg-birthday-1", **overrides})
 
 
 def hold(ledger: Ledger, *items: dict[str, Any]) -> int:
@@ -227,3 +216,28 @@ def test_a_member_of_another_store_is_answered_for_by_the_suggestions_member_id(
     with pytest.raises(InvalidInput) as caught:
         ledger.record_suggestion("a1b2c3d4e5f6-8", "away", "declined")
     assert caught.value.code == "unknown_member"
+
+
+def test_the_standing_and_the_member_view_carry_the_suggestions(
+    ledger: Ledger, clock: Clock
+) -> None:
+    from agent.suggestion_words import REASON_WORDS, in_words
+    from agent.suggestions import REASONS
+
+    member = ledger.enrol(name="A", phone="5550001", card=CARD_A).member_id
+    assert ledger.balance(CARD_A).suggestions == ()
+    assert ledger.member(CARD_A).as_json()["suggestions"] == []
+    with ledger.store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO hq_offers VALUES ('BDAY-1', ?, 'suggestion', 'gift', 'mug', 'A mug', "
+            "'2026-01-01', '2099-12-31')",
+            (member,),
+        )
+    hold(ledger, item(member, offer_id="BDAY-1"), item(member, suggestion_id="s2", rank=2))
+    shown = ledger.member(CARD_A).as_json()["suggestions"]
+    assert [s["id"] for s in shown] == ["sg-birthday-1", "s2"]
+    assert shown[0]["offer"]["title"] == "A mug" and "offer" not in shown[1]
+    assert ledger.balance(member).as_json()["suggestions"] == shown
+    assert in_words(shown[0]).startswith("Birthday coming: Birthday in 5 days")
+    assert in_words(shown[0]).endswith(" · offer: A mug")
+    assert set(REASON_WORDS) == set(REASONS)

@@ -44,6 +44,11 @@ async def test_demo_store_swipes_samples_and_syncs(tmp_path: Path) -> None:
                 assert "Synced with HQ: 2 entries uploaded" in text_of(app, "#notice")
                 # Ann's birthday is in five days and she consents: HQ's suggestion is here.
                 assert [s.reason for s in _suggestions(store.till.state)] == ["birthday"]
+                # ... and on the member panel at her next swipe.
+                await pilot.press("f8", "1")
+                await wait_for(
+                    pilot, lambda: "Birthday coming" in text_of(app, "#member-suggestions")
+                )
         processes = [store.till.proc, store.hq]
     finally:
         store.close()

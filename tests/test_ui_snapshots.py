@@ -12,6 +12,7 @@ from typing import Any
 from textual.app import App, ComposeResult
 from textual.widgets import Input
 
+from tests.suggestion_helpers import first_member, give_offer, hold, item
 from tests.test_ui_support import (  # noqa: F401  (till_fixture: the `till` fixture)
     BANK_SWIPE,
     MEMBER_SWIPE,
@@ -88,6 +89,39 @@ def test_redeem_form(snap_compare: Any, till: SimulatedTill) -> None:
         await pilot.press("f3")
         await pilot.pause()
         pilot.app.screen.query_one("#receipt", Input).value = "R-2"
+        await pilot.pause()
+
+    assert snap_compare(make_app(till), run_before=run_before)
+
+
+def hold_suggestions(till: SimulatedTill) -> None:
+    """Ann's two suggestions, the first with its offer."""
+    member = first_member(till.state)
+    give_offer(till.state, member)
+    hold(
+        till.state,
+        item(member, "sg-1", offer_id="GIFT-1"),
+        item(member, "sg-2", reason="expiring_points", text="100 points expire this month", rank=2),
+    )
+
+
+def test_member_panel_with_suggestions(snap_compare: Any, till: SimulatedTill) -> None:
+    hold_suggestions(till)
+
+    async def run_before(pilot: Any) -> None:
+        await _swiped(till)(pilot)
+        await wait_for(pilot, lambda: "Birthday" in text_of(pilot.app, "#member-suggestions"))
+
+    assert snap_compare(make_app(till), run_before=run_before)
+
+
+def test_store_list(snap_compare: Any, till: SimulatedTill) -> None:
+    hold_suggestions(till)
+
+    async def run_before(pilot: Any) -> None:
+        await _linked(pilot)
+        await pilot.press("f12")
+        await wait_for(pilot, lambda: "to contact" in text_of(pilot.app, "#notice"))
         await pilot.pause()
 
     assert snap_compare(make_app(till), run_before=run_before)

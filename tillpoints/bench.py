@@ -285,6 +285,9 @@ def ui_figures(directory: Path) -> dict[str, Figure]:
     return {
         "ui_first_frame_s": screen.ui_first_frame_s(),
         "scan_to_member_panel_ms": screen.scan_to_member_panel_ms(),
+        "scan_to_member_panel_10k_suggestions_ms": (
+            screen.scan_to_member_panel_10k_suggestions_ms()
+        ),
     }
 
 

@@ -27,6 +27,7 @@ def _commands() -> list[Command]:
         cli_ledger,
         cli_privacy,
         cli_readers,
+        cli_suggestions,
         cli_sync,
         cli_tools,
     )
@@ -41,6 +42,7 @@ def _commands() -> list[Command]:
         cli_install,
         cli_tools,
         cli_privacy,
+        cli_suggestions,
     ):
         commands.extend(module.COMMANDS)
     return commands

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import re
 import time
 from collections.abc import Callable
 from functools import partial
@@ -30,6 +29,7 @@ from agent.results import (
     TillIdentity,
 )
 from agent.rules import load_rules_file
+from agent.suggestion_words import in_words
 from drivers.codes import make_dynamic_code
 from tillpoints.commands import Command, Context, Result
 
@@ -77,9 +77,7 @@ def _init(ctx: Context) -> TillIdentity:
     args = ctx.args
     config = load_config(ctx.config_path)
     for name in ("store", "till"):
-        value = getattr(args, name)
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_-]{0,31}", value, re.ASCII):
-            raise InvalidInput(f"invalid_{name}", f"{name}: 1-32 letters, digits, '_' or '-'")
+        fields.place(getattr(args, name), name)
     rules = load_rules_file(args.rules) if args.rules else None
     ledger = Ledger.init(ctx.state_dir, args.store, args.till, rules, config)
     try:
@@ -137,10 +135,16 @@ def _balance(ledger: Ledger, args: argparse.Namespace) -> Standing:
 
 def _render_balance(result: Result) -> str:
     who = result["member_id"] or f"card {result['card']} (not enrolled here)"
-    return (
+    text = (
         f"{who}: {result['balance']} points (worth {result['value']}), tier {result['tier']}; "
         f"{result['available']} spendable now, {result['expiring_30d']} expiring in 30 days"
     )
+    suggestions = result.get("suggestions") or []
+    if suggestions:
+        text += "\nHQ suggests (record the answer with `tillpoints suggestion record`):"
+        for shown in suggestions:
+            text += f"\n  - {in_words(shown)} (suggestion {shown['id']})"
+    return text
 
 
 # -- points ---------------------------------------------------------------------------

@@ -63,6 +63,33 @@ class Answered(Message):
         return bool(self.code)
 
 
+class StoreListLoaded(Message):
+    """The store's list (``GET /v1/suggestions``), or the agent's error; ``said`` is
+    what the advisor is told with it (the answer just recorded)."""
+
+    def __init__(self, listed: dict[str, Any] | None, error: str = "", said: str = "") -> None:
+        super().__init__()
+        self.listed, self.error, self.said = listed, error, said
+
+
+class SuggestionAnswered(Message):
+    """The agent's answer to ``POST /v1/suggestions``: the answer recorded, or an
+    error code and text. ``suggestion`` is the suggestion as it was shown."""
+
+    def __init__(
+        self,
+        member_ref: str,
+        suggestion: dict[str, Any],
+        outcome: str,
+        result: dict[str, Any] | None = None,
+        code: str = "",
+        message: str = "",
+    ) -> None:
+        super().__init__()
+        self.member_ref, self.suggestion, self.outcome = member_ref, suggestion, outcome
+        self.result, self.code, self.message = result, code, message
+
+
 class StatusStale(Message):
     """Something was written: the status (journal, unsynced count) is worth asking again."""
 

@@ -16,7 +16,8 @@ from textual.widgets import Footer, Header, Static
 
 from agent.client import AgentClient
 from agent.errors import LedgerError
-from ui.messages import MemberLoaded, Outcome, StatusStale
+from ui.answers import ANSWER_KEYS, answered_words, record_answer, shown_suggestions
+from ui.messages import MemberLoaded, Outcome, StatusStale, SuggestionAnswered
 from ui.screens.earn import EarnScreen
 from ui.screens.ecard import EcardScreen
 from ui.screens.enrol import EnrolScreen
@@ -24,6 +25,7 @@ from ui.screens.lookup import LookupScreen
 from ui.screens.redeem import RedeemScreen
 from ui.screens.refund import RefundScreen
 from ui.screens.replace_card import ReplaceCardScreen
+from ui.screens.store_list import StoreListScreen
 from ui.texts import scan_refusal
 from ui.widgets.member_panel import MemberPanel
 from ui.widgets.till_status import TillStatus
@@ -39,7 +41,13 @@ class CounterScreen(Screen[None]):
         Binding("f5", "lookup", "Lookup"),
         Binding("f6", "refund", "Refund"),
         Binding("f7", "replace_card", "Card"),
+        Binding("f12", "store_list", "Store"),
         Binding("escape", "clear", "Clear", show=False),
+        # What the member answered to the suggestion shown first (ui.answers).
+        *(
+            Binding(key, f"answer('{outcome}')", outcome, show=False)
+            for key, outcome in ANSWER_KEYS
+        ),
     ]
 
     def __init__(
@@ -201,6 +209,46 @@ class CounterScreen(Screen[None]):
             )
             return
         self._open(ReplaceCardScreen(self.client, ref, self._who(), cursor_blink=self.cursor_blink))
+
+    def action_store_list(self) -> None:
+        self.app.push_screen(StoreListScreen(self.client))
+
+    # -- HQ's suggestions ------------------------------------------------------------
+
+    def action_answer(self, outcome: str) -> None:
+        """A / D / L: what the member answered to the suggestion shown first."""
+        ref, shown = self._ref(), shown_suggestions(self._member())
+        if ref is None or not shown:
+            self.say("No suggestion from HQ is shown for a member.", "-warn")
+            return
+        self.say("Recording the answer…", "-busy")
+        self._send_answer(ref, shown[0], outcome)
+
+    @work(thread=True, exclusive=True, group="answer")
+    def _send_answer(self, ref: str, suggestion: dict[str, Any], outcome: str) -> None:
+        self.post_message(record_answer(self.client, ref, suggestion, outcome))
+
+    @on(SuggestionAnswered)
+    def _answered(self, answer: SuggestionAnswered) -> None:
+        self.say(escape(answered_words(answer, self._who())), "-error" if answer.code else "-good")
+        if answer.code:
+            return
+        self.post_message(StatusStale())
+        member = self._member()
+        self.load_member(answer.member_ref)  # the answered suggestion leaves the panel
+        offer = answer.suggestion.get("offer")
+        if answer.outcome == "accepted" and isinstance(offer, dict) and member is not None:
+            # An accepted offer goes straight into the sale: the redeem form, with
+            # the reward chosen.
+            self._open(
+                RedeemScreen(
+                    self.client,
+                    answer.member_ref,
+                    member,
+                    offer_id=str(offer.get("offer_id")),
+                    cursor_blink=self.cursor_blink,
+                )
+            )
 
     def action_clear(self) -> None:
         self.scan = None

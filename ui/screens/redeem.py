@@ -26,13 +26,19 @@ class RedeemScreen(FormScreen):
         member_ref: str,
         member: dict[str, Any],
         *,
+        offer_id: str | None = None,
         cursor_blink: bool = True,
     ) -> None:
+        """``offer_id``: a reward already chosen (the member accepted the suggestion
+        that brings it)."""
         super().__init__(client, cursor_blink=cursor_blink)
         self.member_ref, self.member = member_ref, member
         self.available = int(member.get("available") or 0)
         self.offers = [offer for offer in member.get("offers") or [] if isinstance(offer, dict)]
-        self.chosen: dict[str, Any] | None = None
+        self.chosen: dict[str, Any] | None = next(
+            (offer for offer in self.offers if offer_id and offer.get("offer_id") == offer_id),
+            None,
+        )
         self.HEADING = f"Redeem points · {member.get('name') or member_ref}"
 
     def fields(self) -> ComposeResult:
@@ -65,6 +71,19 @@ class RedeemScreen(FormScreen):
                 id="offers",
                 compact=True,
             )
+            yield Static("", id="chosen", classes="hint -note")
+
+    def on_mount(self) -> None:
+        if self.chosen is not None:
+            self.query_one("#offers", OptionList).highlighted = self.offers.index(self.chosen)
+            self._say_chosen()
+            self.query_one("#receipt", Input).focus()
+
+    def _say_chosen(self) -> None:
+        assert self.chosen is not None
+        self.query_one("#chosen", Static).update(
+            f"Reward chosen: [b]{self._offer_text(self.chosen)}[/b] (give the receipt number)"
+        )
 
     @staticmethod
     def _offer_text(offer: dict[str, Any]) -> str:
@@ -79,6 +98,7 @@ class RedeemScreen(FormScreen):
         if offer.get("points") is not None:
             self.query_one("#points", Input).value = str(offer["points"])
         self.chosen = offer
+        self._say_chosen()
         self.query_one("#receipt", Input).focus()
 
     def request(self) -> Request:

@@ -10,6 +10,7 @@ from textual.containers import Vertical
 from textual.markup import escape
 from textual.widgets import Static
 
+from ui.answers import shown_suggestions, suggestion_lines
 from ui.texts import grouped, scan_refusal
 
 
@@ -24,6 +25,7 @@ class MemberPanel(Vertical):
         yield Static("", id="member-available")
         yield Static("", id="member-expiring")
         yield Static("", id="member-offers")
+        yield Static("", id="member-suggestions")
         yield Static("", id="member-warning")
 
     def _set(self, widget_id: str, text: str) -> None:
@@ -42,6 +44,7 @@ class MemberPanel(Vertical):
             "member-available",
             "member-expiring",
             "member-offers",
+            "member-suggestions",
             "member-warning",
         ):
             self._set(widget_id, "")
@@ -87,3 +90,6 @@ class MemberPanel(Vertical):
                 if isinstance(offer, dict)
             ]
             self._set("member-offers", "Offers for this member:\n" + "\n".join(lines[:4]))
+        suggestions = shown_suggestions(member)
+        if suggestions:
+            self._set("member-suggestions", suggestion_lines(suggestions))
