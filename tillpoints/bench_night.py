@@ -122,6 +122,7 @@ def night_entries(
     public = public_key_text(key.public_key())
     device = device_id_for(key.public_key())
     day = evening.date().isoformat()
+    expires = (evening + dt.timedelta(days=730)).date().isoformat()
     members = [
         Earn(
             account=f"{till.store}-M{n:04d}",
@@ -134,7 +135,7 @@ def night_entries(
             points=amount // 100,
             tier="base",
             day=day,
-            lot=Lot(spendable_on=day, expires_on=f"{evening.year + 2}{day[4:]}"),
+            lot=Lot(spendable_on=day, expires_on=expires),
             effects={"delta": amount // 100, "expired": 0},
         ).to_body()
         for n in range(MEMBERS_PER_TILL)
