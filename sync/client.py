@@ -122,9 +122,13 @@ class HQClient:
 
     def post_json(self, target: str, text: bytes, *, compress: bool = False) -> Reply:
         """POST JSON the caller has already encoded (a batch built from journal rows)."""
-        body = gzip_body(text) if compress else text
+        return self.post_wire(target, gzip_body(text) if compress else text, gzipped=compress)
+
+    def post_wire(self, target: str, body: bytes, *, gzipped: bool) -> Reply:
+        """POST a JSON body as it goes on the wire, gzipped or not (``bench_night``
+        compresses a night's batches before its clock starts)."""
         headers = {"Content-Type": "application/json"}
-        if compress:
+        if gzipped:
             headers["Content-Encoding"] = "gzip"
         return self.call("POST", target, body, headers)
 

@@ -18,7 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from agent.keys import load_public_key, public_key_text, read_private_key, write_private_key
 from agent.store import Store
 from agent.till_secrets import adopt_chain, parse_phone, parse_qr
-from sync.client import HQClient, Signer, check_url
+from sync.client import HQClient, Reply, Signer, check_url
 from sync.errors import SyncError, refused, unverified
 from sync.protocol import RECEIPT_TAG, open_signed, registration_challenge, utc_text
 
@@ -45,7 +45,19 @@ def registration_request(
     """The body of ``POST /v1/register``: both public keys, each proven by a
     signature over the challenge (``sync.protocol.registration_challenge``)."""
     journal_key = read_private_key(state_dir / KEY_FILE)
-    transport = transport_key(state_dir)
+    return proven_request(journal_key, transport_key(state_dir), token, device, store_id, till)
+
+
+def proven_request(
+    journal_key: Ed25519PrivateKey,
+    transport: Ed25519PrivateKey,
+    token: str,
+    device: str,
+    store_id: str,
+    till: str,
+) -> dict[str, str]:
+    """``registration_request`` from the keys themselves (a till held in memory by
+    ``tillpoints.bench_night`` registers the same way)."""
     public = public_key_text(journal_key.public_key())
     transport_public = public_key_text(transport.public_key())
     challenge = registration_challenge(token, device, store_id, till, public, transport_public)
@@ -79,21 +91,7 @@ def register_till(
             reply = client.post("/v1/register", request)
         finally:
             client.close()
-        if reply.status != 200:
-            raise error_from(reply.status, reply.body)
-        receipt = reply.body.get("document")
-        hq_text = receipt.get("hq_public_key") if isinstance(receipt, dict) else None
-        try:
-            hq_public = load_public_key(str(hq_text))
-        except ValueError:
-            raise unverified("bad_hq_signature", "register: HQ sent no valid key") from None
-        document = open_signed(hq_public, RECEIPT_TAG, reply.body, "registration")
-        if (document.get("device"), document.get("store"), document.get("till")) != (
-            device,
-            store_id,
-            till,
-        ):
-            raise unverified("bad_receipt", "register: HQ's receipt names another till")
+        document, hq_text = opened_receipt(reply, device, store_id, till)
         adopt_phone(state_dir, store, document)
         with store.transaction() as conn:
             store.set_meta(conn, "hq_public_key", str(hq_text))
@@ -112,6 +110,29 @@ def register_till(
         return {"store": store_id, "till": till, "hq": url, "device_id": device}
     finally:
         store.close()
+
+
+def opened_receipt(
+    reply: Reply, device: str, store_id: str, till: str
+) -> tuple[dict[str, Any], str]:
+    """HQ's answer to ``POST /v1/register``: its receipt, verified against the key
+    it names and checked to name this till, and that key's text (the till pins it)."""
+    if reply.status != 200:
+        raise error_from(reply.status, reply.body)
+    receipt = reply.body.get("document")
+    hq_text = receipt.get("hq_public_key") if isinstance(receipt, dict) else None
+    try:
+        hq_public = load_public_key(str(hq_text))
+    except ValueError:
+        raise unverified("bad_hq_signature", "register: HQ sent no valid key") from None
+    document = open_signed(hq_public, RECEIPT_TAG, reply.body, "registration")
+    if (document.get("device"), document.get("store"), document.get("till")) != (
+        device,
+        store_id,
+        till,
+    ):
+        raise unverified("bad_receipt", "register: HQ's receipt names another till")
+    return document, str(hq_text)
 
 
 def adopt_phone(state_dir: Path, store: Store, receipt: dict[str, Any]) -> None:

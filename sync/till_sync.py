@@ -180,18 +180,7 @@ def _read_batch(store: Store, device: str, start: int, limit: int) -> _Upload | 
         size += len(body) + 400
         if items and size > BATCH_BYTES:
             break
-        fields = {
-            "v": FORMAT_VERSION,
-            "device": device,
-            "seq": seq,
-            "ts": ts,
-            "kind": kind,
-            "staff": staff,
-            "prev": prev,
-            "hash": digest,
-            "sig": sig,
-        }
-        items.append(f'{_dumps(fields)[:-1]},"body":{body}}}')
+        items.append(entry_text(device, seq, ts, kind, staff, body, prev, digest, sig))
         first, last = first or seq, seq
         if kind == "enrol":
             enrolled.append(str(json.loads(body)["member"]["member_id"]))
@@ -199,9 +188,39 @@ def _read_batch(store: Store, device: str, start: int, limit: int) -> _Upload | 
         return None
     # The keys of the batch's sealed enrolments travel beside it (agent.privacy).
     keys = {member: key_text(key) for member, key in store.member_keys(enrolled).items()}
-    extra = f',"member_keys":{_dumps(keys)}' if keys else ""
-    text = f'{{"device":{_dumps(device)},"entries":[{",".join(items)}]{extra}}}'
-    return _Upload(first, last, text.encode("utf-8"))
+    return _Upload(first, last, batch_text(device, items, keys))
+
+
+def entry_text(
+    device: str,
+    seq: int,
+    ts: str,
+    kind: str,
+    staff: str | None,
+    body: str,
+    prev: str,
+    digest: str,
+    sig: str,
+) -> str:
+    """One entry of an upload, ``body`` being the canonical JSON the journal holds."""
+    fields = {
+        "v": FORMAT_VERSION,
+        "device": device,
+        "seq": seq,
+        "ts": ts,
+        "kind": kind,
+        "staff": staff,
+        "prev": prev,
+        "hash": digest,
+        "sig": sig,
+    }
+    return f'{_dumps(fields)[:-1]},"body":{body}}}'
+
+
+def batch_text(device: str, items: list[str], member_keys: dict[str, str]) -> bytes:
+    """An upload's body from its entries' ``entry_text``: what ``POST .../batches`` takes."""
+    extra = f',"member_keys":{_dumps(member_keys)}' if member_keys else ""
+    return f'{{"device":{_dumps(device)},"entries":[{",".join(items)}]{extra}}}'.encode()
 
 
 def _dumps(value: object) -> str:

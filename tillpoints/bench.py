@@ -7,6 +7,7 @@ Benchmarks report; they do not assert. Tests assert behaviour.
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import queue
 import sqlite3
@@ -291,21 +292,40 @@ def ui_figures(directory: Path) -> dict[str, Figure]:
     }
 
 
-# Each group of figures, in the order they run; a package's figures are listed here.
-GROUPS: list[tuple[str, Callable[[Path], dict[str, Figure]]]] = [
-    ("ledger earns", earn_figures),
-    ("card reader swipes", swipe_figures),
-    ("agent daemon", agent_figures),
-    ("agent api earns", api_figures),
-    ("cashier ui", ui_figures),
-    ("hq sync", hq_figures),
-    ("hq insight", insight_figures),
-]
+def night_figures(directory: Path, tills: int = 1_000) -> dict[str, Figure]:
+    """One night of a chain: ``tills`` tills upload 3,000 entries each to HQ on
+    PostgreSQL over HTTP at once (``tillpoints.bench_night``)."""
+    from tillpoints import bench_night as night
+
+    postgres = os.environ.get("TILLPOINTS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
+    try:
+        return night.chain_night(tills, url=postgres, progress=_progress)
+    except Exception as error:  # noqa: BLE001 (a bench reports what it could not measure)
+        _progress(f"the chain's night on PostgreSQL at {postgres} not measured: {error}")
+        return {}
 
 
-def run(only: list[str] | None = None) -> dict[str, Any]:
+Group = tuple[str, Callable[[Path], dict[str, Figure]]]
+
+
+def groups(tills: int = 1_000) -> list[Group]:
+    """Each group of figures, in the order they run; a package's figures are listed
+    here. ``tills``: the size of the chain whose night is uploaded."""
+    return [
+        ("ledger earns", earn_figures),
+        ("card reader swipes", swipe_figures),
+        ("agent daemon", agent_figures),
+        ("agent api earns", api_figures),
+        ("cashier ui", ui_figures),
+        ("hq sync", hq_figures),
+        ("hq insight", insight_figures),
+        ("chain night", functools.partial(night_figures, tills=tills)),
+    ]
+
+
+def run(only: list[str] | None = None, tills: int = 1_000) -> dict[str, Any]:
     figures: dict[str, Figure] = {}
-    for name, measure in GROUPS:
+    for name, measure in groups(tills):
         if only and not any(word in name for word in only):
             continue
         _progress(f"measuring {name} ...")

@@ -82,7 +82,7 @@ def signed_entries(
 
 
 @contextlib.contextmanager
-def _scratch(url: str | None) -> Iterator[str]:
+def scratch_db(url: str | None) -> Iterator[str]:
     """A fresh HQ database: a temporary SQLite file, or a throwaway schema."""
     if url is None or url.startswith("sqlite"):
         with tempfile.TemporaryDirectory() as root:
@@ -120,7 +120,7 @@ def hq_ingest_entries_per_s(backend_url: str | None = None, count: int = 20_000)
     of the same rows into the same backend in the same run."""
     key = Ed25519PrivateKey.generate()
     entries = signed_entries(key, count)
-    with _scratch(backend_url) as url:
+    with scratch_db(backend_url) as url:
         store = open_store(url)
         try:
             init_hq(store)
@@ -158,7 +158,9 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def hq_serve_command(url: str, port: int, *, workers: int, threads: int) -> list[str]:
+def hq_serve_command(
+    url: str, port: int, *, workers: int, threads: int, key: Path | None = None
+) -> list[str]:
     """``tillpoints hq serve`` on loopback, as this interpreter runs it."""
     return [
         sys.executable,
@@ -174,15 +176,19 @@ def hq_serve_command(url: str, port: int, *, workers: int, threads: int) -> list
         str(workers),
         "--threads",
         str(threads),
+        *(() if key is None else ("--key", str(key))),
     ]
 
 
 @contextlib.contextmanager
-def _server(url: str, root: Path, workers: int = 2) -> Iterator[str]:
+def hq_server(
+    url: str, root: Path, workers: int = 2, threads: int = 16, key: Path | None = None
+) -> Iterator[str]:
+    """``hq serve`` on a free loopback port until the block ends (its log in ``root``)."""
     import requests
 
     port = free_port()
-    command = hq_serve_command(url, port, workers=workers, threads=16)
+    command = hq_serve_command(url, port, workers=workers, threads=threads, key=key)
     with (root / "hq.log").open("ab") as log:
         process = subprocess.Popen(
             command, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
@@ -237,7 +243,7 @@ def _loopback_hq(tills: int, entries: int) -> Iterator[tuple[list[Path], HQStore
         try:
             init_hq(store)
             states = [_till_with_entries(root, f"T{n}", entries) for n in range(tills)]
-            with _server(url, root) as base:
+            with hq_server(url, root) as base:
                 for state in states:
                     _register(state, store, base)
                 yield states, store, base

@@ -19,7 +19,7 @@ from sync.hq.db import HQStore
 from sync.hq.insight.catalog import run_report
 from sync.hq.insight.facts import ensure_tables, refresh
 from sync.hq.stores import open_store
-from tillpoints.bench_hq import _scratch
+from tillpoints.bench_hq import scratch_db
 
 Figure = dict[str, Any]
 # No "%" operator in this SQL: psycopg reads it as a placeholder; i - i / k * k is
@@ -34,7 +34,7 @@ def hq_simulate_entries_per_s(
 ) -> Figure:
     from sync.hq.insight.simulate import simulate
 
-    with _scratch(backend_url) as url:
+    with scratch_db(backend_url) as url:
         store = open_store(url)
         try:
             summary = simulate(store, stores=stores, members=members, days=days, seed=1)
@@ -61,7 +61,7 @@ def _members(store: HQStore, count: int, sales_each: int) -> None:
 
 
 def hq_segments_100k_members_s(backend_url: str | None = None, members: int = 100_000) -> Figure:
-    with _scratch(backend_url) as url:
+    with scratch_db(backend_url) as url:
         store = open_store(url)
         try:
             _members(store, members, 12)
@@ -77,7 +77,7 @@ def hq_segments_100k_members_s(backend_url: str | None = None, members: int = 10
 def hq_report_liability_1m_entries_s(
     backend_url: str | None = None, entries: int = 1_000_000
 ) -> Figure:
-    with _scratch(backend_url) as url:
+    with scratch_db(backend_url) as url:
         store = open_store(url)
         try:
             _members(store, entries // 10, 0)

@@ -9,16 +9,29 @@ from __future__ import annotations
 import argparse
 
 from agent.config import load_config
+from sync.errors import invalid
 from tillpoints import bench
 from tillpoints.commands import Command, Context, Result
+
+MOST_TILLS = 100_000
 
 
 def _bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", action="append", help="run only groups whose name has this")
+    parser.add_argument(
+        "--tills", default="1000", help="tills in the chain whose night is uploaded (1000)"
+    )
+
+
+def _tills(text: str) -> int:
+    """``--tills``: a whole number of tills, 1 to ``MOST_TILLS``."""
+    if not (text.isascii() and text.isdigit()) or not 1 <= int(text) <= MOST_TILLS:
+        raise invalid("invalid_tills", f"tills: a whole number from 1 to {MOST_TILLS}")
+    return int(text)
 
 
 def _bench(ctx: Context) -> Result:
-    return bench.run(ctx.args.only)
+    return bench.run(ctx.args.only, tills=_tills(ctx.args.tills))
 
 
 def _ui(ctx: Context) -> Result:

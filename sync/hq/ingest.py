@@ -2,8 +2,9 @@
 
 Inside one write transaction HQ locks the device's head row, reads the hashes it
 holds where the batch overlaps, lets ``sync.hq.judge`` decide, and for an accepted
-batch inserts the new entries (``PRIMARY KEY (device, seq)`` is the backstop
-should two workers ever race past the lock), moves the head, and numbers the
+batch inserts the new entries (``Tx.copy``: COPY on PostgreSQL; ``PRIMARY KEY
+(device, seq)`` is the backstop should two workers ever race past the lock),
+moves the head (one write of the device's row), and numbers the
 batch from ``batch_clock``. The clock row is updated *last*, so it is held only
 for the end of the transaction, and batch numbers are handed out in commit order:
 a reader who sees batch ``n`` sees every batch before it (the download cursor
@@ -34,10 +35,25 @@ from sync.registration import Event, State, transition
 
 CLOCK_SKEW = dt.timedelta(minutes=5)
 
-_INSERT = (
-    "INSERT INTO entries (device, seq, ts, kind, staff, body, prev, hash, sig, account, "
-    "delta, expired, amount, card, member_id, phone_key, visit) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+# The columns of ``entries`` an uploaded entry fills, in ``entry_row``'s order.
+ENTRY_COLUMNS = (
+    "device",
+    "seq",
+    "ts",
+    "kind",
+    "staff",
+    "body",
+    "prev",
+    "hash",
+    "sig",
+    "account",
+    "delta",
+    "expired",
+    "amount",
+    "card",
+    "member_id",
+    "phone_key",
+    "visit",
 )
 
 
@@ -70,13 +86,18 @@ def ingest(
 
 
 def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.datetime) -> Ack:
+    # The device's row is read once and written once per batch: a night of a
+    # thousand tills is a few batches each, and every round trip under the row
+    # lock is time other batches of the chain wait on the batch clock.
     row = tx.locked(
-        "SELECT state, current_key, head_seq, head_hash FROM devices WHERE device = ?", (device,)
+        "SELECT state, current_key, head_seq, head_hash, public_key FROM devices WHERE device = ?",
+        (device,),
     )
     if row is None:
         raise unverified("unknown_device", f"device {device!r} is not registered", http_status=401)
     transition(State(str(row[0])), Event.UPLOAD)
-    head = Head(int(row[2]), str(row[3]), load_public_key(str(row[1])))
+    current = load_public_key(str(row[1]))
+    head = Head(int(row[2]), str(row[3]), current)
     span = overlap_range(batch.entries, head.seq)
     stored: dict[int, str] = {}
     if span is not None:
@@ -87,8 +108,12 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
                 (device, span[0], span[1]),
             )
         }
-    registered = tx.one("SELECT public_key FROM devices WHERE device = ?", (device,))
-    keys = (load_public_key(str(registered[0])), head.key) if registered else (head.key,)
+    registered = row[4]
+    keys = (
+        (current,)
+        if registered is None or registered == row[1]
+        else (load_public_key(str(registered)), current)
+    )
     verdict = judge(device, batch.entries, head, stored, keys)
     if verdict.outcome != "accept":
         raise _Rejected(verdict, head)
@@ -98,19 +123,23 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
     rows = list(map(entry_row, fresh, verdict.bodies))
     # The keys of sealed enrolments, kept outside the journal (sync.hq.member_keys).
     rows = take_keys(tx, device, fresh, rows, batch.member_keys, now)
-    tx.many(_INSERT, rows)
+    tx.copy("entries", ENTRY_COLUMNS, rows)
     # Signed is not plausible: stored all the same, and alerted (sync.hq.plausible).
     counts = (len(lines) if isinstance(lines := e.body.get("lines"), list) else 0 for e in fresh)
     for finding in hq_plausible.findings(rows, counts, hq_plausible.limits(tx)):
         dedupe = f"{hq_plausible.ALERT}:{device}:{finding.seq}"
         raise_alert(tx, hq_plausible.ALERT, device, finding.detail(), dedupe, now)
     last = fresh[-1]
-    current = public_key_text(verdict.key) if verdict.key is not None else str(row[1])
+    key_text = public_key_text(verdict.key) if verdict.key is not None else str(row[1])
+    skew = _clock_skew(till_clock, last.ts, now)
     tx.run(
-        "UPDATE devices SET head_seq = ?, head_hash = ?, current_key = ? WHERE device = ?",
-        (last.seq, last.hash, current, device),
+        "UPDATE devices SET head_seq = ?, head_hash = ?, current_key = ?, clock_skew_s = ? "
+        "WHERE device = ?",
+        (last.seq, last.hash, key_text, int(skew.total_seconds()), device),
     )
-    _check_clock(tx, device, till_clock, fresh[-1].ts, now)
+    if abs(skew) > CLOCK_SKEW:
+        detail = {"skew_s": int(skew.total_seconds()), "reason": "till clock off HQ's"}
+        raise_alert(tx, "clock_skew", device, detail, f"clock_skew:{device}:{now.date()}", now)
     batch_no = next_batch_no(tx)
     tx.run(
         "INSERT INTO batches (batch_no, device, first_seq, last_seq, stored_at) "
@@ -146,11 +175,10 @@ def entry_row(entry: Entry, body: bytes | None = None) -> tuple[Any, ...]:
     )
 
 
-def _check_clock(
-    tx: Tx, device: str, till_clock: dt.datetime, newest_ts: str, now: dt.datetime
-) -> None:
-    """Alert when the till's clock (its signed request date, and its newest entry
-    if that claims to be from the future) is more than five minutes off HQ's."""
+def _clock_skew(till_clock: dt.datetime, newest_ts: str, now: dt.datetime) -> dt.timedelta:
+    """The till's clock against HQ's: its signed request date, or its newest entry
+    if that claims to be further in the future than five minutes. HQ alerts past
+    ``CLOCK_SKEW`` either way."""
     skews = [till_clock - now]
     try:
         newest = dt.datetime.fromisoformat(newest_ts)
@@ -158,14 +186,7 @@ def _check_clock(
             skews.append(newest - now)
     except ValueError:
         pass
-    worst = max(skews, key=abs)
-    tx.run(
-        "UPDATE devices SET clock_skew_s = ? WHERE device = ?",
-        (int(worst.total_seconds()), device),
-    )
-    if abs(worst) > CLOCK_SKEW:
-        detail = {"skew_s": int(worst.total_seconds()), "reason": "till clock off HQ's"}
-        raise_alert(tx, "clock_skew", device, detail, f"clock_skew:{device}:{now.date()}", now)
+    return max(skews, key=abs)
 
 
 def _refusal(

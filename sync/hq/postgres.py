@@ -51,6 +51,12 @@ class _PostgresTx:
         with self.conn.cursor() as cursor:
             cursor.executemany(_pg(sql), list(rows))
 
+    def copy(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
+        with self.conn.cursor() as cursor, cursor.copy(statement) as copy:
+            for row in rows:
+                copy.write_row(row)
+
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
         with self.conn.cursor() as cursor:
             for row in cursor.stream(_pg(sql), tuple(params)):

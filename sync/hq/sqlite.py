@@ -40,6 +40,11 @@ class _SQLiteTx:
     def many(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
         self.conn.executemany(sql, rows)
 
+    def copy(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+        marks = ", ".join("?" for _ in columns)
+        insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
+        self.conn.executemany(insert, rows)
+
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
         for row in self.conn.execute(sql, tuple(params)):
             yield tuple(row)
