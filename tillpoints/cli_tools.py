@@ -9,16 +9,25 @@ from __future__ import annotations
 import argparse
 
 from agent.config import load_config
+from agent.errors import InvalidInput
 from tillpoints import bench
 from tillpoints.commands import Command, Context, Result
 
 
 def _bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--only", action="append", help="run only groups whose name has this")
+    parser.add_argument(
+        "--members", type=int, default=1_000_000, help="hq_scale: members (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--entries", type=int, default=20_000_000, help="hq_scale: entries (default 20,000,000)"
+    )
 
 
 def _bench(ctx: Context) -> Result:
-    return bench.run(ctx.args.only)
+    if ctx.args.members < 1 or ctx.args.entries < ctx.args.members:
+        raise InvalidInput("invalid_usage", "members: at least 1, and entries at least members")
+    return bench.run(ctx.args.only, ctx.args.members, ctx.args.entries)
 
 
 def _ui(ctx: Context) -> Result:

@@ -22,6 +22,7 @@ import datetime as dt
 from typing import Any
 
 from sync.hq.db import Tx
+from sync.hq.insight.aggregates import covers_members
 from sync.hq.insight.reports import Period, Report, money
 
 DORMANT_DAYS = 180
@@ -38,17 +39,30 @@ SEGMENT_RULES = (
 SEGMENTS = tuple(name for name, _ in SEGMENT_RULES)
 
 
-def _rfm_sql(period: Period) -> tuple[str, list[Any]]:
-    where, params = period.where("s.day", "s.store")
-    visit = "CASE WHEN s.kind IN ('earn', 'redeem') THEN s.device || ':' || s.receipt END"
+def _rfm_sql(tx: Tx, period: Period) -> tuple[str, list[Any]]:
+    """The CTE ``named``: each member's recency, frequency, spend, scores and
+    segment. The whole history as of its newest day reads ``agg_members`` (one row
+    per member, kept up to date at each refresh); any other period reads its sales."""
     name = " ".join(f"WHEN {rule} THEN '{segment}'" for segment, rule in SEGMENT_RULES)
+    if covers_members(tx, period.start, period.store, period.as_of.isoformat()):
+        params: list[Any] = []
+        members = (
+            "SELECT a.member, a.last_no, a.first_no, a.visits AS frequency, a.monetary "
+            "FROM agg_members a JOIN ins_members i ON i.member_id = a.member WHERE a.earns > 0"
+        )
+    else:
+        where, params = period.where("s.day", "s.store")
+        visit = "CASE WHEN s.kind IN ('earn', 'redeem') THEN s.device || ':' || s.receipt END"
+        members = (
+            "SELECT s.member, MAX(CASE WHEN s.kind = 'earn' THEN s.day_no END) AS last_no, "
+            "MIN(CASE WHEN s.kind = 'earn' THEN s.day_no END) AS first_no, "
+            f"COUNT(DISTINCT {visit}) AS frequency, SUM(s.amount) AS monetary "
+            "FROM ins_sales s JOIN ins_members i ON i.member_id = s.member "
+            f"WHERE s.kind IN ('earn', 'redeem', 'refund') AND {where} GROUP BY s.member "
+            "HAVING MAX(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END) = 1"
+        )
     sql = (
-        "WITH m AS (SELECT s.member, MAX(CASE WHEN s.kind = 'earn' THEN s.day_no END) AS last_no, "
-        "MIN(CASE WHEN s.kind = 'earn' THEN s.day_no END) AS first_no, "
-        f"COUNT(DISTINCT {visit}) AS frequency, SUM(s.amount) AS monetary "
-        "FROM ins_sales s JOIN ins_members i ON i.member_id = s.member "
-        f"WHERE s.kind IN ('earn', 'redeem', 'refund') AND {where} GROUP BY s.member "
-        "HAVING MAX(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END) = 1), "
+        f"WITH m AS ({members}), "
         "scored AS (SELECT member, ? - last_no AS recency, ? - first_no AS tenure, frequency, "
         "monetary, 1 + ((RANK() OVER (ORDER BY last_no) - 1) * 5) / COUNT(*) OVER () AS r, "
         "1 + ((RANK() OVER (ORDER BY frequency) - 1) * 5) / COUNT(*) OVER () AS f, "
@@ -59,15 +73,14 @@ def _rfm_sql(period: Period) -> tuple[str, list[Any]]:
 
 
 def segments(tx: Tx, period: Period) -> Report:
-    sql, params = _rfm_sql(period)
+    sql, params = _rfm_sql(tx, period)
     rows = tx.all(
         sql + "SELECT n.member, i.store, n.recency, n.frequency, n.monetary, n.r, n.f, n.mo, "
         "n.segment FROM named n JOIN ins_members i ON i.member_id = n.member "
         f"ORDER BY {period.text_order('n.member')}",
         params,
     )
-    sizes = {str(name): int(n) for name, n in tx.all(
-        sql + "SELECT segment, COUNT(*) FROM named GROUP BY segment", params)}  # fmt: skip
+    sizes = _sizes(tx, sql, params)
     out = [
         {
             "member_id": str(member),
@@ -83,9 +96,22 @@ def segments(tx: Tx, period: Period) -> Report:
         }
         for member, store, recency, frequency, monetary, r, f, mo, segment in rows
     ]
-    totals = {name: sizes.get(name, 0) for name in SEGMENTS}
+    return {"report": "segments", "rows": out, "totals": sizes}
+
+
+def _sizes(tx: Tx, sql: str, params: list[Any]) -> dict[str, int]:
+    found = {str(name): int(n) for name, n in tx.all(
+        sql + "SELECT segment, COUNT(*) FROM named GROUP BY segment", params)}  # fmt: skip
+    totals = {name: found.get(name, 0) for name in SEGMENTS}
     totals["members"] = sum(totals.values())
-    return {"report": "segments", "rows": out, "totals": totals}
+    return totals
+
+
+def segment_sizes(tx: Tx, period: Period) -> Report:
+    """The segments report's totals alone (the reports page's chart), without a
+    row per member."""
+    sql, params = _rfm_sql(tx, period)
+    return {"report": "segments", "rows": [], "totals": _sizes(tx, sql, params)}
 
 
 def dormant(tx: Tx, period: Period, days: int = DORMANT_DAYS) -> Report:
@@ -162,7 +188,7 @@ def callbacks(tx: Tx, period: Period) -> Report:
     for member, expiring in liability_by_member(tx, period, 30):
         if expiring >= 100:
             add(member, "points_expiring", f"remind: {expiring} points expire within 30 days")
-    sql, params = _rfm_sql(period)
+    sql, params = _rfm_sql(tx, period)
     for (member,) in tx.all(sql + "SELECT member FROM named WHERE segment = 'at_risk'", params):
         add(str(member), "at_risk", "voucher worth 5.00 on the next visit")
     for row in birthdays(tx, period, 14)["rows"]:
