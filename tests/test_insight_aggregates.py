@@ -22,8 +22,8 @@ import pytest
 from sync.hq.insight import aggregates
 from sync.hq.insight.audience import segments
 from sync.hq.insight.catalog import headline, run_report
-from sync.hq.insight.facts import rebuild, refresh, set_stores
-from sync.hq.insight.reports import Period
+from sync.hq.insight.facts import day_no, ensure_tables, rebuild, refresh, set_stores
+from sync.hq.insight.reports import Period, liability
 from sync.hq.insight.simulate import simulate
 from sync.hq.scrub import cli_operator, erase
 from sync.hq.stores import open_store
@@ -113,7 +113,8 @@ def _recompute(url: str) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
                 "SELECT e.account, e.ts, e.delta, e.expired, d.store FROM entries e "
                 "JOIN devices d ON d.device = e.device WHERE e.account IS NOT NULL"
             )
-            cards = dict(tx.all("SELECT account, member_id FROM ins_cards"))
+            cards = {str(a): str(m) for a, m in tx.all("SELECT account, member_id FROM ins_cards")}
+            lots = tx.all("SELECT member, expires_on, points FROM ins_lots")
     finally:
         store.close()
     by_hour: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
@@ -121,9 +122,9 @@ def _recompute(url: str) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
     seen_visits: set[tuple[str, str, str]] = set()
 
     def member(key: str) -> list[Any]:
-        return members.setdefault(key, [None, 0, 0, 0, None, None, 0, 0])
+        return members.setdefault(key, [None, 0, 0, 0, None, None, 0, 0, 0, 0])
 
-    for device, _, kind, who, st, day, day_no, hour, weekday, receipt, amount in sales:
+    for device, _, kind, who, st, day, number, hour, weekday, receipt, amount in sales:
         if kind in ("earn", "refund"):
             row = by_hour[(st, day, int(hour), int(weekday))]
             row[0] += int(amount)
@@ -133,18 +134,17 @@ def _recompute(url: str) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
             m[7] += int(amount)
             if kind == "earn":
                 m[3] += 1
-                m[4] = max(m[4] or -1, int(day_no))
-                m[5] = min(m[5] if m[5] is not None else 10**9, int(day_no))
+                m[4] = max(m[4] or -1, int(number))
+                m[5] = min(m[5] if m[5] is not None else 10**9, int(number))
             visit = (str(who), str(device), str(receipt))
             if kind in ("earn", "redeem") and receipt is not None and visit not in seen_visits:
                 seen_visits.add(visit)
                 m[6] += 1
-    by_category: dict[tuple[Any, ...], list[Any]] = defaultdict(lambda: [0, set()])
+    line_spend: dict[tuple[Any, ...], int] = defaultdict(int)
+    line_receipts: dict[tuple[Any, ...], set[tuple[Any, ...]]] = defaultdict(set)
     for device, seq, st, day, category, qty, amount in lines:
-        row = by_category[(st, day, category)]
-        row[0] += int(amount)
-        if int(qty) > 0:
-            row[1].add((device, seq))
+        line_spend[(st, day, category)] += int(amount)
+        line_receipts[(st, day, category)].update([(device, seq)] if int(qty) > 0 else [])
     by_day: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
     for account, ts, delta, expired, st in entries:
         row = by_day[(str(ts)[:10],)]
@@ -155,9 +155,14 @@ def _recompute(url: str) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
         m[0] = st if m[0] is None or st < m[0] else m[0]
         m[1] += int(delta) - int(expired)
         m[2] += 1
+    newest = dt.date.fromisoformat(max(str(row[5]) for row in sales))
+    for who, expires, points in lots:
+        m = member(str(who))
+        m[8] += int(points) if str(expires) > str(newest + dt.timedelta(days=30)) else 0
+        m[9] += int(points) if str(expires) > str(newest + dt.timedelta(days=90)) else 0
     return {
         "agg_sales": {k: tuple(v) for k, v in by_hour.items()},
-        "agg_lines": {k: (v[0], len(v[1])) for k, v in by_category.items()},
+        "agg_lines": {k: (v, len(line_receipts[k])) for k, v in line_spend.items()},
         "agg_ledger": {k: tuple(v) for k, v in by_day.items()},
         "agg_members": {(k,): tuple(v) for k, v in members.items()},
     }
@@ -228,3 +233,64 @@ def test_reports_from_aggregates_match_the_scans(chain_url: str, target_url: str
         if row["by"] in ("store", "hour", "weekday", "category")
     ]
     assert figures["liability"]["totals"]["points"] > 0
+    store = open_store(target_url)
+    try:
+        with store.write() as tx:
+            # As if a30 and a90 were counted from another day: liability sums the lots.
+            tx.run("UPDATE agg_state SET expiry_day = '1970-01-01' WHERE id = 1")
+            period = Period(None, str(as_of), None, as_of, store.dialect)
+            summed = liability(tx, period)
+            tx.run("UPDATE agg_state SET expiry_day = ? WHERE id = 1", (str(as_of),))
+    finally:
+        store.close()
+    assert figures["liability"]["rows"] == summed["rows"]
+    assert figures["liability"]["totals"] == summed["totals"]
+
+
+def test_expiring_points_follow_the_newest_day(tmp_path: Path) -> None:
+    """Lots that expire 60 days after they are earned, read a page at a time as the
+    newest day moves on by weeks: a30 and a90 lose the lots whose expiry the day
+    passes, exactly as a recount gives (the simulated chain's lots all expire years
+    after its newest day)."""
+    url = f"sqlite:///{tmp_path}/hq.db"
+    store = open_store(url)
+    try:
+        ensure_tables(store)
+        with store.write() as tx:
+            tx.run(
+                "INSERT INTO devices (device, store, till, public_key, current_key, "
+                "transport_key, state, head_seq, head_hash, registered_at) "
+                "VALUES ('d1', 'S1', 'T01', 'k', 'k', 't', 'bound', 0, '0', '2025-01-01')"
+            )
+        start = dt.date(2025, 1, 1)
+        for seq, gap in enumerate((0, 20, 45, 9, 70, 31, 90), start=1):
+            start += dt.timedelta(days=gap)
+            day, expires = start.isoformat(), (start + dt.timedelta(days=60)).isoformat()
+            member = f"M{seq % 3}"
+            with store.write() as tx:
+                tx.run(
+                    "INSERT INTO entries VALUES ('d1', ?, ?, 'earn', NULL, '{}', '0', '0', '0', "
+                    "?, 10, 0, 500, NULL, NULL, NULL, 1)",
+                    (seq, f"{day}T10:00:00.000+00:00", member),
+                )
+                tx.run("INSERT INTO batches VALUES (?, 'd1', ?, ?, ?)", (seq, seq, seq, day))
+                tx.run(
+                    "INSERT INTO ins_sales VALUES ('d1', ?, 'earn', ?, 'S1', ?, ?, 10, 3, ?, "
+                    "500, 10, 0, 0)",
+                    (seq, member, day, day_no(day), f"R{seq}"),
+                )
+                tx.run(
+                    "INSERT INTO ins_lines VALUES ('d1', ?, 0, ?, 'S1', ?, 'bakery', 1, 500)",
+                    (seq, member, day),
+                )
+                tx.run(
+                    "INSERT INTO ins_lots VALUES ('d1', ?, ?, ?, 10, ?)",
+                    (seq, member, day, expires),
+                )
+                aggregates.add(tx, (seq - 1, seq))
+            _check(url)
+        with store.read() as tx:
+            rows = tx.all("SELECT SUM(a30), SUM(a90) FROM agg_members")
+        assert rows == [(10, 0)]  # the last lot alone outlives the newest day by 30
+    finally:
+        store.close()

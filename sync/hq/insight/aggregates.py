@@ -26,6 +26,7 @@ checks both against a full recompute).
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 from sync.hq.db import HQStore, Tx
@@ -52,9 +53,12 @@ _MEMBER_MERGE = ", ".join(
         _add("points", "entries", "earns", "visits", "monetary").format(table="agg_members"),
         _keep("last_no", _MAX),
         _keep("first_no", _MIN),
+        _add("a30", "a90").format(table="agg_members"),
     ]
 )
-_MEMBER_COLUMNS = "member, seen, points, entries, earns, last_no, first_no, visits, monetary"
+_MEMBER_COLUMNS = (
+    "member, seen, points, entries, earns, last_no, first_no, visits, monetary, a30, a90"
+)
 
 
 def _scope(alias: str, span: Span) -> tuple[str, str, list[Any]]:
@@ -101,7 +105,7 @@ def add(tx: Tx, span: Span) -> None:
     tx.run(
         f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) "
         "SELECT COALESCE(c.member_id, e.account), MIN(d.store), SUM(e.delta - e.expired), "
-        "COUNT(*), 0, CAST(NULL AS INTEGER), CAST(NULL AS INTEGER), 0, 0 "
+        "COUNT(*), 0, CAST(NULL AS INTEGER), CAST(NULL AS INTEGER), 0, 0, 0, 0 "
         f"FROM entries e{entry_join} JOIN devices d ON d.device = e.device "
         "LEFT JOIN ins_cards c ON c.account = e.account "
         f"WHERE e.account IS NOT NULL AND {entry_cond} GROUP BY COALESCE(c.member_id, e.account) "
@@ -119,12 +123,75 @@ def add(tx: Tx, span: Span) -> None:
         "SUM(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END), "
         "MAX(CASE WHEN s.kind = 'earn' THEN s.day_no END), "
         "MIN(CASE WHEN s.kind = 'earn' THEN s.day_no END), "
-        f"SUM(CASE WHEN {first_visit} THEN 1 ELSE 0 END), SUM(s.amount) FROM ins_sales s{join} "
+        f"SUM(CASE WHEN {first_visit} THEN 1 ELSE 0 END), SUM(s.amount), 0, 0 "
+        f"FROM ins_sales s{join} "
         f"WHERE s.kind IN ('earn', 'redeem', 'refund') AND {cond} GROUP BY s.member "
         f"ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}",
         params,
     )
+    _lots(tx, span)
     _fold_cards(tx)
+
+
+def _later(tx: Tx, where: str, params: list[Any], replace: bool = False) -> None:
+    """Add (or set) a30 and a90 from the lots ``where`` picks, by member; the
+    first two parameters are the days after which a lot counts."""
+    update = "a30 = excluded.a30, a90 = excluded.a90" if replace else _add("a30", "a90")
+    tx.run(
+        f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) SELECT s.member, CAST(NULL AS TEXT), 0, 0, "
+        "0, CAST(NULL AS INTEGER), CAST(NULL AS INTEGER), 0, 0, "
+        "SUM(CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END), "
+        f"SUM(CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END) FROM ins_lots s{where} "
+        f"GROUP BY s.member ON CONFLICT (member) DO UPDATE SET "
+        + update.format(table="agg_members"),
+        params,
+    )
+
+
+def _after(day: str, days: int) -> str:
+    return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
+
+
+def _lots(tx: Tx, span: Span) -> None:
+    """Keep a30 and a90 (the member's lot points that expire more than 30 and 90
+    days after ``expiry_day``, the newest sale's day, which liability reads as
+    ``max(0, points - a30)``): the span's lots are added; when the newest day moves
+    on, the lots whose expiry it passes are taken out, a day's worth of lots by
+    index, not a scan of all."""
+    join, cond, params = _scope("s", span)
+    state = tx.one("SELECT expiry_day, lots_day FROM agg_state WHERE id = 1")
+    day, lots_day = (state[0], state[1]) if state else (None, None)
+    newest = tx.one(f"SELECT MAX(s.day) FROM ins_lots s{join} WHERE {cond}", params)
+    if newest and newest[0] and (lots_day is None or str(newest[0]) > str(lots_day)):
+        lots_day = str(newest[0])
+    if day is not None:
+        _later(tx, f"{join} WHERE {cond}", [_after(day, 30), _after(day, 90), *params])
+    row = tx.one("SELECT MAX(day) FROM ins_sales")
+    moved = str(row[0]) if row and row[0] else None
+    if moved is None:
+        tx.run("UPDATE agg_state SET lots_day = ? WHERE id = 1", (lots_day,))
+        return
+    if day is None:
+        _later(tx, " WHERE 1 = 1", [_after(moved, 30), _after(moved, 90)], replace=True)
+    elif moved > day:
+        for days in (30, 90):
+            # Lots expiring in (day + days, moved + days] no longer count as later.
+            passed = (_after(day, days), _after(moved, days))
+            column = f"a{days}"
+            tx.run(
+                f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) SELECT s.member, "
+                "CAST(NULL AS TEXT), 0, 0, 0, CAST(NULL AS INTEGER), CAST(NULL AS INTEGER), 0, 0, "
+                f"{'-SUM(s.points)' if days == 30 else '0'}, "
+                f"{'-SUM(s.points)' if days == 90 else '0'} FROM ins_lots s "
+                "WHERE s.expires_on > ? AND s.expires_on <= ? GROUP BY s.member "
+                f"ON CONFLICT (member) DO UPDATE SET {column} = agg_members.{column} + "
+                f"excluded.{column}",
+                passed,
+            )
+    tx.run(
+        "UPDATE agg_state SET expiry_day = ?, lots_day = ? WHERE id = 1",
+        (max(moved, day or moved), lots_day),
+    )
 
 
 def _fold_cards(tx: Tx) -> None:
@@ -134,7 +201,8 @@ def _fold_cards(tx: Tx) -> None:
     tx.run(
         f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) "
         "SELECT c.member_id, MIN(a.seen), SUM(a.points), SUM(a.entries), SUM(a.earns), "
-        "MAX(a.last_no), MIN(a.first_no), SUM(a.visits), SUM(a.monetary) "
+        "MAX(a.last_no), MIN(a.first_no), SUM(a.visits), SUM(a.monetary), SUM(a.a30), "
+        "SUM(a.a90) "
         f"FROM agg_members a JOIN ins_cards c ON c.account = a.member WHERE {bound} "
         f"GROUP BY c.member_id ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}"
     )
@@ -152,6 +220,7 @@ def rebuild_in(tx: Tx) -> None:
     read (its cursor), by the statements each page runs."""
     for table in AGGREGATE_TABLES:
         tx.run(f"DELETE FROM {table}")
+    tx.run("UPDATE agg_state SET expiry_day = NULL, lots_day = NULL WHERE id = 1")
     row = tx.one("SELECT batch_no FROM ins_state WHERE id = 1")
     add(tx, (0, int(row[0]) if row else 0))
     tx.run("UPDATE agg_state SET built = 1 WHERE id = 1")
@@ -175,6 +244,14 @@ def newest_day(tx: Tx) -> str | None:
     """The newest day of any stored entry with an account (ledger days are UTC)."""
     row = tx.one("SELECT MAX(day) FROM agg_ledger")
     return str(row[0]) if row and row[0] else None
+
+
+def expiry_covers(tx: Tx, as_of: str) -> bool:
+    """Whether a30 and a90 are counted from ``as_of`` and no lot is newer."""
+    row = tx.one("SELECT expiry_day, lots_day FROM agg_state WHERE id = 1")
+    if row is None or row[0] != as_of:
+        return False
+    return row[1] is None or str(row[1]) <= as_of
 
 
 def covers_members(tx: Tx, start: str | None, store: str | None, as_of: str) -> bool:

@@ -79,6 +79,8 @@ _TABLES = (
     "member TEXT NOT NULL, day TEXT NOT NULL, points BIGINT NOT NULL, expires_on TEXT NOT NULL, "
     "PRIMARY KEY (device, seq))",
     "CREATE INDEX IF NOT EXISTS ins_lots_member ON ins_lots (member)",
+    # The lots whose expiry a day's passing moves out of agg_members' a30 and a90.
+    "CREATE INDEX IF NOT EXISTS ins_lots_expiry ON ins_lots (expires_on)",
 )
 _RESOLVED = ("ins_sales", "ins_lines", "ins_lots")
 

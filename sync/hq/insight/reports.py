@@ -21,7 +21,7 @@ from typing import Any
 from agent.money import format_amount
 from agent.rules import Rules, default_rules_text, load_rules_text
 from sync.hq.db import Tx
-from sync.hq.insight.aggregates import newest_day
+from sync.hq.insight.aggregates import expiry_covers, newest_day
 
 Report = dict[str, Any]
 AGE_BANDS = ((25, "18-24"), (35, "25-34"), (45, "35-44"), (55, "45-54"), (65, "55-64"))
@@ -73,25 +73,27 @@ def _balances(tx: Tx, period: Period) -> tuple[str, list[Any]]:
     """A CTE ``s(member, store, points, x30, x90)``: every account's balance (as
     ``hq balance`` sums it), its home store and what of it expires within 30 and
     90 days. Oldest-expiring lots are spent first, so what expires by a day is the
-    balance beyond the lots that expire after it. Balances come from
-    ``agg_members`` when no entry is after the day the report is as of, else from
-    every entry before that day."""
+    balance beyond the lots that expire after it. As of the newest sale's day, with
+    no entry after it, all of it is in ``agg_members`` (points, a30, a90); as of
+    an earlier day it is summed from every entry and lot before."""
     upto = (period.as_of + dt.timedelta(days=1)).isoformat()
     day30 = (period.as_of + dt.timedelta(days=30)).isoformat()
     day90 = (period.as_of + dt.timedelta(days=90)).isoformat()
     newest = newest_day(tx)
-    if newest is None or newest < upto:
-        bal, params = "SELECT member, seen, points FROM agg_members WHERE entries > 0", []
-    else:
-        bal, params = (
-            "SELECT COALESCE(c.member_id, e.account) AS member, MIN(d.store) AS seen, "
-            "SUM(e.delta - e.expired) AS points FROM entries e "
-            "JOIN devices d ON d.device = e.device LEFT JOIN ins_cards c ON c.account = e.account "
-            "WHERE e.account IS NOT NULL AND e.ts < ? GROUP BY COALESCE(c.member_id, e.account)",
-            [upto],
+    if (newest is None or newest < upto) and expiry_covers(tx, period.as_of.isoformat()):
+        sql = (
+            "WITH s AS (SELECT a.member, COALESCE(m.store, a.seen) AS store, a.points, "
+            "CASE WHEN a.points > a.a30 THEN a.points - a.a30 ELSE 0 END AS x30, "
+            "CASE WHEN a.points > a.a90 THEN a.points - a.a90 ELSE 0 END AS x90 "
+            "FROM agg_members a LEFT JOIN ins_members m ON m.member_id = a.member "
+            "WHERE a.entries > 0) "
         )
+        return sql, []
     sql = (
-        f"WITH bal AS ({bal}), "
+        "WITH bal AS (SELECT COALESCE(c.member_id, e.account) AS member, MIN(d.store) AS seen, "
+        "SUM(e.delta - e.expired) AS points FROM entries e "
+        "JOIN devices d ON d.device = e.device LEFT JOIN ins_cards c ON c.account = e.account "
+        "WHERE e.account IS NOT NULL AND e.ts < ? GROUP BY COALESCE(c.member_id, e.account)), "
         "later AS (SELECT member, SUM(CASE WHEN expires_on > ? THEN points ELSE 0 END) AS a30, "
         "SUM(CASE WHEN expires_on > ? THEN points ELSE 0 END) AS a90 FROM ins_lots "
         "WHERE day <= ? GROUP BY member), "
@@ -102,7 +104,7 @@ def _balances(tx: Tx, period: Period) -> tuple[str, list[Any]]:
         "ELSE 0 END AS x90 FROM bal b LEFT JOIN ins_members m ON m.member_id = b.member "
         "LEFT JOIN later l ON l.member = b.member) "
     )
-    return sql, [*params, day30, day90, period.as_of.isoformat()]
+    return sql, [upto, day30, day90, period.as_of.isoformat()]
 
 
 def liability_by_member(tx: Tx, period: Period, days: int = 30) -> list[tuple[str, int]]:
