@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import statistics
 import sys
 import time
@@ -55,11 +56,17 @@ def _progress(text: str) -> None:
 
 def _template(body: dict[str, Any], slots: dict[str, str]) -> str:
     """SQL making a body's canonical JSON with the ``slots`` (a sentinel in the
-    body -> an SQL text expression) filled in."""
-    sql = "'" + canonical(body).decode().replace("'", "''") + "'"
-    for sentinel, expression in slots.items():
-        sql = f"replace({sql}, '{sentinel}', {expression})"
-    return sql
+    body -> an SQL text expression) filled in, by one ``format()``."""
+    text = canonical(body).decode().replace("%", "%%")
+    found: list[str] = []
+
+    def slot(match: re.Match[str]) -> str:
+        found.append(slots[match.group(0)])
+        return "%s"
+
+    text = re.sub("|".join(re.escape(sentinel) for sentinel in slots), slot, text)
+    literal = "'" + text.replace("'", "''") + "'"
+    return f"format({literal}, {', '.join(found)})"
 
 
 def _bodies() -> dict[str, str]:

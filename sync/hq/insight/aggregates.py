@@ -62,12 +62,29 @@ _MEMBER_COLUMNS = (
 
 
 def _scope(alias: str, span: Span) -> tuple[str, str, list[Any]]:
-    """The join and condition that pick the facts of the batches in ``span``."""
+    """The join and condition that pick the facts of the batches in ``span``. From
+    the first batch on, that is every fact row: facts are only written by the
+    refresh that moves the cursor (so a rebuild reads each table once)."""
+    if span[0] == 0:
+        return "", "1 = 1", []
     join = (
         f" JOIN batches b ON {alias}.device = b.device "
         f"AND {alias}.seq BETWEEN b.first_seq AND b.last_seq"
     )
     return join, "b.batch_no > ? AND b.batch_no <= ?", [span[0], span[1]]
+
+
+def _entries_scope(span: Span) -> tuple[str, str, list[Any]]:
+    """The same for ``entries``, which holds batches the refresh has not read yet.
+    From the first batch on: a device's entries up to its last batch in the span
+    (a device's batches take its seqs in order)."""
+    if span[0] > 0:
+        return _scope("e", span)
+    join = (
+        " JOIN (SELECT device, MAX(last_seq) AS upto FROM batches WHERE batch_no <= ? "
+        "GROUP BY device) b ON e.device = b.device AND e.seq <= b.upto"
+    )
+    return join, "1 = 1", [span[1]]
 
 
 def add(tx: Tx, span: Span) -> None:
@@ -92,7 +109,7 @@ def add(tx: Tx, span: Span) -> None:
         + _add("spend", "receipts").format(table="agg_lines"),
         params,
     )
-    entry_join, entry_cond, _ = _scope("e", span)
+    entry_join, entry_cond, entry_params = _entries_scope(span)
     tx.run(
         "INSERT INTO agg_ledger (day, issued, taken, expired) "
         "SELECT substr(e.ts, 1, 10), SUM(CASE WHEN e.delta > 0 THEN e.delta ELSE 0 END), "
@@ -100,7 +117,7 @@ def add(tx: Tx, span: Span) -> None:
         f"FROM entries e{entry_join} WHERE e.account IS NOT NULL AND {entry_cond} "
         "GROUP BY substr(e.ts, 1, 10) ON CONFLICT (day) DO UPDATE SET "
         + _add("issued", "taken", "expired").format(table="agg_ledger"),
-        params,
+        entry_params,
     )
     tx.run(
         f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) "
@@ -110,7 +127,7 @@ def add(tx: Tx, span: Span) -> None:
         "LEFT JOIN ins_cards c ON c.account = e.account "
         f"WHERE e.account IS NOT NULL AND {entry_cond} GROUP BY COALESCE(c.member_id, e.account) "
         f"ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}",
-        params,
+        entry_params,
     )
     first_visit = (
         "s.kind IN ('earn', 'redeem') AND s.receipt IS NOT NULL AND NOT EXISTS "
