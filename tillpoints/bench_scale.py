@@ -65,7 +65,8 @@ def _template(body: dict[str, Any], slots: dict[str, str]) -> str:
         return "%s"
 
     text = re.sub("|".join(re.escape(sentinel) for sentinel in slots), slot, text)
-    literal = "'" + text.replace("'", "''") + "'"
+    # Every % doubled again: the driver reads the statement for its own placeholders.
+    literal = "'" + text.replace("'", "''").replace("%", "%%") + "'"
     return f"format({literal}, {', '.join(found)})"
 
 

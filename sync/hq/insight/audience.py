@@ -39,6 +39,9 @@ SEGMENT_RULES = (
 SEGMENTS = tuple(name for name, _ in SEGMENT_RULES)
 
 
+_AGGREGATED = "FROM agg_members a JOIN ins_members i ON i.member_id = a.member WHERE a.earns > 0"
+
+
 def _rfm_sql(tx: Tx, period: Period) -> tuple[str, list[Any]]:
     """The CTE ``named``: each member's recency, frequency, spend, scores and
     segment. The whole history as of its newest day reads ``agg_members`` (one row
@@ -48,7 +51,7 @@ def _rfm_sql(tx: Tx, period: Period) -> tuple[str, list[Any]]:
         params: list[Any] = []
         members = (
             "SELECT a.member, a.last_no, a.first_no, a.visits AS frequency, a.monetary "
-            "FROM agg_members a JOIN ins_members i ON i.member_id = a.member WHERE a.earns > 0"
+            + _AGGREGATED
         )
     else:
         where, params = period.where("s.day", "s.store")
@@ -100,8 +103,11 @@ def segments(tx: Tx, period: Period) -> Report:
 
 
 def _sizes(tx: Tx, sql: str, params: list[Any]) -> dict[str, int]:
-    found = {str(name): int(n) for name, n in tx.all(
-        sql + "SELECT segment, COUNT(*) FROM named GROUP BY segment", params)}  # fmt: skip
+    return _totals(tx.all(sql + "SELECT segment, COUNT(*) FROM named GROUP BY segment", params))
+
+
+def _totals(rows: list[tuple[Any, ...]]) -> dict[str, int]:
+    found = {str(name): int(n) for name, n in rows}
     totals = {name: found.get(name, 0) for name in SEGMENTS}
     totals["members"] = sum(totals.values())
     return totals
@@ -109,9 +115,58 @@ def _sizes(tx: Tx, sql: str, params: list[Any]) -> dict[str, int]:
 
 def segment_sizes(tx: Tx, period: Period) -> Report:
     """The segments report's totals alone (the reports page's chart), without a
-    row per member."""
-    sql, params = _rfm_sql(tx, period)
-    return {"report": "segments", "rows": [], "totals": _sizes(tx, sql, params)}
+    row per member. Over ``agg_members`` no member is ranked: a score is
+    ``1 + (RANK() - 1) * 5 // n``, so a value scores at least k exactly when it
+    is above the value in place ``ceil((k - 1) * n / 5)`` of the sorted values.
+    Those four places of each measure come from a histogram (recency, frequency:
+    few distinct values) or one sort (spend); one pass then counts the segments."""
+    if not covers_members(tx, period.start, period.store, period.as_of.isoformat()):
+        sql, params = _rfm_sql(tx, period)
+        return {"report": "segments", "rows": [], "totals": _sizes(tx, sql, params)}
+    row = tx.one(f"SELECT COUNT(*) {_AGGREGATED}")
+    n = int(row[0]) if row else 0
+    places = [-(-(k - 1) * n // 5) for k in range(2, 6)]
+    cuts = {column: _cuts_of_histogram(tx, column, places) for column in ("a.last_no", "a.visits")}
+    cuts["a.monetary"] = _cuts_of_sort(tx, "a.monetary", places)
+    scores = {
+        name: "1 + " + " + ".join(f"CASE WHEN {column} > ? THEN 1 ELSE 0 END" for _ in places)
+        for name, column in (("r", "a.last_no"), ("f", "a.visits"), ("mo", "a.monetary"))
+    }
+    name = " ".join(f"WHEN {rule} THEN '{segment}'" for segment, rule in SEGMENT_RULES)
+    rows = tx.all(
+        f"WITH scored AS (SELECT ? - a.last_no AS recency, ? - a.first_no AS tenure, "
+        f"{scores['r']} AS r, {scores['f']} AS f, {scores['mo']} AS mo {_AGGREGATED}) "
+        f"SELECT CASE {name} END, COUNT(*) FROM scored GROUP BY CASE {name} END",
+        [period.as_of_no, period.as_of_no, *cuts["a.last_no"], *cuts["a.visits"],
+         *cuts["a.monetary"]],
+    )  # fmt: skip
+    return {"report": "segments", "rows": [], "totals": _totals(rows)}
+
+
+def _cuts_of_histogram(tx: Tx, column: str, places: list[int]) -> list[Any]:
+    """The values in ``places`` (1-based) of the sorted column, from its histogram."""
+    cuts, seen = [], 0
+    wanted = iter(places)
+    place = next(wanted, None)
+    for value, count in tx.all(f"SELECT {column}, COUNT(*) {_AGGREGATED} GROUP BY {column} "
+                               f"ORDER BY {column}"):  # fmt: skip
+        seen += int(count)
+        while place is not None and seen >= place:
+            cuts.append(value)
+            place = next(wanted, None)
+    return cuts + [None] * (len(places) - len(cuts))
+
+
+def _cuts_of_sort(tx: Tx, column: str, places: list[int]) -> list[Any]:
+    marks = ", ".join("?" * len(places))
+    found: dict[int, Any] = dict(
+        tx.all(
+            f"SELECT place, value FROM (SELECT {column} AS value, ROW_NUMBER() OVER "
+            f"(ORDER BY {column}) AS place {_AGGREGATED}) t WHERE place IN ({marks})",
+            places,
+        )
+    )
+    return [found.get(place) for place in places]
 
 
 def dormant(tx: Tx, period: Period, days: int = DORMANT_DAYS) -> Report:
