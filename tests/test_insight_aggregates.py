@@ -12,10 +12,8 @@ same rows; and the reports that read aggregates match the ones that scan.
 from __future__ import annotations
 
 import datetime as dt
-from collections import defaultdict
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -27,6 +25,7 @@ from sync.hq.insight.reports import Period, liability
 from sync.hq.insight.simulate import simulate
 from sync.hq.scrub import cli_operator, erase
 from sync.hq.stores import open_store
+from tests.insight_helpers import aggregate_rows, check_aggregates
 from tests.sync_helpers import pg_schema
 
 STORES, MEMBERS, DAYS = 3, 60, 75
@@ -84,104 +83,14 @@ def _upload(source_url: str, target_url: str, late: bool) -> None:
         source.close()
 
 
-def _table(url: str, table: str) -> dict[tuple[Any, ...], tuple[int | str | None, ...]]:
-    keys = {"agg_sales": 4, "agg_lines": 3, "agg_ledger": 1, "agg_members": 1}[table]
-    store = open_store(url)
-    try:
-        with store.read() as tx:
-            rows = tx.all(f"SELECT * FROM {table}")
-    finally:
-        store.close()
-    return {
-        tuple(row[:keys]): tuple(None if v is None else v if isinstance(v, str) else int(v)
-                                 for v in row[keys:])
-        for row in rows
-    }  # fmt: skip
-
-
-def _recompute(url: str) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
-    """Every aggregate from the facts and entries by a plain pass in Python."""
-    store = open_store(url)
-    try:
-        with store.read() as tx:
-            sales = tx.all(
-                "SELECT device, seq, kind, member, store, day, day_no, hour, weekday, receipt, "
-                "amount FROM ins_sales ORDER BY device, seq"
-            )
-            lines = tx.all("SELECT device, seq, store, day, category, qty, amount FROM ins_lines")
-            entries = tx.all(
-                "SELECT e.account, e.ts, e.delta, e.expired, d.store FROM entries e "
-                "JOIN devices d ON d.device = e.device WHERE e.account IS NOT NULL"
-            )
-            cards = {str(a): str(m) for a, m in tx.all("SELECT account, member_id FROM ins_cards")}
-            lots = tx.all("SELECT member, expires_on, points FROM ins_lots")
-    finally:
-        store.close()
-    by_hour: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
-    members: dict[str, list[Any]] = {}
-    seen_visits: set[tuple[str, str, str]] = set()
-
-    def member(key: str) -> list[Any]:
-        return members.setdefault(key, [None, 0, 0, 0, None, None, 0, 0, 0, 0])
-
-    for device, _, kind, who, st, day, number, hour, weekday, receipt, amount in sales:
-        if kind in ("earn", "refund"):
-            row = by_hour[(st, day, int(hour), int(weekday))]
-            row[0] += int(amount)
-            row[1] += kind == "earn"
-        if kind in ("earn", "redeem", "refund"):
-            m = member(str(who))
-            m[7] += int(amount)
-            if kind == "earn":
-                m[3] += 1
-                m[4] = max(m[4] or -1, int(number))
-                m[5] = min(m[5] if m[5] is not None else 10**9, int(number))
-            visit = (str(who), str(device), str(receipt))
-            if kind in ("earn", "redeem") and receipt is not None and visit not in seen_visits:
-                seen_visits.add(visit)
-                m[6] += 1
-    line_spend: dict[tuple[Any, ...], int] = defaultdict(int)
-    line_receipts: dict[tuple[Any, ...], set[tuple[Any, ...]]] = defaultdict(set)
-    for device, seq, st, day, category, qty, amount in lines:
-        line_spend[(st, day, category)] += int(amount)
-        line_receipts[(st, day, category)].update([(device, seq)] if int(qty) > 0 else [])
-    by_day: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
-    for account, ts, delta, expired, st in entries:
-        row = by_day[(str(ts)[:10],)]
-        row[0] += max(0, int(delta))
-        row[1] += max(0, -int(delta))
-        row[2] += int(expired)
-        m = member(cards.get(account, str(account)))
-        m[0] = st if m[0] is None or st < m[0] else m[0]
-        m[1] += int(delta) - int(expired)
-        m[2] += 1
-    newest = dt.date.fromisoformat(max(str(row[5]) for row in sales))
-    for who, expires, points in lots:
-        m = member(str(who))
-        m[8] += int(points) if str(expires) > str(newest + dt.timedelta(days=30)) else 0
-        m[9] += int(points) if str(expires) > str(newest + dt.timedelta(days=90)) else 0
-    return {
-        "agg_sales": {k: tuple(v) for k, v in by_hour.items()},
-        "agg_lines": {k: (v, len(line_receipts[k])) for k, v in line_spend.items()},
-        "agg_ledger": {k: tuple(v) for k, v in by_day.items()},
-        "agg_members": {(k,): tuple(v) for k, v in members.items()},
-    }
-
-
-def _check(url: str) -> None:
-    expected = _recompute(url)
-    for table in aggregates.AGGREGATE_TABLES:
-        assert _table(url, table) == expected[table], table
-
-
 def test_aggregates_equal_a_recompute_after_late_uploads_erasure_and_rebuild(
     chain_url: str, target_url: str
 ) -> None:
     _upload(chain_url, target_url, late=False)
-    _check(target_url)
+    check_aggregates(target_url)
     _upload(chain_url, target_url, late=True)
-    _check(target_url)
-    members = _table(target_url, "agg_members")
+    check_aggregates(target_url)
+    members = aggregate_rows(target_url, "agg_members")
     assert len(members) >= MEMBERS
     store = open_store(target_url)
     try:
@@ -196,15 +105,17 @@ def test_aggregates_equal_a_recompute_after_late_uploads_erasure_and_rebuild(
         refresh(store)
     finally:
         store.close()
-    _check(target_url)
-    kept = {table: _table(target_url, table) for table in aggregates.AGGREGATE_TABLES}
+    check_aggregates(target_url)
+    kept = {table: aggregate_rows(target_url, table) for table in aggregates.AGGREGATE_TABLES}
     store = open_store(target_url)
     try:
         rebuild(store)
         aggregates.rebuild(store)
     finally:
         store.close()
-    assert {table: _table(target_url, table) for table in aggregates.AGGREGATE_TABLES} == kept
+    assert {
+        table: aggregate_rows(target_url, table) for table in aggregates.AGGREGATE_TABLES
+    } == kept
 
 
 def test_reports_from_aggregates_match_the_scans(chain_url: str, target_url: str) -> None:
@@ -288,7 +199,7 @@ def test_expiring_points_follow_the_newest_day(tmp_path: Path) -> None:
                     (seq, member, day, expires),
                 )
                 aggregates.add(tx, (seq - 1, seq))
-            _check(url)
+            check_aggregates(url)
         with store.read() as tx:
             rows = tx.all("SELECT SUM(a30), SUM(a90) FROM agg_members")
         assert rows == [(10, 0)]  # the last lot alone outlives the newest day by 30
