@@ -291,24 +291,35 @@ def sales_summary(tx: Tx, period: Period) -> Report:
     without its member counts: read from ``agg_sales`` and ``agg_lines``, so the
     reports page costs the same at twenty million entries as at a thousand."""
     where, params = period.where()
-    out: list[dict[str, Any]] = []
-    for name, key, table in (
-        ("store", "store", "agg_sales"),
-        ("hour", "CAST(hour AS TEXT)", "agg_sales"),
-        ("weekday", "CAST(weekday AS TEXT)", "agg_sales"),
-        ("category", "category", "agg_lines"),
+    # One pass over agg_sales, folded here by store, hour and weekday.
+    sums: dict[str, dict[str, list[int]]] = {"store": {}, "hour": {}, "weekday": {}}
+    for store, hour, weekday, spend, receipts in tx.all(
+        "SELECT store, hour, weekday, SUM(spend), SUM(receipts) FROM agg_sales "
+        f"WHERE {where} GROUP BY store, hour, weekday",
+        params,
     ):
-        rows = tx.all(
-            f"SELECT {key}, SUM(spend), SUM(receipts), 0 FROM {table} WHERE {where} GROUP BY {key}",
-            params,
-        )
-        out.extend(
-            {key: value for key, value in row.items() if key != "members"}
-            for row in _dimension(name, rows)
-        )
-    total = tx.one(f"SELECT SUM(spend), SUM(receipts) FROM agg_sales WHERE {where}", params)
-    spend, receipts = total if total else (0, 0)
-    totals = {"spend": money(spend), "receipts": int(receipts or 0)}
+        for name, key in (("store", store), ("hour", hour), ("weekday", weekday)):
+            figures = sums[name].setdefault(str(key), [0, 0])
+            figures[0] += int(spend or 0)
+            figures[1] += int(receipts or 0)
+    categories = tx.all(
+        f"SELECT category, SUM(spend), SUM(receipts), 0 FROM agg_lines WHERE {where} "
+        "GROUP BY category",
+        params,
+    )
+    dimensions = {
+        **{name: [(key, *figures, 0) for key, figures in keyed.items()]
+           for name, keyed in sums.items()},
+        "category": [tuple(row) for row in categories],
+    }  # fmt: skip
+    out = [
+        {key: value for key, value in row.items() if key != "members"}
+        for name, rows in dimensions.items()
+        for row in _dimension(name, rows)
+    ]
+    spend = sum(figures[0] for figures in sums["hour"].values())
+    receipts = sum(figures[1] for figures in sums["hour"].values())
+    totals = {"spend": money(spend), "receipts": receipts}
     return {"report": "sales", "rows": out, "totals": totals}
 
 
