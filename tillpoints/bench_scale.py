@@ -184,9 +184,14 @@ def fill(url: str, members: int, entries: int) -> dict[str, int]:
                 if name.endswith("_pkey"):
                     tx.run(f"ALTER TABLE {name.rsplit('_pkey', 1)[0]} ADD CONSTRAINT {name} "
                            f"PRIMARY KEY USING INDEX {name}")  # fmt: skip
-            tx.run(
-                "UPDATE ins_state SET batch_no = (SELECT MAX(batch_no) FROM batches) WHERE id = 1"
-            )
+            # Every follower of the batches has read them all: the facts' cursor, and the
+            # offer takes' and suggestion answers' (the chain has neither).
+            tx.run("INSERT INTO cmp_state (id, batch_no) VALUES (1, 0) ON CONFLICT DO NOTHING")
+            for cursor in ("ins_state", "cmp_state", "hq_suggestion_state"):
+                tx.run(
+                    f"UPDATE {cursor} SET batch_no = (SELECT MAX(batch_no) FROM batches) "
+                    "WHERE id = 1"
+                )
             row = tx.one("SELECT MAX(batch_no) FROM batches")
             tx.run("UPDATE batch_clock SET n = ? WHERE id = 1", (int(row[0]) if row else 0,))
         with store.write() as tx:
