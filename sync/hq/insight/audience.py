@@ -118,15 +118,23 @@ def segment_sizes(tx: Tx, period: Period) -> Report:
     row per member. Over ``agg_members`` no member is ranked: a score is
     ``1 + (RANK() - 1) * 5 // n``, so a value scores at least k exactly when it
     is above the value in place ``ceil((k - 1) * n / 5)`` of the sorted values.
-    Those four places of each measure come from a histogram (recency, frequency:
-    few distinct values) or one sort (spend); one pass then counts the segments."""
+    Those four places of each measure come from one histogram of (recency,
+    frequency: few distinct values) or one sort (spend); one pass then counts the
+    segments."""
     if not covers_members(tx, period.start, period.store, period.as_of.isoformat()):
         sql, params = _rfm_sql(tx, period)
         return {"report": "segments", "rows": [], "totals": _sizes(tx, sql, params)}
-    row = tx.one(f"SELECT COUNT(*) {_AGGREGATED}")
-    n = int(row[0]) if row else 0
+    # One pass gives both small histograms (last earn day x visits), and n.
+    rows = tx.all(
+        f"SELECT a.last_no, a.visits, COUNT(*) {_AGGREGATED} GROUP BY a.last_no, a.visits"
+    )
+    pairs = [(int(last), int(visits), int(count)) for last, visits, count in rows]
+    n = sum(count for _, _, count in pairs)
     places = [-(-(k - 1) * n // 5) for k in range(2, 6)]
-    cuts = {column: _cuts_of_histogram(tx, column, places) for column in ("a.last_no", "a.visits")}
+    cuts = {
+        column: _cuts_of_histogram([(pair[at], pair[2]) for pair in pairs], places)
+        for at, column in enumerate(("a.last_no", "a.visits"))
+    }
     cuts["a.monetary"] = _cuts_of_sort(tx, "a.monetary", places)
     scores = {
         name: "1 + " + " + ".join(f"CASE WHEN {column} > ? THEN 1 ELSE 0 END" for _ in places)
@@ -143,14 +151,17 @@ def segment_sizes(tx: Tx, period: Period) -> Report:
     return {"report": "segments", "rows": [], "totals": _totals(rows)}
 
 
-def _cuts_of_histogram(tx: Tx, column: str, places: list[int]) -> list[Any]:
-    """The values in ``places`` (1-based) of the sorted column, from its histogram."""
-    cuts, seen = [], 0
+def _cuts_of_histogram(counts: list[tuple[int, int]], places: list[int]) -> list[Any]:
+    """The values in ``places`` (1-based) of the sorted values, from (value, count)."""
+    histogram: dict[int, int] = {}
+    for value, count in counts:
+        histogram[value] = histogram.get(value, 0) + count
+    cuts: list[Any] = []
+    seen = 0
     wanted = iter(places)
     place = next(wanted, None)
-    for value, count in tx.all(f"SELECT {column}, COUNT(*) {_AGGREGATED} GROUP BY {column} "
-                               f"ORDER BY {column}"):  # fmt: skip
-        seen += int(count)
+    for value in sorted(histogram):
+        seen += histogram[value]
         while place is not None and seen >= place:
             cuts.append(value)
             place = next(wanted, None)
