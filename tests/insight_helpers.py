@@ -9,9 +9,11 @@ job, and the response report and model only read that table.
 from __future__ import annotations
 
 import datetime as dt
+from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+from sync.hq.insight import aggregates
 from sync.hq.insight.facts import refresh, set_stores
 from sync.hq.insight.model import member_features
 from sync.hq.stores import open_store
@@ -103,3 +105,97 @@ def plant_takes(url: str, name: str, start: dt.date) -> int:
         return len(takes)
     finally:
         store.close()
+
+
+# -- the aggregates, recounted ----------------------------------------------------------
+
+
+def aggregate_rows(url: str, table: str) -> dict[tuple[Any, ...], tuple[int | str | None, ...]]:
+    keys = {"agg_sales": 4, "agg_lines": 3, "agg_ledger": 1, "agg_members": 1}[table]
+    store = open_store(url)
+    try:
+        with store.read() as tx:
+            rows = tx.all(f"SELECT * FROM {table}")
+    finally:
+        store.close()
+    return {
+        tuple(row[:keys]): tuple(None if v is None else v if isinstance(v, str) else int(v)
+                                 for v in row[keys:])
+        for row in rows
+    }  # fmt: skip
+
+
+def recompute_aggregates(url: str) -> dict[str, dict[tuple[Any, ...], tuple[Any, ...]]]:
+    """Every aggregate from the facts and entries by a plain pass in Python."""
+    store = open_store(url)
+    try:
+        with store.read() as tx:
+            sales = tx.all(
+                "SELECT device, seq, kind, member, store, day, day_no, hour, weekday, receipt, "
+                "amount FROM ins_sales ORDER BY device, seq"
+            )
+            lines = tx.all("SELECT device, seq, store, day, category, qty, amount FROM ins_lines")
+            entries = tx.all(
+                "SELECT e.account, e.ts, e.delta, e.expired, d.store FROM entries e "
+                "JOIN devices d ON d.device = e.device WHERE e.account IS NOT NULL"
+            )
+            cards = {str(a): str(m) for a, m in tx.all("SELECT account, member_id FROM ins_cards")}
+            lots = tx.all("SELECT member, expires_on, points FROM ins_lots")
+    finally:
+        store.close()
+    by_hour: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
+    members: dict[str, list[Any]] = {}
+    seen_visits: set[tuple[str, str, str]] = set()
+
+    def member(key: str) -> list[Any]:
+        return members.setdefault(key, [None, 0, 0, 0, None, None, 0, 0, 0, 0])
+
+    for device, _, kind, who, st, day, number, hour, weekday, receipt, amount in sales:
+        if kind in ("earn", "refund"):
+            row = by_hour[(st, day, int(hour), int(weekday))]
+            row[0] += int(amount)
+            row[1] += kind == "earn"
+        if kind in ("earn", "redeem", "refund"):
+            m = member(str(who))
+            m[7] += int(amount)
+            if kind == "earn":
+                m[3] += 1
+                m[4] = max(m[4] or -1, int(number))
+                m[5] = min(m[5] if m[5] is not None else 10**9, int(number))
+            visit = (str(who), str(device), str(receipt))
+            if kind in ("earn", "redeem") and receipt is not None and visit not in seen_visits:
+                seen_visits.add(visit)
+                m[6] += 1
+    line_spend: dict[tuple[Any, ...], int] = defaultdict(int)
+    line_receipts: dict[tuple[Any, ...], set[tuple[Any, ...]]] = defaultdict(set)
+    for device, seq, st, day, category, qty, amount in lines:
+        line_spend[(st, day, category)] += int(amount)
+        line_receipts[(st, day, category)].update([(device, seq)] if int(qty) > 0 else [])
+    by_day: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0])
+    for account, ts, delta, expired, st in entries:
+        row = by_day[(str(ts)[:10],)]
+        row[0] += max(0, int(delta))
+        row[1] += max(0, -int(delta))
+        row[2] += int(expired)
+        m = member(cards.get(account, str(account)))
+        m[0] = st if m[0] is None or st < m[0] else m[0]
+        m[1] += int(delta) - int(expired)
+        m[2] += 1
+    newest = dt.date.fromisoformat(max(str(row[5]) for row in sales))
+    for who, expires, points in lots:
+        m = member(str(who))
+        m[8] += int(points) if str(expires) > str(newest + dt.timedelta(days=30)) else 0
+        m[9] += int(points) if str(expires) > str(newest + dt.timedelta(days=90)) else 0
+    return {
+        "agg_sales": {k: tuple(v) for k, v in by_hour.items()},
+        "agg_lines": {k: (v, len(line_receipts[k])) for k, v in line_spend.items()},
+        "agg_ledger": {k: tuple(v) for k, v in by_day.items()},
+        "agg_members": {(k,): tuple(v) for k, v in members.items()},
+    }
+
+
+def check_aggregates(url: str) -> None:
+    """Every ``agg_*`` table of the HQ at ``url`` equals a recount from its facts."""
+    expected = recompute_aggregates(url)
+    for table in aggregates.AGGREGATE_TABLES:
+        assert aggregate_rows(url, table) == expected[table], table

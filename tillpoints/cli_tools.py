@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 
 from agent.config import load_config
+from agent.errors import InvalidInput
 from sync.errors import invalid
 from tillpoints import bench
 from tillpoints.commands import Command, Context, Result
@@ -21,6 +22,12 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--tills", default="1000", help="tills in the chain whose night is uploaded (1000)"
     )
+    parser.add_argument(
+        "--members", type=int, default=1_000_000, help="hq_scale: members (default 1,000,000)"
+    )
+    parser.add_argument(
+        "--entries", type=int, default=20_000_000, help="hq_scale: entries (default 20,000,000)"
+    )
 
 
 def _tills(text: str) -> int:
@@ -31,7 +38,14 @@ def _tills(text: str) -> int:
 
 
 def _bench(ctx: Context) -> Result:
-    return bench.run(ctx.args.only, tills=_tills(ctx.args.tills))
+    if ctx.args.members < 1 or ctx.args.entries < ctx.args.members:
+        raise InvalidInput("invalid_usage", "members: at least 1, and entries at least members")
+    return bench.run(
+        ctx.args.only,
+        tills=_tills(ctx.args.tills),
+        members=ctx.args.members,
+        entries=ctx.args.entries,
+    )
 
 
 def _ui(ctx: Context) -> Result:

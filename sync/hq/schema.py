@@ -164,6 +164,37 @@ _010_SUGGESTIONS = (
     "INSERT INTO hq_suggestion_state (id, batch_no) VALUES (1, 0)",
 )
 
+# Incremental aggregates (issue 18, sync.hq.insight.aggregates): what the reports
+# page and the member reports read instead of scanning every fact. Each is kept up to
+# date by the same SQL as the facts refresh reads each page of batches, and can be
+# rebuilt from the facts at any time (``aggregates.rebuild``). Sales by store, day,
+# hour and weekday; receipt lines by store, day and category; points issued, taken
+# and expired by day; and one row per account (points, the first store it was seen
+# at, earns, first and last earn day, visits, spend, and the points of its lots
+# that expire more than 30 and 90 days after the newest sale: a30 and a90).
+_011_AGGREGATES = (
+    "CREATE TABLE agg_sales (store TEXT NOT NULL, day TEXT NOT NULL, hour INTEGER NOT NULL, "
+    "weekday INTEGER NOT NULL, spend BIGINT NOT NULL, receipts BIGINT NOT NULL, "
+    "PRIMARY KEY (store, day, hour, weekday))",
+    "CREATE INDEX agg_sales_day ON agg_sales (day)",
+    "CREATE TABLE agg_lines (store TEXT NOT NULL, day TEXT NOT NULL, category TEXT NOT NULL, "
+    "spend BIGINT NOT NULL, receipts BIGINT NOT NULL, PRIMARY KEY (store, day, category))",
+    "CREATE INDEX agg_lines_day ON agg_lines (day)",
+    "CREATE TABLE agg_ledger (day TEXT PRIMARY KEY, issued BIGINT NOT NULL, "
+    "taken BIGINT NOT NULL, expired BIGINT NOT NULL)",
+    "CREATE TABLE agg_members (member TEXT PRIMARY KEY, seen TEXT, points BIGINT NOT NULL, "
+    "entries BIGINT NOT NULL, earns BIGINT NOT NULL, last_no INTEGER, first_no INTEGER, "
+    "visits BIGINT NOT NULL, monetary BIGINT NOT NULL, a30 BIGINT NOT NULL, "
+    "a90 BIGINT NOT NULL)",
+    # built: 0 until the aggregates are made from the facts stored before them;
+    # expiry_day: the day a30 and a90 are counted from; lots_day: the newest lot's day.
+    "CREATE TABLE agg_state (id INTEGER PRIMARY KEY, built SMALLINT NOT NULL, "
+    "expiry_day TEXT, lots_day TEXT)",
+    # The console's member page reads the few consent entries that name a member.
+    "CREATE INDEX entries_consent ON entries (ts) WHERE kind = 'consent'",
+    "INSERT INTO agg_state (id, built) VALUES (1, 0)",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("001_hq", _001_HQ),
     ("002_operators", _002_OPERATORS),
@@ -174,6 +205,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("008_console", _008_CONSOLE),
     ("009_privacy", _009_PRIVACY),
     ("010_suggestions", _010_SUGGESTIONS),
+    ("011_aggregates", _011_AGGREGATES),
 )
 
 

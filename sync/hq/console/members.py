@@ -25,7 +25,7 @@ from sync.hq.db import HQStore, Tx
 from sync.hq.devices import chain_phone
 from sync.hq.extract import counter_member
 from sync.hq.member_keys import opened
-from sync.hq.projection import member_balance, spend_12m, tier_name
+from sync.hq.projection import ACCOUNTS, member_balance, spend_12m, tier_name
 
 MAX_QUERY = 64
 MAX_VISITS = 200
@@ -144,18 +144,20 @@ def _cards(tx: Tx, member: str) -> list[dict[str, Any]]:
 
 
 def _visits(tx: Tx, member: str, limit: int | None = MAX_VISITS) -> list[dict[str, Any]]:
+    # Two indexed reads, not one OR: the member's accounts, and the few consent
+    # entries (entries_consent) that name the member in their body.
+    columns = "e.ts, e.seq, d.store, d.till, e.kind, e.body, e.delta - e.expired, e.amount"
     rows = tx.all(
-        "SELECT e.ts, d.store, d.till, e.kind, e.body, e.delta - e.expired, e.amount "
-        "FROM entries e JOIN devices d ON d.device = e.device "
-        "WHERE (e.account = ? OR e.account IN (SELECT 'C' || card FROM entries "
-        "WHERE member_id = ? AND card IS NOT NULL)) "
+        f"SELECT {columns} FROM entries e JOIN devices d ON d.device = e.device "  # noqa: S608
+        f"WHERE e.account IN {ACCOUNTS} "
         "AND e.kind IN ('earn', 'redeem', 'refund', 'adjust', 'offer_take', 'enrol', "
-        "'card_replace', 'consent') OR (e.kind = 'consent' AND e.body LIKE ?) "
-        "ORDER BY e.ts DESC, e.seq DESC LIMIT ?",
+        f"'card_replace', 'consent') UNION SELECT {columns} FROM entries e "
+        "JOIN devices d ON d.device = e.device WHERE e.kind = 'consent' AND e.body LIKE ? "
+        "ORDER BY 1 DESC, 2 DESC LIMIT ?",
         (member, member, f'%"member_id":{json.dumps(member)}%', limit or 10**9),
     )
     visits = []
-    for ts, store_id, till, kind, text, points, amount in rows:
+    for ts, _, store_id, till, kind, text, points, amount in rows:
         body = readable(str(kind), json.loads(str(text)))
         receipt = body.receipt if isinstance(body, Earn | Redeem | Refund | OfferTake) else None
         visits.append(

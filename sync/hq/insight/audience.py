@@ -22,6 +22,7 @@ import datetime as dt
 from typing import Any
 
 from sync.hq.db import Tx
+from sync.hq.insight.aggregates import covers_members
 from sync.hq.insight.reports import Period, Report, money
 
 DORMANT_DAYS = 180
@@ -38,17 +39,33 @@ SEGMENT_RULES = (
 SEGMENTS = tuple(name for name, _ in SEGMENT_RULES)
 
 
-def _rfm_sql(period: Period) -> tuple[str, list[Any]]:
-    where, params = period.where("s.day", "s.store")
-    visit = "CASE WHEN s.kind IN ('earn', 'redeem') THEN s.device || ':' || s.receipt END"
+_AGGREGATED = "FROM agg_members a JOIN ins_members i ON i.member_id = a.member WHERE a.earns > 0"
+
+
+def _rfm_sql(tx: Tx, period: Period) -> tuple[str, list[Any]]:
+    """The CTE ``named``: each member's recency, frequency, spend, scores and
+    segment. The whole history as of its newest day reads ``agg_members`` (one row
+    per member, kept up to date at each refresh); any other period reads its sales."""
     name = " ".join(f"WHEN {rule} THEN '{segment}'" for segment, rule in SEGMENT_RULES)
+    if covers_members(tx, period.start, period.store, period.as_of.isoformat()):
+        params: list[Any] = []
+        members = (
+            "SELECT a.member, a.last_no, a.first_no, a.visits AS frequency, a.monetary "
+            + _AGGREGATED
+        )
+    else:
+        where, params = period.where("s.day", "s.store")
+        visit = "CASE WHEN s.kind IN ('earn', 'redeem') THEN s.device || ':' || s.receipt END"
+        members = (
+            "SELECT s.member, MAX(CASE WHEN s.kind = 'earn' THEN s.day_no END) AS last_no, "
+            "MIN(CASE WHEN s.kind = 'earn' THEN s.day_no END) AS first_no, "
+            f"COUNT(DISTINCT {visit}) AS frequency, SUM(s.amount) AS monetary "
+            "FROM ins_sales s JOIN ins_members i ON i.member_id = s.member "
+            f"WHERE s.kind IN ('earn', 'redeem', 'refund') AND {where} GROUP BY s.member "
+            "HAVING MAX(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END) = 1"
+        )
     sql = (
-        "WITH m AS (SELECT s.member, MAX(CASE WHEN s.kind = 'earn' THEN s.day_no END) AS last_no, "
-        "MIN(CASE WHEN s.kind = 'earn' THEN s.day_no END) AS first_no, "
-        f"COUNT(DISTINCT {visit}) AS frequency, SUM(s.amount) AS monetary "
-        "FROM ins_sales s JOIN ins_members i ON i.member_id = s.member "
-        f"WHERE s.kind IN ('earn', 'redeem', 'refund') AND {where} GROUP BY s.member "
-        "HAVING MAX(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END) = 1), "
+        f"WITH m AS ({members}), "
         "scored AS (SELECT member, ? - last_no AS recency, ? - first_no AS tenure, frequency, "
         "monetary, 1 + ((RANK() OVER (ORDER BY last_no) - 1) * 5) / COUNT(*) OVER () AS r, "
         "1 + ((RANK() OVER (ORDER BY frequency) - 1) * 5) / COUNT(*) OVER () AS f, "
@@ -59,15 +76,14 @@ def _rfm_sql(period: Period) -> tuple[str, list[Any]]:
 
 
 def segments(tx: Tx, period: Period) -> Report:
-    sql, params = _rfm_sql(period)
+    sql, params = _rfm_sql(tx, period)
     rows = tx.all(
         sql + "SELECT n.member, i.store, n.recency, n.frequency, n.monetary, n.r, n.f, n.mo, "
         "n.segment FROM named n JOIN ins_members i ON i.member_id = n.member "
         f"ORDER BY {period.text_order('n.member')}",
         params,
     )
-    sizes = {str(name): int(n) for name, n in tx.all(
-        sql + "SELECT segment, COUNT(*) FROM named GROUP BY segment", params)}  # fmt: skip
+    sizes = _sizes(tx, sql, params)
     out = [
         {
             "member_id": str(member),
@@ -83,9 +99,85 @@ def segments(tx: Tx, period: Period) -> Report:
         }
         for member, store, recency, frequency, monetary, r, f, mo, segment in rows
     ]
-    totals = {name: sizes.get(name, 0) for name in SEGMENTS}
+    return {"report": "segments", "rows": out, "totals": sizes}
+
+
+def _sizes(tx: Tx, sql: str, params: list[Any]) -> dict[str, int]:
+    return _totals(tx.all(sql + "SELECT segment, COUNT(*) FROM named GROUP BY segment", params))
+
+
+def _totals(rows: list[tuple[Any, ...]]) -> dict[str, int]:
+    found = {str(name): int(n) for name, n in rows}
+    totals = {name: found.get(name, 0) for name in SEGMENTS}
     totals["members"] = sum(totals.values())
-    return {"report": "segments", "rows": out, "totals": totals}
+    return totals
+
+
+def segment_sizes(tx: Tx, period: Period) -> Report:
+    """The segments report's totals alone (the reports page's chart), without a
+    row per member. Over ``agg_members`` no member is ranked: a score is
+    ``1 + (RANK() - 1) * 5 // n``, so a value scores at least k exactly when it
+    is above the value in place ``ceil((k - 1) * n / 5)`` of the sorted values.
+    Those four places of each measure come from one histogram of (recency,
+    frequency: few distinct values) or one sort (spend); one pass then counts the
+    segments."""
+    if not covers_members(tx, period.start, period.store, period.as_of.isoformat()):
+        sql, params = _rfm_sql(tx, period)
+        return {"report": "segments", "rows": [], "totals": _sizes(tx, sql, params)}
+    # One pass gives both small histograms (last earn day x visits), and n.
+    rows = tx.all(
+        f"SELECT a.last_no, a.visits, COUNT(*) {_AGGREGATED} GROUP BY a.last_no, a.visits"
+    )
+    pairs = [(int(last), int(visits), int(count)) for last, visits, count in rows]
+    n = sum(count for _, _, count in pairs)
+    places = [-(-(k - 1) * n // 5) for k in range(2, 6)]
+    cuts = {
+        column: _cuts_of_histogram([(pair[at], pair[2]) for pair in pairs], places)
+        for at, column in enumerate(("a.last_no", "a.visits"))
+    }
+    cuts["a.monetary"] = _cuts_of_sort(tx, "a.monetary", places)
+    scores = {
+        name: "1 + " + " + ".join(f"CASE WHEN {column} > ? THEN 1 ELSE 0 END" for _ in places)
+        for name, column in (("r", "a.last_no"), ("f", "a.visits"), ("mo", "a.monetary"))
+    }
+    name = " ".join(f"WHEN {rule} THEN '{segment}'" for segment, rule in SEGMENT_RULES)
+    rows = tx.all(
+        f"WITH scored AS (SELECT ? - a.last_no AS recency, ? - a.first_no AS tenure, "
+        f"{scores['r']} AS r, {scores['f']} AS f, {scores['mo']} AS mo {_AGGREGATED}) "
+        f"SELECT CASE {name} END, COUNT(*) FROM scored GROUP BY CASE {name} END",
+        [period.as_of_no, period.as_of_no, *cuts["a.last_no"], *cuts["a.visits"],
+         *cuts["a.monetary"]],
+    )  # fmt: skip
+    return {"report": "segments", "rows": [], "totals": _totals(rows)}
+
+
+def _cuts_of_histogram(counts: list[tuple[int, int]], places: list[int]) -> list[Any]:
+    """The values in ``places`` (1-based) of the sorted values, from (value, count)."""
+    histogram: dict[int, int] = {}
+    for value, count in counts:
+        histogram[value] = histogram.get(value, 0) + count
+    cuts: list[Any] = []
+    seen = 0
+    wanted = iter(places)
+    place = next(wanted, None)
+    for value in sorted(histogram):
+        seen += histogram[value]
+        while place is not None and seen >= place:
+            cuts.append(value)
+            place = next(wanted, None)
+    return cuts + [None] * (len(places) - len(cuts))
+
+
+def _cuts_of_sort(tx: Tx, column: str, places: list[int]) -> list[Any]:
+    marks = ", ".join("?" * len(places))
+    found: dict[int, Any] = dict(
+        tx.all(
+            f"SELECT place, value FROM (SELECT {column} AS value, ROW_NUMBER() OVER "
+            f"(ORDER BY {column}) AS place {_AGGREGATED}) t WHERE place IN ({marks})",
+            places,
+        )
+    )
+    return [found.get(place) for place in places]
 
 
 def dormant(tx: Tx, period: Period, days: int = DORMANT_DAYS) -> Report:
@@ -162,7 +254,7 @@ def callbacks(tx: Tx, period: Period) -> Report:
     for member, expiring in liability_by_member(tx, period, 30):
         if expiring >= 100:
             add(member, "points_expiring", f"remind: {expiring} points expire within 30 days")
-    sql, params = _rfm_sql(period)
+    sql, params = _rfm_sql(tx, period)
     for (member,) in tx.all(sql + "SELECT member FROM named WHERE segment = 'at_risk'", params):
         add(str(member), "at_risk", "voucher worth 5.00 on the next visit")
     for row in birthdays(tx, period, 14)["rows"]:

@@ -25,10 +25,12 @@ def follow_batches(
     kinds: Sequence[str],
     apply: Callable[[Tx, list[EntryRow]], int],
     page: int = PAGE,
+    then: Callable[[Tx, tuple[int, int]], None] | None = None,
 ) -> int:
     """Hand the entries of ``kinds`` in every batch stored since ``state_table``'s
     cursor to ``apply`` (inside the transaction that moves the cursor); returns the
-    count ``apply`` reports."""
+    count ``apply`` reports. ``then`` is given the page's batch range after
+    ``apply``, in the same transaction."""
     marks = ", ".join("?" for _ in kinds)
     read = 0
     while True:
@@ -51,4 +53,6 @@ def follow_batches(
                 (cursor, upto, *kinds),
             )
             read += apply(tx, [tuple(row) for row in rows])
+            if then is not None:
+                then(tx, (cursor, upto))
             tx.run(f"UPDATE {state_table} SET batch_no = ? WHERE id = 1", (upto,))  # noqa: S608

@@ -78,6 +78,13 @@ def _day(value: str | None, field: str) -> str | None:
         raise invalid("invalid_date", f"{field}: {value[:20]!r} is not a date YYYY-MM-DD") from None
 
 
+def _days(start: str | None, end: str | None) -> tuple[str | None, str | None]:
+    start, end = _day(start, "from"), _day(end, "to")
+    if start and end and start > end:
+        raise invalid("invalid_date", "from: is after to")
+    return start, end
+
+
 def run_report(
     store: HQStore,
     name: str,
@@ -92,26 +99,62 @@ def run_report(
         raise invalid(
             "invalid_option", f"campaign: only for {', '.join(CAMPAIGN_REPORTS)}, not {name}"
         )
-    start, end = _day(start, "from"), _day(end, "to")
-    if start and end and start > end:
-        raise invalid("invalid_date", "from: is after to")
+    start, end = _days(start, end)
     refresh(store)
     if name in PREPARE:
         PREPARE[name](store, campaign)
     with store.read() as tx:
-        if end is None and name in LIVE:
-            end = dt.date.today().isoformat()
-        if end is None:
-            row = tx.one("SELECT MAX(day) FROM ins_sales")
-            end = str(row[0]) if row and row[0] else dt.date.today().isoformat()
-        period = Period(start, end, store_id, dt.date.fromisoformat(end), store.dialect, campaign)
+        period = _period(tx, name, start, end, store_id, store.dialect, campaign)
         report = REPORTS[name](tx, period)
+        end = period.end
     report["period"] = {"from": start, "to": end, "store": store_id}
     if name in UNFILTERED:
         report["period"] = {"from": None, "to": None, "store": None}
     if name in CAMPAIGN_REPORTS:
         report["period"]["campaign"] = campaign
     return report
+
+
+def _period(
+    tx: Tx,
+    name: str,
+    start: str | None,
+    end: str | None,
+    store_id: str | None,
+    dialect: str,
+    campaign: str | None = None,
+) -> Period:
+    if end is None and name in LIVE:
+        end = dt.date.today().isoformat()
+    if end is None:
+        row = tx.one("SELECT MAX(day) FROM ins_sales")
+        end = str(row[0]) if row and row[0] else dt.date.today().isoformat()
+    return Period(start, end, store_id, dt.date.fromisoformat(end), dialect, campaign)
+
+
+HEADLINE = {
+    "liability": reports.liability,
+    "liability_history": reports.liability_history,
+    "segments": audience.segment_sizes,
+    "sales": reports.sales_summary,
+}
+
+
+def headline(
+    store: HQStore, start: str | None = None, end: str | None = None, store_id: str | None = None
+) -> dict[str, Report]:
+    """The reports page's figures, in one read snapshot after one refresh: the
+    liability and its history, the segments' sizes (no row per member) and the
+    sales' spend and receipts (no member counts), all read from the aggregates
+    (``sync.hq.insight.aggregates``) where the period allows."""
+    start, end = _days(start, end)
+    refresh(store)
+    with store.read() as tx:
+        period = _period(tx, "liability", start, end, store_id, store.dialect)
+        figures = {name: report(tx, period) for name, report in HEADLINE.items()}
+    for report in figures.values():
+        report["period"] = {"from": start, "to": period.end, "store": store_id}
+    return figures
 
 
 def to_csv(report: Report) -> str:

@@ -28,7 +28,7 @@ SAMPLE = 5_000
 
 
 def _features(tx: Tx, period: Period) -> tuple[list[str], list[str], list[list[float]]]:
-    sql, params = _rfm_sql(period)
+    sql, params = _rfm_sql(tx, period)
     rfm = {
         str(member): [float(recency), float(frequency), float(monetary or 0)]
         for member, recency, frequency, monetary in tx.all(

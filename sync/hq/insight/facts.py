@@ -43,6 +43,7 @@ from agent.entries import (
     readable,
 )
 from sync.hq.db import HQStore, Tx
+from sync.hq.insight import aggregates
 from sync.hq.insight.batches import EntryRow, follow_batches
 from sync.hq.member_keys import consent_rows, opened
 
@@ -66,6 +67,8 @@ _TABLES = (
     "voucher INTEGER NOT NULL, PRIMARY KEY (device, seq))",
     "CREATE INDEX IF NOT EXISTS ins_sales_member ON ins_sales (member)",
     "CREATE INDEX IF NOT EXISTS ins_sales_day ON ins_sales (day)",
+    # A receipt's first earn or redeem is its visit (sync.hq.insight.aggregates).
+    "CREATE INDEX IF NOT EXISTS ins_sales_receipt ON ins_sales (device, receipt)",
     # Receipt lines; a refund's lines carry the sold line's category, negative.
     "CREATE TABLE IF NOT EXISTS ins_lines (device TEXT NOT NULL, seq BIGINT NOT NULL, "
     "line_no INTEGER NOT NULL, member TEXT NOT NULL, store TEXT NOT NULL, day TEXT NOT NULL, "
@@ -76,6 +79,8 @@ _TABLES = (
     "member TEXT NOT NULL, day TEXT NOT NULL, points BIGINT NOT NULL, expires_on TEXT NOT NULL, "
     "PRIMARY KEY (device, seq))",
     "CREATE INDEX IF NOT EXISTS ins_lots_member ON ins_lots (member)",
+    # The lots whose expiry a day's passing moves out of agg_members' a30 and a90.
+    "CREATE INDEX IF NOT EXISTS ins_lots_expiry ON ins_lots (expires_on)",
 )
 _RESOLVED = ("ins_sales", "ins_lines", "ins_lots")
 
@@ -118,14 +123,18 @@ FACT_KINDS = (
 
 
 def refresh(store: HQStore) -> int:
-    """Read every batch stored since the last refresh; returns entries read."""
+    """Read every batch stored since the last refresh, and add its sums to the
+    aggregates in the same transaction; returns entries read."""
     ensure_tables(store)
+    with store.write() as tx:
+        tx.locked("SELECT batch_no FROM ins_state WHERE id = 1")
+        aggregates.ensure_built(tx)
 
     def apply(tx: Tx, rows: list[EntryRow]) -> int:
         _apply(tx, rows)
         return len(rows)
 
-    return follow_batches(store, "ins_state", FACT_KINDS, apply, PAGE)
+    return follow_batches(store, "ins_state", FACT_KINDS, apply, PAGE, aggregates.add)
 
 
 def rebuild(store: HQStore) -> int:
@@ -134,6 +143,7 @@ def rebuild(store: HQStore) -> int:
         for table in ("ins_members", "ins_cards", *_RESOLVED):
             tx.run(f"DELETE FROM {table}")
         tx.run("UPDATE ins_state SET batch_no = 0 WHERE id = 1")
+        aggregates.rebuild_in(tx)
     return refresh(store)
 
 

@@ -92,7 +92,7 @@ def member_features(tx: Tx, dialect: str, as_of: dt.date) -> dict[str, dict[str,
     till nets it from the earn's: close enough to rank, not to decide a member's
     tier)."""
     period = Period(None, as_of.isoformat(), None, as_of, dialect)
-    sql, params = _rfm_sql(period)
+    sql, params = _rfm_sql(tx, period)
     scores = {
         str(member): (int(r), int(f), int(mo))
         for member, r, f, mo in tx.all(sql + "SELECT member, r, f, mo FROM named", params)

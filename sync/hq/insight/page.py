@@ -23,7 +23,7 @@ from typing import Any
 from sync.errors import SyncError
 from sync.hq.db import HQStore
 from sync.hq.insight.campaign_charts import campaign_charts, model_chart, response_charts
-from sync.hq.insight.catalog import CAMPAIGN_REPORTS, REPORTS, run_report
+from sync.hq.insight.catalog import CAMPAIGN_REPORTS, REPORTS, headline, run_report
 from sync.hq.insight.reports import Report
 from sync.hq.insight.svg import (
     INK,
@@ -273,10 +273,9 @@ def clock_of(store: HQStore) -> str:
 def index_page(store: HQStore, filters: Mapping[str, str | None], operator: str) -> str:
     """The index: headline figures and charts, and a link to every report."""
     start, end, store_id = filters.get("from"), filters.get("to"), filters.get("store")
-    liability = run_report(store, "liability", start, end, store_id)
-    history = run_report(store, "liability_history", start, end, store_id)
-    segments = run_report(store, "segments", start, end, store_id)
-    sales = run_report(store, "sales", start, end, store_id)
+    figures = headline(store, start, end, store_id)
+    liability, history = figures["liability"], figures["liability_history"]
+    segments, sales = figures["segments"], figures["sales"]
     totals = liability["totals"]
     period = sales["period"]
     tiles = _tiles(

@@ -392,7 +392,7 @@ def compute(tx: Tx, dialect: str, rules: Rules, today: dt.date) -> list[Suggesti
             if points >= reason.limits["min_points"]:
                 add(member, reason, fixed, _text(reason, points=str(points)))
     if "at_risk" in on:
-        sql, params = _rfm_sql(period)
+        sql, params = _rfm_sql(tx, period)
         for (member,) in tx.all(sql + "SELECT member FROM named WHERE segment = 'at_risk'", params):
             add(str(member), on["at_risk"], fixed, _text(on["at_risk"]))
     if "lapsed" in on:

@@ -1,0 +1,280 @@
+"""Incremental aggregates: what the reports page and the member reports read
+instead of scanning twenty million facts (issue 18).
+
+The ``agg_*`` tables (HQ migration ``011_aggregates``) hold sums that only ever
+grow by addition, so each page of batches the facts refresh reads
+(``sync.hq.insight.facts``) adds its own rows' sums, in the same transaction
+that moves the cursor: ``add`` with the page's batch range. ``rebuild`` runs the
+very same statements over every fact at once, so a rebuilt table and one kept up
+to date page by page are the same numbers (tests/test_insight_aggregates.py
+checks both against a full recompute).
+
+- ``agg_sales``: member spend (net of refunds) and receipts by store, day, hour
+  and weekday; ``agg_lines``: line spend and receipts by store, day and category.
+  Both answer any ``--from``/``--to``/``--store`` period exactly.
+- ``agg_ledger``: points issued, taken and expired by day (the liability history).
+- ``agg_members``: one row per account, as ``hq balance`` resolves accounts (a
+  card's ``C`` account folds into its member once an enrolment binds the card):
+  points, the first store it was seen at, earns, first and last earn day, visits
+  and spend. A visit is counted once, at the receipt's first earn or redeem, so
+  the count stays exact whichever page the receipt's entries arrive in. These
+  answer the reports of the whole history as of its newest day (``covers``).
+"""
+
+# ruff: noqa: S608 -- SQL here is built from constant fragments (table and column
+# names); every value is bound as a parameter.
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sync.hq.db import HQStore, Tx
+
+Span = tuple[int, int]  # (after batch, up to batch)
+
+_MAX = "CASE WHEN {old} IS NULL OR {new} > {old} THEN {new} ELSE {old} END"
+_MIN = "CASE WHEN {old} IS NULL OR {new} < {old} THEN {new} ELSE {old} END"
+
+
+def _keep(column: str, rule: str) -> str:
+    """``column = rule(old, new)``, keeping the old value when the new one is NULL."""
+    old, new = f"agg_members.{column}", f"excluded.{column}"
+    return f"{column} = CASE WHEN {new} IS NULL THEN {old} ELSE {rule.format(old=old, new=new)} END"
+
+
+def _add(*columns: str) -> str:
+    return ", ".join(f"{c} = {{table}}.{c} + excluded.{c}" for c in columns)
+
+
+_MEMBER_MERGE = ", ".join(
+    [
+        _keep("seen", _MIN),
+        _add("points", "entries", "earns", "visits", "monetary").format(table="agg_members"),
+        _keep("last_no", _MAX),
+        _keep("first_no", _MIN),
+        _add("a30", "a90").format(table="agg_members"),
+    ]
+)
+_MEMBER_COLUMNS = (
+    "member, seen, points, entries, earns, last_no, first_no, visits, monetary, a30, a90"
+)
+
+
+def _scope(alias: str, span: Span) -> tuple[str, str, list[Any]]:
+    """The join and condition that pick the facts of the batches in ``span``. From
+    the first batch on, that is every fact row: facts are only written by the
+    refresh that moves the cursor (so a rebuild reads each table once)."""
+    if span[0] == 0:
+        return "", "1 = 1", []
+    join = (
+        f" JOIN batches b ON {alias}.device = b.device "
+        f"AND {alias}.seq BETWEEN b.first_seq AND b.last_seq"
+    )
+    return join, "b.batch_no > ? AND b.batch_no <= ?", [span[0], span[1]]
+
+
+def _entries_scope(span: Span) -> tuple[str, str, list[Any]]:
+    """The same for ``entries``, which holds batches the refresh has not read yet.
+    From the first batch on: a device's entries up to its last batch in the span
+    (a device's batches take its seqs in order)."""
+    if span[0] > 0:
+        return _scope("e", span)
+    join = (
+        " JOIN (SELECT device, MAX(last_seq) AS upto FROM batches WHERE batch_no <= ? "
+        "GROUP BY device) b ON e.device = b.device AND e.seq <= b.upto"
+    )
+    return join, "1 = 1", [span[1]]
+
+
+def add(tx: Tx, span: Span) -> None:
+    """Add the sums of the facts of ``span`` (read already by the facts refresh in
+    this transaction) to the aggregates."""
+    join, cond, params = _scope("s", span)
+    tx.run(
+        "INSERT INTO agg_sales (store, day, hour, weekday, spend, receipts) "
+        "SELECT s.store, s.day, s.hour, s.weekday, SUM(s.amount), "
+        f"SUM(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END) FROM ins_sales s{join} "
+        f"WHERE s.kind IN ('earn', 'refund') AND {cond} "
+        "GROUP BY s.store, s.day, s.hour, s.weekday ON CONFLICT (store, day, hour, weekday) "
+        "DO UPDATE SET " + _add("spend", "receipts").format(table="agg_sales"),
+        params,
+    )
+    tx.run(
+        "INSERT INTO agg_lines (store, day, category, spend, receipts) "
+        "SELECT s.store, s.day, s.category, SUM(s.amount), "
+        f"COUNT(DISTINCT CASE WHEN s.qty > 0 THEN s.device || ':' || s.seq END) "
+        f"FROM ins_lines s{join} WHERE {cond} GROUP BY s.store, s.day, s.category "
+        "ON CONFLICT (store, day, category) DO UPDATE SET "
+        + _add("spend", "receipts").format(table="agg_lines"),
+        params,
+    )
+    entry_join, entry_cond, entry_params = _entries_scope(span)
+    tx.run(
+        "INSERT INTO agg_ledger (day, issued, taken, expired) "
+        "SELECT substr(e.ts, 1, 10), SUM(CASE WHEN e.delta > 0 THEN e.delta ELSE 0 END), "
+        "SUM(CASE WHEN e.delta < 0 THEN -e.delta ELSE 0 END), SUM(e.expired) "
+        f"FROM entries e{entry_join} WHERE e.account IS NOT NULL AND {entry_cond} "
+        "GROUP BY substr(e.ts, 1, 10) ON CONFLICT (day) DO UPDATE SET "
+        + _add("issued", "taken", "expired").format(table="agg_ledger"),
+        entry_params,
+    )
+    tx.run(
+        f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) "
+        "SELECT COALESCE(c.member_id, e.account), MIN(d.store), SUM(e.delta - e.expired), "
+        "COUNT(*), 0, CAST(NULL AS INTEGER), CAST(NULL AS INTEGER), 0, 0, 0, 0 "
+        f"FROM entries e{entry_join} JOIN devices d ON d.device = e.device "
+        "LEFT JOIN ins_cards c ON c.account = e.account "
+        f"WHERE e.account IS NOT NULL AND {entry_cond} GROUP BY COALESCE(c.member_id, e.account) "
+        f"ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}",
+        entry_params,
+    )
+    first_visit = (
+        "s.kind IN ('earn', 'redeem') AND s.receipt IS NOT NULL AND NOT EXISTS "
+        "(SELECT 1 FROM ins_sales o WHERE o.device = s.device AND o.receipt = s.receipt "
+        "AND o.member = s.member AND o.kind IN ('earn', 'redeem') AND o.seq < s.seq)"
+    )
+    tx.run(
+        f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) "
+        "SELECT s.member, CAST(NULL AS TEXT), 0, 0, "
+        "SUM(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END), "
+        "MAX(CASE WHEN s.kind = 'earn' THEN s.day_no END), "
+        "MIN(CASE WHEN s.kind = 'earn' THEN s.day_no END), "
+        f"SUM(CASE WHEN {first_visit} THEN 1 ELSE 0 END), SUM(s.amount), 0, 0 "
+        f"FROM ins_sales s{join} "
+        f"WHERE s.kind IN ('earn', 'redeem', 'refund') AND {cond} GROUP BY s.member "
+        f"ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}",
+        params,
+    )
+    _lots(tx, span)
+    _fold_cards(tx)
+
+
+def _later(tx: Tx, where: str, params: list[Any], replace: bool = False) -> None:
+    """Add (or set) a30 and a90 from the lots ``where`` picks, by member; the
+    first two parameters are the days after which a lot counts."""
+    update = "a30 = excluded.a30, a90 = excluded.a90" if replace else _add("a30", "a90")
+    tx.run(
+        f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) SELECT s.member, CAST(NULL AS TEXT), 0, 0, "
+        "0, CAST(NULL AS INTEGER), CAST(NULL AS INTEGER), 0, 0, "
+        "SUM(CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END), "
+        f"SUM(CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END) FROM ins_lots s{where} "
+        f"GROUP BY s.member ON CONFLICT (member) DO UPDATE SET "
+        + update.format(table="agg_members"),
+        params,
+    )
+
+
+def _after(day: str, days: int) -> str:
+    return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
+
+
+def _lots(tx: Tx, span: Span) -> None:
+    """Keep a30 and a90 (the member's lot points that expire more than 30 and 90
+    days after ``expiry_day``, the newest sale's day, which liability reads as
+    ``max(0, points - a30)``): the span's lots are added; when the newest day moves
+    on, the lots whose expiry it passes are taken out, a day's worth of lots by
+    index, not a scan of all."""
+    join, cond, params = _scope("s", span)
+    state = tx.one("SELECT expiry_day, lots_day FROM agg_state WHERE id = 1")
+    day, lots_day = (state[0], state[1]) if state else (None, None)
+    newest = tx.one(f"SELECT MAX(s.day) FROM ins_lots s{join} WHERE {cond}", params)
+    if newest and newest[0] and (lots_day is None or str(newest[0]) > str(lots_day)):
+        lots_day = str(newest[0])
+    if day is not None:
+        _later(tx, f"{join} WHERE {cond}", [_after(day, 30), _after(day, 90), *params])
+    row = tx.one("SELECT MAX(day) FROM ins_sales")
+    moved = str(row[0]) if row and row[0] else None
+    if moved is None:
+        tx.run("UPDATE agg_state SET lots_day = ? WHERE id = 1", (lots_day,))
+        return
+    if day is None:
+        _later(tx, " WHERE 1 = 1", [_after(moved, 30), _after(moved, 90)], replace=True)
+    elif moved > day:
+        for days in (30, 90):
+            # Lots expiring in (day + days, moved + days] no longer count as later.
+            passed = (_after(day, days), _after(moved, days))
+            column = f"a{days}"
+            tx.run(
+                f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) SELECT s.member, "
+                "CAST(NULL AS TEXT), 0, 0, 0, CAST(NULL AS INTEGER), CAST(NULL AS INTEGER), 0, 0, "
+                f"{'-SUM(s.points)' if days == 30 else '0'}, "
+                f"{'-SUM(s.points)' if days == 90 else '0'} FROM ins_lots s "
+                "WHERE s.expires_on > ? AND s.expires_on <= ? GROUP BY s.member "
+                f"ON CONFLICT (member) DO UPDATE SET {column} = agg_members.{column} + "
+                f"excluded.{column}",
+                passed,
+            )
+    tx.run(
+        "UPDATE agg_state SET expiry_day = ?, lots_day = ? WHERE id = 1",
+        (max(moved, day or moved), lots_day),
+    )
+
+
+def _fold_cards(tx: Tx) -> None:
+    """A card's ``C`` account that an enrolment has since bound: its row folds into
+    its member's (as ``facts`` moves the card's facts to the member)."""
+    bound = "a.member >= 'C' AND a.member < 'D'"
+    tx.run(
+        f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) "
+        "SELECT c.member_id, MIN(a.seen), SUM(a.points), SUM(a.entries), SUM(a.earns), "
+        "MAX(a.last_no), MIN(a.first_no), SUM(a.visits), SUM(a.monetary), SUM(a.a30), "
+        "SUM(a.a90) "
+        f"FROM agg_members a JOIN ins_cards c ON c.account = a.member WHERE {bound} "
+        f"GROUP BY c.member_id ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}"
+    )
+    tx.run(
+        "DELETE FROM agg_members WHERE member >= 'C' AND member < 'D' "
+        "AND member IN (SELECT account FROM ins_cards)"
+    )
+
+
+AGGREGATE_TABLES = ("agg_sales", "agg_lines", "agg_ledger", "agg_members")
+
+
+def rebuild_in(tx: Tx) -> None:
+    """Every aggregate anew from the facts of every batch the facts refresh has
+    read (its cursor), by the statements each page runs."""
+    for table in AGGREGATE_TABLES:
+        tx.run(f"DELETE FROM {table}")
+    tx.run("UPDATE agg_state SET expiry_day = NULL, lots_day = NULL WHERE id = 1")
+    row = tx.one("SELECT batch_no FROM ins_state WHERE id = 1")
+    add(tx, (0, int(row[0]) if row else 0))
+    tx.run("UPDATE agg_state SET built = 1 WHERE id = 1")
+
+
+def rebuild(store: HQStore) -> None:
+    with store.write() as tx:
+        tx.locked("SELECT batch_no FROM ins_state WHERE id = 1")
+        rebuild_in(tx)
+
+
+def ensure_built(tx: Tx) -> None:
+    """An HQ that stored facts before ``011_aggregates`` builds its aggregates once,
+    from the facts it has, before reading on (the caller holds the cursor lock)."""
+    row = tx.one("SELECT built FROM agg_state WHERE id = 1")
+    if row is not None and not int(row[0]):
+        rebuild_in(tx)
+
+
+def newest_day(tx: Tx) -> str | None:
+    """The newest day of any stored entry with an account (ledger days are UTC)."""
+    row = tx.one("SELECT MAX(day) FROM agg_ledger")
+    return str(row[0]) if row and row[0] else None
+
+
+def expiry_covers(tx: Tx, as_of: str) -> bool:
+    """Whether a30 and a90 are counted from ``as_of`` and no lot is newer."""
+    row = tx.one("SELECT expiry_day, lots_day FROM agg_state WHERE id = 1")
+    if row is None or row[0] != as_of:
+        return False
+    return row[1] is None or str(row[1]) <= as_of
+
+
+def covers_members(tx: Tx, start: str | None, store: str | None, as_of: str) -> bool:
+    """Whether ``agg_members`` answers a report of this period: the whole history,
+    every store, as of a day no sale is after."""
+    if start is not None or store is not None:
+        return False
+    row = tx.one("SELECT MAX(day) FROM ins_sales")
+    return row is None or row[0] is None or str(row[0]) <= as_of
