@@ -38,7 +38,7 @@ from sync.hq.insight.facts import ensure_tables, set_stores
 from sync.hq.insight.page import index_page
 from sync.hq.projection import balance
 from sync.hq.stores import open_store
-from tillpoints.bench_hq import _scratch
+from tillpoints.bench_hq import scratch_db
 
 Figure = dict[str, Any]
 START = dt.date(2025, 1, 1)
@@ -341,7 +341,7 @@ def measure(url: str) -> dict[str, Figure]:
 
 
 def hq_scale(postgres: str, members: int, entries: int) -> dict[str, Figure]:
-    with _scratch(postgres) as url:
+    with scratch_db(postgres) as url:
         began = time.perf_counter()
         counts = fill(url, members, entries)
         filled = time.perf_counter() - began
