@@ -21,9 +21,9 @@ from typing import Any
 
 from agent.errors import LedgerError
 from agent.fields import SIMULATED_PHONE_COST
-from agent.journal import Journal
 from agent.ledger import Ledger
 from drivers.cards import luhn_digit
+from tillpoints.bench_api import EarnRows, api_earn_figures
 from tillpoints.simulated_till import DEMO_CARD, SimulatedTill
 
 Figure = dict[str, Any]
@@ -47,41 +47,6 @@ def _raw_commit(conn: sqlite3.Connection) -> None:
     conn.execute("BEGIN IMMEDIATE")
     conn.execute("INSERT INTO t (body) VALUES (?)", ("x" * 400,))
     conn.execute("COMMIT")
-
-
-class _EarnRows:
-    """An earn's writes without the earn: the journal, receipt and lot rows and the
-    recorded head of a real earn, copied under new keys, in one durable commit each.
-    It measures what the earn's commit costs on this disk (four B-trees and their
-    indexes, about seven pages), apart from deciding, pricing and signing."""
-
-    def __init__(self, ledger: Ledger, directory: Path) -> None:
-        self.conn = sqlite3.connect(directory / "rows.db", isolation_level=None)
-        ledger.store.backup_to(self.conn)
-        self.conn.execute("PRAGMA journal_mode=WAL")
-        self.conn.execute("PRAGMA synchronous=FULL")
-        self.rows = Journal(self.conn)
-        last = self.rows.last_row()
-        assert last is not None  # the warm-up earn
-        self.journal = last
-        self.receipt = self.conn.execute(
-            "SELECT * FROM receipts WHERE seq = ?", (self.journal[0],)
-        ).fetchone()
-        self.lot = self.conn.execute(
-            "SELECT * FROM lots WHERE lot_id = ?", (self.journal[0],)
-        ).fetchone()
-        self.seq = int(self.journal[0])
-
-    def commit(self) -> None:
-        self.seq += 1
-        seq = self.seq
-        conn = self.conn
-        conn.execute("BEGIN IMMEDIATE")
-        self.rows.copy_in(conn, [(seq, *self.journal[1:])])  # and the recorded head
-        receipt = (self.receipt[0], f"ROWS{seq}", self.receipt[2], seq, *self.receipt[4:])
-        conn.execute("INSERT INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", receipt)
-        conn.execute("INSERT INTO lots VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (seq, *self.lot[1:]))
-        conn.execute("COMMIT")
 
 
 def _timed(step: Callable[[int], object], seconds: float) -> tuple[int, float, list[float]]:
@@ -112,7 +77,7 @@ def earn_figures(
     try:
         cards = [ledger.enrol(name=f"Bench {n}", phone=f"555{n:07d}").card for n in range(members)]
         ledger.earn(cards[0], "B-warm", amount=1234)
-        rows = _EarnRows(ledger, directory)
+        rows = EarnRows(ledger, directory)
         totals = {"raw": [0, 0.0], "earn": [0, 0.0], "rows": [0, 0.0]}
         latencies: list[float] = []
         done = 0
@@ -274,8 +239,6 @@ def insight_figures(directory: Path) -> dict[str, Figure]:
 
 
 def api_figures(directory: Path) -> dict[str, Figure]:
-    from tillpoints.bench_api import api_earn_figures
-
     return api_earn_figures(directory)
 
 

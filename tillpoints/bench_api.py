@@ -3,7 +3,7 @@ agent's Unix socket, one at a time on one kept-alive connection, and waits for e
 answer (issue 18: ``api_earn_p99_ms``, ``api_earns_per_s``).
 
 The limit in the same run is ``earn_rows_commits_per_s``: an earn's own rows, copied
-under new keys, committed durably on the same disk (``tillpoints.bench._EarnRows``).
+under new keys, committed durably on the same disk (``EarnRows``).
 API rounds and row rounds alternate, so a change in the machine's load touches both.
 
 ``python -m tillpoints.bench_api SOCKET CARD...`` is the client: for each line
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -22,9 +23,45 @@ from pathlib import Path
 from typing import Any
 
 from agent.fields import SIMULATED_PHONE_COST
+from agent.journal import Journal
 from agent.ledger import Ledger
 
 Figure = dict[str, Any]
+
+
+class EarnRows:
+    """An earn's writes without the earn: the journal, receipt and lot rows and the
+    recorded head of a real earn, copied under new keys, in one durable commit each.
+    It measures what the earn's commit costs on this disk (four B-trees and their
+    indexes, about seven pages), apart from deciding, pricing and signing."""
+
+    def __init__(self, ledger: Ledger, directory: Path) -> None:
+        self.conn = sqlite3.connect(directory / "rows.db", isolation_level=None)
+        ledger.store.backup_to(self.conn)
+        self.conn.execute("PRAGMA journal_mode=WAL")
+        self.conn.execute("PRAGMA synchronous=FULL")
+        self.rows = Journal(self.conn)
+        last = self.rows.last_row()
+        assert last is not None  # the warm-up earn
+        self.journal = last
+        self.receipt = self.conn.execute(
+            "SELECT * FROM receipts WHERE seq = ?", (self.journal[0],)
+        ).fetchone()
+        self.lot = self.conn.execute(
+            "SELECT * FROM lots WHERE lot_id = ?", (self.journal[0],)
+        ).fetchone()
+        self.seq = int(self.journal[0])
+
+    def commit(self) -> None:
+        self.seq += 1
+        seq = self.seq
+        conn = self.conn
+        conn.execute("BEGIN IMMEDIATE")
+        self.rows.copy_in(conn, [(seq, *self.journal[1:])])  # and the recorded head
+        receipt = (self.receipt[0], f"ROWS{seq}", self.receipt[2], seq, *self.receipt[4:])
+        conn.execute("INSERT INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", receipt)
+        conn.execute("INSERT INTO lots VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (seq, *self.lot[1:]))
+        conn.execute("COMMIT")
 
 
 class _Poster:
@@ -93,7 +130,6 @@ def api_earn_figures(
 ) -> dict[str, Figure]:
     """An agent over a till with ``members`` enrolled (a store's worth), a client
     process posting earns, and the earn's rows alone in alternating rounds."""
-    from tillpoints.bench import _EarnRows
     from tillpoints.simulated_till import SimulatedTill
 
     till = SimulatedTill(directory, members=False)
@@ -101,7 +137,7 @@ def api_earn_figures(
     try:
         cards = [ledger.enrol(name=f"Pos {n}", phone=f"555{n:07d}").card for n in range(members)]
         ledger.earn(cards[0], "API-warm", amount=1234)
-        rows = _EarnRows(ledger, directory)
+        rows = EarnRows(ledger, directory)
     finally:
         ledger.close()
     till.start()
