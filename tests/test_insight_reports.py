@@ -14,7 +14,7 @@ import itertools
 import json
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from decimal import Decimal
+from decimal import ROUND_HALF_UP, Decimal
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -314,7 +314,9 @@ def test_campaign_response_matches_the_receipts(url: str, store_id: str | None) 
         if offered and held:
             lift = Fraction(offered_spend, offered) - Fraction(held_spend, held)
             assert row["incremental_spend"] == format_amount(round(lift * offered))
-            assert row["visits_per_held_out"] == f"{held_visits / held:.4f}"
+            # Half up, from integers (a float's half-even gave 0.7812 for 25/32).
+            share = (Decimal(held_visits) / held).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+            assert row["visits_per_held_out"] == str(share)
     everything = rows["all"]
     assert result["totals"]["takers"] == everything["takers"] > 0
     assert result["totals"]["incremental_spend"] == everything["incremental_spend"]
