@@ -226,8 +226,18 @@ class OfferShown(Answer):
     valid_to: str
 
 
+class _OfferIfAny(Answer):
+    """An answer whose ``offer`` is left out of the JSON when there is none."""
+
+    def as_json(self) -> dict[str, Any]:
+        shown = super().as_json()
+        if shown.get("offer") is None:
+            shown.pop("offer", None)
+        return shown
+
+
 @dataclass(frozen=True)
-class SuggestionShown(Answer):
+class SuggestionShown(_OfferIfAny):
     """One of HQ's suggestions as the counter shows it (``agent.suggestions``): why
     in plain words, and the offer accepting puts into the sale, where one applies
     (left out of the JSON when there is none)."""
@@ -237,12 +247,6 @@ class SuggestionShown(Answer):
     text: str
     valid_to: str
     offer: OfferShown | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        shown = super().as_json()
-        if self.offer is None:
-            del shown["offer"]
-        return shown
 
 
 @dataclass(frozen=True)
@@ -257,7 +261,7 @@ class SuggestionRecorded(Answer):
 
 
 @dataclass(frozen=True)
-class ListedSuggestion(Answer):
+class ListedSuggestion(_OfferIfAny):
     """One line of a store's list for its in-store advisors (``suggestion list``):
     whom to call and why, with no phone number (the advisor finds the member by
     name or card)."""
@@ -270,12 +274,6 @@ class ListedSuggestion(Answer):
     last_visit: str | None  # ISO date, or None when HQ cannot say
     valid_to: str
     offer: OfferShown | None = None
-
-    def as_json(self) -> dict[str, Any]:
-        shown = super().as_json()
-        if self.offer is None:
-            del shown["offer"]
-        return shown
 
 
 @dataclass(frozen=True)
