@@ -111,7 +111,9 @@ def plant_takes(url: str, name: str, start: dt.date) -> int:
 
 
 def aggregate_rows(url: str, table: str) -> dict[tuple[Any, ...], tuple[int | str | None, ...]]:
-    keys = {"agg_sales": 4, "agg_lines": 3, "agg_ledger": 1, "agg_members": 1}[table]
+    keys = {"agg_sales": 4, "agg_lines": 3, "agg_ledger": 1, "agg_members": 1, "agg_liability": 1}[
+        table
+    ]
     store = open_store(url)
     try:
         with store.read() as tx:
@@ -141,6 +143,7 @@ def recompute_aggregates(url: str) -> dict[str, dict[tuple[Any, ...], tuple[Any,
             )
             cards = {str(a): str(m) for a, m in tx.all("SELECT account, member_id FROM ins_cards")}
             lots = tx.all("SELECT member, expires_on, points FROM ins_lots")
+            homes = {str(m): str(s) for m, s in tx.all("SELECT member_id, store FROM ins_members")}
     finally:
         store.close()
     by_hour: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
@@ -186,7 +189,19 @@ def recompute_aggregates(url: str) -> dict[str, dict[tuple[Any, ...], tuple[Any,
         m = member(str(who))
         m[8] += int(points) if str(expires) > str(newest + dt.timedelta(days=30)) else 0
         m[9] += int(points) if str(expires) > str(newest + dt.timedelta(days=90)) else 0
+    liability: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    for key, m in members.items():
+        home = homes.get(key)
+        points, a30, a90 = m[1], m[8], m[9]
+        counted = [points, max(0, points - a30), max(0, points - a90)]
+        counted_in = (home or m[0]) if m[2] > 0 else None
+        m.extend([home, 0, counted_in, *counted])
+        if counted_in is not None:
+            total = liability[(counted_in,)]
+            for at, value in enumerate([1, *counted]):
+                total[at] += value
     return {
+        "agg_liability": {k: tuple(v) for k, v in liability.items()},
         "agg_sales": {k: tuple(v) for k, v in by_hour.items()},
         "agg_lines": {k: (v, len(line_receipts[k])) for k, v in line_spend.items()},
         "agg_ledger": {k: tuple(v) for k, v in by_day.items()},

@@ -17,11 +17,13 @@ from pathlib import Path
 
 import pytest
 
-from sync.hq.insight import aggregates
+from sync.hq.db import Tx
+from sync.hq.insight import aggregates, audience, catalog, reports
 from sync.hq.insight.audience import segments
 from sync.hq.insight.catalog import headline, run_report
 from sync.hq.insight.facts import day_no, ensure_tables, rebuild, refresh, set_stores
-from sync.hq.insight.reports import Period, liability
+from sync.hq.insight.page import index_page
+from sync.hq.insight.reports import Period, Report, liability
 from sync.hq.insight.simulate import simulate
 from sync.hq.scrub import cli_operator, erase
 from sync.hq.stores import open_store
@@ -205,3 +207,37 @@ def test_expiring_points_follow_the_newest_day(tmp_path: Path) -> None:
         assert rows == [(10, 0)]  # the last lot alone outlives the newest day by 30
     finally:
         store.close()
+
+
+def _scanned_sales(tx: Tx, period: Period) -> Report:
+    """The sales report (a scan of every sale), as the page's summary shows it."""
+    report = reports.sales(tx, period)
+    kept = ("store", "hour", "weekday", "category")
+    rows = [
+        {key: value for key, value in row.items() if key != "members"}
+        for row in report["rows"]
+        if row["by"] in kept
+    ]
+    totals = {key: report["totals"][key] for key in ("spend", "receipts")}
+    return {**report, "rows": rows, "totals": totals}
+
+
+def test_the_reports_page_from_aggregates_is_the_page_from_a_recount(
+    chain_url: str, target_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reports page as HQ serves it (``agg_liability``, ``agg_members``,
+    ``agg_sales``, ``agg_lines``) and the same page with every figure recounted
+    from the entries, lots and sales: the same HTML, byte for byte."""
+    _upload(chain_url, target_url, late=False)
+    _upload(chain_url, target_url, late=True)
+    store = open_store(target_url)
+    try:
+        fast = index_page(store, {}, "test")
+        with monkeypatch.context() as patched:
+            patched.setattr(reports, "_aggregated", lambda tx, period: False)
+            patched.setattr(audience, "covers_members", lambda *args: False)
+            patched.setitem(catalog.HEADLINE, "sales", _scanned_sales)
+            slow = index_page(store, {}, "test")
+    finally:
+        store.close()
+    assert "liability" in fast and fast == slow

@@ -195,6 +195,25 @@ _011_AGGREGATES = (
     "INSERT INTO agg_state (id, built) VALUES (1, 0)",
 )
 
+# The reports page at a million members (issue 18): ``agg_members`` keeps the
+# enrolled member's home store (``home``: NULL for an account no enrolment names),
+# so liability and segments read no join; ``agg_liability`` holds the liability by
+# store, kept as each member's row changes: ``dirty`` marks a row a refresh moved,
+# ``c_*`` what the row is counted as in ``agg_liability`` (its store, points and
+# what expires within 30 and 90 days), taken out and put back when it is recounted.
+_012_REPORT_AGGREGATES = (
+    "ALTER TABLE agg_members ADD COLUMN home TEXT",
+    "ALTER TABLE agg_members ADD COLUMN dirty SMALLINT NOT NULL DEFAULT 1",
+    "ALTER TABLE agg_members ADD COLUMN c_store TEXT",
+    "ALTER TABLE agg_members ADD COLUMN c_points BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE agg_members ADD COLUMN c_x30 BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE agg_members ADD COLUMN c_x90 BIGINT NOT NULL DEFAULT 0",
+    "CREATE INDEX agg_members_dirty ON agg_members (member) WHERE dirty = 1",
+    "CREATE INDEX agg_members_homeless ON agg_members (member) WHERE home IS NULL",
+    "CREATE TABLE agg_liability (store TEXT PRIMARY KEY, accounts BIGINT NOT NULL, "
+    "points BIGINT NOT NULL, x30 BIGINT NOT NULL, x90 BIGINT NOT NULL)",
+)
+
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("001_hq", _001_HQ),
     ("002_operators", _002_OPERATORS),
@@ -206,6 +225,7 @@ MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("009_privacy", _009_PRIVACY),
     ("010_suggestions", _010_SUGGESTIONS),
     ("011_aggregates", _011_AGGREGATES),
+    ("012_report_aggregates", _012_REPORT_AGGREGATES),
 )
 
 

@@ -19,6 +19,14 @@ checks both against a full recompute).
   and spend. A visit is counted once, at the receipt's first earn or redeem, so
   the count stays exact whichever page the receipt's entries arrive in. These
   answer the reports of the whole history as of its newest day (``covers``).
+  ``home`` is the enrolment's store (NULL for a card no enrolment names), so the
+  reports read no join with ``ins_members``.
+- ``agg_liability`` (migration ``012_report_aggregates``): the liability by store
+  (accounts, points, and what expires within 30 and 90 days), so the reports page
+  reads a row per store, not a million members. ``max(0, points - a30)`` is not a
+  sum, so each member row records what it is counted as (``c_*``) and a row any
+  statement moves is marked ``dirty``; the end of each ``add`` takes the dirty rows
+  out as counted and puts them back as they are now (``_count``).
 """
 
 # ruff: noqa: S608 -- SQL here is built from constant fragments (table and column
@@ -54,6 +62,7 @@ _MEMBER_MERGE = ", ".join(
         _keep("last_no", _MAX),
         _keep("first_no", _MIN),
         _add("a30", "a90").format(table="agg_members"),
+        "dirty = 1",
     ]
 )
 _MEMBER_COLUMNS = (
@@ -148,12 +157,14 @@ def add(tx: Tx, span: Span) -> None:
     )
     _lots(tx, span)
     _fold_cards(tx)
+    _count(tx)
 
 
 def _later(tx: Tx, where: str, params: list[Any], replace: bool = False) -> None:
     """Add (or set) a30 and a90 from the lots ``where`` picks, by member; the
     first two parameters are the days after which a lot counts."""
     update = "a30 = excluded.a30, a90 = excluded.a90" if replace else _add("a30", "a90")
+    update += ", dirty = 1"
     tx.run(
         f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) SELECT s.member, CAST(NULL AS TEXT), 0, 0, "
         "0, CAST(NULL AS INTEGER), CAST(NULL AS INTEGER), 0, 0, "
@@ -202,7 +213,7 @@ def _lots(tx: Tx, span: Span) -> None:
                 f"{'-SUM(s.points)' if days == 90 else '0'} FROM ins_lots s "
                 "WHERE s.expires_on > ? AND s.expires_on <= ? GROUP BY s.member "
                 f"ON CONFLICT (member) DO UPDATE SET {column} = agg_members.{column} + "
-                f"excluded.{column}",
+                f"excluded.{column}, dirty = 1",
                 passed,
             )
     tx.run(
@@ -223,13 +234,53 @@ def _fold_cards(tx: Tx) -> None:
         f"FROM agg_members a JOIN ins_cards c ON c.account = a.member WHERE {bound} "
         f"GROUP BY c.member_id ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}"
     )
+    folded = "member >= 'C' AND member < 'D' AND member IN (SELECT account FROM ins_cards)"
+    _uncount(tx, folded)
+    tx.run(f"DELETE FROM agg_members WHERE {folded}")
+
+
+_LIABILITY_ADD = "ON CONFLICT (store) DO UPDATE SET " + _add(
+    "accounts", "points", "x30", "x90"
+).format(table="agg_liability")
+
+
+def _uncount(tx: Tx, where: str) -> None:
+    """Take the rows ``where`` picks out of ``agg_liability``, as they were counted."""
     tx.run(
-        "DELETE FROM agg_members WHERE member >= 'C' AND member < 'D' "
-        "AND member IN (SELECT account FROM ins_cards)"
+        "INSERT INTO agg_liability (store, accounts, points, x30, x90) "
+        "SELECT c_store, -COUNT(*), -SUM(c_points), -SUM(c_x30), -SUM(c_x90) FROM agg_members "
+        f"WHERE c_store IS NOT NULL AND {where} GROUP BY c_store {_LIABILITY_ADD}"
     )
 
 
-AGGREGATE_TABLES = ("agg_sales", "agg_lines", "agg_ledger", "agg_members")
+def _count(tx: Tx) -> None:
+    """Recount the member rows this refresh moved (``dirty``) in ``agg_liability``:
+    out as they were counted, in as they are now. A member whose enrolment arrived
+    since gets its home store first (its row may be older than the enrolment)."""
+    tx.run(
+        "UPDATE agg_members SET dirty = 1 WHERE home IS NULL "
+        "AND member IN (SELECT member_id FROM ins_members)"
+    )
+    tx.run(
+        "UPDATE agg_members SET home = (SELECT m.store FROM ins_members m "
+        "WHERE m.member_id = agg_members.member) WHERE dirty = 1 AND home IS NULL"
+    )
+    _uncount(tx, "dirty = 1")
+    tx.run(
+        "UPDATE agg_members SET c_store = CASE WHEN entries > 0 THEN COALESCE(home, seen) END, "
+        "c_points = points, c_x30 = CASE WHEN points > a30 THEN points - a30 ELSE 0 END, "
+        "c_x90 = CASE WHEN points > a90 THEN points - a90 ELSE 0 END WHERE dirty = 1"
+    )
+    tx.run(
+        "INSERT INTO agg_liability (store, accounts, points, x30, x90) "
+        "SELECT c_store, COUNT(*), SUM(c_points), SUM(c_x30), SUM(c_x90) FROM agg_members "
+        f"WHERE c_store IS NOT NULL AND dirty = 1 GROUP BY c_store {_LIABILITY_ADD}"
+    )
+    tx.run("UPDATE agg_members SET dirty = 0 WHERE dirty = 1")
+    tx.run("DELETE FROM agg_liability WHERE accounts = 0")
+
+
+AGGREGATE_TABLES = ("agg_sales", "agg_lines", "agg_ledger", "agg_members", "agg_liability")
 
 
 def rebuild_in(tx: Tx) -> None:
@@ -255,6 +306,9 @@ def ensure_built(tx: Tx) -> None:
     row = tx.one("SELECT built FROM agg_state WHERE id = 1")
     if row is not None and not int(row[0]):
         rebuild_in(tx)
+    else:
+        # Rows ``012_report_aggregates`` found (all dirty) are counted before a read.
+        _count(tx)
 
 
 def newest_day(tx: Tx) -> str | None:

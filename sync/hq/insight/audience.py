@@ -39,7 +39,8 @@ SEGMENT_RULES = (
 SEGMENTS = tuple(name for name, _ in SEGMENT_RULES)
 
 
-_AGGREGATED = "FROM agg_members a JOIN ins_members i ON i.member_id = a.member WHERE a.earns > 0"
+# Enrolled members (``home``: the enrolment's store) who earned at least once.
+_AGGREGATED = "FROM agg_members a WHERE a.home IS NOT NULL AND a.earns > 0"
 
 
 def _rfm_sql(tx: Tx, period: Period) -> tuple[str, list[Any]]:

@@ -69,6 +69,14 @@ def money(minor: Any) -> str:
     return format_amount(int(minor or 0))
 
 
+def _aggregated(tx: Tx, period: Period) -> bool:
+    """Whether the balances as of ``period`` are the aggregates' (no entry after it,
+    a30 and a90 counted from its day)."""
+    upto = (period.as_of + dt.timedelta(days=1)).isoformat()
+    newest = newest_day(tx)
+    return (newest is None or newest < upto) and expiry_covers(tx, period.as_of.isoformat())
+
+
 def _balances(tx: Tx, period: Period) -> tuple[str, list[Any]]:
     """A CTE ``s(member, store, points, x30, x90)``: every account's balance (as
     ``hq balance`` sums it), its home store and what of it expires within 30 and
@@ -79,14 +87,12 @@ def _balances(tx: Tx, period: Period) -> tuple[str, list[Any]]:
     upto = (period.as_of + dt.timedelta(days=1)).isoformat()
     day30 = (period.as_of + dt.timedelta(days=30)).isoformat()
     day90 = (period.as_of + dt.timedelta(days=90)).isoformat()
-    newest = newest_day(tx)
-    if (newest is None or newest < upto) and expiry_covers(tx, period.as_of.isoformat()):
+    if _aggregated(tx, period):
         sql = (
-            "WITH s AS (SELECT a.member, COALESCE(m.store, a.seen) AS store, a.points, "
+            "WITH s AS (SELECT a.member, COALESCE(a.home, a.seen) AS store, a.points, "
             "CASE WHEN a.points > a.a30 THEN a.points - a.a30 ELSE 0 END AS x30, "
             "CASE WHEN a.points > a.a90 THEN a.points - a.a90 ELSE 0 END AS x90 "
-            "FROM agg_members a LEFT JOIN ins_members m ON m.member_id = a.member "
-            "WHERE a.entries > 0) "
+            "FROM agg_members a WHERE a.entries > 0) "
         )
         return sql, []
     sql = (
@@ -121,12 +127,20 @@ def liability_by_member(tx: Tx, period: Period, days: int = 30) -> list[tuple[st
 def liability(tx: Tx, period: Period) -> Report:
     """Outstanding points by members' home store (cards never enrolled: the store
     that issued them), with what expires within 30 and 90 days."""
-    sql, params = _balances(tx, period)
     where, extra = ("s.store = ?", [period.store]) if period.store else ("1 = 1", [])
+    if _aggregated(tx, period):
+        # A row per store, kept by each refresh (aggregates, agg_liability).
+        sql, params = "", list[Any]()
+        sums = "s.store, COALESCE(r.region, 'unknown'), s.accounts, s.points, s.x30, s.x90 "
+        source, group = "agg_liability s", ""
+    else:
+        sql, params = _balances(tx, period)
+        sums = "s.store, COALESCE(r.region, 'unknown'), COUNT(*), SUM(s.points), SUM(s.x30), "
+        sums += "SUM(s.x90) "
+        source, group = "s", "GROUP BY s.store, r.region "
     rows = tx.all(
-        sql + "SELECT s.store, COALESCE(r.region, 'unknown'), COUNT(*), SUM(s.points), "
-        f"SUM(s.x30), SUM(s.x90) FROM s LEFT JOIN ins_stores r ON r.store = s.store WHERE {where} "
-        "GROUP BY s.store, r.region ORDER BY " + period.text_order("s.store"),
+        f"{sql}SELECT {sums}FROM {source} LEFT JOIN ins_stores r ON r.store = s.store "
+        f"WHERE {where} {group}ORDER BY " + period.text_order("s.store"),
         [*params, *extra],
     )
     rules = rules_of(tx)
