@@ -110,10 +110,13 @@ def plant_takes(url: str, name: str, start: dt.date) -> int:
 # -- the aggregates, recounted ----------------------------------------------------------
 
 
+# How many leading columns of each aggregate table are its key.
+KEYS = {"agg_sales": 4, "agg_lines": 3, "agg_ledger": 1, "agg_members": 1, "agg_liability": 1,
+        "agg_recency": 2, "agg_spend": 1, "agg_sales_total": 3, "agg_lines_total": 2}  # fmt: skip
+
+
 def aggregate_rows(url: str, table: str) -> dict[tuple[Any, ...], tuple[int | str | None, ...]]:
-    keys = {"agg_sales": 4, "agg_lines": 3, "agg_ledger": 1, "agg_members": 1, "agg_liability": 1}[
-        table
-    ]
+    keys = KEYS[table]
     store = open_store(url)
     try:
         with store.read() as tx:
@@ -190,18 +193,36 @@ def recompute_aggregates(url: str) -> dict[str, dict[tuple[Any, ...], tuple[Any,
         m[8] += int(points) if str(expires) > str(newest + dt.timedelta(days=30)) else 0
         m[9] += int(points) if str(expires) > str(newest + dt.timedelta(days=90)) else 0
     liability: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0, 0, 0])
+    recency: dict[tuple[Any, ...], int] = defaultdict(int)
+    spend: dict[tuple[Any, ...], int] = defaultdict(int)
     for key, m in members.items():
         home = homes.get(key)
         points, a30, a90 = m[1], m[8], m[9]
         counted = [points, max(0, points - a30), max(0, points - a90)]
         counted_in = (home or m[0]) if m[2] > 0 else None
-        m.extend([home, 0, counted_in, *counted])
+        segmented = [m[4], m[6], m[7]] if home is not None and m[3] > 0 else [None] * 3
+        m.extend([home, 0, counted_in, *counted, *segmented])
         if counted_in is not None:
             total = liability[(counted_in,)]
             for at, value in enumerate([1, *counted]):
                 total[at] += value
+        if segmented[0] is not None:
+            recency[(segmented[0], segmented[1])] += 1
+            spend[(segmented[2],)] += 1
+    sales_total: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
+    for (st, _, hour, weekday), (amount, receipts) in by_hour.items():
+        sales_total[(st, hour, weekday)][0] += amount
+        sales_total[(st, hour, weekday)][1] += receipts
+    lines_total: dict[tuple[Any, ...], list[int]] = defaultdict(lambda: [0, 0])
+    for (st, day, category), amount in line_spend.items():
+        lines_total[(st, category)][0] += amount
+        lines_total[(st, category)][1] += len(line_receipts[(st, day, category)])
     return {
         "agg_liability": {k: tuple(v) for k, v in liability.items()},
+        "agg_recency": {k: (v,) for k, v in recency.items()},
+        "agg_spend": {k: (v,) for k, v in spend.items()},
+        "agg_sales_total": {k: tuple(v) for k, v in sales_total.items()},
+        "agg_lines_total": {k: tuple(v) for k, v in lines_total.items()},
         "agg_sales": {k: tuple(v) for k, v in by_hour.items()},
         "agg_lines": {k: (v, len(line_receipts[k])) for k, v in line_spend.items()},
         "agg_ledger": {k: tuple(v) for k, v in by_day.items()},

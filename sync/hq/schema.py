@@ -200,7 +200,11 @@ _011_AGGREGATES = (
 # so liability and segments read no join; ``agg_liability`` holds the liability by
 # store, kept as each member's row changes: ``dirty`` marks a row a refresh moved,
 # ``c_*`` what the row is counted as in ``agg_liability`` (its store, points and
-# what expires within 30 and 90 days), taken out and put back when it is recounted.
+# what expires within 30 and 90 days) and in the segment sizes' histograms
+# (``agg_recency``: last earn day and visits; ``agg_spend``: spend; enrolled members
+# who earned), taken out and put back when it is recounted. ``agg_sales_total`` and
+# ``agg_lines_total`` are ``agg_sales`` and ``agg_lines`` without the day: the page's
+# whole history in a few thousand rows.
 _012_REPORT_AGGREGATES = (
     "ALTER TABLE agg_members ADD COLUMN home TEXT",
     "ALTER TABLE agg_members ADD COLUMN dirty SMALLINT NOT NULL DEFAULT 1",
@@ -208,10 +212,26 @@ _012_REPORT_AGGREGATES = (
     "ALTER TABLE agg_members ADD COLUMN c_points BIGINT NOT NULL DEFAULT 0",
     "ALTER TABLE agg_members ADD COLUMN c_x30 BIGINT NOT NULL DEFAULT 0",
     "ALTER TABLE agg_members ADD COLUMN c_x90 BIGINT NOT NULL DEFAULT 0",
+    "ALTER TABLE agg_members ADD COLUMN c_last INTEGER",
+    "ALTER TABLE agg_members ADD COLUMN c_visits BIGINT",
+    "ALTER TABLE agg_members ADD COLUMN c_monetary BIGINT",
     "CREATE INDEX agg_members_dirty ON agg_members (member) WHERE dirty = 1",
     "CREATE INDEX agg_members_homeless ON agg_members (member) WHERE home IS NULL",
     "CREATE TABLE agg_liability (store TEXT PRIMARY KEY, accounts BIGINT NOT NULL, "
     "points BIGINT NOT NULL, x30 BIGINT NOT NULL, x90 BIGINT NOT NULL)",
+    "CREATE TABLE agg_recency (last_no INTEGER NOT NULL, visits BIGINT NOT NULL, "
+    "members BIGINT NOT NULL, PRIMARY KEY (last_no, visits))",
+    "CREATE TABLE agg_spend (monetary BIGINT PRIMARY KEY, members BIGINT NOT NULL)",
+    "CREATE TABLE agg_sales_total (store TEXT NOT NULL, hour INTEGER NOT NULL, "
+    "weekday INTEGER NOT NULL, spend BIGINT NOT NULL, receipts BIGINT NOT NULL, "
+    "PRIMARY KEY (store, hour, weekday))",
+    "CREATE TABLE agg_lines_total (store TEXT NOT NULL, category TEXT NOT NULL, "
+    "spend BIGINT NOT NULL, receipts BIGINT NOT NULL, PRIMARY KEY (store, category))",
+    # From 011's aggregates; the member rows (all dirty) are counted at the next refresh.
+    "INSERT INTO agg_sales_total (store, hour, weekday, spend, receipts) SELECT store, hour, "
+    "weekday, SUM(spend), SUM(receipts) FROM agg_sales GROUP BY store, hour, weekday",
+    "INSERT INTO agg_lines_total (store, category, spend, receipts) SELECT store, category, "
+    "SUM(spend), SUM(receipts) FROM agg_lines GROUP BY store, category",
 )
 
 MIGRATIONS: tuple[tuple[str, tuple[str, ...]], ...] = (

@@ -96,28 +96,32 @@ def _entries_scope(span: Span) -> tuple[str, str, list[Any]]:
     return join, "1 = 1", [span[1]]
 
 
+# agg_sales' and agg_lines' keys; their ``_total`` tables are the same without the day.
+_SALE_KEYS = ("store", "day", "hour", "weekday")
+_LINE_KEYS = ("store", "day", "category")
+
+
 def add(tx: Tx, span: Span) -> None:
     """Add the sums of the facts of ``span`` (read already by the facts refresh in
     this transaction) to the aggregates."""
     join, cond, params = _scope("s", span)
-    tx.run(
-        "INSERT INTO agg_sales (store, day, hour, weekday, spend, receipts) "
-        "SELECT s.store, s.day, s.hour, s.weekday, SUM(s.amount), "
-        f"SUM(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END) FROM ins_sales s{join} "
-        f"WHERE s.kind IN ('earn', 'refund') AND {cond} "
-        "GROUP BY s.store, s.day, s.hour, s.weekday ON CONFLICT (store, day, hour, weekday) "
-        "DO UPDATE SET " + _add("spend", "receipts").format(table="agg_sales"),
-        params,
-    )
-    tx.run(
-        "INSERT INTO agg_lines (store, day, category, spend, receipts) "
-        "SELECT s.store, s.day, s.category, SUM(s.amount), "
-        f"COUNT(DISTINCT CASE WHEN s.qty > 0 THEN s.device || ':' || s.seq END) "
-        f"FROM ins_lines s{join} WHERE {cond} GROUP BY s.store, s.day, s.category "
-        "ON CONFLICT (store, day, category) DO UPDATE SET "
-        + _add("spend", "receipts").format(table="agg_lines"),
-        params,
-    )
+    receipts = "SUM(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END)"
+    lines = "COUNT(DISTINCT CASE WHEN s.qty > 0 THEN s.device || ':' || s.seq END)"
+    for table, keys, source, counted in (
+        ("agg_sales", _SALE_KEYS, "ins_sales", receipts),
+        ("agg_sales_total", _SALE_KEYS[:1] + _SALE_KEYS[2:], "ins_sales", receipts),
+        ("agg_lines", _LINE_KEYS, "ins_lines", lines),
+        ("agg_lines_total", _LINE_KEYS[:1] + _LINE_KEYS[2:], "ins_lines", lines),
+    ):
+        kinds = "s.kind IN ('earn', 'refund') AND " if source == "ins_sales" else ""
+        picked = ", ".join(f"s.{key}" for key in keys)
+        tx.run(
+            f"INSERT INTO {table} ({', '.join(keys)}, spend, receipts) "
+            f"SELECT {picked}, SUM(s.amount), {counted} FROM {source} s{join} "
+            f"WHERE {kinds}{cond} GROUP BY {picked} ON CONFLICT ({', '.join(keys)}) "
+            "DO UPDATE SET " + _add("spend", "receipts").format(table=table),
+            params,
+        )
     entry_join, entry_cond, entry_params = _entries_scope(span)
     tx.run(
         "INSERT INTO agg_ledger (day, issued, taken, expired) "
@@ -239,24 +243,52 @@ def _fold_cards(tx: Tx) -> None:
     tx.run(f"DELETE FROM agg_members WHERE {folded}")
 
 
-_LIABILITY_ADD = "ON CONFLICT (store) DO UPDATE SET " + _add(
-    "accounts", "points", "x30", "x90"
-).format(table="agg_liability")
+# The tables that count member rows: (table, its keys, the member row's ``c_*``
+# columns it is counted under (NULL: not counted), the sums, what each sums).
+_COUNTED = (
+    ("agg_liability", ("store",), ("c_store",), ("accounts", "points", "x30", "x90"),
+     ("COUNT(*)", "SUM(c_points)", "SUM(c_x30)", "SUM(c_x90)")),
+    ("agg_recency", ("last_no", "visits"), ("c_last", "c_visits"), ("members",), ("COUNT(*)",)),
+    ("agg_spend", ("monetary",), ("c_monetary",), ("members",), ("COUNT(*)",)),
+)  # fmt: skip
+# What a member row is counted as: in the liability under its home store (else the
+# first store it was seen at) if it has entries; in the segment sizes' histograms if
+# it is an enrolled member who earned.
+_SEGMENTED = "CASE WHEN home IS NOT NULL AND earns > 0 THEN {} END"
+_COUNT_AS = (
+    "c_store = CASE WHEN entries > 0 THEN COALESCE(home, seen) END, c_points = points, "
+    "c_x30 = CASE WHEN points > a30 THEN points - a30 ELSE 0 END, "
+    "c_x90 = CASE WHEN points > a90 THEN points - a90 ELSE 0 END, "
+    + ", ".join(f"c_{name} = {_SEGMENTED.format(column)}"
+                for name, column in (("last", "last_no"), ("visits", "visits"),
+                                     ("monetary", "monetary")))
+)  # fmt: skip
+
+
+def _tally(tx: Tx, where: str, sign: str) -> None:
+    """Add (``sign`` '') or take out ('-') the member rows ``where`` picks, as counted."""
+    for table, keys, counted, sums, of in _COUNTED:
+        tx.run(
+            f"INSERT INTO {table} ({', '.join(keys + sums)}) SELECT {', '.join(counted)}, "
+            + ", ".join(sign + expression for expression in of)
+            + f" FROM agg_members WHERE {counted[0]} IS NOT NULL AND {where} "
+            f"GROUP BY {', '.join(counted)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
+            + _add(*sums).format(table=table)
+        )
+        if sign:
+            tx.run(f"DELETE FROM {table} WHERE {sums[0]} = 0")
 
 
 def _uncount(tx: Tx, where: str) -> None:
-    """Take the rows ``where`` picks out of ``agg_liability``, as they were counted."""
-    tx.run(
-        "INSERT INTO agg_liability (store, accounts, points, x30, x90) "
-        "SELECT c_store, -COUNT(*), -SUM(c_points), -SUM(c_x30), -SUM(c_x90) FROM agg_members "
-        f"WHERE c_store IS NOT NULL AND {where} GROUP BY c_store {_LIABILITY_ADD}"
-    )
+    """Take the member rows ``where`` picks out of the counting tables."""
+    _tally(tx, where, "-")
 
 
 def _count(tx: Tx) -> None:
-    """Recount the member rows this refresh moved (``dirty``) in ``agg_liability``:
-    out as they were counted, in as they are now. A member whose enrolment arrived
-    since gets its home store first (its row may be older than the enrolment)."""
+    """Recount the member rows this refresh moved (``dirty``) in the counting tables
+    (``_COUNTED``): out as they were counted, in as they are now. A member whose
+    enrolment arrived since gets its home store first (its row may be older than the
+    enrolment)."""
     tx.run(
         "UPDATE agg_members SET dirty = 1 WHERE home IS NULL "
         "AND member IN (SELECT member_id FROM ins_members)"
@@ -266,21 +298,22 @@ def _count(tx: Tx) -> None:
         "WHERE m.member_id = agg_members.member) WHERE dirty = 1 AND home IS NULL"
     )
     _uncount(tx, "dirty = 1")
-    tx.run(
-        "UPDATE agg_members SET c_store = CASE WHEN entries > 0 THEN COALESCE(home, seen) END, "
-        "c_points = points, c_x30 = CASE WHEN points > a30 THEN points - a30 ELSE 0 END, "
-        "c_x90 = CASE WHEN points > a90 THEN points - a90 ELSE 0 END WHERE dirty = 1"
-    )
-    tx.run(
-        "INSERT INTO agg_liability (store, accounts, points, x30, x90) "
-        "SELECT c_store, COUNT(*), SUM(c_points), SUM(c_x30), SUM(c_x90) FROM agg_members "
-        f"WHERE c_store IS NOT NULL AND dirty = 1 GROUP BY c_store {_LIABILITY_ADD}"
-    )
+    tx.run(f"UPDATE agg_members SET {_COUNT_AS} WHERE dirty = 1")
+    _tally(tx, "dirty = 1", "")
     tx.run("UPDATE agg_members SET dirty = 0 WHERE dirty = 1")
-    tx.run("DELETE FROM agg_liability WHERE accounts = 0")
 
 
-AGGREGATE_TABLES = ("agg_sales", "agg_lines", "agg_ledger", "agg_members", "agg_liability")
+AGGREGATE_TABLES = (
+    "agg_sales",
+    "agg_lines",
+    "agg_ledger",
+    "agg_members",
+    "agg_liability",
+    "agg_recency",
+    "agg_spend",
+    "agg_sales_total",
+    "agg_lines_total",
+)
 
 
 def rebuild_in(tx: Tx) -> None:

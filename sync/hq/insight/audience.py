@@ -119,16 +119,14 @@ def segment_sizes(tx: Tx, period: Period) -> Report:
     row per member. Over ``agg_members`` no member is ranked: a score is
     ``1 + (RANK() - 1) * 5 // n``, so a value scores at least k exactly when it
     is above the value in place ``ceil((k - 1) * n / 5)`` of the sorted values.
-    Those four places of each measure come from one histogram of (recency,
-    frequency: few distinct values) or one sort (spend); one pass then counts the
-    segments."""
+    Those four places of each measure come from the histograms each refresh keeps
+    (``agg_recency``: last earn day x visits; ``agg_spend``); one pass then counts
+    the segments."""
     if not covers_members(tx, period.start, period.store, period.as_of.isoformat()):
         sql, params = _rfm_sql(tx, period)
         return {"report": "segments", "rows": [], "totals": _sizes(tx, sql, params)}
-    # One pass gives both small histograms (last earn day x visits), and n.
-    rows = tx.all(
-        f"SELECT a.last_no, a.visits, COUNT(*) {_AGGREGATED} GROUP BY a.last_no, a.visits"
-    )
+    # The histograms each refresh keeps (aggregates: agg_recency, agg_spend).
+    rows = tx.all("SELECT last_no, visits, members FROM agg_recency")
     pairs = [(int(last), int(visits), int(count)) for last, visits, count in rows]
     n = sum(count for _, _, count in pairs)
     places = [-(-(k - 1) * n // 5) for k in range(2, 6)]
@@ -136,7 +134,8 @@ def segment_sizes(tx: Tx, period: Period) -> Report:
         column: _cuts_of_histogram([(pair[at], pair[2]) for pair in pairs], places)
         for at, column in enumerate(("a.last_no", "a.visits"))
     }
-    cuts["a.monetary"] = _cuts_of_sort(tx, "a.monetary", places)
+    spend = [(int(value), int(count)) for value, count in tx.all("SELECT * FROM agg_spend")]
+    cuts["a.monetary"] = _cuts_of_histogram(spend, places)
     scores = {
         name: "1 + " + " + ".join(f"CASE WHEN {column} > ? THEN 1 ELSE 0 END" for _ in places)
         for name, column in (("r", "a.last_no"), ("f", "a.visits"), ("mo", "a.monetary"))
@@ -167,18 +166,6 @@ def _cuts_of_histogram(counts: list[tuple[int, int]], places: list[int]) -> list
             cuts.append(value)
             place = next(wanted, None)
     return cuts + [None] * (len(places) - len(cuts))
-
-
-def _cuts_of_sort(tx: Tx, column: str, places: list[int]) -> list[Any]:
-    marks = ", ".join("?" * len(places))
-    found: dict[int, Any] = dict(
-        tx.all(
-            f"SELECT place, value FROM (SELECT {column} AS value, ROW_NUMBER() OVER "
-            f"(ORDER BY {column}) AS place {_AGGREGATED}) t WHERE place IN ({marks})",
-            places,
-        )
-    )
-    return [found.get(place) for place in places]
 
 
 def dormant(tx: Tx, period: Period, days: int = DORMANT_DAYS) -> Report:

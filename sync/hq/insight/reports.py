@@ -21,7 +21,7 @@ from typing import Any
 from agent.money import format_amount
 from agent.rules import Rules, default_rules_text, load_rules_text
 from sync.hq.db import Tx
-from sync.hq.insight.aggregates import expiry_covers, newest_day
+from sync.hq.insight.aggregates import covers_members, expiry_covers, newest_day
 
 Report = dict[str, Any]
 AGE_BANDS = ((25, "18-24"), (35, "25-34"), (45, "35-44"), (55, "45-54"), (65, "55-64"))
@@ -305,10 +305,15 @@ def sales_summary(tx: Tx, period: Period) -> Report:
     without its member counts: read from ``agg_sales`` and ``agg_lines``, so the
     reports page costs the same at twenty million entries as at a thousand."""
     where, params = period.where()
-    # One pass over agg_sales, folded here by store, hour and weekday.
+    sales, lines = "agg_sales", "agg_lines"
+    if covers_members(tx, period.start, None, period.as_of.isoformat()):
+        # The whole history: the same sums without the day, a few thousand rows.
+        sales, lines = "agg_sales_total", "agg_lines_total"
+        where, params = ("store = ?", [period.store]) if period.store else ("1 = 1", [])
+    # One pass over the sales' sums, folded here by store, hour and weekday.
     sums: dict[str, dict[str, list[int]]] = {"store": {}, "hour": {}, "weekday": {}}
     for store, hour, weekday, spend, receipts in tx.all(
-        "SELECT store, hour, weekday, SUM(spend), SUM(receipts) FROM agg_sales "
+        f"SELECT store, hour, weekday, SUM(spend), SUM(receipts) FROM {sales} "
         f"WHERE {where} GROUP BY store, hour, weekday",
         params,
     ):
@@ -317,7 +322,7 @@ def sales_summary(tx: Tx, period: Period) -> Report:
             figures[0] += int(spend or 0)
             figures[1] += int(receipts or 0)
     categories = tx.all(
-        f"SELECT category, SUM(spend), SUM(receipts), 0 FROM agg_lines WHERE {where} "
+        f"SELECT category, SUM(spend), SUM(receipts), 0 FROM {lines} WHERE {where} "
         "GROUP BY category",
         params,
     )
