@@ -25,6 +25,7 @@ from sync.hq.insight.facts import day_no, ensure_tables, rebuild, refresh, set_s
 from sync.hq.insight.page import index_page
 from sync.hq.insight.reports import Period, Report, liability
 from sync.hq.insight.simulate import simulate
+from sync.hq.schema import _012_REPORT_AGGREGATES
 from sync.hq.scrub import cli_operator, erase
 from sync.hq.stores import open_store
 from tests.insight_helpers import aggregate_rows, check_aggregates
@@ -241,3 +242,30 @@ def test_the_reports_page_from_aggregates_is_the_page_from_a_recount(
     finally:
         store.close()
     assert "liability" in fast and fast == slow
+
+
+def test_an_hq_with_011_aggregates_counts_012s_at_its_next_refresh(
+    chain_url: str, target_url: str
+) -> None:
+    """An HQ that kept ``011_aggregates`` when ``012_report_aggregates`` came: its
+    member rows are all dirty and uncounted, the new tables empty but for the totals
+    the migration sums from ``agg_sales`` and ``agg_lines``. The next refresh, with
+    no batch to read, counts them: the same rows as a recount."""
+    _upload(chain_url, target_url, late=False)
+    _upload(chain_url, target_url, late=True)
+    store = open_store(target_url)
+    try:
+        with store.write() as tx:
+            for table in aggregates.AGGREGATE_TABLES[4:]:
+                tx.run(f"DELETE FROM {table}")
+            tx.run(
+                "UPDATE agg_members SET home = NULL, dirty = 1, c_store = NULL, c_points = 0, "
+                "c_x30 = 0, c_x90 = 0, c_last = NULL, c_visits = NULL, c_monetary = NULL"
+            )
+            for statement in _012_REPORT_AGGREGATES:
+                if statement.startswith("INSERT"):
+                    tx.run(statement)
+        assert refresh(store) == 0
+    finally:
+        store.close()
+    check_aggregates(target_url)

@@ -339,7 +339,7 @@ def ensure_built(tx: Tx) -> None:
     row = tx.one("SELECT built FROM agg_state WHERE id = 1")
     if row is not None and not int(row[0]):
         rebuild_in(tx)
-    else:
+    elif tx.one("SELECT 1 FROM agg_members WHERE dirty = 1 LIMIT 1"):
         # Rows ``012_report_aggregates`` found (all dirty) are counted before a read.
         _count(tx)
 
