@@ -253,25 +253,36 @@ _COUNTED = (
 )  # fmt: skip
 # What a member row is counted as: in the liability under its home store (else the
 # first store it was seen at) if it has entries; in the segment sizes' histograms if
-# it is an enrolled member who earned.
-_SEGMENTED = "CASE WHEN home IS NOT NULL AND earns > 0 THEN {} END"
+# it is an enrolled member who earned. A row older than its enrolment takes its home
+# store when it is counted.
+_HOME = "COALESCE(home, (SELECT m.store FROM ins_members m WHERE m.member_id = agg_members.member))"
+_SEGMENTED = f"CASE WHEN {_HOME} IS NOT NULL AND earns > 0 THEN {{}} END"
 _COUNT_AS = (
-    "c_store = CASE WHEN entries > 0 THEN COALESCE(home, seen) END, c_points = points, "
-    "c_x30 = CASE WHEN points > a30 THEN points - a30 ELSE 0 END, "
-    "c_x90 = CASE WHEN points > a90 THEN points - a90 ELSE 0 END, "
-    + ", ".join(f"c_{name} = {_SEGMENTED.format(column)}"
-                for name, column in (("last", "last_no"), ("visits", "visits"),
-                                     ("monetary", "monetary")))
-)  # fmt: skip
+    ("home", _HOME),
+    ("c_store", f"CASE WHEN entries > 0 THEN COALESCE({_HOME}, seen) END"),
+    ("c_points", "points"),
+    ("c_x30", "CASE WHEN points > a30 THEN points - a30 ELSE 0 END"),
+    ("c_x90", "CASE WHEN points > a90 THEN points - a90 ELSE 0 END"),
+    ("c_last", _SEGMENTED.format("last_no")),
+    ("c_visits", _SEGMENTED.format("visits")),
+    ("c_monetary", _SEGMENTED.format("monetary")),
+)
+# The dirty rows as they are now, under the names the counting tables read.
+_AS_NOW = (
+    "(SELECT "
+    + ", ".join(f"{expression} AS {column}" for column, expression in _COUNT_AS)
+    + " FROM agg_members WHERE dirty = 1) now"
+)
 
 
-def _tally(tx: Tx, where: str, sign: str) -> None:
-    """Add (``sign`` '') or take out ('-') the member rows ``where`` picks, as counted."""
+def _tally(tx: Tx, source: str, where: str, sign: str) -> None:
+    """Add (``sign`` '') or take out ('-') the member rows of ``source`` that
+    ``where`` picks, as counted."""
     for table, keys, counted, sums, of in _COUNTED:
         tx.run(
             f"INSERT INTO {table} ({', '.join(keys + sums)}) SELECT {', '.join(counted)}, "
             + ", ".join(sign + expression for expression in of)
-            + f" FROM agg_members WHERE {counted[0]} IS NOT NULL AND {where} "
+            + f" FROM {source} WHERE {counted[0]} IS NOT NULL AND {where} "
             f"GROUP BY {', '.join(counted)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
             + _add(*sums).format(table=table)
         )
@@ -281,26 +292,22 @@ def _tally(tx: Tx, where: str, sign: str) -> None:
 
 def _uncount(tx: Tx, where: str) -> None:
     """Take the member rows ``where`` picks out of the counting tables."""
-    _tally(tx, where, "-")
+    _tally(tx, "agg_members", where, "-")
 
 
 def _count(tx: Tx) -> None:
     """Recount the member rows this refresh moved (``dirty``) in the counting tables
-    (``_COUNTED``): out as they were counted, in as they are now. A member whose
-    enrolment arrived since gets its home store first (its row may be older than the
-    enrolment)."""
+    (``_COUNTED``): out as they were counted, in as they are now, and each row
+    updated once to what it is now counted as. A row whose member's enrolment
+    arrived since (it may be older than the enrolment) is dirty too."""
     tx.run(
         "UPDATE agg_members SET dirty = 1 WHERE home IS NULL "
         "AND member IN (SELECT member_id FROM ins_members)"
     )
-    tx.run(
-        "UPDATE agg_members SET home = (SELECT m.store FROM ins_members m "
-        "WHERE m.member_id = agg_members.member) WHERE dirty = 1 AND home IS NULL"
-    )
     _uncount(tx, "dirty = 1")
-    tx.run(f"UPDATE agg_members SET {_COUNT_AS} WHERE dirty = 1")
-    _tally(tx, "dirty = 1", "")
-    tx.run("UPDATE agg_members SET dirty = 0 WHERE dirty = 1")
+    _tally(tx, _AS_NOW, "1 = 1", "")
+    settled = ", ".join(f"{column} = {expression}" for column, expression in _COUNT_AS)
+    tx.run(f"UPDATE agg_members SET {settled}, dirty = 0 WHERE dirty = 1")
 
 
 AGGREGATE_TABLES = (
