@@ -17,7 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from agent.ledger import Ledger
 from sync.hq.db import Tx
+from sync.hq.devices import hq_key
+from sync.hq.ingest import ingest
 from sync.hq.insight import aggregates, audience, catalog, reports
 from sync.hq.insight.audience import segments
 from sync.hq.insight.catalog import headline, run_report
@@ -28,8 +31,11 @@ from sync.hq.insight.simulate import simulate
 from sync.hq.schema import _012_REPORT_AGGREGATES
 from sync.hq.scrub import cli_operator, erase
 from sync.hq.stores import open_store
+from tests import sync_helpers
 from tests.insight_helpers import aggregate_rows, check_aggregates
-from tests.sync_helpers import pg_schema
+from tests.sync_helpers import batch_of, bind, entries_of, make_till, pg_schema, utc_now
+
+db_url = sync_helpers.db_url
 
 STORES, MEMBERS, DAYS = 3, 60, 75
 LATE = 1_000_000  # the held-back till's batches are numbered after every other
@@ -269,3 +275,44 @@ def test_an_hq_with_011_aggregates_counts_012s_at_its_next_refresh(
     finally:
         store.close()
     check_aggregates(target_url)
+
+
+CARD_A, CARD_B = "9900835840532866", "9900568732746027"
+
+
+def test_a_replaced_card_keeps_one_member_row_counted_once(tmp_path: Path, db_url: str) -> None:
+    """A real till: a member enrols with a card, earns, has the card replaced, earns
+    and redeems on the new card and refunds; HQ reads it in two uploads (before and
+    after the replacement), then the member is erased. After each refresh every
+    aggregate equals the recount and the member is one row, one account in the
+    liability."""
+    hq = open_store(db_url)
+    try:
+        state = make_till(tmp_path, "till")
+        device = bind(hq, state)
+        ledger = Ledger(state)
+        try:
+            member = ledger.enrol(name="Ann", phone="0611111111", card=CARD_A).member_id
+            ledger.earn(CARD_A, "R1", amount=4000)
+            first = len(list(ledger.entries()))
+            ledger.card_replace(member, CARD_B, staff="S9")
+            ledger.earn(CARD_B, "R2", amount=6000)
+            ledger.redeem(CARD_B, "R3", 100)
+            ledger.refund("R1")
+        finally:
+            ledger.close()
+        entries = entries_of(state)
+        key = hq_key(hq)
+        for part in (entries[:first], entries[first:]):
+            ingest(hq, key, device, batch_of(part), utc_now(), utc_now())
+            refresh(hq)
+            check_aggregates(db_url)
+        erase(hq, cli_operator("test", utc_now()), member, "asked", utc_now())
+        refresh(hq)
+        check_aggregates(db_url)
+        with hq.read() as tx:
+            rows = tx.all("SELECT member, home, c_store FROM agg_members")
+            accounts = tx.all("SELECT store, accounts FROM agg_liability")
+    finally:
+        hq.close()
+    assert rows == [(member, "S001", "S001")] and accounts == [("S001", 1)]
