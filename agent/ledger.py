@@ -40,6 +40,7 @@ from agent.chain import Entry, canonical
 from agent.config import Config
 from agent.entries import (
     Adjust,
+    Body,
     CardReplace,
     Consent,
     Earn,
@@ -61,7 +62,7 @@ from agent.ledger_refunds import LedgerRefunds
 from agent.ledger_suggestions import LedgerSuggestions
 from agent.money import format_amount
 from agent.privacy_tables import is_erased, keep_key
-from agent.projection import Effects, apply, result_text
+from agent.projection import Effects, apply, apply_typed, result_text
 from agent.results import (
     Adjusted,
     CardReplaced,
@@ -235,7 +236,8 @@ class Ledger:
 
         ``decide`` reads the state under the write lock and returns the entry's facts
         (or raises to refuse, or returns the answer already given: a replay, nothing
-        written); ``finish`` builds the cashier's answer (``agent.results``) once the
+        written), as JSON or as the typed body (applied as it is, not read back from
+        its JSON: issue 18); ``finish`` builds the cashier's answer (``agent.results``) once the
         effects are known; its JSON is stored in the entry so that a replay can give
         it back verbatim.
         """
@@ -248,11 +250,17 @@ class Ledger:
                 restored = restored_refusal(conn)
                 if restored is not None:
                     raise restored
-                facts = decide(conn)
-                if not isinstance(facts, dict):
-                    return facts  # a replay
-                head = self._head(conn)
-                effects = apply(conn, head[0] + 1, kind, facts)
+                decided = decide(conn)
+                if isinstance(decided, Body):
+                    facts = decided.to_body()
+                    head = self._head(conn)
+                    effects = apply_typed(conn, head[0] + 1, decided)
+                elif isinstance(decided, dict):
+                    facts = decided
+                    head = self._head(conn)
+                    effects = apply(conn, head[0] + 1, kind, facts)
+                else:
+                    return decided  # a replay
                 result = finish(conn, head[0] + 1, effects, facts)
                 body = {**facts, "effects": effects}
                 if result is not None:
@@ -414,8 +422,9 @@ class Ledger:
         if total > 10_000_000_00:
             raise InvalidInput("invalid_amount", "amount: receipt total is absurdly large")
         day = self.context.today()
+        decided: list[Earn] = []
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any] | Earned:
+        def decide(conn: sqlite3.Connection) -> Earn | Earned:
             account = self.reads.resolve(ref, conn)
             fingerprint = _fingerprint(account.account, [line.to_json() for line in sale])
             replay = self._replay(conn, Kind.EARN, receipt_id, fingerprint)
@@ -434,24 +443,27 @@ class Ledger:
                 )
                 for line in sale
             )
-            return Earn(
-                account=account.account,
-                member_id=account.member_id,
-                card=account.card,
-                receipt=receipt_id,
-                fingerprint=fingerprint,
-                lines=priced,
-                amount=total,
-                points=sum(line.points for line in priced),
-                tier=tier.name,
-                day=day.isoformat(),
-                lot=self.context.lot_dates(day),
-            ).to_body()
+            decided.append(
+                Earn(
+                    account=account.account,
+                    member_id=account.member_id,
+                    card=account.card,
+                    receipt=receipt_id,
+                    fingerprint=fingerprint,
+                    lines=priced,
+                    amount=total,
+                    points=sum(line.points for line in priced),
+                    tier=tier.name,
+                    day=day.isoformat(),
+                    lot=self.context.lot_dates(day),
+                )
+            )
+            return decided[-1]
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> Earned:
-            body = Earn.from_body(facts)
+            body = decided[-1]  # the typed body decide built: not read back from ``facts``
             figures = self.reads.balance_of(body.account, day, conn, net(effects))
             # What the member can take at the next visit, for the POS to print.
             can_take = max(0, figures["available"])
