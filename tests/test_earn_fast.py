@@ -38,8 +38,7 @@ def _dump(ledger: Ledger) -> dict[str, list[Any]]:
     conn = ledger.store.conn
     tables = ("journal", "meta", *PROJECTION_TABLES)
     return {
-        table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall()  # noqa: S608
-        for table in tables
+        table: conn.execute(f"SELECT * FROM {table} ORDER BY 1, 2").fetchall() for table in tables
     }
 
 
@@ -48,27 +47,27 @@ def _day_of_earns(ledger: Ledger, clock: Clock, cards: list[str]) -> list[Any]:
     them, and expiry two years on; what each answered."""
     answers: list[Any] = []
 
-    def attempt(call: Any) -> None:
+    def attempt(call: Any, *args: Any, **kwargs: Any) -> None:
         try:
-            answers.append(call())
+            answers.append(call(*args, **kwargs))
         except LedgerError as refusal:
             answers.append((refusal.code, refusal.message))
 
     for n in range(30):
-        card = (cards + [PROGRAMME_CARD])[n % (len(cards) + 1)]
+        card = [*cards, PROGRAMME_CARD][n % (len(cards) + 1)]
         if n % 3:
-            attempt(lambda: ledger.earn(card, f"R{n}", amount=1000 + 337 * n))
+            attempt(ledger.earn, card, f"R{n}", amount=1000 + 337 * n)
         else:
             sale = (Line("grocery", 2, 1099 + n), Line("tobacco", 1, 800), Line("fresh", 1, 550))
-            attempt(lambda: ledger.earn(card, f"R{n}", lines=sale))
+            attempt(ledger.earn, card, f"R{n}", lines=sale)
         clock.advance(minutes=7)
-    attempt(lambda: ledger.earn(cards[0], "R1", amount=1337))  # a replay
-    attempt(lambda: ledger.earn(cards[0], "R1", amount=99))  # same receipt, other content
-    attempt(lambda: ledger.refund("R4"))
-    attempt(lambda: ledger.redeem(cards[1], "P1", 100))
+    attempt(ledger.earn, cards[0], "R1", amount=1337)  # a replay
+    attempt(ledger.earn, cards[0], "R1", amount=99)  # same receipt, other content
+    attempt(ledger.refund, "R4")
+    attempt(ledger.redeem, cards[1], "P1", 100)
     clock.advance(days=800)
     for n in range(5):
-        attempt(lambda: ledger.earn(cards[n % len(cards)], f"L{n}", amount=5000))
+        attempt(ledger.earn, cards[n % len(cards)], f"L{n}", amount=5000)
     return answers
 
 
