@@ -37,6 +37,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import fields, privacy, till_secrets
 from agent.chain import Entry, canonical
+from agent.checkpointer import Checkpointer
 from agent.config import Config
 from agent.entries import (
     Adjust,
@@ -80,7 +81,7 @@ from agent.results import (
     TillIdentity,
 )
 from agent.rules import Rules, default_rules_text, load_rules_text
-from agent.store import RESTORED_KEY, Store, storage_error
+from agent.store import DEFAULT_CHECKPOINT_PAGES, RESTORED_KEY, Store, storage_error
 from agent.till_secrets import SECRETS_FILE, TillSecrets
 
 DB_FILE, KEY_FILE, RULES_FILE = "ledger.db", "device.key", "rules.toml"
@@ -135,6 +136,7 @@ class Ledger:
         self.till_id = self.store.meta("till") or ""
         # Every read and write of the journal table (agent.journal).
         self.journal = self.store.journal(self.device_id)
+        self.checkpointer: Checkpointer | None = None
         self._assemble()
 
     def _assemble(self) -> None:
@@ -218,7 +220,26 @@ class Ledger:
         )
 
     def close(self) -> None:
+        self.stop_checkpointer()
         self.store.close()
+
+    def start_checkpointer(self) -> Checkpointer:
+        """Checkpoint the WAL on a thread of its own from now on, off the commits'
+        path (``agent.checkpointer``): the agent's ledger, which takes the earns."""
+        if self.checkpointer is None:
+            self.checkpointer = Checkpointer(self.state_dir / DB_FILE)
+            self.checkpointer.start()
+            self.store.hand_over_checkpoints()
+            self.store.after_commit(self.checkpointer.noted)
+        return self.checkpointer
+
+    def stop_checkpointer(self) -> None:
+        """Commits checkpoint themselves again (SQLite's default), the thread ends."""
+        if self.checkpointer is not None:
+            self.store.after_commit(None)
+            self.store.hand_over_checkpoints(DEFAULT_CHECKPOINT_PAGES)
+            self.checkpointer.stop()
+            self.checkpointer = None
 
     def refusal(self) -> LedgerError | None:
         """Why every write is refused now, if it is: the journal failed its check, or
