@@ -83,7 +83,7 @@ class Checkpointer:
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
         try:
-            busy, _frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            busy, _frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
         except sqlite3.Error as error:
             # The next round tries again; the writers' own autocheckpoint is the backstop.
             logger.warning("checkpoint of %s failed: %s", self.path, error)
