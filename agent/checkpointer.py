@@ -41,7 +41,7 @@ class Checkpointer:
         self, path: Path, every: int = EVERY_COMMITS, interval: float = INTERVAL_S
     ) -> None:
         self.path, self.every, self.interval = path, every, interval
-        self.checkpoints = 0  # the ones that copied pages
+        self.checkpoints = 0  # the rounds that copied pages
         self._commits = 0
         self._stop = threading.Event()
         self._due = threading.Event()
@@ -83,10 +83,10 @@ class Checkpointer:
 
     def checkpoint(self, conn: sqlite3.Connection) -> None:
         try:
-            busy, _frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
+            _busy, _frames, copied = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()[0]
         except sqlite3.Error as error:
             # The next round tries again; the writers' own autocheckpoint is the backstop.
             logger.warning("checkpoint of %s failed: %s", self.path, error)
             return
-        if copied > 0 and not busy:
+        if copied > 0:  # pages copied, whether or not the whole WAL was (``busy``)
             self.checkpoints += 1
