@@ -238,6 +238,7 @@ class TillAgent:
     async def _serve(self, stop: asyncio.Event) -> None:
         assert self._loop is not None
         self.ledger = await self.call(open_checked, self.state_dir, self.config)
+        await self.call(self.ledger.start_checkpointer)
         server = await self._listen()
         watchdog = self._loop.create_task(self._watchdog())
         sync_watch = self._loop.create_task(self._watch_sync())

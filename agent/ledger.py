@@ -37,9 +37,11 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent import fields, privacy, till_secrets
 from agent.chain import Entry, canonical
+from agent.checkpointer import Checkpointer
 from agent.config import Config
 from agent.entries import (
     Adjust,
+    Body,
     CardReplace,
     Consent,
     Earn,
@@ -61,7 +63,7 @@ from agent.ledger_refunds import LedgerRefunds
 from agent.ledger_suggestions import LedgerSuggestions
 from agent.money import format_amount
 from agent.privacy_tables import is_erased, keep_key
-from agent.projection import Effects, apply, result_text
+from agent.projection import Effects, apply, apply_typed, result_text
 from agent.results import (
     Adjusted,
     CardReplaced,
@@ -79,7 +81,7 @@ from agent.results import (
     TillIdentity,
 )
 from agent.rules import Rules, default_rules_text, load_rules_text
-from agent.store import RESTORED_KEY, Store, storage_error
+from agent.store import DEFAULT_CHECKPOINT_PAGES, RESTORED_KEY, Store, storage_error
 from agent.till_secrets import SECRETS_FILE, TillSecrets
 
 DB_FILE, KEY_FILE, RULES_FILE = "ledger.db", "device.key", "rules.toml"
@@ -134,6 +136,7 @@ class Ledger:
         self.till_id = self.store.meta("till") or ""
         # Every read and write of the journal table (agent.journal).
         self.journal = self.store.journal(self.device_id)
+        self.checkpointer: Checkpointer | None = None
         self._assemble()
 
     def _assemble(self) -> None:
@@ -217,7 +220,26 @@ class Ledger:
         )
 
     def close(self) -> None:
+        self.stop_checkpointer()
         self.store.close()
+
+    def start_checkpointer(self) -> Checkpointer:
+        """Checkpoint the WAL on a thread of its own from now on, off the commits'
+        path (``agent.checkpointer``): the agent's ledger, which takes the earns."""
+        if self.checkpointer is None:
+            self.checkpointer = Checkpointer(self.state_dir / DB_FILE)
+            self.checkpointer.start()
+            self.store.hand_over_checkpoints()
+            self.store.after_commit(self.checkpointer.noted)
+        return self.checkpointer
+
+    def stop_checkpointer(self) -> None:
+        """Commits checkpoint themselves again (SQLite's default), the thread ends."""
+        if self.checkpointer is not None:
+            self.store.after_commit(None)
+            self.store.hand_over_checkpoints(DEFAULT_CHECKPOINT_PAGES)
+            self.checkpointer.stop()
+            self.checkpointer = None
 
     def refusal(self) -> LedgerError | None:
         """Why every write is refused now, if it is: the journal failed its check, or
@@ -235,7 +257,8 @@ class Ledger:
 
         ``decide`` reads the state under the write lock and returns the entry's facts
         (or raises to refuse, or returns the answer already given: a replay, nothing
-        written); ``finish`` builds the cashier's answer (``agent.results``) once the
+        written), as JSON or as the typed body (applied as it is, not read back from
+        its JSON: issue 18); ``finish`` builds the cashier's answer (``agent.results``) once the
         effects are known; its JSON is stored in the entry so that a replay can give
         it back verbatim.
         """
@@ -248,11 +271,17 @@ class Ledger:
                 restored = restored_refusal(conn)
                 if restored is not None:
                     raise restored
-                facts = decide(conn)
-                if not isinstance(facts, dict):
-                    return facts  # a replay
-                head = self._head(conn)
-                effects = apply(conn, head[0] + 1, kind, facts)
+                decided = decide(conn)
+                if isinstance(decided, Body):
+                    facts = decided.to_body()
+                    head = self._head(conn)
+                    effects = apply_typed(conn, head[0] + 1, decided)
+                elif isinstance(decided, dict):
+                    facts = decided
+                    head = self._head(conn)
+                    effects = apply(conn, head[0] + 1, kind, facts)
+                else:
+                    return decided  # a replay
                 result = finish(conn, head[0] + 1, effects, facts)
                 body = {**facts, "effects": effects}
                 if result is not None:
@@ -414,8 +443,9 @@ class Ledger:
         if total > 10_000_000_00:
             raise InvalidInput("invalid_amount", "amount: receipt total is absurdly large")
         day = self.context.today()
+        decided: list[Earn] = []
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any] | Earned:
+        def decide(conn: sqlite3.Connection) -> Earn | Earned:
             account = self.reads.resolve(ref, conn)
             fingerprint = _fingerprint(account.account, [line.to_json() for line in sale])
             replay = self._replay(conn, Kind.EARN, receipt_id, fingerprint)
@@ -434,24 +464,27 @@ class Ledger:
                 )
                 for line in sale
             )
-            return Earn(
-                account=account.account,
-                member_id=account.member_id,
-                card=account.card,
-                receipt=receipt_id,
-                fingerprint=fingerprint,
-                lines=priced,
-                amount=total,
-                points=sum(line.points for line in priced),
-                tier=tier.name,
-                day=day.isoformat(),
-                lot=self.context.lot_dates(day),
-            ).to_body()
+            decided.append(
+                Earn(
+                    account=account.account,
+                    member_id=account.member_id,
+                    card=account.card,
+                    receipt=receipt_id,
+                    fingerprint=fingerprint,
+                    lines=priced,
+                    amount=total,
+                    points=sum(line.points for line in priced),
+                    tier=tier.name,
+                    day=day.isoformat(),
+                    lot=self.context.lot_dates(day),
+                )
+            )
+            return decided[-1]
 
         def finish(
             conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
         ) -> Earned:
-            body = Earn.from_body(facts)
+            body = decided[-1]  # the typed body decide built: not read back from ``facts``
             figures = self.reads.balance_of(body.account, day, conn, net(effects))
             # What the member can take at the next visit, for the POS to print.
             can_take = max(0, figures["available"])

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol, TypeVar
 
 from agent.config import Config
-from agent.entries import Kind, Lot
+from agent.entries import Body, Kind, Lot
 from agent.projection import Effects
 from agent.results import Answer
 from agent.rules import Rules
@@ -29,9 +29,11 @@ Clock = Callable[[], dt.datetime]
 # What an operation hands the write path (see ``agent.ledger.Ledger._record``): how
 # to decide the entry's facts under the write lock (or find the answer a replay
 # gives back), and how to build its answer (``agent.results``) once the effects are
-# known. ``None``: an entry nobody waits an answer for (the genesis).
+# known. ``None``: an entry nobody waits an answer for (the genesis). The facts are
+# the entry's body as JSON, or the typed body itself (``agent.entries.Body``), which
+# the write path then applies without reading it back from its JSON.
 R = TypeVar("R", bound=Answer | None)
-Decide = Callable[[sqlite3.Connection], dict[str, Any] | R]
+Decide = Callable[[sqlite3.Connection], dict[str, Any] | Body | R]
 Finish = Callable[[sqlite3.Connection, int, Effects, dict[str, Any]], R]
 
 

@@ -22,6 +22,7 @@ from typing import Any
 from agent import lots
 from agent.entries import (
     Adjust,
+    Body,
     CardReplace,
     Consent,
     Earn,
@@ -48,7 +49,14 @@ def apply(conn: sqlite3.Connection, seq: int, kind: str, body: dict[str, Any]) -
     known = kind_of(kind)
     if known is None:
         raise LedgerError("unknown_entry_kind", f"journal entry {seq}: unknown kind {kind!r}")
-    match read_body(known, body, seq):
+    return apply_typed(conn, seq, read_body(known, body, seq))
+
+
+def apply_typed(conn: sqlite3.Connection, seq: int, typed: Body) -> Effects:
+    """``apply`` of a body already typed: the ledger's write path hands over the body
+    it just built rather than have it read back from its JSON (issue 18; the same
+    rows: tests/test_earn_fast.py)."""
+    match typed:
         case Enrol() as enrol:
             return _enrol(conn, seq, enrol)
         case CardReplace() as replace:

@@ -44,6 +44,10 @@ RESTORED_KEY = "restored_from_backup"
 # disk filling up (SQLite reports a full disk as SQLITE_FULL or, when the WAL index
 # cannot grow, as a plain "disk I/O error").
 NEARLY_FULL_BYTES = 256 * 1024
+# The WAL pages past which a commit checkpoints itself once a background
+# checkpointer has the job (SQLite's default is 1,000): about 40 MiB.
+HANDED_OVER_CHECKPOINT_PAGES = 10_000
+DEFAULT_CHECKPOINT_PAGES = 1_000
 
 
 def storage_error(error: sqlite3.Error | OSError, path: Path) -> LedgerError:
@@ -207,6 +211,7 @@ class Store:
     def __init__(self, path: Path, *, create: bool = False) -> None:
         if not create and not path.exists():
             raise LedgerError("not_initialised", f"no ledger at {path}: run `tillpoints init`")
+        self._after_commit: Callable[[], None] | None = None
         try:
             private_sqlite(path)
             self.conn = sqlite3.connect(
@@ -248,6 +253,8 @@ class Store:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
             raise
+        if self._after_commit is not None:
+            self._after_commit()
 
     @contextmanager
     def snapshot(self) -> Iterator[sqlite3.Connection]:
@@ -298,6 +305,17 @@ class Store:
         """Copy the WAL into the file and truncate it: after an erasure (issue 17) the
         old pages must not live on in the WAL (``secure_delete`` overwrote the file's)."""
         self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+    def hand_over_checkpoints(self, pages: int = HANDED_OVER_CHECKPOINT_PAGES) -> None:
+        """A background checkpointer (``agent.checkpointer``) copies the WAL into the
+        file from now on: this connection's commits checkpoint only past ``pages``,
+        the backstop should that thread fall behind."""
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={int(pages)}")
+
+    def after_commit(self, hook: Callable[[], None] | None) -> None:
+        """Call ``hook`` after each commit of ``transaction`` (the checkpointer counts
+        them); ``None`` stops."""
+        self._after_commit = hook
 
     def skip_fsync(self) -> None:
         """Commits stop waiting for the disk (``synchronous=OFF``). For a simulated

@@ -1,6 +1,7 @@
 """A till that earns as fast as it can and says so after each commit.
 
-Run by tests/test_crash.py as a real process, then killed with SIGKILL: every
+Run by tests/test_crash.py (and tests/test_checkpointer.py, with its WAL
+checkpointed by a thread of its own) as a real process, then killed with SIGKILL: every
 receipt printed here was acknowledged and must survive."""
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ from agent.ledger import Ledger
 CARDS = ("9900835840532866", "9900568732746027")
 
 
-def main(state: str, prefix: str) -> None:
+def main(state: str, prefix: str, checkpointer: bool = False) -> None:
     ledger = Ledger(Path(state))
+    if checkpointer:  # as the agent runs its ledger (agent.checkpointer)
+        ledger.start_checkpointer()
     number = 0
     while True:
         receipt = f"{prefix}-{number}"
@@ -25,4 +28,4 @@ def main(state: str, prefix: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], sys.argv[2])
+    main(sys.argv[1], sys.argv[2], sys.argv[3:] == ["checkpointer"])

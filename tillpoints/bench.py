@@ -78,6 +78,7 @@ def earn_figures(
         cards = [ledger.enrol(name=f"Bench {n}", phone=f"555{n:07d}").card for n in range(members)]
         ledger.earn(cards[0], "B-warm", amount=1234)
         rows = EarnRows(ledger, directory)
+        ledger.start_checkpointer()  # as the agent runs it
         totals = {"raw": [0, 0.0], "earn": [0, 0.0], "rows": [0, 0.0]}
         latencies: list[float] = []
         done = 0
@@ -101,7 +102,7 @@ def earn_figures(
                 if name == "earn":
                     latencies.extend(each)
                     done += count
-        rows.conn.close()
+        rows.close()
     finally:
         raw.close()
         ledger.close()

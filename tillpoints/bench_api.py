@@ -22,9 +22,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from agent.checkpointer import Checkpointer
 from agent.fields import SIMULATED_PHONE_COST
 from agent.journal import Journal
 from agent.ledger import Ledger
+from agent.store import HANDED_OVER_CHECKPOINT_PAGES
 
 Figure = dict[str, Any]
 
@@ -33,13 +35,20 @@ class EarnRows:
     """An earn's writes without the earn: the journal, receipt and lot rows and the
     recorded head of a real earn, copied under new keys, in one durable commit each.
     It measures what the earn's commit costs on this disk (four B-trees and their
-    indexes, about seven pages), apart from deciding, pricing and signing."""
+    indexes, about seven pages), apart from deciding, pricing and signing. Its WAL
+    is checkpointed by a thread of its own, as the agent's ledger is
+    (``agent.checkpointer``): a commit here pays for what an earn's commit pays."""
 
     def __init__(self, ledger: Ledger, directory: Path) -> None:
-        self.conn = sqlite3.connect(directory / "rows.db", isolation_level=None)
+        self.conn = sqlite3.connect(
+            directory / "rows.db", isolation_level=None, check_same_thread=False
+        )
         ledger.store.backup_to(self.conn)
         self.conn.execute("PRAGMA journal_mode=WAL")
         self.conn.execute("PRAGMA synchronous=FULL")
+        self.conn.execute(f"PRAGMA wal_autocheckpoint={HANDED_OVER_CHECKPOINT_PAGES}")
+        self.checkpointer = Checkpointer(directory / "rows.db")
+        self.checkpointer.start()
         self.rows = Journal(self.conn)
         last = self.rows.last_row()
         assert last is not None  # the warm-up earn
@@ -62,6 +71,11 @@ class EarnRows:
         conn.execute("INSERT INTO receipts VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", receipt)
         conn.execute("INSERT INTO lots VALUES (?, ?, ?, ?, ?, ?, ?, ?)", (seq, *self.lot[1:]))
         conn.execute("COMMIT")
+        self.checkpointer.noted()
+
+    def close(self) -> None:
+        self.checkpointer.stop()
+        self.conn.close()
 
 
 class _Poster:
@@ -177,7 +191,7 @@ def api_earn_figures(
     finally:
         poster.stdin.close()
         poster.wait(10)
-        rows.conn.close()
+        rows.close()
         till.close()
     rate = {name: count / elapsed for name, (count, elapsed) in totals.items()}
     latencies.sort()
