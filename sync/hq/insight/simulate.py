@@ -322,6 +322,10 @@ class Shard:
                 till.hand_over()
         else:
             self.counts["entries"] += _upload(self.store, self.signer, self.tills, message[1])
+            # The report tables follow each upload here, in the worker, not once at
+            # the end in one process: the refresh is incremental and takes turns on
+            # its cursor, so whichever worker comes first reads every new batch.
+            refresh(self.store)
             # No event brings back a sale older than this (population.REFUND_DAYS).
             forget = (message[1] - dt.timedelta(days=2 * REFUND_DAYS)).date().isoformat()
             for till in self.tills.values():
