@@ -271,6 +271,7 @@ class ModelTill:
             staff=None,
             body=body.to_body(),
             prev=state.head,
+            typed=True,
         )
         state.observe(entry, body)
         self.written.append(entry)
