@@ -51,6 +51,9 @@ BATCH = 500
 DEFAULT_START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 SMALL_CHAIN = 2_000  # members: below this the ledger writes the whole period
 SIMULATED_PHONE_COST = fields.SIMULATED_PHONE_COST
+# Batches per refresh transaction in a worker: a week of a large chain is about
+# a hundred batches, whose entries and their bodies a page holds at once.
+REFRESH_PAGE = 16
 
 
 class Clock:
@@ -325,7 +328,7 @@ class Shard:
             # The report tables follow each upload here, in the worker, not once at
             # the end in one process: the refresh is incremental and takes turns on
             # its cursor, so whichever worker comes first reads every new batch.
-            refresh(self.store)
+            refresh(self.store, REFRESH_PAGE)
             # No event brings back a sale older than this (population.REFUND_DAYS).
             forget = (message[1] - dt.timedelta(days=2 * REFUND_DAYS)).date().isoformat()
             for till in self.tills.values():
