@@ -15,7 +15,11 @@ from agent.entries import Member
 from agent.privacy import disclosed, key_from_text
 from agent.till_secrets import parse_phone
 from sync.hq.audit import verify_all
+from sync.hq.db import unavailable
 from sync.hq.devices import chain_phone, hq_key
+from sync.hq.insight import simulate as simulate_module
+from sync.hq.insight.aggregates import AGGREGATE_TABLES
+from sync.hq.insight.facts import rebuild
 from sync.hq.insight.population import Chain
 from sync.hq.insight.simulate import DEFAULT_START, SIMULATED_PHONE_COST, simulate
 from sync.hq.insight.till_model import Account, Sale, TillState
@@ -224,3 +228,42 @@ def test_bad_input_is_named(tmp_path: Path, argv: tuple[str, ...], code: str) ->
     with pytest.raises(SyncError) as raised:
         _run(*(part.replace("{tmp}", str(tmp_path)) for part in argv))
     assert raised.value.code == code
+
+
+def _tables(url: str) -> dict[str, list[Any]]:
+    store = open_store(url)
+    try:
+        with store.read() as tx:
+            return {
+                table: sorted(map(tuple, tx.all(f"SELECT * FROM {table}")))
+                for table in ("ins_members", "ins_sales", "ins_lots", *AGGREGATE_TABLES)
+            }
+    finally:
+        store.close()
+
+
+def test_the_report_tables_followed_upload_by_upload_are_a_rebuild(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shards refresh the report tables after each upload (a refresh that finds
+    HQ busy is left to the next): the tables end as a rebuild from every batch."""
+    calls = {"busy": 0}
+
+    def busy_at_first(store: Any, page: int = 200) -> int:
+        if calls["busy"] < 3:
+            calls["busy"] += 1
+            raise unavailable("database is locked")
+        return real_refresh(store, page)
+
+    real_refresh = simulate_module.refresh
+    monkeypatch.setattr(simulate_module, "refresh", busy_at_first)
+    url = f"sqlite:///{tmp_path}/r.db"
+    _history(url, ledger_days=20, workers=1)
+    followed = _tables(url)
+    assert calls["busy"] == 3 and followed["ins_sales"]
+    store = open_store(url)
+    try:
+        rebuild(store)
+    finally:
+        store.close()
+    assert _tables(url) == followed
