@@ -168,15 +168,20 @@ def sign_entry(
     staff: str | None,
     body: dict[str, Any],
     prev: str,
+    typed: bool = False,
 ) -> Entry:
-    return sign_draft(key, Entry(device, seq, ts, kind, staff, body, prev, hash="", sig=""))[0]
+    """``typed``: ``body`` is the ``to_body()`` of a typed body (``agent.entries``),
+    whose fields are ints and texts, so the walk that refuses floats is skipped
+    (the simulated till signs millions; HQ still walks each body it is sent)."""
+    draft = Entry(device, seq, ts, kind, staff, body, prev, hash="", sig="")
+    return sign_draft(key, draft, typed=typed)[0]
 
 
-def sign_draft(key: Ed25519PrivateKey, draft: Entry) -> tuple[Entry, bytes]:
+def sign_draft(key: Ed25519PrivateKey, draft: Entry, *, typed: bool = False) -> tuple[Entry, bytes]:
     """Sign ``draft`` (its ``hash`` and ``sig`` are ignored); also return
     ``canonical(draft.body)``, so that the till stores the very bytes it signed,
     encoded once (``canonical_entry``)."""
-    unsigned, body_bytes = canonical_entry(draft)
+    unsigned, body_bytes = canonical_entry(draft, typed=typed)
     digest = hashlib.sha256(unsigned).digest()
     signature = key.sign(SIGNATURE_TAG + digest).hex()
     d = draft
@@ -383,7 +388,7 @@ def _link_problem(entry: Entry, device: str | None, expected_seq: int, prev: str
 # -- the batch path (HQ): the same bytes, encoded once ---------------------------------
 
 
-def canonical_entry(entry: Entry) -> tuple[bytes, bytes]:
+def canonical_entry(entry: Entry, *, typed: bool = False) -> tuple[bytes, bytes]:
     """``canonical(entry.unsigned())`` and ``canonical(entry.body)``, encoding the
     body once.
 
@@ -393,8 +398,8 @@ def canonical_entry(entry: Entry) -> tuple[bytes, bytes]:
     ``{"body":`` + body bytes + the other fields' encoding; no second walk of the
     body. The other fields are a fixed shape (``Entry.from_json`` checks their
     types) and are spliced in with the encoder's own string escaping. Raises what
-    ``canonical`` raises (floats, NaN)."""
-    body = canonical(entry.body, checked=_floatless(entry.body))
+    ``canonical`` raises (floats, NaN); ``typed`` as for ``sign_entry``."""
+    body = canonical(entry.body, checked=typed or _floatless(entry.body))
     return b'{"body":' + body + _fields(entry), body
 
 

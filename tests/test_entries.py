@@ -10,10 +10,11 @@ import typing
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.chain import canonical
+from agent.chain import canonical, sign_entry
 from agent.entries import (
     BODIES,
     OMITTED,
@@ -22,6 +23,7 @@ from agent.entries import (
     Kind,
     MalformedEntry,
     Part,
+    _Refused,
     kind_of,
     read_body,
     readable,
@@ -74,6 +76,8 @@ def _instances(cls: type[Part]) -> st.SearchStrategy[Any]:
 @given(st.sampled_from(sorted(BODIES)).flatmap(lambda kind: _instances(BODIES[kind])))
 def test_every_body_reads_back_as_written(body: Body) -> None:
     written = body.to_body()
+    # The generated writer against the field loop it unrolls: the same keys, in order.
+    assert list(written.items()) == list(body._loop_to_body().items())
     assert type(body).from_body(written) == body
     assert read_body(body.kind, json.loads(canonical(written))) == body
     # What is signed: the canonical bytes of the body read back are the bytes written.
@@ -257,3 +261,37 @@ def test_the_compiled_reader_and_the_checked_reader_agree(case: Any) -> None:
     fast = _verdict(lambda b: cls.from_body(b), written)
     checked = _verdict(lambda b: cls._checked_from_body(b, "body"), written)
     assert fast == checked
+    # The generated reader (one function per class) against the field loop it
+    # unrolls: the same part, its __dict__ in the same order, or both refuse.
+    generated, looped = (
+        _unrolled(cls._fast_from_body, written),
+        _unrolled(cls._loop_from_body, written),
+    )
+    assert generated == looped
+    if generated != "refused":
+        assert list(vars(cls._fast_from_body(written))) == list(vars(cls._loop_from_body(written)))
+
+
+def _unrolled(read: Any, body: Any) -> Any:
+    try:
+        return read(body)
+    except _Refused:
+        return "refused"
+
+
+_SIGNER = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.sampled_from(sorted(BODIES)).flatmap(lambda kind: _instances(BODIES[kind])))
+def test_a_typed_body_signs_the_same_without_the_float_walk(body: Body) -> None:
+    """``sign_entry(typed=True)`` (the simulated till) skips only the walk that
+    refuses floats: the same entry, byte for byte (Ed25519 is deterministic)."""
+    fields = {"device": "d", "seq": 3, "ts": "2025-01-01T10:00:00.000+00:00", "staff": None}
+    walked = sign_entry(_SIGNER, kind=body.kind, body=body.to_body(), prev="0" * 64, **fields)
+    typed = sign_entry(
+        _SIGNER, kind=body.kind, body=body.to_body(), prev="0" * 64, typed=True, **fields
+    )
+    assert typed == walked
+    with pytest.raises(TypeError):
+        sign_entry(_SIGNER, kind=body.kind, body={"x": 1.5}, prev="0" * 64, **fields)

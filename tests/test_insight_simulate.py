@@ -15,9 +15,14 @@ from agent.entries import Member
 from agent.privacy import disclosed, key_from_text
 from agent.till_secrets import parse_phone
 from sync.hq.audit import verify_all
+from sync.hq.db import unavailable
 from sync.hq.devices import chain_phone, hq_key
+from sync.hq.insight import simulate as simulate_module
+from sync.hq.insight.aggregates import AGGREGATE_TABLES
+from sync.hq.insight.facts import rebuild
 from sync.hq.insight.population import Chain
 from sync.hq.insight.simulate import DEFAULT_START, SIMULATED_PHONE_COST, simulate
+from sync.hq.insight.till_model import Account, Sale, TillState
 from sync.hq.stores import open_store
 from tillpoints.cli import build_parser
 from tillpoints.cli_insight import COMMANDS
@@ -25,7 +30,7 @@ from tillpoints.commands import Context
 
 
 def _history(
-    url: str, ledger_days: int, seed: int = 5, workers: int | None = None
+    url: str, ledger_days: int, seed: int = 5, workers: int | None = None, days: int = 150
 ) -> tuple[dict[str, Any], dict[Any, Any]]:
     store = open_store(url)
     try:
@@ -33,7 +38,7 @@ def _history(
             store,
             stores=2,
             members=60,
-            days=150,
+            days=days,
             seed=seed,
             ledger_days=ledger_days,
             workers=workers,
@@ -46,7 +51,7 @@ def _history(
             keys = {str(m): str(k) for m, k in tx.all("SELECT member_id, key FROM hq_member_keys")}
     finally:
         store.close()
-    population = Chain(seed, 2, 60, 150, DEFAULT_START)
+    population = Chain(seed, 2, 60, days, DEFAULT_START)
     history = {}
     for device, seq, ts, kind, text in rows:
         if kind == "enrol":
@@ -88,6 +93,48 @@ def test_model_writes_what_the_ledger_writes(tmp_path: Path) -> None:
     kinds = {kind for _, kind, _ in ledger_history.values()}
     assert {"enrol", "earn", "redeem", "refund"} <= kinds
     assert ledger_history == model_history
+
+
+def test_pruning_what_can_no_longer_matter_writes_the_same_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The model drops lots spent to nothing (once no refundable sale drew on them)
+    and spend rows older than twelve months (issue 18's RSS): against the model
+    that keeps them all, over more than a year, the very same entries."""
+    pruned = {"lots": 0, "rows": 0}
+
+    def release(state: TillState, sale: Sale) -> None:
+        lots = state.account(sale.account).lots
+        before = len(lots)
+        real_release(state, sale)
+        pruned["lots"] += before - len(lots)
+
+    def spend_since(account: Account, since: str) -> int:
+        before = len(account.sales)
+        spend = real_spend_since(account, since)
+        pruned["rows"] += before - len(account.sales)
+        return spend
+
+    real_release, real_spend_since = TillState._release, Account.spend_since
+    monkeypatch.setattr(TillState, "_release", release)
+    monkeypatch.setattr(Account, "spend_since", spend_since)
+    lean, lean_history = _history(f"sqlite:///{tmp_path}/p.db", 0, workers=1, days=420)
+    assert pruned["lots"] > 0 and pruned["rows"] > 0
+
+    def keep_lots(state: TillState, sale: Sale) -> None:
+        state.drawn.subtract(move.lot_id for move in sale.redeem_moves)
+
+    def keep_rows(account: Account, since: str) -> int:
+        return sum(amount - refunded for day, amount, refunded in account.sales if day > since)
+
+    monkeypatch.setattr(TillState, "_release", keep_lots)
+    monkeypatch.setattr(Account, "spend_since", keep_rows)
+    full, full_history = _history(f"sqlite:///{tmp_path}/f.db", 0, workers=1, days=420)
+    assert {"redeem", "refund"} <= {kind for _, kind, _ in full_history.values()}
+    assert lean_history == full_history
+    assert {k: v for k, v in lean.items() if k != "seconds"} == {
+        k: v for k, v in full.items() if k != "seconds"
+    }
 
 
 def test_hand_over_mid_way_and_seed_reproduces(tmp_path: Path) -> None:
@@ -181,3 +228,42 @@ def test_bad_input_is_named(tmp_path: Path, argv: tuple[str, ...], code: str) ->
     with pytest.raises(SyncError) as raised:
         _run(*(part.replace("{tmp}", str(tmp_path)) for part in argv))
     assert raised.value.code == code
+
+
+def _tables(url: str) -> dict[str, list[Any]]:
+    store = open_store(url)
+    try:
+        with store.read() as tx:
+            return {
+                table: sorted(map(tuple, tx.all(f"SELECT * FROM {table}")))
+                for table in ("ins_members", "ins_sales", "ins_lots", *AGGREGATE_TABLES)
+            }
+    finally:
+        store.close()
+
+
+def test_the_report_tables_followed_upload_by_upload_are_a_rebuild(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shards refresh the report tables after each upload (a refresh that finds
+    HQ busy is left to the next): the tables end as a rebuild from every batch."""
+    calls = {"busy": 0}
+
+    def busy_at_first(store: Any, page: int = 200) -> int:
+        if calls["busy"] < 3:
+            calls["busy"] += 1
+            raise unavailable("database is locked")
+        return real_refresh(store, page)
+
+    real_refresh = simulate_module.refresh
+    monkeypatch.setattr(simulate_module, "refresh", busy_at_first)
+    url = f"sqlite:///{tmp_path}/r.db"
+    _history(url, ledger_days=20, workers=1)
+    followed = _tables(url)
+    assert calls["busy"] == 3 and followed["ins_sales"]
+    store = open_store(url)
+    try:
+        rebuild(store)
+    finally:
+        store.close()
+    assert _tables(url) == followed

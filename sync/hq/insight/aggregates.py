@@ -142,10 +142,13 @@ def add(tx: Tx, span: Span) -> None:
         f"ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}",
         entry_params,
     )
+    # "+o.seq": not an index column for SQLite's planner, which otherwise walks every
+    # earlier sale of the device by the primary key (device, seq) instead of finding
+    # the receipt by ins_sales_receipt: quadratic in a device's history (issue 18).
     first_visit = (
         "s.kind IN ('earn', 'redeem') AND s.receipt IS NOT NULL AND NOT EXISTS "
         "(SELECT 1 FROM ins_sales o WHERE o.device = s.device AND o.receipt = s.receipt "
-        "AND o.member = s.member AND o.kind IN ('earn', 'redeem') AND o.seq < s.seq)"
+        "AND o.member = s.member AND o.kind IN ('earn', 'redeem') AND +o.seq < s.seq)"
     )
     tx.run(
         f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) "

@@ -122,9 +122,10 @@ FACT_KINDS = (
 )
 
 
-def refresh(store: HQStore) -> int:
+def refresh(store: HQStore, page: int = PAGE) -> int:
     """Read every batch stored since the last refresh, and add its sums to the
-    aggregates in the same transaction; returns entries read."""
+    aggregates in the same transaction; returns entries read. ``page``: batches per
+    transaction (each page's entries are held in memory together)."""
     ensure_tables(store)
     with store.write() as tx:
         tx.locked("SELECT batch_no FROM ins_state WHERE id = 1")
@@ -134,7 +135,7 @@ def refresh(store: HQStore) -> int:
         _apply(tx, rows)
         return len(rows)
 
-    return follow_batches(store, "ins_state", FACT_KINDS, apply, PAGE, aggregates.add)
+    return follow_batches(store, "ins_state", FACT_KINDS, apply, page, aggregates.add)
 
 
 def rebuild(store: HQStore) -> int:

@@ -51,6 +51,9 @@ BATCH = 500
 DEFAULT_START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 SMALL_CHAIN = 2_000  # members: below this the ledger writes the whole period
 SIMULATED_PHONE_COST = fields.SIMULATED_PHONE_COST
+# Batches per refresh transaction in a worker: a week of a large chain is about
+# a hundred batches, whose entries and their bodies a page holds at once.
+REFRESH_PAGE = 16
 
 
 class Clock:
@@ -322,10 +325,24 @@ class Shard:
                 till.hand_over()
         else:
             self.counts["entries"] += _upload(self.store, self.signer, self.tills, message[1])
+            self._refresh()
             # No event brings back a sale older than this (population.REFUND_DAYS).
             forget = (message[1] - dt.timedelta(days=2 * REFUND_DAYS)).date().isoformat()
             for till in self.tills.values():
                 till.state.forget_sales(forget)
+
+    def _refresh(self) -> None:
+        """The report tables follow each upload here, in the worker, not once at
+        the end in one process: the refresh is incremental and takes turns on its
+        cursor, so whichever worker comes first reads every new batch. A refresh
+        that finds HQ's store busy past its timeout is left to the next upload's
+        (or ``simulate``'s last): it moves its cursor only with what it wrote."""
+        try:
+            refresh(self.store, REFRESH_PAGE)
+        except SyncError as error:
+            if error.code != "storage_unavailable":
+                raise
+            self.counts["refresh_deferred"] += 1
 
     def _event(self, event: Event) -> None:
         self.clock.now = event.when

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections import deque
+import sys
+from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -60,7 +61,10 @@ class Account:
 
     lots: dict[int, policy.Lot] = field(default_factory=dict)  # by lot id (the earning's seq)
     debt: int = 0
-    sales: list[list[Any]] = field(default_factory=list)  # [day, amount, refunded]
+    sales: list[list[Any]] = field(default_factory=list)  # [day, amount, refunded], by day
+    # Amounts of the unrefunded rows pruned from ``sales`` (older than twelve months):
+    # a refund marks the first row of its amount, and those came first.
+    pruned: Counter[int] | None = None  # (None until a row is pruned: 100,000s of accounts)
 
     def expire(self, day: str) -> int:
         gone = policy.expiring(self.lots.values(), day)
@@ -73,8 +77,34 @@ class Account:
             return 0
         payoff = policy.payoff(points, self.debt)
         self.debt -= payoff
-        self.lots[seq] = policy.Lot(seq, points - payoff, lot.spendable_on, lot.expires_on)
+        # Interned: a year of lots shares a few hundred date strings (issue 18's RSS).
+        spendable, expires = sys.intern(lot.spendable_on), sys.intern(lot.expires_on)
+        self.lots[seq] = policy.Lot(seq, points - payoff, spendable, expires)
         return points
+
+    def spend_since(self, since: str) -> int:
+        """Net spend of the rows after ``since``; older rows are pruned, as no later
+        day's twelve months reach back to them (days only move forward)."""
+        rows = self.sales
+        old = 0
+        while old < len(rows) and rows[old][0] <= since:
+            if rows[old][2] == 0:
+                self.pruned = self.pruned or Counter()
+                self.pruned[rows[old][1]] += 1
+            old += 1
+        if old:
+            del rows[:old]
+        return sum(amount - refunded for _, amount, refunded in rows)
+
+    def mark_refunded(self, amount: int, refunded: int) -> None:
+        """The first unrefunded row of ``amount`` is refunded (pruned rows first)."""
+        if self.pruned and self.pruned[amount]:
+            self.pruned[amount] -= 1
+            return
+        for row in self.sales:
+            if row[1] == amount and row[2] == 0:
+                row[2] = refunded
+                return
 
     def shift(self, steps: list[policy.Step], sign: int) -> None:
         """Take (``sign`` -1) or give back (+1) points lot by lot."""
@@ -124,6 +154,9 @@ class TillState:
         self.accounts: dict[str, Account] = {}
         self.sales: dict[str, Sale] = {}
         self.sold: deque[tuple[str, str]] = deque()  # (day, receipt) of self.sales, in order
+        # Lots a held sale's redemption took from, and how many sales: a lot spent to
+        # nothing is dropped once no sale that a refund could give back to holds it.
+        self.drawn: Counter[int] = Counter()
         self.enrolled = 0
 
     def account(self, name: str) -> Account:
@@ -159,7 +192,7 @@ class TillState:
             account = self.account(body.account)
             account.expire(body.day)
             account.add_lot(entry.seq, body.points, body.lot)
-            account.sales.append([body.day, body.amount, 0])
+            account.sales.append([sys.intern(body.day), body.amount, 0])
             self.sales[body.receipt] = Sale(
                 body.account, body.member_id, entry.seq, body.amount, body.lines, day=body.day
             )
@@ -172,6 +205,7 @@ class TillState:
             if sale is not None:
                 sale.redeemed, sale.redeem_moves = body.points, moves
                 sale.remote = body.points - sum(m.points for m in moves)
+                self.drawn.update(m.lot_id for m in moves)
         elif isinstance(body, Refund):
             self._observe_refund(body)
 
@@ -180,10 +214,7 @@ class TillState:
         account.expire(body.day)
         sale = self.sales[body.receipt]
         sale.refunded = True
-        for row in account.sales:
-            if row[1] == sale.amount and row[2] == 0:
-                row[2] = body.amount
-                break
+        account.mark_refunded(sale.amount, body.amount)
         day = body.day
         plan = policy.take_back(account.lots.get(sale.seq), account.lots.values(), body.taken, day)
         account.shift([(sale.seq, plan.own)] if plan.own else [], -1)
@@ -197,13 +228,25 @@ class TillState:
         """Drop the sales of days before ``before``: a simulation that can no longer
         refund them (``population.REFUND_DAYS``) need not hold a year of receipts."""
         while self.sold and self.sold[0][0] < before:
-            self.sales.pop(self.sold.popleft()[1], None)
+            sale = self.sales.pop(self.sold.popleft()[1], None)
+            if sale is not None and sale.redeem_moves:
+                self._release(sale)
+
+    def _release(self, sale: Sale) -> None:
+        """Drop the lots ``sale``'s redemption spent to nothing, unless another held
+        sale drew on them too: a lot with nothing left changes no balance, expiry
+        or spending (``agent.lots`` passes it by), only a refund's give-back to it."""
+        lots = self.account(sale.account).lots
+        for move in sale.redeem_moves:
+            self.drawn[move.lot_id] -= 1
+            if self.drawn[move.lot_id] <= 0:
+                del self.drawn[move.lot_id]
+                lot = lots.get(move.lot_id)
+                if lot is not None and lot.left == 0:
+                    del lots[move.lot_id]
 
     def spend_12m(self, account: str, day: dt.date) -> int:
-        since = (day - dt.timedelta(days=365)).isoformat()
-        return sum(
-            amount - refunded for d, amount, refunded in self.account(account).sales if d > since
-        )
+        return self.account(account).spend_since((day - dt.timedelta(days=365)).isoformat())
 
 
 class ModelTill:
@@ -228,6 +271,7 @@ class ModelTill:
             staff=None,
             body=body.to_body(),
             prev=state.head,
+            typed=True,
         )
         state.observe(entry, body)
         self.written.append(entry)
