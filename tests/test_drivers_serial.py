@@ -154,15 +154,18 @@ def test_a_failing_consumer_does_not_kill_the_reader(link: Path) -> None:
         if len(delivered) == 1:
             raise RuntimeError("consumer bug")
 
+    opened: list[ReaderState] = []
     pty = Pty(link)
     config = ReaderConfig(kind="serial", path=str(link), reopen_ms=20, signon_ms=0)
-    reader = SerialReader(config, consumer)
+    reader = SerialReader(config, consumer, on_state=lambda _path, state: opened.append(state))
     try:
         reader.start()
         wait_for(lambda: reader.health().connected)
         pty.write(f"{A}\r".encode())
-        wait_for(lambda: len(delivered) == 1)
-        wait_for(lambda: reader.health().connected)
+        # The failure closes the port and the supervisor opens it again: wait for that
+        # second open (still "connected" just after the consumer raised is not it).
+        wait_for(lambda: opened.count(ReaderState.OPEN) == 2)
+        assert len(delivered) == 1
         pty.write(f"{B}\r".encode())
         wait_for(lambda: len(delivered) == 2)
         assert reader.health().errors == 1

@@ -87,9 +87,7 @@ def test_offer_round_trip(tmp_path: Path) -> None:
             assert cli(a, "sync")[0] == 0
             # Member ids come from a fresh device key: pick a seed that puts some of these
             # eight in each arm (one seed would leave none held out one run in ten).
-            seed = next(
-                s for s in range(100) if 0 < sum(in_holdout(s, m, 2500) for m, _ in members) < 8
-            )
+            seed = _splitting_seed([member for member, _card in members], 2_500, offered=1)
             code, made = _campaign(
                 url, "--name", "Double", "--target", "store:S001", "--offer", "multiplier:2",
                 "--from", FROM, "--to", TO, "--holdout", "0.25", "--seed", str(seed),
@@ -197,16 +195,28 @@ def _download(hq: HQStore, state: Path, device: str) -> None:
         ledger.close()
 
 
+def _splitting_seed(members: list[str], holdout_bp: int, offered: int = 2) -> int:
+    """A seed that holds out at least one of ``members`` and offers at least ``offered``.
+
+    Member ids come from a fresh device key, so a fixed seed would, say, hold out all
+    but one of twelve about one run in three hundred (leaving no two takers)."""
+    for seed in range(100):
+        held = sum(in_holdout(seed, member, holdout_bp) for member in members)
+        if 1 <= held <= len(members) - offered:
+            return seed
+    raise AssertionError("no seed in 100 splits the members")
+
+
 def test_response_report_on_both_backends(db_url: str, tmp_path: Path) -> None:
     hq = open_store(db_url)
     try:
         state = make_till(tmp_path, "till")
         device = bind(hq, state)
-        _enrol(state, 12)
+        members = [member for member, _card in _enrol(state, 12)]
         seq = _upload(hq, state, device, 0)
         spec = parse_spec(
             {"name": "Gift", "target": "segment:new", "offer": "gift:Tote bag", "from": FROM,
-             "to": TO, "holdout": "0.5", "seed": 3}
+             "to": TO, "holdout": "0.5", "seed": _splitting_seed(members, 5_000)}
         )  # fmt: skip
         made = add_campaign(hq, spec, utc_now())
         assert made["targeted"] == 12 and 0 < made["held_out"] < 12
