@@ -54,7 +54,7 @@ from agent.entries import (
 )
 from agent.errors import InvalidInput, LedgerError, Refused, TillRestored
 from agent.keys import device_id_for, public_key_text, read_private_key, write_private_key
-from agent.ledger_context import Clock, Decide, Finish, LedgerContext, R, local_now
+from agent.ledger_context import B, Clock, Decide, Finish, LedgerContext, R, local_now
 from agent.ledger_numbers import LedgerNumbers
 from agent.ledger_offers import LedgerOffers
 from agent.ledger_reads import Account as Account  # re-exported: callers import it from here
@@ -63,7 +63,7 @@ from agent.ledger_refunds import LedgerRefunds
 from agent.ledger_suggestions import LedgerSuggestions
 from agent.money import format_amount
 from agent.privacy_tables import is_erased, keep_key
-from agent.projection import Effects, apply, apply_typed, result_text
+from agent.projection import Effects, apply_typed, result_text
 from agent.results import (
     Adjusted,
     CardReplaced,
@@ -206,7 +206,7 @@ class Ledger:
         genesis = Init(
             store=store, till=till, device_id=device_id, public_key=public_key_text(public)
         )
-        ledger._record(Kind.INIT, None, lambda conn: genesis.to_body(), _no_answer)
+        ledger._record(Kind.INIT, None, lambda conn: genesis, _no_answer)
         return ledger
 
     def identity(self) -> TillIdentity:
@@ -252,15 +252,18 @@ class Ledger:
 
     # -- the one write path ------------------------------------------------------
 
-    def _record(self, kind: Kind, staff: str | None, decide: Decide[R], finish: Finish[R]) -> R:
+    def _record(
+        self, kind: Kind, staff: str | None, decide: Decide[B, R], finish: Finish[B, R]
+    ) -> R:
         """Write one business fact: decide, apply, sign and append, in one transaction.
 
-        ``decide`` reads the state under the write lock and returns the entry's facts
-        (or raises to refuse, or returns the answer already given: a replay, nothing
-        written), as JSON or as the typed body (applied as it is, not read back from
-        its JSON: issue 18); ``finish`` builds the cashier's answer (``agent.results``) once the
-        effects are known; its JSON is stored in the entry so that a replay can give
-        it back verbatim.
+        ``decide`` reads the state under the write lock and returns the entry's typed
+        body (or raises to refuse, or returns the answer already given: a replay,
+        nothing written); the body is applied and handed to ``finish`` as built, and
+        encoded once, for the journal (issue 18: not read back from its JSON).
+        ``finish`` builds the cashier's answer (``agent.results``) once the effects
+        are known; its JSON is stored in the entry so that a replay can give it back
+        verbatim.
         """
         if self.write_refusal is not None:
             refusal = self.write_refusal
@@ -271,19 +274,13 @@ class Ledger:
                 restored = restored_refusal(conn)
                 if restored is not None:
                     raise restored
-                decided = decide(conn)
-                if isinstance(decided, Body):
-                    facts = decided.to_body()
-                    head = self._head(conn)
-                    effects = apply_typed(conn, head[0] + 1, decided)
-                elif isinstance(decided, dict):
-                    facts = decided
-                    head = self._head(conn)
-                    effects = apply(conn, head[0] + 1, kind, facts)
-                else:
-                    return decided  # a replay
-                result = finish(conn, head[0] + 1, effects, facts)
-                body = {**facts, "effects": effects}
+                typed = decide(conn)
+                if not isinstance(typed, Body):
+                    return typed  # a replay
+                head = self._head(conn)
+                effects = apply_typed(conn, head[0] + 1, typed)
+                result = finish(conn, head[0] + 1, effects, typed)
+                body = {**typed.to_body(), "effects": effects}
                 if result is not None:
                     body["result"] = result.as_json()
                 self.journal.append(conn, self.key, head, kind, staff, body, self.clock())
@@ -332,7 +329,7 @@ class Ledger:
             enrolled_by=who,
         )
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any] | Enrolled:
+        def decide(conn: sqlite3.Connection) -> Enrol | Enrolled:
             existing = conn.execute(
                 "SELECT member_id FROM members WHERE phone_key IN (SELECT value FROM json_each(?))",
                 (json.dumps(keys),),
@@ -359,12 +356,9 @@ class Ledger:
                 bonus=self.rules.enrol_bonus,
                 # The lock window is against buy-redeem-return abuse; a bonus has no receipt.
                 lot=self.context.lot_dates(today, locked=False) if self.rules.enrol_bonus else None,
-            ).to_body()
+            )
 
-        def finish(
-            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> Enrolled:
-            body = Enrol.from_body(facts)
+        def finish(conn: sqlite3.Connection, seq: int, effects: Effects, body: Enrol) -> Enrolled:
             member_id = body.member.member_id
             return Enrolled(
                 member_id=member_id,
@@ -380,7 +374,7 @@ class Ledger:
         a ``consent`` entry; HQ takes the member off its lists from the latest one on."""
         who = fields.staff(staff)
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any] | ConsentRecorded:
+        def decide(conn: sqlite3.Connection) -> Consent | ConsentRecorded:
             account = self.reads.resolve(ref, conn)
             if account.member_id is None:
                 raise Refused("not_enrolled", "member: enrol the card before recording consent")
@@ -390,12 +384,11 @@ class Ledger:
                 member_id=account.member_id,
                 marketing=1 if marketing else 0,
                 day=self.context.today().isoformat(),
-            ).to_body()
+            )
 
         def finish(
-            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+            conn: sqlite3.Connection, seq: int, effects: Effects, body: Consent
         ) -> ConsentRecorded:
-            body = Consent.from_body(facts)
             return ConsentRecorded(member_id=body.member_id, marketing=bool(body.marketing))
 
         return self._record(Kind.CONSENT, who, decide, finish)
@@ -404,7 +397,7 @@ class Ledger:
         who = fields.staff(staff)
         card = self.reads.program_card(new_card.strip(), "card")
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any] | CardReplaced:
+        def decide(conn: sqlite3.Connection) -> CardReplace | CardReplaced:
             account = self.reads.resolve(ref, conn)
             if account.member_id is None:
                 raise Refused("not_enrolled", "member: enrol the card before replacing it")
@@ -416,12 +409,11 @@ class Ledger:
                 old_card=old,
                 card=card,
                 day=self.context.today().isoformat(),
-            ).to_body()
+            )
 
         def finish(
-            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+            conn: sqlite3.Connection, seq: int, effects: Effects, body: CardReplace
         ) -> CardReplaced:
-            body = CardReplace.from_body(facts)
             return CardReplaced(member_id=body.member_id, card=card, blocked=body.old_card)
 
         return self._record(Kind.CARD_REPLACE, who, decide, finish)
@@ -443,7 +435,6 @@ class Ledger:
         if total > 10_000_000_00:
             raise InvalidInput("invalid_amount", "amount: receipt total is absurdly large")
         day = self.context.today()
-        decided: list[Earn] = []
 
         def decide(conn: sqlite3.Connection) -> Earn | Earned:
             account = self.reads.resolve(ref, conn)
@@ -464,27 +455,21 @@ class Ledger:
                 )
                 for line in sale
             )
-            decided.append(
-                Earn(
-                    account=account.account,
-                    member_id=account.member_id,
-                    card=account.card,
-                    receipt=receipt_id,
-                    fingerprint=fingerprint,
-                    lines=priced,
-                    amount=total,
-                    points=sum(line.points for line in priced),
-                    tier=tier.name,
-                    day=day.isoformat(),
-                    lot=self.context.lot_dates(day),
-                )
+            return Earn(
+                account=account.account,
+                member_id=account.member_id,
+                card=account.card,
+                receipt=receipt_id,
+                fingerprint=fingerprint,
+                lines=priced,
+                amount=total,
+                points=sum(line.points for line in priced),
+                tier=tier.name,
+                day=day.isoformat(),
+                lot=self.context.lot_dates(day),
             )
-            return decided[-1]
 
-        def finish(
-            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> Earned:
-            body = decided[-1]  # the typed body decide built: not read back from ``facts``
+        def finish(conn: sqlite3.Connection, seq: int, effects: Effects, body: Earn) -> Earned:
             figures = self.reads.balance_of(body.account, day, conn, net(effects))
             # What the member can take at the next visit, for the POS to print.
             can_take = max(0, figures["available"])
@@ -518,7 +503,7 @@ class Ledger:
         wanted = fields.points(points)
         day = self.context.today()
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any] | Redeemed:
+        def decide(conn: sqlite3.Connection) -> Redeem | Redeemed:
             account = self.reads.resolve(ref, conn)
             fingerprint = _fingerprint(account.account, {"points": wanted, "amount": amount})
             replay = self._replay(conn, Kind.REDEEM, receipt_id, fingerprint)
@@ -572,12 +557,9 @@ class Ledger:
                 value=value,
                 amount=sale_amount,
                 day=day.isoformat(),
-            ).to_body()
+            )
 
-        def finish(
-            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> Redeemed:
-            body = Redeem.from_body(facts)
+        def finish(conn: sqlite3.Connection, seq: int, effects: Effects, body: Redeem) -> Redeemed:
             result = Redeemed(
                 member_id=body.member_id,
                 receipt=receipt_id,
@@ -599,7 +581,7 @@ class Ledger:
         why = fields.reason(reason)
         day = self.context.today()
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any] | Adjusted:
+        def decide(conn: sqlite3.Connection) -> Adjust | Adjusted:
             account = self.reads.resolve(ref, conn)
             figures = self.reads.balance_of(account.account, day, conn)
             if change < 0 and -change > max(0, figures["balance"]):
@@ -613,12 +595,9 @@ class Ledger:
                 reason=why,
                 day=day.isoformat(),
                 lot=self.context.lot_dates(day, locked=False),
-            ).to_body()
+            )
 
-        def finish(
-            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> Adjusted:
-            body = Adjust.from_body(facts)
+        def finish(conn: sqlite3.Connection, seq: int, effects: Effects, body: Adjust) -> Adjusted:
             return Adjusted(
                 member_id=body.member_id,
                 points=change,
@@ -713,7 +692,7 @@ class Ledger:
         return self.journal.head()
 
 
-def _no_answer(conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]) -> None:
+def _no_answer(conn: sqlite3.Connection, seq: int, effects: Effects, body: Init) -> None:
     """The genesis entry's answer: none (``init`` answers with ``Ledger.identity``)."""
     return None
 

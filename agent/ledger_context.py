@@ -15,7 +15,7 @@ import sqlite3
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Protocol, TypeVar
 
 from agent.config import Config
 from agent.entries import Body, Kind, Lot
@@ -27,21 +27,20 @@ from agent.till_secrets import TillSecrets
 
 Clock = Callable[[], dt.datetime]
 # What an operation hands the write path (see ``agent.ledger.Ledger._record``): how
-# to decide the entry's facts under the write lock (or find the answer a replay
-# gives back), and how to build its answer (``agent.results``) once the effects are
-# known. ``None``: an entry nobody waits an answer for (the genesis). The facts are
-# the entry's body as JSON, or the typed body itself (``agent.entries.Body``), which
-# the write path then applies without reading it back from its JSON.
+# to decide the entry's typed body under the write lock (or find the answer a replay
+# gives back), and how to build its answer (``agent.results``) from that body once
+# the effects are known. ``None``: an entry nobody waits an answer for (the genesis).
+B = TypeVar("B", bound=Body)
 R = TypeVar("R", bound=Answer | None)
-Decide = Callable[[sqlite3.Connection], dict[str, Any] | Body | R]
-Finish = Callable[[sqlite3.Connection, int, Effects, dict[str, Any]], R]
+Decide = Callable[[sqlite3.Connection], B | R]
+Finish = Callable[[sqlite3.Connection, int, Effects, B], R]
 
 
 class Record(Protocol):
     """The ledger's one write path, as its collaborators hold it."""
 
     def __call__(
-        self, kind: Kind, staff: str | None, decide: Decide[R], finish: Finish[R]
+        self, kind: Kind, staff: str | None, decide: Decide[B, R], finish: Finish[B, R]
     ) -> R: ...
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import sqlite3
 from fractions import Fraction
-from typing import Any
 
 from agent import fields
 from agent import offers as till_offers
@@ -34,7 +33,7 @@ class LedgerOffers:
         offer_id, receipt_id, who = _offer_id(offer), fields.receipt(receipt), fields.staff(staff)
         day = self.context.today()
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any] | OfferTaken:
+        def decide(conn: sqlite3.Connection) -> OfferTake | OfferTaken:
             account = self.reads.resolve(ref, conn)
             done = till_offers.taken(conn, offer_id)
             if done is not None:
@@ -68,12 +67,11 @@ class LedgerOffers:
                 value=money,
                 day=day.isoformat(),
                 lot=self.context.lot_dates(day) if points else None,
-            ).to_body()
+            )
 
         def finish(
-            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+            conn: sqlite3.Connection, seq: int, effects: Effects, body: OfferTake
         ) -> OfferTaken:
-            body = OfferTake.from_body(facts)
             return OfferTaken(
                 member_id=body.member_id,
                 offer_id=offer_id,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import sqlite3
-from typing import Any
 
 from agent import fields
 from agent import offers as till_offers
@@ -39,7 +38,7 @@ class LedgerRefunds:
         receipt_id, who = fields.receipt(receipt), fields.staff(staff)
         day = self.context.today()
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any] | Refunded:
+        def decide(conn: sqlite3.Connection) -> Refund | Refunded:
             plan = self._plan_refund(conn, receipt_id, lines, day)
             limit = self.context.rules.refund_supervisor_above
             if not supervised:
@@ -50,12 +49,9 @@ class LedgerRefunds:
                         f"refunds of receipt {receipt_id} would total {format_amount(total)}, "
                         f"over {format_amount(limit)}: a supervisor's PIN is needed",
                     )
-            return plan.to_body()
+            return plan
 
-        def finish(
-            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
-        ) -> Refunded:
-            body = Refund.from_body(facts)
+        def finish(conn: sqlite3.Connection, seq: int, effects: Effects, body: Refund) -> Refunded:
             figures = self.reads.balance_of(body.account, day, conn, net(effects))
             return Refunded(
                 member_id=body.member_id,

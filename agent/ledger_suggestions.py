@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import sqlite3
-from typing import Any
 
 from agent import fields
 from agent import offers as till_offers
@@ -34,7 +33,7 @@ class LedgerSuggestions:
         said, who = _outcome(outcome), fields.staff(staff)
         day = self.context.today()
 
-        def decide(conn: sqlite3.Connection) -> dict[str, Any] | SuggestionRecorded:
+        def decide(conn: sqlite3.Connection) -> SuggestionAnswer | SuggestionRecorded:
             held = till_suggestions.suggestion(conn, suggestion_id)
             # The suggestion names its member: a store's list answers for members
             # enrolled at other stores, whom this till knows by card only.
@@ -70,12 +69,11 @@ class LedgerSuggestions:
                 reason=str(held["reason"]),
                 outcome=said,
                 day=day.isoformat(),
-            ).to_body()
+            )
 
         def finish(
-            conn: sqlite3.Connection, seq: int, effects: Effects, facts: dict[str, Any]
+            conn: sqlite3.Connection, seq: int, effects: Effects, body: SuggestionAnswer
         ) -> SuggestionRecorded:
-            body = SuggestionAnswer.from_body(facts)
             return SuggestionRecorded(
                 member_id=body.member_id,
                 suggestion=body.suggestion,
