@@ -5,10 +5,7 @@ it runs loses no acknowledged earn and leaves a journal that verifies."""
 from __future__ import annotations
 
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -16,18 +13,12 @@ import pytest
 
 from agent.audit import verify_ledger
 from agent.ledger import Ledger
-from tests.conftest import REPO
-from tests.test_crash import CARDS, _env, _receipts
+from tests.crash_helpers import CARDS, assert_acknowledged_kept, kill_writers, make_state, receipts
 
 
 @pytest.fixture
 def state(tmp_path: Path) -> Path:
-    path = tmp_path / "till"
-    ledger = Ledger.init(path, "S001", "T01")
-    for number, card in enumerate(CARDS):
-        ledger.enrol(name=f"M{number}", phone=f"555000{number:04d}", card=card)
-    ledger.close()
-    return path
+    return make_state(tmp_path)
 
 
 def _autocheckpoint(ledger: Ledger) -> int:
@@ -55,7 +46,7 @@ def test_checkpoints_beside_the_earns_and_stops_cleanly(state: Path) -> None:
         ledger.close()
     ledger = Ledger(state)
     try:
-        assert len(_receipts(state)) == 351
+        assert len(receipts(state)) == 351
         assert verify_ledger(ledger).ok
     finally:
         ledger.close()
@@ -73,40 +64,7 @@ def test_closing_the_ledger_stops_its_checkpointer(state: Path) -> None:
 
 @pytest.mark.slow
 def test_killed_while_checkpointing_loses_nothing_acknowledged(state: Path) -> None:
-    rng = random.Random(18)
-    acknowledged: list[str] = []
-    for round_number in range(8):
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "tests.crash_writer",
-                str(state),
-                f"K{round_number}",
-                "checkpointer",
-            ],
-            stdout=subprocess.PIPE,
-            text=True,
-            cwd=REPO,
-            env=_env(state),
-        )
-        try:
-            assert proc.stdout is not None
-            acknowledged.append(proc.stdout.readline().strip())
-            # Long enough for a few hundred earns: checkpoints run, and some are cut.
-            time.sleep(rng.uniform(0.2, 0.8))
-        finally:
-            proc.send_signal(signal.SIGKILL)
-            rest, _ = proc.communicate()
-        acknowledged.extend(line for line in rest.splitlines() if line)
-    stored = _receipts(state)
-    assert len(stored) == len(set(stored)), "an earn was recorded twice"
-    missing = set(acknowledged) - set(stored)
-    assert not missing, f"acknowledged earns lost: {sorted(missing)[:5]}"
+    # Long enough for a few hundred earns a round: checkpoints run, and some are cut.
+    acknowledged = kill_writers(state, random.Random(18), "K", (0.2, 0.8), "checkpointer")
     assert len(acknowledged) > 200  # enough commits for checkpoints to have run
-    ledger = Ledger(state)
-    try:
-        report = verify_ledger(ledger)
-        assert report.ok, report
-    finally:
-        ledger.close()
+    assert_acknowledged_kept(state, acknowledged)
