@@ -334,6 +334,4 @@ def test_readable_agrees_with_the_kind_lookup_and_read_body(case: Any) -> None:
         else:
             written[key] = junk
     assert readable(kind, written) == _readable_by_kind(kind, written)
-    assert readable(Kind(kind) if kind in set(BODIES) else kind, written) == readable(
-        kind, written
-    )
+    assert readable(Kind(kind) if kind in set(BODIES) else kind, written) == readable(kind, written)
