@@ -114,13 +114,14 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
         if registered is None or registered == row[1]
         else (load_public_key(str(registered)), current)
     )
-    facts: list[Facts] = []
+    rows: list[tuple[Any, ...]] = []
 
     def encode(entry: Entry) -> tuple[bytes, bytes]:
-        # Each new body is read once, for its hash and for HQ's columns; its facts
-        # are kept for the rows, not its typed form (fewer objects alive a batch).
+        # Each new body is read once, for its hash and for HQ's columns, and its row
+        # made there: no typed body or facts stay alive for the batch (the
+        # collector ran a full pass in a bench batch when they did).
         digest, body, typed = typed_digest(entry)
-        facts.append(facts_of_body(entry, typed))
+        rows.append(entry_row(entry, body, facts_of_body(entry, typed)))
         return digest, body
 
     verdict = judge(device, batch.entries, head, stored, keys, encode)
@@ -130,7 +131,7 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
     if not fresh:
         return Ack(device, head.seq, head.hash, 0, utc_text(now))
     # The walk encoded every new entry, in order, and nothing else (all were good).
-    rows = list(map(entry_row, fresh, verdict.bodies, facts))
+    assert len(rows) == len(fresh)
     # The keys of sealed enrolments, kept outside the journal (sync.hq.member_keys).
     rows = take_keys(tx, device, fresh, rows, batch.member_keys, now)
     tx.copy("entries", ENTRY_COLUMNS, rows)
