@@ -116,7 +116,7 @@ def _bind(store: HQStore, key: Ed25519PrivateKey) -> str:
 
 
 def hq_ingest_entries_per_s(
-    backend_url: str | None = None, count: int = 20_000, rounds: int = 3
+    backend_url: str | None = None, count: int = 20_000, rounds: int = 5
 ) -> Figure:
     """HQ's verified, exactly-once ingest rate, and its ratio to a raw bulk insert
     of the same rows into the same backend in the same run.
