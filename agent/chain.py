@@ -264,8 +264,8 @@ class Walk:
 
 class _Link(NamedTuple):
     """An entry of the current key run whose signature is not checked yet (a
-    tuple: one is made per uploaded entry, a frozen dataclass cost three times as
-    much)."""
+    tuple: one is made per uploaded entry, a frozen dataclass cost two to three
+    times as much)."""
 
     digest: bytes
     sig: str

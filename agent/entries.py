@@ -671,7 +671,7 @@ def readable(kind: str, body: Any) -> Body | None:
     # The compiled reader, as ``read_body`` runs it first; only a body it refuses
     # goes on to ``read_body`` (the same verdict, tests/test_entries.py): HQ reads
     # every entry it ingests here, and the ``Kind`` lookup and the message's text
-    # were a third of the cost of a good one.
+    # cost 0.3-0.5 µs of a good one's 4-5.
     try:
         return cls._fast_from_body(body)
     except _Refused:
