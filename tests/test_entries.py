@@ -295,3 +295,43 @@ def test_a_typed_body_signs_the_same_without_the_float_walk(body: Body) -> None:
     assert typed == walked
     with pytest.raises(TypeError):
         sign_entry(_SIGNER, kind=body.kind, body={"x": 1.5}, prev="0" * 64, **fields)
+
+
+def _readable_by_kind(kind: str, body: Any) -> Body | None:
+    """``readable`` as it was before its fast path: the ``Kind`` looked up, then
+    ``read_body`` (compiled reader, annotation walk on a refusal)."""
+    known = kind_of(kind)
+    if known is None:
+        return None
+    try:
+        return read_body(known, body)
+    except MalformedEntry:
+        return None
+
+
+@given(
+    st.sampled_from([*sorted(BODIES), "bonus", "Earn", ""]).flatmap(
+        lambda kind: st.tuples(
+            st.just(kind),
+            _instances(BODIES[Kind(kind)]) if kind in set(BODIES) else st.just(None),
+            _JSON,
+            st.integers(0, 40),
+            st.sampled_from(["keep", "replace", "remove"]),
+        )
+    )
+)
+def test_readable_agrees_with_the_kind_lookup_and_read_body(case: Any) -> None:
+    """``readable`` goes straight to a kind's compiled reader (HQ reads every ingested
+    entry through it): the same typed body, or None, as the ``Kind`` lookup and
+    ``read_body`` give, on a till's body, that body with one top-level value
+    replaced by any JSON or removed, any JSON at all, and unknown kinds."""
+    kind, body, junk, pick, change = case
+    written: Any = junk if body is None else json.loads(canonical(body.to_body()))
+    if isinstance(written, dict) and written and change != "keep":
+        key = sorted(written)[pick % len(written)]
+        if change == "remove":
+            del written[key]
+        else:
+            written[key] = junk
+    assert readable(kind, written) == _readable_by_kind(kind, written)
+    assert readable(Kind(kind) if kind in set(BODIES) else kind, written) == readable(kind, written)

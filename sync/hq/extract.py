@@ -18,6 +18,7 @@ from typing import Any
 
 from agent.chain import Entry
 from agent.entries import (
+    Body,
     CardReplace,
     Earn,
     Enrol,
@@ -46,7 +47,12 @@ def _int(value: Any) -> int:
 
 
 def facts_of(entry: Entry) -> Facts:
-    body = readable(entry.kind, entry.body)
+    return facts_of_body(entry, readable(entry.kind, entry.body))
+
+
+def facts_of_body(entry: Entry, body: Body | None) -> Facts:
+    """``facts_of`` with the entry's typed body already read (``readable``'s answer:
+    HQ's ingest reads it once, to check the entry's hash)."""
     if body is None:
         # No till of this version writes it (a newer till's kind, or a body not of its
         # kind's shape): its effects still count on the account it names, nothing else.

@@ -21,13 +21,13 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from agent.chain import Entry, canonical
+from agent.chain import Entry, canonical, typed_digest
 from agent.keys import load_public_key, public_key_text
 from sync.errors import SyncError, refused, unverified
 from sync.hq import plausible as hq_plausible
 from sync.hq.db import HQStore, Tx, next_batch_no
 from sync.hq.devices import freeze, raise_alert
-from sync.hq.extract import facts_of
+from sync.hq.extract import Facts, facts_of, facts_of_body
 from sync.hq.judge import Head, Verdict, judge, overlap_range
 from sync.hq.member_keys import take_keys
 from sync.protocol import ACK_TAG, HEAD_TAG, Ack, Batch, signed, utc_text
@@ -114,13 +114,24 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
         if registered is None or registered == row[1]
         else (load_public_key(str(registered)), current)
     )
-    verdict = judge(device, batch.entries, head, stored, keys)
+    rows: list[tuple[Any, ...]] = []
+
+    def encode(entry: Entry) -> tuple[bytes, bytes]:
+        # Each new body is read once, for its hash and for HQ's columns, and its row
+        # made there: no typed body or facts stay alive for the batch (the
+        # collector ran a full pass in a bench batch when they did).
+        digest, body, typed = typed_digest(entry)
+        rows.append(entry_row(entry, body, facts_of_body(entry, typed)))
+        return digest, body
+
+    verdict = judge(device, batch.entries, head, stored, keys, encode)
     if verdict.outcome != "accept":
         raise _Rejected(verdict, head)
     fresh = verdict.new_entries
     if not fresh:
         return Ack(device, head.seq, head.hash, 0, utc_text(now))
-    rows = list(map(entry_row, fresh, verdict.bodies))
+    # The walk encoded every new entry, in order, and nothing else (all were good).
+    assert len(rows) == len(fresh)
     # The keys of sealed enrolments, kept outside the journal (sync.hq.member_keys).
     rows = take_keys(tx, device, fresh, rows, batch.member_keys, now)
     tx.copy("entries", ENTRY_COLUMNS, rows)
@@ -149,11 +160,13 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
     return Ack(device, last.seq, last.hash, len(fresh), utc_text(now))
 
 
-def entry_row(entry: Entry, body: bytes | None = None) -> tuple[Any, ...]:
+def entry_row(
+    entry: Entry, body: bytes | None = None, facts: Facts | None = None
+) -> tuple[Any, ...]:
     """An entry as a row of ``entries``: its fields and the facts HQ aggregates.
-    ``body`` is ``canonical(entry.body)`` when the caller already has it (the
-    judge encoded it to check the hash)."""
-    facts = facts_of(entry)
+    ``body`` is ``canonical(entry.body)`` and ``facts`` its facts when the caller
+    already has them (the judge read and encoded the body to check the hash)."""
+    facts = facts_of(entry) if facts is None else facts
     return (
         entry.device,
         entry.seq,

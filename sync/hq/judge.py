@@ -16,7 +16,7 @@ holds where the batch overlaps, and this module decides:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import pairwise
 from typing import Literal
@@ -34,6 +34,8 @@ from agent.chain import (
 )
 
 Outcome = Literal["accept", "gap", "fork", "tampered"]
+# An entry's digest and canonical body bytes (``agent.chain.canonical_digest``).
+Encode = Callable[[Entry], tuple[bytes, bytes]]
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,12 @@ def judge(
     head: Head,
     stored: Mapping[int, str],
     known_keys: Sequence[Ed25519PublicKey],
+    encode: Encode | None = None,
 ) -> Verdict:
     """``stored`` maps the seqs of ``overlap_range`` to the hashes HQ holds;
-    ``known_keys`` are every key the device has used (to tell fork from tamper)."""
+    ``known_keys`` are every key the device has used (to tell fork from tamper);
+    ``encode`` as for ``agent.chain.walk_chain`` (HQ's ingest reads each new body
+    there once, for its hash and its columns)."""
     for entry in entries:
         if entry.device != device:
             return Verdict(
@@ -118,7 +123,7 @@ def judge(
     if not fresh:
         return Verdict("accept", key=head.key)
     report, key, bodies = verify_fresh(
-        fresh, head.key, device=device, start_seq=head.seq + 1, start_prev=head.hash
+        fresh, head.key, device=device, start_seq=head.seq + 1, start_prev=head.hash, encode=encode
     )
     if report.ok:
         return Verdict("accept", new_entries=fresh, key=key, bodies=bodies)
@@ -158,6 +163,7 @@ def verify_fresh(
     device: str | None = None,
     start_seq: int = 1,
     start_prev: str = GENESIS_PREV,
+    encode: Encode | None = None,
 ) -> tuple[ChainReport, Ed25519PublicKey, tuple[bytes, ...]]:
     """``agent.rotation.verify_rotating``'s report and key in force, plus each good
     entry's canonical body bytes, with a handful of signature checks per batch
@@ -172,5 +178,6 @@ def verify_fresh(
         start_seq=start_seq,
         start_prev=start_prev,
         bodies=True,
+        encode=encode,
     )
     return walk.report, walk.key, walk.bodies
