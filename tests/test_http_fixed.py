@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import socket
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import h11
@@ -208,20 +209,26 @@ def test_answers_are_the_bytes_h11_sends(
     assert fixed_answer(response) == expected
 
 
-def _served(chunks: list[bytes]) -> tuple[bytes, list[Request]]:
+def _served(chunks: list[bytes], on_bridge: bool = False) -> tuple[bytes, list[Request]]:
     """Serve one connection over a real socket pair: each chunk sent after the
     answer to the one before it has arrived (as a POS waits), then the client
-    closes its side; everything it read back, and what the handler saw."""
+    closes its side; everything it read back, and what the handler saw.
+    ``on_bridge``: the fixed request answered from a thread of its own
+    (``agent.http.FixedRoute``, as the agent does)."""
     seen: list[Request] = []
 
-    async def handler(request: Request) -> Response:
+    def echo(request: Request) -> Response:
         seen.append(request)
         return Response(200, {"path": request.path, "body": request.body.decode("latin-1")})
+
+    async def handler(request: Request) -> Response:
+        return echo(request)
 
     async def run() -> bytes:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         reader, writer = await asyncio.open_unix_connection(sock=ours)
-        server = asyncio.create_task(http.serve_connection(reader, writer, handler))
+        fixed = http.FixedRoute(bridge, echo) if on_bridge else None
+        server = asyncio.create_task(http.serve_connection(reader, writer, handler, fixed))
         client_reader, client_writer = await asyncio.open_unix_connection(sock=theirs)
         received = b""
         try:
@@ -240,11 +247,13 @@ def _served(chunks: list[bytes]) -> tuple[bytes, list[Request]]:
         client_writer.close()
         return received
 
-    return asyncio.run(run()), seen
+    with ThreadPoolExecutor(max_workers=1) as bridge:
+        return asyncio.run(run()), seen
 
 
 CONVERSATIONS = [
     [_pos(), _pos(body=b"{}"), _pos()],
+    [_pos(), _pos(), _pos() + _pos(), _pos()],
     [_pos(), b"GET /v1/status HTTP/1.1\r\nHost: a\r\n\r\n", _pos()],
     [_pos()[:30], _pos()[30:], _pos()],
     [_pos() + _pos(), _pos()],
@@ -259,6 +268,8 @@ def test_a_connection_is_answered_the_same_with_and_without_the_fixed_reader(
     chunks: list[bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     fast, fast_seen = _served(chunks)
+    bridged, bridged_seen = _served(chunks, on_bridge=True)
+    assert (bridged, bridged_seen) == (fast, fast_seen)
     monkeypatch.setattr(http, "fixed_request", lambda data: None)
     slow, slow_seen = _served(chunks)
     assert fast == slow
