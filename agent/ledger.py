@@ -291,7 +291,9 @@ class Ledger:
                     result = finish(conn, head[0] + 1, effects, typed)
                     body = {**typed.to_body(), "effects": effects}
                     if result is not None:
-                        body["result"] = result.as_json()
+                        body["result"] = answer = result.as_json()
+                        if isinstance(typed, Earn | Redeem):  # kept for a replay
+                            self._store_result(conn, kind, typed.receipt, answer)
                     entry = self.journal.append(
                         conn, self.key, head, kind, staff, body, self.clock()
                     )
@@ -500,7 +502,6 @@ class Ledger:
                 redeemable_value=self.rules.redemption_value(can_take),
                 replayed=False,
             )
-            self._store_result(conn, Kind.EARN, receipt_id, result)
             return result
 
         return self._record(Kind.EARN, who, decide, finish)
@@ -583,7 +584,6 @@ class Ledger:
                 balance=self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
                 replayed=False,
             )
-            self._store_result(conn, Kind.REDEEM, receipt_id, result)
             return result
 
         return self._record(Kind.REDEEM, who, decide, finish)
@@ -682,11 +682,13 @@ class Ledger:
         return result
 
     def _store_result(
-        self, conn: sqlite3.Connection, op: Kind, receipt: str, result: Earned | Redeemed
+        self, conn: sqlite3.Connection, op: Kind, receipt: str, answer: dict[str, Any]
     ) -> None:
+        """The answer kept beside the receipt, for a replay to give back verbatim
+        (encoded once: the journal's ``result`` is the same dict)."""
         conn.execute(
             "UPDATE receipts SET result = ? WHERE op = ? AND receipt = ?",
-            (result_text(result.as_json()), op, receipt),
+            (result_text(answer), op, receipt),
         )
 
     def _sale_amount(self, conn: sqlite3.Connection, receipt: str) -> int | None:
