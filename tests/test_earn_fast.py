@@ -8,6 +8,7 @@ Their journals (byte for byte) and every projection table must be equal."""
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import json
 import shutil
 import sqlite3
@@ -15,8 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import ledger as ledger_module
+from agent import lots, projection
 from agent.api import earn_on_bridge, router
 from agent.config import Config
 from agent.daemon import TillAgent
@@ -164,3 +168,36 @@ def test_earns_answered_on_the_bridge_match_the_router(tmp_path: Path, clock: Cl
         agent._bridge.shutdown()
         bridged.close()
         routed.close()
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, 900), st.integers(1, 500), st.booleans(), st.integers(0, 2)),
+        max_size=25,
+    ),
+    st.integers(0, 1000),
+)
+def test_the_lots_due_are_those_expiry_picks_from_all_open_lots(
+    made: list[tuple[int, int, bool, int]], on: int
+) -> None:
+    """``projection._due_lots`` (the index's lots due on a day, what an earn now
+    reads) against ``lots.expiring`` over every open lot (what it read before)."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute(
+        "CREATE TABLE lots (lot_id INTEGER PRIMARY KEY, account TEXT, points INTEGER, "
+        "used INTEGER, earned_on TEXT, spendable_on TEXT, expires_on TEXT, expired INTEGER)"
+    )
+    conn.execute("CREATE INDEX lots_account_expires_on ON lots (account, expires_on)")
+    start = dt.date(2026, 1, 1)
+    for lot_id, (offset, points, expired, owner) in enumerate(made):
+        expires = (start + dt.timedelta(days=offset)).isoformat()
+        conn.execute(
+            "INSERT INTO lots VALUES (?, ?, ?, 0, '2025-01-01', '2025-01-01', ?, ?)",
+            (lot_id, f"A{owner}", points, expires, int(expired)),
+        )
+    day = (start + dt.timedelta(days=on)).isoformat()
+    for account in ("A0", "A1", "A2"):
+        due = projection._due_lots(conn, account, day)  # in the index's order
+        picked = lots.expiring(projection._open_lots(conn, account), day)
+        assert sorted(due, key=repr) == sorted(picked, key=repr)
