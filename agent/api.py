@@ -240,23 +240,41 @@ async def _enroll(services: Services, request: Request, match: dict[str, str]) -
     return await _answered(services, services.ledger.enrol, **body)
 
 
-async def _earn(services: Services, request: Request, match: dict[str, str]) -> Response:
-    body = _body(request, EARN)
+def _earn_sale(body: dict[str, Any]) -> dict[str, Any]:
     if ("amount" in body) == ("lines" in body):
         raise InvalidInput("invalid_body", "amount: give either amount or lines")
-    sale: dict[str, Any] = (
+    return (
         {"lines": _lines(body["lines"])}
         if "lines" in body
         else {"amount": parse_amount(body["amount"])}
     )
+
+
+async def _earn(services: Services, request: Request, match: dict[str, str]) -> Response:
+    body = _body(request, EARN)
     return await _answered(
         services,
         services.ledger.earn,
         body["member"],
         body["receipt"],
-        **sale,
+        **_earn_sale(body),
         staff=body.get("staff"),
     )
+
+
+def earn_on_bridge(ledger: Ledger, request: Request) -> Response:
+    """``POST /v1/earn`` as ``router`` answers it, all of it on the bridge thread
+    (``agent.http.fixed_request``'s route): the body checked, the earn recorded and
+    its answer built where the ledger runs, so the request crosses threads once."""
+    try:
+        body = _body(request, EARN)
+        sale = _earn_sale(body)
+        earned = ledger.earn(body["member"], body["receipt"], **sale, staff=body.get("staff"))
+        return Response(200, earned.as_json())
+    except TillpointsError as failure:
+        return _answer(failure.http_status, failure.as_json())
+    except Exception as failure:  # noqa: BLE001 - the connection is answered, always
+        return _failed("POST", "/v1/earn", failure)
 
 
 async def _redeem(services: Services, request: Request, match: dict[str, str]) -> Response:
@@ -406,10 +424,7 @@ def router(services: Services) -> Callable[[Request], Awaitable[Response]]:
             except TillpointsError as failure:
                 return _answer(failure.http_status, failure.as_json())
             except Exception as failure:  # noqa: BLE001 - the connection is answered, always
-                # A bug, not bad input: say so to the client and in the log, but never
-                # echo what was sent (it may hold personal data or a card number).
-                logger.error("%s %s failed: %s", method, pattern.pattern, type(failure).__name__)
-                return error(500, "internal_error", "the agent failed to handle this request")
+                return _failed(method, pattern.pattern, failure)
         if allowed:
             return _answer(
                 405,
@@ -427,6 +442,13 @@ def router(services: Services) -> Callable[[Request], Awaitable[Response]]:
         )
 
     return handle
+
+
+def _failed(method: str, route: str, failure: Exception) -> Response:
+    """A bug, not bad input: say so to the client and in the log, but never echo what
+    was sent (it may hold personal data or a card number)."""
+    logger.error("%s %s failed: %s", method, route, type(failure).__name__)
+    return error(500, "internal_error", "the agent failed to handle this request")
 
 
 def _answer(status: int, payload: dict[str, Any]) -> Response:

@@ -26,12 +26,12 @@ from pathlib import Path
 from typing import Any
 
 from agent import staff
-from agent.api import router
+from agent.api import earn_on_bridge, router
 from agent.chain import ChainReport
 from agent.config import Config
 from agent.errors import LedgerError
 from agent.events import EventHub
-from agent.http import serve_connection
+from agent.http import FixedRoute, serve_connection
 from agent.integrity import JournalDamaged, check_unsynced
 from agent.keys import public_key_text
 from agent.ledger import DB_FILE, Ledger
@@ -152,6 +152,8 @@ class TillAgent:
         self._tasks: set[asyncio.Task[None]] = set()
         self.ledger: Ledger
         self._socket_id: tuple[int, int] | None = None
+        # A POS's earn, answered whole on the bridge (agent.http.FixedRoute).
+        self._fixed = FixedRoute(self._bridge, lambda request: earn_on_bridge(self.ledger, request))
 
     # -- the bridge ----------------------------------------------------------------
 
@@ -302,7 +304,7 @@ class TillAgent:
         if task is not None:
             self._tasks.add(task)
         try:
-            await serve_connection(reader, writer, router(self))
+            await serve_connection(reader, writer, router(self), self._fixed)
         finally:
             if task is not None:
                 self._tasks.discard(task)

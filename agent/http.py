@@ -12,7 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import os
+import re
+import select
 from collections.abc import AsyncIterator, Awaitable, Callable
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -48,12 +52,140 @@ def error(status: int, code: str, message: str) -> Response:
     return Response(status, {"error": code, "message": message})
 
 
+# -- the one request a POS sends, read without h11 (issue 18) -------------------------
+#
+# A POS posts each earn as one request on a kept-alive connection: ``POST /v1/earn``,
+# a few plain headers, a JSON body of its Content-Length, arriving in one piece.
+# ``fixed_request`` reads exactly that shape and nothing else; anything it does not
+# recognise (another route, chunked or pipelined bodies, an ``Expect``, odd header
+# bytes, a partial arrival) goes to h11 untouched, so it never decides what h11
+# would refuse. ``tests/test_http_fixed.py`` holds it to h11: every request it reads
+# h11 reads the same, and its answers are h11's bytes.
+
+_FIXED_LINE = b"POST /v1/earn HTTP/1.1\r\n"
+_FIXED_HEAD_MAX = 8 * 1024
+# A header line: a token, a colon, a value of visible ASCII with inner spaces.
+_FIXED_HEADER = re.compile(
+    rb"([!#$%&'*+\-.^_`|~0-9A-Za-z]+):[ \t]*([\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?)?[ \t]*"
+)
+_FIXED_NAMES = frozenset(
+    (b"host", b"content-type", b"content-length", b"user-agent", b"accept", b"connection")
+)
+
+
+def fixed_request(data: bytes) -> Request | None:
+    """``data`` read as one whole ``POST /v1/earn`` with a Content-Length and nothing
+    after it, as h11 reads it; ``None``: leave it to h11."""
+    if not data.startswith(_FIXED_LINE):
+        return None
+    end = data.find(b"\r\n\r\n", len(_FIXED_LINE) - 2)
+    if end < 0 or end > _FIXED_HEAD_MAX:
+        return None
+    host = length = None
+    for line in data[len(_FIXED_LINE) : end].split(b"\r\n"):
+        header = _FIXED_HEADER.fullmatch(line)
+        if header is None:
+            return None
+        name, value = header[1].lower(), header[2] or b""
+        if name not in _FIXED_NAMES:
+            return None
+        if name == b"host":
+            if host is not None:
+                return None
+            host = value
+        elif name == b"content-length":
+            if length is not None or not value.isdigit() or len(value) > 7:
+                return None
+            length = int(value)
+        elif name == b"connection" and value.lower() != b"keep-alive":
+            return None
+    start = end + 4
+    if host is None or length is None or length > MAX_BODY or len(data) != start + length:
+        return None
+    return Request(method="POST", path="/v1/earn", query={}, body=data[start:])
+
+
+def fixed_answer(response: Response) -> bytes:
+    """The bytes h11 sends for ``response`` (not streamed) to a kept-alive request."""
+    payload = _payload(response)
+    head = [b"HTTP/1.1 %d \r\n" % response.status]
+    for name, value in _answer_headers(response, payload):
+        head.append(b"%s: %s\r\n" % (name.encode("ascii"), value.encode("ascii")))
+    head.append(b"\r\n")
+    return b"".join((*head, payload))
+
+
+@dataclass(frozen=True)
+class FixedRoute:
+    """Where the fixed request is answered (issue 18): ``route`` runs on ``executor``,
+    the thread the ledger runs on, and its answer is written to the socket from
+    there; the loop goes back to reading. The request crosses threads once: no hop
+    back to the loop to write the answer (each wake-up of a thread costs 35-160 µs
+    on a busy 2-core till)."""
+
+    executor: Executor
+    route: Callable[[Request], Response]
+
+
+def answer_there(fd: int, route: Callable[[Request], Response], request: Request) -> None:
+    """On the route's thread: the answer, written whole to the socket ``fd``."""
+    _write_all(fd, fixed_answer(route(request)))
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    poller: select.poll | None = None
+    while view:
+        with contextlib.suppress(BlockingIOError):
+            view = view[os.write(fd, view) :]
+        if view:  # the client's buffer is full: wait for it to read, a bounded time
+            if poller is None:
+                poller = select.poll()
+                poller.register(fd, select.POLLOUT)
+            if not poller.poll(IDLE_TIMEOUT_S * 1000):
+                raise TimeoutError("the client read nothing of its answer")
+
+
 async def serve_connection(
-    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, handler: Handler
+    reader: asyncio.StreamReader,
+    writer: asyncio.StreamWriter,
+    handler: Handler,
+    fixed: FixedRoute | None = None,
 ) -> None:
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
+    # An answer being written from the fixed route's thread: nothing else is read,
+    # written or closed on this connection before it is out.
+    there: Future[None] | None = None
     try:
         while True:
+            if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
+                # Between requests, nothing buffered: the POS's earn may be read whole.
+                data = await _read_some(reader)
+                if there is not None:
+                    await _written(there)
+                    there = None
+                if not data:
+                    return
+                whole = fixed_request(data)
+                # Written from another thread only when nothing of an earlier answer
+                # waits in the loop's buffer (a client that did not read it yet).
+                if (
+                    whole is not None
+                    and fixed is not None
+                    and not writer.transport.get_write_buffer_size()
+                ):
+                    there = fixed.executor.submit(
+                        answer_there, writer.get_extra_info("socket").fileno(), fixed.route, whole
+                    )
+                    continue
+                if whole is not None:
+                    answer = await handler(whole)
+                    if answer.stream is not None:
+                        return  # the fixed route never streams; h11 never saw it
+                    writer.write(fixed_answer(answer))
+                    await writer.drain()
+                    continue
+                conn.receive_data(data)
             request = await _read_request(conn, reader)
             if request is None:
                 return
@@ -66,12 +198,23 @@ async def serve_connection(
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
-    except (ConnectionError, asyncio.IncompleteReadError, h11.LocalProtocolError):
+    except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, h11.LocalProtocolError):
         return
     finally:
+        if there is not None:
+            with contextlib.suppress(ConnectionError, TimeoutError):
+                await asyncio.shield(_written(there))
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
+
+
+async def _written(there: Future[None]) -> None:
+    """Wait for an answer written from the fixed route's thread (already out when
+    the client waited for it before sending again: then no wake-up at all)."""
+    if not there.done():
+        await asyncio.wrap_future(there)
+    there.result()
 
 
 async def _discard(reader: asyncio.StreamReader, limit: int = 8 * MAX_BODY) -> None:
@@ -97,11 +240,8 @@ async def _read_request(
         except h11.RemoteProtocolError as problem:
             return error(400, "bad_request", f"malformed HTTP request: {problem}")
         if event is h11.NEED_DATA:
-            try:
-                # asyncio.timeout, not wait_for: no task made for every read.
-                async with asyncio.timeout(IDLE_TIMEOUT_S):
-                    data = await reader.read(READ_CHUNK)
-            except TimeoutError:
+            data = await _read_some(reader)
+            if data is None:
                 return None
             if not data and head is None:
                 return None
@@ -128,6 +268,32 @@ async def _read_request(
             return None
 
 
+async def _read_some(reader: asyncio.StreamReader) -> bytes | None:
+    """What the client sent next (``b""``: it closed); ``None``: idle too long."""
+    try:
+        # asyncio.timeout, not wait_for: no task made for every read.
+        async with asyncio.timeout(IDLE_TIMEOUT_S):
+            return await reader.read(READ_CHUNK)
+    except TimeoutError:
+        return None
+
+
+def _payload(response: Response) -> bytes:
+    try:
+        return json.dumps(response.body, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        # A lone surrogate somewhere in the answer: ASCII JSON escapes it instead.
+        return json.dumps(response.body).encode("ascii")
+
+
+def _answer_headers(response: Response, payload: bytes) -> list[tuple[str, str]]:
+    return [
+        ("content-type", "application/json"),
+        ("content-length", str(len(payload))),
+        *response.headers,
+    ]
+
+
 async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, response: Response) -> None:
     if response.stream is not None:
         headers = [
@@ -145,16 +311,8 @@ async def _send(conn: h11.Connection, writer: asyncio.StreamWriter, response: Re
             writer.write(conn.send(h11.EndOfMessage()) or b"")
             await writer.drain()
         return
-    try:
-        payload = json.dumps(response.body, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        # A lone surrogate somewhere in the answer: ASCII JSON escapes it instead.
-        payload = json.dumps(response.body).encode("ascii")
-    headers = [
-        ("content-type", "application/json"),
-        ("content-length", str(len(payload))),
-        *response.headers,
-    ]
+    payload = _payload(response)
+    headers = _answer_headers(response, payload)
     if conn.their_state is not h11.DONE:
         headers.append(("connection", "close"))
     # One write, so one send(2): the client wakes once, to a whole answer.

@@ -54,6 +54,7 @@ from agent.entries import (
 )
 from agent.errors import InvalidInput, LedgerError, Refused, TillRestored
 from agent.keys import device_id_for, public_key_text, read_private_key, write_private_key
+from agent.ledger_cache import StateCache
 from agent.ledger_context import B, Clock, Decide, Finish, LedgerContext, R, local_now
 from agent.ledger_numbers import LedgerNumbers
 from agent.ledger_offers import LedgerOffers
@@ -90,16 +91,18 @@ DB_FILE, KEY_FILE, RULES_FILE = "ledger.db", "device.key", "rules.toml"
 def restored_refusal(conn: sqlite3.Connection) -> LedgerError | None:
     """The refusal of every write once ``sync`` found this till restored or cloned."""
     row = conn.execute("SELECT value FROM sync_state WHERE key = ?", (RESTORED_KEY,)).fetchone()
-    if row is None:
-        return None
+    return None if row is None else _restored(str(row[0]))
+
+
+def _restored(found: str) -> LedgerError:
     return TillRestored(
         "till_restored_from_backup",
-        f"`tillpoints sync` found this till restored from a backup or cloned ({row[0]}): "
+        f"`tillpoints sync` found this till restored from a backup or cloned ({found}): "
         "HQ holds another history for its device, so nothing recorded here could ever be "
         "uploaded. Nothing can be recorded; reads still work. Recover by moving the state "
         "directory aside, `tillpoints init` and `register` with a fresh token "
         '(docs/sync.md, "A till restored from backup")',
-        {"found": str(row[0])},
+        {"found": found},
     )
 
 
@@ -148,6 +151,7 @@ class Ledger:
             self.rules,
             self.device_id,
             self.clock,
+            StateCache(),
         )
         self.reads = LedgerReads(self.context)
         self.numbers = LedgerNumbers(self.context)
@@ -268,23 +272,36 @@ class Ledger:
         if self.write_refusal is not None:
             refusal = self.write_refusal
             raise type(refusal)(refusal.code, refusal.message, dict(refusal.details))
+        # What the write reads that only another writer changes is kept between
+        # writes, dropped when the file changed otherwise (agent.ledger_cache).
+        cache, appended = self.context.cache, None
         try:
             with self.store.transaction() as conn:
-                # Under the write lock: `sync` (another process) may have just found it.
-                restored = restored_refusal(conn)
-                if restored is not None:
-                    raise restored
-                typed = decide(conn)
-                if not isinstance(typed, Body):
-                    return typed  # a replay
-                head = self._head(conn)
-                effects = apply_typed(conn, head[0] + 1, typed)
-                result = finish(conn, head[0] + 1, effects, typed)
-                body = {**typed.to_body(), "effects": effects}
-                if result is not None:
-                    body["result"] = result.as_json()
-                self.journal.append(conn, self.key, head, kind, staff, body, self.clock())
-                return result
+                cache.begin(conn)
+                try:
+                    # Under the write lock: `sync` (another process) may have just found it.
+                    found = cache.restored(conn)
+                    if found is not None:
+                        raise _restored(found)
+                    typed = decide(conn)
+                    if not isinstance(typed, Body):
+                        return typed  # a replay
+                    head = cache.head or self._head(conn)
+                    effects = apply_typed(conn, head[0] + 1, typed)
+                    result = finish(conn, head[0] + 1, effects, typed)
+                    body = {**typed.to_body(), "effects": effects}
+                    if result is not None:
+                        body["result"] = answer = result.as_json()
+                        if isinstance(typed, Earn | Redeem):  # kept for a replay
+                            self._store_result(conn, kind, typed.receipt, answer)
+                    entry = self.journal.append(
+                        conn, self.key, head, kind, staff, body, self.clock()
+                    )
+                    appended = (entry.seq, entry.hash)
+                finally:
+                    cache.end()
+            cache.committed(self.store.conn, appended)
+            return result
         except sqlite3.Error as error:
             raise storage_error(error, self.state_dir) from None
 
@@ -485,7 +502,6 @@ class Ledger:
                 redeemable_value=self.rules.redemption_value(can_take),
                 replayed=False,
             )
-            self._store_result(conn, Kind.EARN, receipt_id, result)
             return result
 
         return self._record(Kind.EARN, who, decide, finish)
@@ -568,7 +584,6 @@ class Ledger:
                 balance=self.reads.balance_of(body.account, day, conn, net(effects))["balance"],
                 replayed=False,
             )
-            self._store_result(conn, Kind.REDEEM, receipt_id, result)
             return result
 
         return self._record(Kind.REDEEM, who, decide, finish)
@@ -667,11 +682,13 @@ class Ledger:
         return result
 
     def _store_result(
-        self, conn: sqlite3.Connection, op: Kind, receipt: str, result: Earned | Redeemed
+        self, conn: sqlite3.Connection, op: Kind, receipt: str, answer: dict[str, Any]
     ) -> None:
+        """The answer kept beside the receipt, for a replay to give back verbatim
+        (encoded once: the journal's ``result`` is the same dict)."""
         conn.execute(
             "UPDATE receipts SET result = ? WHERE op = ? AND receipt = ?",
-            (result_text(result.as_json()), op, receipt),
+            (result_text(answer), op, receipt),
         )
 
     def _sale_amount(self, conn: sqlite3.Connection, receipt: str) -> int | None:

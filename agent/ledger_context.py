@@ -19,6 +19,7 @@ from typing import Protocol, TypeVar
 
 from agent.config import Config
 from agent.entries import Body, Kind, Lot
+from agent.ledger_cache import StateCache
 from agent.projection import Effects
 from agent.results import Answer
 from agent.rules import Rules
@@ -59,6 +60,8 @@ class LedgerContext:
     rules: Rules
     device_id: str
     clock: Clock
+    # What writes read that only other writers change (agent.ledger_cache).
+    cache: StateCache
 
     def today(self) -> dt.date:
         return self.clock().date()

@@ -22,7 +22,7 @@ from agent.errors import InvalidInput, Refused
 from agent.ledger_context import LedgerContext
 from agent.projection import Effects
 from agent.results import Found, MemberView, OfferShown, Standing
-from agent.till_view import has_hq_balance, hours_since_hq, redeemable, till_view
+from agent.till_view import redeemable, till_view
 from drivers.cards import CardClass, classify
 from drivers.codes import VERSION as DYNAMIC_VERSION
 from drivers.codes import verify_dynamic_code
@@ -89,9 +89,7 @@ class LedgerReads:
             raise Refused("card_blocked", "member: this card was replaced and is blocked")
         # A card this till issued may since have been blocked at HQ (reported lost):
         # HQ's directory says so after the next sync.
-        if conn.execute(
-            "SELECT 1 FROM hq_cards WHERE card = ? AND state = 'blocked'", (text,)
-        ).fetchone():
+        if self.context.cache.blocked_by_hq(conn, text):
             raise Refused("card_blocked", "member: this card is blocked chain-wide by HQ")
         member = row[0] if not str(row[0]).startswith("C") else None
         return Account(str(row[0]), member, text, row[2])
@@ -145,9 +143,10 @@ class LedgerReads:
         ``pending`` is the balance change of an entry being written in the current
         transaction: already in the lots, not yet in the journal HQ's view reads."""
         figures = self._local_figures(account, day, conn)
-        age = hours_since_hq(conn, self.context.clock())
+        cache = self.context.cache
+        age = cache.hours_since_hq(conn, self.context.clock())
         figures["stale"] = int(age is None or age > self.context.rules.offline_after_hours)
-        if has_hq_balance(conn, account):
+        if cache.has_hq_balance(conn, account):
             view = till_view(conn, account, self.context.device_id) + pending
             figures["balance"] = view
             figures["available"] = redeemable(

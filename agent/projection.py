@@ -278,9 +278,19 @@ def _add_lot(
     return points
 
 
+def _due_lots(conn: sqlite3.Connection, account: str, day: str) -> list[lots.Lot]:
+    """The open lots ``lots.expiring`` can pick on ``day``, found by the
+    ``(account, expires_on)`` index: an earn reads none of a regular's many open
+    lots that are not due (issue 18), rather than all of them."""
+    rows = conn.execute(
+        f"{_LOT} WHERE account = ? AND expires_on <= ? AND expired = 0", (account, day)
+    )
+    return [lots.Lot(*row) for row in rows]
+
+
 def _expire(conn: sqlite3.Connection, account: str, day: str) -> int:
     """Close lots whose expiry date has come; returns the points that ran out."""
-    gone = lots.expiring(_open_lots(conn, account), day)
+    gone = lots.expiring(_due_lots(conn, account, day), day)
     conn.executemany(
         "UPDATE lots SET used = points, expired = 1 WHERE lot_id = ?",
         [(lot.lot_id,) for lot in gone],

@@ -14,6 +14,7 @@ FIRST) and prints one JSON line, ``{"count", "elapsed", "latencies"}``.
 from __future__ import annotations
 
 import json
+import os
 import socket
 import sqlite3
 import subprocess
@@ -170,14 +171,18 @@ def api_earn_figures(
     assert poster.stdin is not None and poster.stdout is not None
     totals = {"api": [0, 0.0], "rows": [0, 0.0]}
     latencies: list[float] = []
+    agent_cpu = 0.0  # the agent's CPU seconds (all its threads) in the API rounds
+    assert till.proc is not None
     try:
         poster.stdin.write("0.2 0\n")  # warm-up: the connection, the agent's caches
         poster.stdin.flush()
         done = json.loads(poster.stdout.readline())["count"]
         for _ in range(rounds):
+            before = _cpu_seconds(till.proc.pid)
             poster.stdin.write(f"{seconds} {done}\n")
             poster.stdin.flush()
             measured = json.loads(poster.stdout.readline())
+            agent_cpu += _cpu_seconds(till.proc.pid) - before
             totals["api"][0] += measured["count"]
             totals["api"][1] += measured["elapsed"]
             latencies.extend(measured["latencies"])
@@ -206,7 +211,19 @@ def api_earn_figures(
         },
         "api_earn_p50_ms": {"value": percentile_ms(latencies, 0.5), "unit": "ms"},
         "api_earn_p99_ms": {"value": percentile_ms(latencies, 0.99), "unit": "ms", "target": 3},
+        # CPU beside the rates (issue 18): on a shared machine the rates move with the
+        # load, what the agent spends on an earn much less.
+        "api_agent_cpu_us_per_earn": {
+            "value": round(agent_cpu / max(1, totals["api"][0]) * 1e6, 1),
+            "unit": "µs of the agent's CPU (all threads) per earn over the socket",
+        },
     }
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User and system CPU a process has used (``/proc/PID/stat``), in seconds."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":
