@@ -156,6 +156,10 @@ async def serve_connection(
     # An answer being written from the fixed route's thread: nothing else is read,
     # written or closed on this connection before it is out.
     there: Future[None] | None = None
+    # That thread writes to a descriptor of its own (a dup of the socket's): should the
+    # loop close the connection's descriptor meanwhile (the client reset it), its
+    # number may go to the next connection; the dup still names this socket only.
+    out: int | None = None
     try:
         while True:
             if conn.their_state is h11.IDLE and not conn.trailing_data[0]:
@@ -174,9 +178,9 @@ async def serve_connection(
                     and fixed is not None
                     and not writer.transport.get_write_buffer_size()
                 ):
-                    there = fixed.executor.submit(
-                        answer_there, writer.get_extra_info("socket").fileno(), fixed.route, whole
-                    )
+                    if out is None:
+                        out = os.dup(writer.get_extra_info("socket").fileno())
+                    there = fixed.executor.submit(answer_there, out, fixed.route, whole)
                     continue
                 if whole is not None:
                     answer = await handler(whole)
@@ -204,6 +208,8 @@ async def serve_connection(
         if there is not None:
             with contextlib.suppress(ConnectionError, TimeoutError):
                 await asyncio.shield(_written(there))
+        if out is not None:
+            os.close(out)
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()

@@ -34,6 +34,9 @@ from agent.store import RESTORED_KEY
 from agent.till_view import has_hq_balance
 
 _UNREAD = object()
+# Cards and accounts answered from memory at most: a till offline for weeks serves
+# many members between changes, and the agent's memory is bounded (docs/performance.md).
+KEPT = 4_096
 
 
 class StateCache:
@@ -113,7 +116,7 @@ class StateCache:
                 is not None
             )
             if self.active:
-                self._blocked[card] = known
+                _keep(self._blocked, card, known)
         return known
 
     def has_hq_balance(self, conn: sqlite3.Connection, account: str) -> bool:
@@ -122,5 +125,12 @@ class StateCache:
         if known is None:
             known = has_hq_balance(conn, account)
             if self.active:
-                self._hq_balance[account] = known
+                _keep(self._hq_balance, account, known)
         return known
+
+
+def _keep(answers: dict[str, bool], key: str, known: bool) -> None:
+    """Remember ``known`` for ``key``, starting afresh once ``KEPT`` are held."""
+    if len(answers) >= KEPT:
+        answers.clear()
+    answers[key] = known

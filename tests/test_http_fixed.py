@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import json
 import socket
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -275,3 +276,54 @@ def test_a_connection_is_answered_the_same_with_and_without_the_fixed_reader(
     assert fast == slow
     assert fast_seen == slow_seen
     assert json.loads(fast.split(b"\r\n\r\n", 1)[1].split(b"HTTP/1.1")[0])["path"]
+
+
+def test_an_answer_written_from_the_bridge_reaches_its_own_connection_only(
+    tmp_path: Any,
+) -> None:
+    """A POS that sends an earn and goes, leaving an answer unread, resets the
+    connection: the loop closes its descriptor at once, while the bridge still
+    works on the earn. The next connection may be given that descriptor's number;
+    the earn's answer must not reach it."""
+    path = str(tmp_path / "agent.sock")
+    entered, release = threading.Event(), threading.Event()
+
+    def slow_earn(request: Request) -> Response:
+        entered.set()
+        release.wait(5)
+        return Response(200, {"for": "the first POS"})
+
+    async def handler(request: Request) -> Response:
+        return Response(200, {"status": "ok"})
+
+    async def run() -> bytes:
+        loop = asyncio.get_running_loop()
+        fixed = http.FixedRoute(bridge, slow_earn)
+        server = await asyncio.start_unix_server(
+            lambda reader, writer: http.serve_connection(reader, writer, handler, fixed), path
+        )
+        first = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        first.connect(path)
+        first.sendall(b"GET /v1/status HTTP/1.1\r\nHost: a\r\n\r\n")
+        await asyncio.sleep(0.2)  # its answer waits, unread, in the first POS's buffer
+        first.sendall(_pos())
+        assert await loop.run_in_executor(None, entered.wait, 5)
+        first.close()  # unread data: the agent's end is reset
+        await asyncio.sleep(0.2)
+        second = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        second.connect(path)
+        await asyncio.sleep(0.2)  # accepted: it may hold the first one's number
+        release.set()
+        await asyncio.sleep(0.3)
+        second.setblocking(False)
+        try:
+            received = second.recv(65536)
+        except BlockingIOError:
+            received = b""
+        second.close()
+        server.close()
+        await server.wait_closed()
+        return received
+
+    with ThreadPoolExecutor(max_workers=1) as bridge:
+        assert asyncio.run(run()) == b""

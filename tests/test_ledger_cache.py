@@ -22,7 +22,7 @@ from typing import Any
 
 from agent.errors import LedgerError
 from agent.ledger import DB_FILE, Ledger
-from agent.ledger_cache import StateCache
+from agent.ledger_cache import KEPT, StateCache
 from agent.store import RESTORED_KEY
 from tests.conftest import Clock
 from tests.test_earn_fast import _dump
@@ -169,3 +169,19 @@ def test_the_head_is_read_again_after_another_writer_appends(tmp_path: Path, clo
     finally:
         cli.close()
         agent.close()
+
+
+def test_what_is_kept_for_cards_and_accounts_is_bounded() -> None:
+    """A till offline for weeks serves many members between two changes: the cards'
+    and accounts' answers start afresh at ``KEPT``, and stay right."""
+    conn = sqlite3.connect(":memory:")
+    conn.execute("CREATE TABLE hq_cards (card TEXT, state TEXT)")
+    conn.execute("INSERT INTO hq_cards VALUES ('blocked-card', 'blocked')")
+    cache = StateCache()
+    cache.begin(conn)
+    for number in range(3 * KEPT):
+        assert not cache.blocked_by_hq(conn, f"card-{number}")
+        assert len(cache._blocked) <= KEPT
+    assert cache.blocked_by_hq(conn, "blocked-card")
+    assert cache.blocked_by_hq(conn, "blocked-card")
+    cache.end()
