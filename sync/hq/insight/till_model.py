@@ -258,6 +258,7 @@ class ModelTill:
         # pepper: the till's current phone pepper (agent.till_secrets), as the ledger's.
         self.state, self.key, self.rules, self.pepper = state, key, rules, pepper
         self.written: list[Entry] = []
+        self.typed: list[Body] = []  # the typed body of each entry of ``written``
 
     def _append(self, when: dt.datetime, body: Body) -> Entry:
         state = self.state
@@ -275,6 +276,7 @@ class ModelTill:
         )
         state.observe(entry, body)
         self.written.append(entry)
+        self.typed.append(body)
         return entry
 
     def _lot(self, day: dt.date) -> Lot:
