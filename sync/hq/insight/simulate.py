@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -224,36 +225,36 @@ def simulate(
     Each process uploads its tills' entries into HQ's store as it goes, so the
     chain is never held in memory."""
     started = time.perf_counter()
-    _building(store)
-    # A simulated chain's phone keys are cheap (docs/sync.md, "Phone numbers"): the
-    # simulator enrols thousands of made-up members, and nobody's number is at risk.
-    init_hq(store, phone_cost=SIMULATED_PHONE_COST)
-    chain = Chain(seed, stores, members, days, start)
-    if ledger_days is None:
-        ledger_days = days if members <= SMALL_CHAIN else min(days, 7)
-    set_stores(store, [(s.store_id, s.region) for s in chain.stores])
-    count = max(1, min(workers or os.cpu_count() or 1, stores))
-    owned: list[list[tuple[str, tuple[str, ...]]]] = [[] for _ in range(count)]
-    for number, s in enumerate(chain.stores):
-        owned[number % count].append((s.store_id, s.tills))
-    routes = {s.store_id: number % count for number, s in enumerate(chain.stores)}
-    plan = _Plan(store.url, store.key_path, start)
-    shards: list[_Remote] | list[Shard]
-    shards = [_Remote(plan, tills) for tills in owned] if count > 1 else [Shard(plan, owned[0])]
-    try:
-        for message in _messages(chain, start, days, ledger_days, sync_days, progress):
-            if message[0] == EVENT:
-                shards[routes[message[1].store]].send(message)
-            else:
-                for shard in shards:
-                    shard.send(message)
-        totals = Counter[str]()
-        for shard in shards:
-            totals.update(shard.finish())
-    finally:
-        for shard in shards:
-            shard.close()
-    refresh(store)
+    with _building(store):
+        # A simulated chain's phone keys are cheap (docs/sync.md, "Phone numbers"): the
+        # simulator enrols thousands of made-up members, and nobody's number is at risk.
+        init_hq(store, phone_cost=SIMULATED_PHONE_COST)
+        chain = Chain(seed, stores, members, days, start)
+        if ledger_days is None:
+            ledger_days = days if members <= SMALL_CHAIN else min(days, 7)
+        set_stores(store, [(s.store_id, s.region) for s in chain.stores])
+        count = max(1, min(workers or os.cpu_count() or 1, stores))
+        owned: list[list[tuple[str, tuple[str, ...]]]] = [[] for _ in range(count)]
+        for number, s in enumerate(chain.stores):
+            owned[number % count].append((s.store_id, s.tills))
+        routes = {s.store_id: number % count for number, s in enumerate(chain.stores)}
+        plan = _Plan(store.url, store.key_path, start)
+        shards: list[_Remote] | list[Shard]
+        shards = [_Remote(plan, tills) for tills in owned] if count > 1 else [Shard(plan, owned[0])]
+        try:
+            for message in _messages(chain, start, days, ledger_days, sync_days, progress):
+                if message[0] == EVENT:
+                    shards[routes[message[1].store]].send(message)
+                else:
+                    for shard in shards:
+                        shard.send(message)
+            totals = Counter[str]()
+            for shard in shards:
+                totals.update(shard.finish())
+        finally:
+            for shard in shards:
+                shard.close()
+        refresh(store)
     _durable(store)
     elapsed = time.perf_counter() - started
     return {
@@ -317,7 +318,7 @@ class Shard:
 
     def __init__(self, plan: _Plan, tills: list[tuple[str, tuple[str, ...]]]) -> None:
         self.store = open_store(plan.url, plan.key_path)
-        _building(self.store)
+        _without_fsync(self.store)
         self.signer = hq_key(self.store)
         self.root = Path(tempfile.mkdtemp(prefix="tillpoints-sim-"))
         self.clock = Clock(plan.start)
@@ -537,21 +538,34 @@ def _connection(store: HQStore) -> Any:
     return store._conn() if store.dialect == "sqlite" else None  # type: ignore[attr-defined]
 
 
-def _building(store: HQStore) -> None:
-    """HQ's file runs without an fsync per commit while the simulation builds it
-    (``BUILDING_PRAGMAS``): a simulation needs no durability against power cuts
-    until it has finished, and ``_durable`` gives it then."""
+def _without_fsync(store: HQStore) -> Any:
+    """``BUILDING_PRAGMAS`` on this connection to HQ's SQLite file (a worker's
+    closes with the worker); returns it (None on PostgreSQL)."""
     conn = _connection(store)
     for pragma in BUILDING_PRAGMAS if conn is not None else ():
         conn.execute(pragma)
+    return conn
+
+
+@contextmanager
+def _building(store: HQStore) -> Iterator[None]:
+    """HQ's file runs without an fsync per commit while the simulation builds it
+    (``BUILDING_PRAGMAS``): a simulation needs no durability against power cuts
+    until it has finished (``_durable``). The caller's connection is back to
+    ``synchronous=FULL`` however the simulation ends."""
+    conn = _without_fsync(store)
+    try:
+        yield
+    finally:
+        if conn is not None:
+            conn.execute("PRAGMA synchronous=FULL")
 
 
 def _durable(store: HQStore) -> None:
-    """The finished chain on disk as HQ keeps it: back to ``synchronous=FULL``
-    and the WAL checkpointed into the file, which is synced."""
+    """The finished chain on disk as HQ keeps it: the WAL checkpointed into the
+    file, which ``synchronous=FULL`` syncs."""
     conn = _connection(store)
     if conn is not None:
-        conn.execute("PRAGMA synchronous=FULL")
         conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
 
