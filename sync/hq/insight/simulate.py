@@ -83,7 +83,7 @@ class Till:
         self.ledger.store.skip_fsync()
         # A till's journal of a week fits in a small cache: 100 ledgers a worker at
         # SQLite's default 2 MB each were a fifth of its RSS (issue 18).
-        self.ledger.store.conn.execute(f"PRAGMA cache_size=-{LEDGER_CACHE_KIB}")
+        self.ledger.store.cache_kib(LEDGER_CACHE_KIB)
         self.state = TillState(self.ledger.device_id, store, till, 0, "0" * 64)
         self.model: ModelTill | None = None
         self.pending: list[Entry] = []
