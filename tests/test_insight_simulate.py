@@ -4,11 +4,16 @@ accepts and verifies every uploaded chain."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import sqlite3
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from agent import fields
 from agent.entries import Member
@@ -125,7 +130,8 @@ def test_pruning_what_can_no_longer_matter_writes_the_same_chain(
         state.drawn.subtract(move.lot_id for move in sale.redeem_moves)
 
     def keep_rows(account: Account, since: str) -> int:
-        return sum(amount - refunded for day, amount, refunded in account.sales if day > since)
+        rows, first = account.sales, dt.date.fromisoformat(since).toordinal()
+        return sum(rows[at + 1] - rows[at + 2] for at in range(0, len(rows), 3) if rows[at] > first)
 
     monkeypatch.setattr(TillState, "_release", keep_lots)
     monkeypatch.setattr(Account, "spend_since", keep_rows)
@@ -135,6 +141,64 @@ def test_pruning_what_can_no_longer_matter_writes_the_same_chain(
     assert {k: v for k, v in lean.items() if k != "seconds"} == {
         k: v for k, v in full.items() if k != "seconds"
     }
+
+
+class _ListRows:
+    """The spend rows as a list per row (the model before its flat array): the
+    reference ``Account``'s rows are checked against."""
+
+    def __init__(self) -> None:
+        self.rows: list[list[Any]] = []
+        self.pruned: Counter[int] = Counter()
+
+    def spend_since(self, since: str) -> int:
+        while self.rows and self.rows[0][0] <= since:
+            _, amount, refunded = self.rows.pop(0)
+            if refunded == 0:
+                self.pruned[amount] += 1
+        return sum(amount - refunded for _, amount, refunded in self.rows)
+
+    def mark_refunded(self, amount: int, refunded: int) -> None:
+        if self.pruned[amount]:
+            self.pruned[amount] -= 1
+            return
+        for row in self.rows:
+            if row[1] == amount and row[2] == 0:
+                row[2] = refunded
+                return
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(("sale", "refund", "spend")),
+            st.integers(0, 3),  # days on
+            st.sampled_from((100, 250, 999)),  # amount
+            st.integers(1, 999),  # refunded
+        ),
+        max_size=60,
+    )
+)
+def test_the_flat_spend_rows_answer_as_a_list_of_rows(
+    steps: list[tuple[str, int, int, int]],
+) -> None:
+    """``Account.sales`` is one flat array (issue 18's RSS): against a list per row,
+    the same twelve-month spend after every sale, refund and pruning."""
+    account, reference = Account(), _ListRows()
+    day = dt.date(2025, 1, 1)
+    for op, days_on, amount, refunded in steps:
+        day += dt.timedelta(days=days_on)
+        if op == "sale":
+            account.add_sale(day.isoformat(), amount)
+            reference.rows.append([day.isoformat(), amount, 0])
+        elif op == "refund":
+            account.mark_refunded(amount, refunded)
+            reference.mark_refunded(amount, refunded)
+        else:
+            since = (day - dt.timedelta(days=5)).isoformat()
+            assert account.spend_since(since) == reference.spend_since(since)
+    assert account.spend_since("2024-12-31") == reference.spend_since("2024-12-31")
 
 
 def test_hand_over_mid_way_and_seed_reproduces(tmp_path: Path) -> None:
@@ -246,24 +310,52 @@ def test_the_report_tables_followed_upload_by_upload_are_a_rebuild(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The shards refresh the report tables after each upload (a refresh that finds
-    HQ busy is left to the next): the tables end as a rebuild from every batch."""
-    calls = {"busy": 0}
+    HQ busy is left to the next), from the typed bodies the model till built where
+    they have them: the tables end as a rebuild from every batch's stored JSON."""
+    calls = {"busy": 0, "typed": 0}
 
-    def busy_at_first(store: Any, page: int = 200) -> int:
+    def busy_at_first(store: Any, page: int = 200, known: Any = None) -> int:
         if calls["busy"] < 3:
             calls["busy"] += 1
             raise unavailable("database is locked")
-        return real_refresh(store, page)
+        calls["typed"] += len(known or ())
+        return real_refresh(store, page, known)
 
     real_refresh = simulate_module.refresh
     monkeypatch.setattr(simulate_module, "refresh", busy_at_first)
     url = f"sqlite:///{tmp_path}/r.db"
     _history(url, ledger_days=20, workers=1)
     followed = _tables(url)
-    assert calls["busy"] == 3 and followed["ins_sales"]
+    assert calls["busy"] == 3 and calls["typed"] > 0 and followed["ins_sales"]
     store = open_store(url)
     try:
         rebuild(store)
     finally:
         store.close()
     assert _tables(url) == followed
+
+
+def test_the_file_built_without_fsync_ends_durable(tmp_path: Path) -> None:
+    """HQ's SQLite file is built with ``synchronous=OFF`` (``BUILDING_PRAGMAS``);
+    the finished chain is checkpointed into the file and the caller's connection
+    is back to ``synchronous=FULL``, also when the simulation fails."""
+    path = tmp_path / "d.db"
+    store = open_store(f"sqlite:///{path}")
+    try:
+        simulate(store, stores=2, members=40, days=20, seed=3, workers=2)
+        conn = sqlite3.connect(path)
+        try:
+            # The WAL is empty: every page is in the file itself.
+            assert conn.execute("PRAGMA wal_checkpoint").fetchone() == (0, 0, 0)
+        finally:
+            conn.close()
+        with store.read() as tx:
+            assert tx.one("PRAGMA synchronous") == (2,)
+        # No store to draw a chain for (the CLI refuses it first, invalid_stores):
+        # a simulation failing once it has begun.
+        with pytest.raises(IndexError):
+            simulate(store, stores=0, members=40, days=20, seed=3)
+        with store.read() as tx:
+            assert tx.one("PRAGMA synchronous") == (2,)
+    finally:
+        store.close()

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 from agent.entries import (
@@ -122,17 +122,20 @@ FACT_KINDS = (
 )
 
 
-def refresh(store: HQStore, page: int = PAGE) -> int:
+def refresh(store: HQStore, page: int = PAGE, known: Known | None = None) -> int:
     """Read every batch stored since the last refresh, and add its sums to the
     aggregates in the same transaction; returns entries read. ``page``: batches per
-    transaction (each page's entries are held in memory together)."""
+    transaction (each page's entries are held in memory together). ``known``: typed
+    bodies of stored entries by ``(device, seq)``, which the caller built and so
+    need not be read back from their JSON (``hq simulate``'s workers); any entry
+    not in it is read from its stored body."""
     ensure_tables(store)
     with store.write() as tx:
         tx.locked("SELECT batch_no FROM ins_state WHERE id = 1")
         aggregates.ensure_built(tx)
 
     def apply(tx: Tx, rows: list[EntryRow]) -> int:
-        _apply(tx, rows)
+        _apply(tx, rows, known or {})
         return len(rows)
 
     return follow_batches(store, "ins_state", FACT_KINDS, apply, page, aggregates.add)
@@ -187,21 +190,23 @@ class _Page:
 
 # A page's entry: (device, seq, ts, typed body, home store of the device).
 _Row = tuple[str, int, str, Body, str]
+# Typed bodies of stored entries by (device, seq): see ``refresh``.
+Known = Mapping[tuple[str, int], Body]
 
 
-def _typed(rows: list[tuple[Any, ...]]) -> list[_Row]:
+def _typed(rows: list[tuple[Any, ...]], known: Known) -> list[_Row]:
     """The page's entries with typed bodies; one no till writes is left out."""
     typed: list[_Row] = []
     for device, seq, ts, kind, text, store in rows:
-        body = readable(str(kind), json.loads(str(text)))
+        body = known.get((device, seq)) or readable(str(kind), json.loads(str(text)))
         if body is not None:
             typed.append((str(device), int(seq), str(ts), body, str(store)))
     return typed
 
 
-def _apply(tx: Tx, rows: list[tuple[Any, ...]]) -> None:
+def _apply(tx: Tx, rows: list[tuple[Any, ...]], known: Known) -> None:
     page = _Page(tx)
-    parsed = _typed(rows)
+    parsed = _typed(rows, known)
     consents: list[tuple[str, int, str]] = []
     for device, seq, ts, body, _ in parsed:
         if isinstance(body, Enrol):

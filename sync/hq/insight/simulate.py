@@ -16,7 +16,9 @@ a simulation needs no durability against power cuts.
 
 from __future__ import annotations
 
+import ctypes
 import datetime as dt
+import gc
 import multiprocessing
 import os
 import queue
@@ -25,13 +27,14 @@ import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from agent import fields
 from agent.chain import Entry
-from agent.entries import Kind
+from agent.entries import Body, Kind
 from agent.keys import read_private_key
 from agent.ledger import Ledger
 from agent.privacy import key_text
@@ -51,6 +54,11 @@ BATCH = 500
 DEFAULT_START = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
 SMALL_CHAIN = 2_000  # members: below this the ledger writes the whole period
 SIMULATED_PHONE_COST = fields.SIMULATED_PHONE_COST
+# HQ's SQLite file while a simulation builds it: no fsync per commit (the tills'
+# ledgers already run so) and a larger page cache than SQLite's 2 MB against a
+# file of a gigabyte. ``simulate`` makes the result durable at its end.
+BUILDING_PRAGMAS = ("PRAGMA synchronous=OFF", "PRAGMA cache_size=-32768")
+LEDGER_CACHE_KIB = 256  # each simulated till's ledger's SQLite page cache
 # Batches per refresh transaction in a worker: a week of a large chain is about
 # a hundred batches, whose entries and their bodies a page holds at once.
 REFRESH_PAGE = 16
@@ -73,6 +81,9 @@ class Till:
         self.path = root / f"{store}-{till}"
         self.ledger: Ledger | None = Ledger.init(self.path, store, till, clock=clock)
         self.ledger.store.skip_fsync()
+        # A till's journal of a week fits in a small cache: 100 ledgers a worker at
+        # SQLite's default 2 MB each were a fifth of its RSS (issue 18).
+        self.ledger.store.cache_kib(LEDGER_CACHE_KIB)
         self.state = TillState(self.ledger.device_id, store, till, 0, "0" * 64)
         self.model: ModelTill | None = None
         self.pending: list[Entry] = []
@@ -106,10 +117,14 @@ class Till:
         self.ledger.close()
         self.ledger = None
 
-    def take(self) -> list[Entry]:
+    def take(self, known: dict[tuple[str, int], Body]) -> list[Entry]:
+        """The entries to upload; the model's typed bodies go into ``known``."""
         if self.model is not None:
             self.pending.extend(self.model.written)
+            for entry, body in zip(self.model.written, self.model.typed, strict=True):
+                known[(entry.device, entry.seq)] = body
             self.model.written.clear()
+            self.model.typed.clear()
         taken, self.pending = self.pending, []
         return taken
 
@@ -210,35 +225,37 @@ def simulate(
     Each process uploads its tills' entries into HQ's store as it goes, so the
     chain is never held in memory."""
     started = time.perf_counter()
-    # A simulated chain's phone keys are cheap (docs/sync.md, "Phone numbers"): the
-    # simulator enrols thousands of made-up members, and nobody's number is at risk.
-    init_hq(store, phone_cost=SIMULATED_PHONE_COST)
-    chain = Chain(seed, stores, members, days, start)
-    if ledger_days is None:
-        ledger_days = days if members <= SMALL_CHAIN else min(days, 7)
-    set_stores(store, [(s.store_id, s.region) for s in chain.stores])
-    count = max(1, min(workers or os.cpu_count() or 1, stores))
-    owned: list[list[tuple[str, tuple[str, ...]]]] = [[] for _ in range(count)]
-    for number, s in enumerate(chain.stores):
-        owned[number % count].append((s.store_id, s.tills))
-    routes = {s.store_id: number % count for number, s in enumerate(chain.stores)}
-    plan = _Plan(store.url, store.key_path, start)
-    shards: list[_Remote] | list[Shard]
-    shards = [_Remote(plan, tills) for tills in owned] if count > 1 else [Shard(plan, owned[0])]
-    try:
-        for message in _messages(chain, start, days, ledger_days, sync_days, progress):
-            if message[0] == EVENT:
-                shards[routes[message[1].store]].send(message)
-            else:
-                for shard in shards:
-                    shard.send(message)
-        totals = Counter[str]()
-        for shard in shards:
-            totals.update(shard.finish())
-    finally:
-        for shard in shards:
-            shard.close()
-    refresh(store)
+    with _building(store):
+        # A simulated chain's phone keys are cheap (docs/sync.md, "Phone numbers"): the
+        # simulator enrols thousands of made-up members, and nobody's number is at risk.
+        init_hq(store, phone_cost=SIMULATED_PHONE_COST)
+        chain = Chain(seed, stores, members, days, start)
+        if ledger_days is None:
+            ledger_days = days if members <= SMALL_CHAIN else min(days, 7)
+        set_stores(store, [(s.store_id, s.region) for s in chain.stores])
+        count = max(1, min(workers or os.cpu_count() or 1, stores))
+        owned: list[list[tuple[str, tuple[str, ...]]]] = [[] for _ in range(count)]
+        for number, s in enumerate(chain.stores):
+            owned[number % count].append((s.store_id, s.tills))
+        routes = {s.store_id: number % count for number, s in enumerate(chain.stores)}
+        plan = _Plan(store.url, store.key_path, start)
+        shards: list[_Remote] | list[Shard]
+        shards = [_Remote(plan, tills) for tills in owned] if count > 1 else [Shard(plan, owned[0])]
+        try:
+            for message in _messages(chain, start, days, ledger_days, sync_days, progress):
+                if message[0] == EVENT:
+                    shards[routes[message[1].store]].send(message)
+                else:
+                    for shard in shards:
+                        shard.send(message)
+            totals = Counter[str]()
+            for shard in shards:
+                totals.update(shard.finish())
+        finally:
+            for shard in shards:
+                shard.close()
+        refresh(store)
+    _durable(store)
     elapsed = time.perf_counter() - started
     return {
         "stores": stores,
@@ -301,11 +318,14 @@ class Shard:
 
     def __init__(self, plan: _Plan, tills: list[tuple[str, tuple[str, ...]]]) -> None:
         self.store = open_store(plan.url, plan.key_path)
+        _without_fsync(self.store)
         self.signer = hq_key(self.store)
         self.root = Path(tempfile.mkdtemp(prefix="tillpoints-sim-"))
         self.clock = Clock(plan.start)
         self.tills: dict[tuple[str, str], Till] = {}
         self.counts = Counter[str]()
+        # Typed bodies of what this shard uploaded since its last refresh (facts.refresh).
+        self.known: dict[tuple[str, int], Body] = {}
         try:
             for store_id, names in tills:
                 for name in names:
@@ -323,8 +343,11 @@ class Shard:
         elif message[0] == HAND_OVER:
             for till in self.tills.values():
                 till.hand_over()
+            _give_back()
         else:
-            self.counts["entries"] += _upload(self.store, self.signer, self.tills, message[1])
+            self.counts["entries"] += _upload(
+                self.store, self.signer, self.tills, message[1], self.known
+            )
             self._refresh()
             # No event brings back a sale older than this (population.REFUND_DAYS).
             forget = (message[1] - dt.timedelta(days=2 * REFUND_DAYS)).date().isoformat()
@@ -338,11 +361,13 @@ class Shard:
         that finds HQ's store busy past its timeout is left to the next upload's
         (or ``simulate``'s last): it moves its cursor only with what it wrote."""
         try:
-            refresh(self.store, REFRESH_PAGE)
+            refresh(self.store, REFRESH_PAGE, self.known)
         except SyncError as error:
             if error.code != "storage_unavailable":
                 raise
             self.counts["refresh_deferred"] += 1
+        # Read now, by this refresh or another worker's; a deferred page reads its JSON.
+        self.known.clear()
 
     def _event(self, event: Event) -> None:
         self.clock.now = event.when
@@ -479,6 +504,18 @@ def _serve(
         outbox.put((str(code), f"simulation worker: {type(error).__name__}: {error}"))
 
 
+def _give_back() -> None:
+    """Return the closed ledgers' freed memory to the system: their SQLite page
+    caches and rows leave the C heap fragmented, and glibc keeps what it can reuse
+    (about 390 MiB a worker at full size, issue 18), unless asked to trim."""
+    gc.collect()
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:  # not glibc: nothing to ask
+        return
+    libc.malloc_trim(0)
+
+
 def _redeem_rule(till: Till) -> Callable[[int, int], int]:
     """Points a member may spend on a sale: whole hundreds, at least the minimum, at
     most the receipt share the rules allow (``Ledger.redeem`` refuses otherwise)."""
@@ -496,6 +533,42 @@ def _redeem_rule(till: Till) -> Callable[[int, int], int]:
     return share
 
 
+def _connection(store: HQStore) -> Any:
+    """HQ's SQLite connection of this thread, or None on PostgreSQL."""
+    return store._conn() if store.dialect == "sqlite" else None  # type: ignore[attr-defined]
+
+
+def _without_fsync(store: HQStore) -> Any:
+    """``BUILDING_PRAGMAS`` on this connection to HQ's SQLite file (a worker's
+    closes with the worker); returns it (None on PostgreSQL)."""
+    conn = _connection(store)
+    for pragma in BUILDING_PRAGMAS if conn is not None else ():
+        conn.execute(pragma)
+    return conn
+
+
+@contextmanager
+def _building(store: HQStore) -> Iterator[None]:
+    """HQ's file runs without an fsync per commit while the simulation builds it
+    (``BUILDING_PRAGMAS``): a simulation needs no durability against power cuts
+    until it has finished (``_durable``). The caller's connection is back to
+    ``synchronous=FULL`` however the simulation ends."""
+    conn = _without_fsync(store)
+    try:
+        yield
+    finally:
+        if conn is not None:
+            conn.execute("PRAGMA synchronous=FULL")
+
+
+def _durable(store: HQStore) -> None:
+    """The finished chain on disk as HQ keeps it: the WAL checkpointed into the
+    file, which ``synchronous=FULL`` syncs."""
+    conn = _connection(store)
+    if conn is not None:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
 def _bind(store: HQStore, till: Till, signer: Any, now: dt.datetime) -> None:
     token = add_device(store, till.state.store, till.state.till, now)["token"]
     request = registration_request(till.path, token, till.device, till.state.store, till.state.till)
@@ -505,11 +578,15 @@ def _bind(store: HQStore, till: Till, signer: Any, now: dt.datetime) -> None:
 
 
 def _upload(
-    store: HQStore, signer: Any, tills: dict[tuple[str, str], Till], now: dt.datetime
+    store: HQStore,
+    signer: Any,
+    tills: dict[tuple[str, str], Till],
+    now: dt.datetime,
+    known: dict[tuple[str, int], Body],
 ) -> int:
     stored = 0
     for till in tills.values():
-        entries = till.take()
+        entries = till.take(known)
         for first in range(0, len(entries), BATCH):
             chunk = tuple(entries[first : first + BATCH])
             enrolled = [str(e.body["member"]["member_id"]) for e in chunk if e.kind == Kind.ENROL]

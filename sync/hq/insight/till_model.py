@@ -20,6 +20,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import sys
+from array import array
 from collections import Counter, deque
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -48,6 +49,11 @@ from agent.rules import Rules
 from sync.hq.insight.population import Member
 
 
+def _ordinal(day: str) -> int:
+    """An ISO day as a number (``spend_since`` compares and stores days so)."""
+    return dt.date.fromisoformat(day).toordinal()
+
+
 def fingerprint(account: str, content: object) -> str:
     """As ``agent.ledger`` keys a receipt's idempotency check."""
     return hashlib.sha256(
@@ -55,13 +61,16 @@ def fingerprint(account: str, content: object) -> str:
     ).hexdigest()
 
 
-@dataclass
+@dataclass(slots=True)
 class Account:
     """An account's lots and debt in memory; the decisions are ``agent.lots``'s (``policy``)."""
 
     lots: dict[int, policy.Lot] = field(default_factory=dict)  # by lot id (the earning's seq)
     debt: int = 0
-    sales: list[list[Any]] = field(default_factory=list)  # [day, amount, refunded], by day
+    # The twelve-month spend rows, flat: day (ordinal), amount, refunded, by day. One
+    # array, not a list per row: a year of a large chain's earns is millions of rows
+    # (issue 18's RSS; ``tests/test_insight_simulate.py`` checks them against lists).
+    sales: array[int] = field(default_factory=lambda: array("q"))
     # Amounts of the unrefunded rows pruned from ``sales`` (older than twelve months):
     # a refund marks the first row of its amount, and those came first.
     pruned: Counter[int] | None = None  # (None until a row is pruned: 100,000s of accounts)
@@ -82,28 +91,32 @@ class Account:
         self.lots[seq] = policy.Lot(seq, points - payoff, spendable, expires)
         return points
 
+    def add_sale(self, day: str, amount: int) -> None:
+        self.sales.extend((_ordinal(day), amount, 0))
+
     def spend_since(self, since: str) -> int:
         """Net spend of the rows after ``since``; older rows are pruned, as no later
         day's twelve months reach back to them (days only move forward)."""
-        rows = self.sales
+        rows, first = self.sales, _ordinal(since)
         old = 0
-        while old < len(rows) and rows[old][0] <= since:
-            if rows[old][2] == 0:
+        while old < len(rows) and rows[old] <= first:
+            if rows[old + 2] == 0:
                 self.pruned = self.pruned or Counter()
-                self.pruned[rows[old][1]] += 1
-            old += 1
+                self.pruned[rows[old + 1]] += 1
+            old += 3
         if old:
             del rows[:old]
-        return sum(amount - refunded for _, amount, refunded in rows)
+        return sum(rows[1::3]) - sum(rows[2::3])
 
     def mark_refunded(self, amount: int, refunded: int) -> None:
         """The first unrefunded row of ``amount`` is refunded (pruned rows first)."""
         if self.pruned and self.pruned[amount]:
             self.pruned[amount] -= 1
             return
-        for row in self.sales:
-            if row[1] == amount and row[2] == 0:
-                row[2] = refunded
+        rows = self.sales
+        for at in range(0, len(rows), 3):
+            if rows[at + 1] == amount and rows[at + 2] == 0:
+                rows[at + 2] = refunded
                 return
 
     def shift(self, steps: list[policy.Step], sign: int) -> None:
@@ -192,7 +205,7 @@ class TillState:
             account = self.account(body.account)
             account.expire(body.day)
             account.add_lot(entry.seq, body.points, body.lot)
-            account.sales.append([sys.intern(body.day), body.amount, 0])
+            account.add_sale(body.day, body.amount)
             self.sales[body.receipt] = Sale(
                 body.account, body.member_id, entry.seq, body.amount, body.lines, day=body.day
             )
@@ -258,6 +271,7 @@ class ModelTill:
         # pepper: the till's current phone pepper (agent.till_secrets), as the ledger's.
         self.state, self.key, self.rules, self.pepper = state, key, rules, pepper
         self.written: list[Entry] = []
+        self.typed: list[Body] = []  # the typed body of each entry of ``written``
 
     def _append(self, when: dt.datetime, body: Body) -> Entry:
         state = self.state
@@ -275,6 +289,7 @@ class ModelTill:
         )
         state.observe(entry, body)
         self.written.append(entry)
+        self.typed.append(body)
         return entry
 
     def _lot(self, day: dt.date) -> Lot:
