@@ -359,3 +359,32 @@ def test_the_file_built_without_fsync_ends_durable(tmp_path: Path) -> None:
             assert tx.one("PRAGMA synchronous") == (2,)
     finally:
         store.close()
+
+
+def test_a_file_holding_a_chain_keeps_its_fsyncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Only a new file is built without fsyncs: a simulation into an HQ that holds
+    entries already (a demo chain, or somebody's real one) keeps every commit
+    durable, so a power cut cannot cost it what it held."""
+    from sync.hq.insight import simulate as module
+
+    relaxed: list[object] = []
+    real = module._without_fsync
+
+    def spied(store: object) -> object:
+        relaxed.append(store)
+        return real(store)
+
+    monkeypatch.setattr(module, "_without_fsync", spied)
+    store = open_store(f"sqlite:///{tmp_path / 'hq.db'}")
+    try:
+        simulate(store, stores=1, members=20, days=10, seed=3, workers=1)
+        assert len(relaxed) == 2  # new: the caller's connection and the shard's
+        relaxed.clear()
+        simulate(store, stores=1, members=20, days=10, seed=4, workers=1)
+        assert relaxed == []
+        with store.read() as tx:
+            assert tx.one("PRAGMA synchronous") == (2,)
+    finally:
+        store.close()

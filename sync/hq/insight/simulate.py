@@ -225,7 +225,10 @@ def simulate(
     Each process uploads its tills' entries into HQ's store as it goes, so the
     chain is never held in memory."""
     started = time.perf_counter()
-    with _building(store):
+    # Only a file that holds no chain yet is built without fsyncs: a power cut then
+    # loses nothing but the simulation; an HQ's real history is never put at risk.
+    building = _holds_no_entries(store)
+    with _building(store, building):
         # A simulated chain's phone keys are cheap (docs/sync.md, "Phone numbers"): the
         # simulator enrols thousands of made-up members, and nobody's number is at risk.
         init_hq(store, phone_cost=SIMULATED_PHONE_COST)
@@ -238,7 +241,7 @@ def simulate(
         for number, s in enumerate(chain.stores):
             owned[number % count].append((s.store_id, s.tills))
         routes = {s.store_id: number % count for number, s in enumerate(chain.stores)}
-        plan = _Plan(store.url, store.key_path, start)
+        plan = _Plan(store.url, store.key_path, start, building)
         shards: list[_Remote] | list[Shard]
         shards = [_Remote(plan, tills) for tills in owned] if count > 1 else [Shard(plan, owned[0])]
         try:
@@ -311,6 +314,7 @@ class _Plan:
     url: str
     key_path: Path | None
     start: dt.datetime
+    building: bool  # HQ's file is new: written without fsyncs until the end (_building)
 
 
 class Shard:
@@ -318,7 +322,8 @@ class Shard:
 
     def __init__(self, plan: _Plan, tills: list[tuple[str, tuple[str, ...]]]) -> None:
         self.store = open_store(plan.url, plan.key_path)
-        _without_fsync(self.store)
+        if plan.building:
+            _without_fsync(self.store)
         self.signer = hq_key(self.store)
         self.root = Path(tempfile.mkdtemp(prefix="tillpoints-sim-"))
         self.clock = Clock(plan.start)
@@ -548,17 +553,24 @@ def _without_fsync(store: HQStore) -> Any:
 
 
 @contextmanager
-def _building(store: HQStore) -> Iterator[None]:
-    """HQ's file runs without an fsync per commit while the simulation builds it
-    (``BUILDING_PRAGMAS``): a simulation needs no durability against power cuts
+def _building(store: HQStore, building: bool) -> Iterator[None]:
+    """HQ's new file runs without an fsync per commit while the simulation builds
+    it (``BUILDING_PRAGMAS``): a simulation needs no durability against power cuts
     until it has finished (``_durable``). The caller's connection is back to
     ``synchronous=FULL`` however the simulation ends."""
-    conn = _without_fsync(store)
+    conn = _without_fsync(store) if building else None
     try:
         yield
     finally:
         if conn is not None:
             conn.execute("PRAGMA synchronous=FULL")
+
+
+def _holds_no_entries(store: HQStore) -> bool:
+    """Whether HQ's store holds no till's entry yet (a new file, or one just
+    initialised): what ``_building`` may relax."""
+    with store.read() as tx:
+        return tx.one("SELECT 1 FROM entries LIMIT 1") is None
 
 
 def _durable(store: HQStore) -> None:
