@@ -54,7 +54,7 @@ from agent.entries import (
 )
 from agent.errors import InvalidInput, LedgerError, Refused, TillRestored
 from agent.keys import device_id_for, public_key_text, read_private_key, write_private_key
-from agent.ledger_cache import StateCache
+from agent.ledger_cache import StateCache, restored_mark
 from agent.ledger_context import B, Clock, Decide, Finish, LedgerContext, R, local_now
 from agent.ledger_numbers import LedgerNumbers
 from agent.ledger_offers import LedgerOffers
@@ -82,7 +82,7 @@ from agent.results import (
     TillIdentity,
 )
 from agent.rules import Rules, default_rules_text, load_rules_text
-from agent.store import DEFAULT_CHECKPOINT_PAGES, RESTORED_KEY, Store, storage_error
+from agent.store import DEFAULT_CHECKPOINT_PAGES, Store, storage_error
 from agent.till_secrets import SECRETS_FILE, TillSecrets
 
 DB_FILE, KEY_FILE, RULES_FILE = "ledger.db", "device.key", "rules.toml"
@@ -90,8 +90,8 @@ DB_FILE, KEY_FILE, RULES_FILE = "ledger.db", "device.key", "rules.toml"
 
 def restored_refusal(conn: sqlite3.Connection) -> LedgerError | None:
     """The refusal of every write once ``sync`` found this till restored or cloned."""
-    row = conn.execute("SELECT value FROM sync_state WHERE key = ?", (RESTORED_KEY,)).fetchone()
-    return None if row is None else _restored(str(row[0]))
+    found = restored_mark(conn)
+    return None if found is None else _restored(found)
 
 
 def _restored(found: str) -> LedgerError:

@@ -31,7 +31,7 @@ import datetime as dt
 import sqlite3
 
 from agent.store import RESTORED_KEY
-from agent.till_view import has_hq_balance
+from agent.till_view import has_hq_balance, hours_since, last_download
 
 _UNREAD = object()
 # Cards and accounts answered from memory at most: a till offline for weeks serves
@@ -81,10 +81,7 @@ class StateCache:
     def restored(self, conn: sqlite3.Connection) -> str | None:
         """``sync_state``'s restored-till mark (``agent.ledger.restored_refusal``)."""
         if not self.active or self._restored is _UNREAD:
-            row = conn.execute(
-                "SELECT value FROM sync_state WHERE key = ?", (RESTORED_KEY,)
-            ).fetchone()
-            found = None if row is None else str(row[0])
+            found = restored_mark(conn)
             if not self.active:
                 return found
             self._restored = found
@@ -93,17 +90,12 @@ class StateCache:
     def hours_since_hq(self, conn: sqlite3.Connection, now: dt.datetime) -> float | None:
         """``agent.till_view.hours_since_hq``, its row read once per change."""
         if not self.active or self._last_download is _UNREAD:
-            row = conn.execute(
-                "SELECT value FROM sync_state WHERE key = 'last_download'"
-            ).fetchone()
-            text = None if row is None else str(row[0])
+            text = last_download(conn)
             if self.active:
                 self._last_download = text
         else:
             text = self._last_download  # type: ignore[assignment]
-        if text is None:
-            return None
-        return (now - dt.datetime.fromisoformat(text)).total_seconds() / 3600
+        return hours_since(text, now)
 
     def blocked_by_hq(self, conn: sqlite3.Connection, card: str) -> bool:
         """Whether HQ's directory blocks ``card`` chain-wide."""
@@ -134,3 +126,9 @@ def _keep(answers: dict[str, bool], key: str, known: bool) -> None:
     if len(answers) >= KEPT:
         answers.clear()
     answers[key] = known
+
+
+def restored_mark(conn: sqlite3.Connection) -> str | None:
+    """What ``sync`` found when it marked this till restored or cloned, if it did."""
+    row = conn.execute("SELECT value FROM sync_state WHERE key = ?", (RESTORED_KEY,)).fetchone()
+    return None if row is None else str(row[0])

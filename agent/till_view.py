@@ -69,10 +69,20 @@ def has_hq_balance(conn: sqlite3.Connection, account: str) -> bool:
 
 def hours_since_hq(conn: sqlite3.Connection, now: dt.datetime) -> float | None:
     """Hours since the last delta HQ sent (None: never synced)."""
+    return hours_since(last_download(conn), now)
+
+
+def last_download(conn: sqlite3.Connection) -> str | None:
+    """When the last delta from HQ was applied (``sync_state``), None if never."""
     row = conn.execute("SELECT value FROM sync_state WHERE key = 'last_download'").fetchone()
-    if row is None:
+    return None if row is None else str(row[0])
+
+
+def hours_since(moment: str | None, now: dt.datetime) -> float | None:
+    """Hours from ``moment`` (ISO text, None: never) to ``now``."""
+    if moment is None:
         return None
-    return (now - dt.datetime.fromisoformat(str(row[0]))).total_seconds() / 3600
+    return (now - dt.datetime.fromisoformat(moment)).total_seconds() / 3600
 
 
 def redeemable(

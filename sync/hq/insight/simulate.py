@@ -574,11 +574,10 @@ def _holds_no_entries(store: HQStore) -> bool:
 
 
 def _durable(store: HQStore) -> None:
-    """The finished chain on disk as HQ keeps it: the WAL checkpointed into the
-    file, which ``synchronous=FULL`` syncs."""
-    conn = _connection(store)
-    if conn is not None:
-        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    """The finished chain on disk as HQ keeps it: on SQLite the WAL checkpointed
+    into the file (``compact``), which ``synchronous=FULL`` syncs."""
+    if store.dialect == "sqlite":
+        store.compact(())
 
 
 def _bind(store: HQStore, till: Till, signer: Any, now: dt.datetime) -> None:
