@@ -221,6 +221,13 @@ def _compile(hint: Any) -> Reader:
     raise TypeError(f"no reader for {hint!r}")  # a declaration error, not data
 
 
+def field_hints(cls: type) -> dict[str, tuple[Any, bool]]:
+    """Each field of ``cls`` as its readers take it: its annotation, and whether
+    its key may be left out (``OMITTED``: then the field is None)."""
+    hints = _hints(cls)
+    return {name: (hints[name], omitted) for name, omitted, _ in _spec(cls).fields}
+
+
 _READERS: dict[type, Reader] = {}
 
 
