@@ -513,10 +513,6 @@ def _json_text(value: Any) -> str:
     return "".join(_C_ENCODER(value, 0))
 
 
-def _int_dict_text(value: dict[str, int]) -> str:
-    return "{" + ",".join([f"{_text(key)}:{value[key]}" for key in sorted(value)]) + "}"
-
-
 def _value_text(hint: Any, value: str, names: dict[str, Any]) -> str:
     """An expression giving the canonical text of ``value`` (a variable of the
     generated code) of annotation ``hint``, as the field of an f-string (no quotes,
@@ -536,9 +532,7 @@ def _value_text(hint: Any, value: str, names: dict[str, Any]) -> str:
         item = f"i{len(names)}"
         names[item] = _item_writer(args[0], names)
         return f"open_list + comma.join(map({item}, {value})) + close_list"
-    if origin is dict and args[1] is int:
-        return f"int_dict({value})"
-    return f"json_text({value})"
+    return f"json_text({value})"  # a dict: of ints, or a ``result``
 
 
 def _item_writer(hint: Any, names: dict[str, Any]) -> Callable[[Any], str]:
@@ -563,7 +557,6 @@ def _generate_text_writer(cls: type) -> Callable[[Any], str]:
     None, as ``Part.to_body`` leaves it out."""
     names: dict[str, Any] = {
         "text": _text,
-        "int_dict": _int_dict_text,
         "json_text": _json_text,
         "null": "null",
         "empty": "",
