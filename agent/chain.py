@@ -499,10 +499,7 @@ def typed_text(part: Part) -> str:
     every body it reads this way (tests/test_chain_typed_digest.py: the same
     text). ``part`` is one the readers of ``agent.entries`` made: its ints are
     ints, its texts texts, its loose values (``result``) free of floats."""
-    write = _TEXT_WRITERS.get(type(part))
-    if write is None:
-        write = _TEXT_WRITERS[type(part)] = _generate_text_writer(type(part))
-    return write(part)
+    return _text_writer_of(type(part))(part)
 
 
 def _json_text(value: Any) -> str:
@@ -528,20 +525,10 @@ def _value_text(hint: Any, value: str, names: dict[str, Any]) -> str:
     if isinstance(hint, type) and issubclass(hint, Part):
         names[f"w_{hint.__name__}"] = _text_writer_of(hint)
         return f"w_{hint.__name__}({value})"
-    if origin is tuple:
-        item = f"i{len(names)}"
-        names[item] = _item_writer(args[0], names)
-        return f"open_list + comma.join(map({item}, {value})) + close_list"
-    return f"json_text({value})"  # a dict: of ints, or a ``result``
-
-
-def _item_writer(hint: Any, names: dict[str, Any]) -> Callable[[Any], str]:
-    """A function giving the canonical text of one value of ``hint``."""
-    if isinstance(hint, type) and issubclass(hint, Part):
-        return _text_writer_of(hint)
-    code = f"lambda item: f'{{{_value_text(hint, 'item', names)}}}'"
-    item: Callable[[Any], str] = eval(code, names)  # noqa: S307 -- code made here
-    return item
+    if origin is tuple and isinstance(args[0], type) and issubclass(args[0], Part):
+        names[f"w_{args[0].__name__}"] = _text_writer_of(args[0])
+        return f"open_list + comma.join(map(w_{args[0].__name__}, {value})) + close_list"
+    return f"json_text({value})"  # a dict (of ints, or a ``result``), a tuple of those
 
 
 def _text_writer_of(cls: type) -> Callable[[Any], str]:
