@@ -22,7 +22,7 @@ import typing
 from collections.abc import Callable
 from dataclasses import field
 from enum import StrEnum
-from typing import Any, ClassVar, Self, Union
+from typing import Any, ClassVar, Self, TypeGuard, Union
 
 from agent.errors import LedgerError
 
@@ -106,10 +106,7 @@ class Part:
 
     @classmethod
     def _fast_from_body(cls, body: Any) -> Self:
-        read = _READERS.get(cls)
-        if read is None:
-            read = _READERS[cls] = _generate_reader(cls)
-        part: Self = read(body)
+        part: Self = _reader_of(cls)(body)
         return part
 
     @classmethod
@@ -221,14 +218,22 @@ def _compile(hint: Any) -> Reader:
     raise TypeError(f"no reader for {hint!r}")  # a declaration error, not data
 
 
+def field_hints(cls: type) -> dict[str, tuple[Any, bool]]:
+    """Each field of ``cls`` as its readers take it: its annotation, and whether
+    its key may be left out (``OMITTED``: then the field is None)."""
+    hints = _hints(cls)
+    return {name: (hints[name], omitted) for name, omitted, _ in _spec(cls).fields}
+
+
 _READERS: dict[type, Reader] = {}
 
 
 def _generate_reader(cls: type) -> Reader:
     """``Part._loop_from_body`` for ``cls`` as the code of one function (as
     ``dataclasses`` writes ``__init__``): no loop over the fields, ints and texts
-    checked inline, nested parts read by their own generated readers. Every entry
-    HQ ingests is read here, and again by the insight facts (issue 18)."""
+    checked inline, nested parts (and tuples of them) read by their own generated
+    readers called directly, a dict of ints checked inline. Every entry HQ ingests
+    is read here, and again by the insight facts (issue 18)."""
     spec = _spec(cls)
     names: dict[str, Any] = {"names": spec.names, "new": object.__new__, "cls": cls}
     names["Refused"] = _Refused
@@ -241,7 +246,7 @@ def _generate_reader(cls: type) -> Reader:
         value = f"v{number}"
         hint = _hints(cls)[name]
         names[f"r{number}"] = reader
-        check = _inline_check(hint, value, f"r{number}")
+        check = _inline_check(hint, value, f"r{number}", names)
         if omitted:
             lines += [
                 f"    if {name!r} in body:",
@@ -297,9 +302,10 @@ def _generate_writer(cls: type) -> Callable[[Any], dict[str, Any]]:
     return write
 
 
-def _inline_check(hint: Any, value: str, reader: str) -> list[str]:
-    """The lines that check (or read) ``value`` against ``hint``: an int or a text
-    inline, anything else through its compiled reader."""
+def _inline_check(hint: Any, value: str, reader: str, names: dict[str, Any]) -> list[str]:
+    """The lines that check (or read) ``value`` against ``hint``: an int, a text or
+    a dict of ints inline, a part or a tuple of parts through the parts' generated
+    readers (put in ``names``), anything else through its compiled reader."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     optional = origin in (Union, types.UnionType) and type(None) in args
     inner = next(arg for arg in args if arg is not type(None)) if optional else hint
@@ -308,7 +314,44 @@ def _inline_check(hint: Any, value: str, reader: str) -> list[str]:
         return [f"if {guard}type({value}) is not int:", "    raise Refused"]
     if inner is str:
         return [f"if {guard}not isinstance({value}, str):", "    raise Refused"]
-    return [f"{value} = {reader}({value})"]
+    inner_origin, inner_args = typing.get_origin(inner), typing.get_args(inner)
+    items = inner_args[0] if inner_origin is tuple else None
+    if _is_part(inner):
+        names[f"{reader}p"] = _reader_of(inner)
+        check = [f"{value} = {reader}p({value})"]
+    elif _is_part(items):
+        names[f"{reader}p"] = _reader_of(items)
+        check = [
+            f"if not isinstance({value}, list):",
+            "    raise Refused",
+            f"{value} = tuple(map({reader}p, {value}))",
+        ]
+    elif inner_origin is dict and inner_args[1] is int:
+        check = [
+            f"if not isinstance({value}, dict):",
+            "    raise Refused",
+            f"for item in {value}.values():",
+            "    if type(item) is not int:",
+            "        raise Refused",
+            f"{value} = dict({value})",
+        ]
+    else:
+        return [f"{value} = {reader}({value})"]
+    if not optional:
+        return check
+    return [f"if {value} is not None:", *(f"    {line}" for line in check)]
+
+
+def _is_part(hint: Any) -> TypeGuard[type[Part]]:
+    return isinstance(hint, type) and issubclass(hint, Part)
+
+
+def _reader_of(cls: type) -> Reader:
+    """``cls``'s generated reader (what ``Part._fast_from_body`` calls)."""
+    read = _READERS.get(cls)
+    if read is None:
+        read = _READERS[cls] = _generate_reader(cls)
+    return read
 
 
 def _read_int(value: Any) -> int:

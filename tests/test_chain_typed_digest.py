@@ -13,8 +13,17 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.chain import Entry, canonical, canonical_digest, typed_digest
-from agent.entries import BODIES, Kind, readable, unchecked_values
+from agent.chain import Entry, canonical, canonical_digest, typed_digest, typed_text
+from agent.entries import (
+    BODIES,
+    Kind,
+    Lot,
+    Member,
+    RefundLine,
+    SaleLine,
+    readable,
+    unchecked_values,
+)
 from tests.test_entries import _JSON, _instances
 
 _FLOATS = st.floats(allow_nan=True, allow_infinity=True)
@@ -104,3 +113,28 @@ def test_a_float_in_a_readable_body_is_still_refused(result: dict[str, Any]) -> 
         canonical_digest(entry)
     with pytest.raises((TypeError, ValueError)):
         typed_digest(entry)
+
+
+_PARTS = [*sorted(BODIES), Lot, Member, SaleLine, RefundLine]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.sampled_from(_PARTS).flatmap(
+        lambda part: _instances(BODIES[part] if isinstance(part, str) else part)
+    )
+)
+def test_typed_text_is_the_canonical_text_of_the_body(part: Any) -> None:
+    """The writer generated per class (``typed_text``) against ``canonical`` of the
+    dict ``to_body`` makes, for every body and part: texts of any character
+    (escapes, non-ASCII), ints of any size, keys a body may lack present or not,
+    any ``result``."""
+    try:
+        expected: Any = canonical(part.to_body()).decode("utf-8")
+    except (TypeError, ValueError) as error:
+        expected = type(error)
+    try:
+        got: Any = typed_text(part).encode("utf-8").decode("utf-8")
+    except (TypeError, ValueError) as error:
+        got = type(error)
+    assert got == expected

@@ -279,6 +279,31 @@ def _unrolled(read: Any, body: Any) -> Any:
         return "refused"
 
 
+@settings(max_examples=200, deadline=None)
+@given(
+    st.sampled_from(sorted(BODIES)).flatmap(lambda kind: _instances(BODIES[kind])),
+    st.dictionaries(st.text(max_size=4), _JSON, max_size=3),
+    st.lists(_JSON, max_size=3),
+    st.sampled_from(["effects", "items", "both"]),
+)
+def test_the_compiled_reader_checks_inside_dicts_of_ints_and_lists_of_parts(
+    body: Body, effects: dict[str, Any], items: list[Any], where: str
+) -> None:
+    """The generated reader checks a dict of ints (``effects``) and reads a list of
+    parts (an earn's or a refund's ``lines``, a part's reader called directly)
+    inline: with any JSON inside them, it reads what the field loop reads, and
+    ``from_body`` what the checked reader reads, or all refuse."""
+    written = json.loads(canonical(body.to_body()))
+    if where in ("effects", "both"):
+        written["effects"] = effects
+    if where in ("items", "both") and "lines" in written:
+        written["lines"] = [*written["lines"], *items]
+    cls = type(body)
+    assert _unrolled(cls._fast_from_body, written) == _unrolled(cls._loop_from_body, written)
+    fast = _verdict(lambda b: cls.from_body(b), written)
+    assert fast == _verdict(lambda b: cls._checked_from_body(b, "body"), written)
+
+
 _SIGNER = Ed25519PrivateKey.from_private_bytes(bytes(range(32)))
 
 

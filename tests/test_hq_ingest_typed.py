@@ -72,3 +72,12 @@ def test_ingest_stores_the_rows_entry_row_makes(bodies: list[tuple[str, dict[str
         finally:
             store.close()
     assert stored == [entry_row(entry) for entry in entries]
+
+
+def test_the_facts_are_the_last_columns_of_an_entry_row() -> None:
+    """``entry_row`` appends a ``Facts`` tuple as it is: its fields are the columns'
+    names, in their order."""
+    from sync.hq.extract import Facts
+    from sync.hq.ingest import ENTRY_COLUMNS
+
+    assert ENTRY_COLUMNS[-len(Facts._fields) :] == Facts._fields

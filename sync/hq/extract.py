@@ -13,8 +13,7 @@ members, so HQ resolves ``C`` accounts to their member across every store.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from agent.chain import Entry
 from agent.entries import (
@@ -30,8 +29,11 @@ from agent.entries import (
 )
 
 
-@dataclass(frozen=True)
-class Facts:
+class Facts(NamedTuple):
+    """What HQ stores beside an entry, in the order of its last columns
+    (``sync.hq.ingest.ENTRY_COLUMNS``; a tuple: one is made per ingested entry,
+    and a frozen dataclass cost several times as much to make)."""
+
     account: str | None
     delta: int
     expired: int

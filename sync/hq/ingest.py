@@ -177,14 +177,7 @@ def entry_row(
         entry.prev,
         entry.hash,
         entry.sig,
-        facts.account,
-        facts.delta,
-        facts.expired,
-        facts.amount,
-        facts.card,
-        facts.member_id,
-        facts.phone_key,
-        facts.visit,
+        *facts,  # account, delta, expired, amount, card, member_id, phone_key, visit
     )
 
 
