@@ -30,6 +30,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -411,9 +413,38 @@ CHUNK = 2_000  # messages per hand-off to a worker
 QUEUED = 4  # chunks waiting per worker: the parent runs at most this far ahead
 
 
+# An event crosses to a worker as its fields in a tuple, not as the dataclass (whose
+# pickling is a reduce call and a __dict__ a field: twice the bytes' cost each way).
+_EVENT_FIELDS = tuple(field.name for field in dataclass_fields(Event))
+_MEMBER_AT = _EVENT_FIELDS.index("member")
+_event_values = attrgetter(*_EVENT_FIELDS)
+# What of a member a worker's tills read (Till, till_model): the rest stays here.
+_UNREAD = {"home": "", "rate": 0.0, "routine": "", "missions": (), "enrol_at": 0.0}
+
+
+def _crossing(event: Event, member: Member | int) -> Message:
+    """An event message as it crosses to a worker (``_arrived`` reads it)."""
+    values = _event_values(event)
+    return (EVENT, *values[:_MEMBER_AT], member, *values[_MEMBER_AT + 1 :])
+
+
+def _arrived(message: Message, members: dict[int, Member]) -> Message:
+    """The event message ``_crossing`` sent, with its member (kept from its first
+    crossing by index, only the fields the tills read)."""
+    member = message[1 + _MEMBER_AT]
+    if isinstance(member, Member):
+        members[member.index] = member
+    else:
+        member = members[member]
+    values: dict[str, Any] = dict(zip(_EVENT_FIELDS, message[1:], strict=True))
+    values["member"] = member
+    return (EVENT, Event(**values))
+
+
 class _Remote:
     """A ``Shard`` in a worker process, fed chunks of messages through a bounded
-    queue. Members cross once each: an event names one by index after that."""
+    queue. Members cross once each (what the tills read of them): an event names
+    one by index after that."""
 
     def __init__(self, plan: _Plan, tills: list[tuple[str, tuple[str, ...]]]) -> None:
         context = _workers()
@@ -430,9 +461,11 @@ class _Remote:
         if message[0] == EVENT:
             event = message[1]
             index = event.member.index
-            member: Member | int = index if index in self.sent else event.member
-            self.sent.add(index)
-            message = (EVENT, replace(event, member=member))
+            if index in self.sent:
+                message = _crossing(event, index)
+            else:
+                self.sent.add(index)
+                message = _crossing(event, replace(event.member, **_UNREAD))
         self.chunk.append(message)
         if len(self.chunk) >= CHUNK:
             self._flush()
@@ -513,14 +546,7 @@ def _serve(
         try:
             while (chunk := inbox.get()) is not None:
                 for message in chunk:
-                    if message[0] == EVENT:
-                        event = message[1]
-                        if isinstance(event.member, Member):
-                            members[event.member.index] = event.member
-                        else:
-                            event = replace(event, member=members[event.member])
-                        message = (EVENT, event)
-                    shard.send(message)
+                    shard.send(_arrived(message, members) if message[0] == EVENT else message)
             outbox.put(shard.finish())
         finally:
             shard.close()
