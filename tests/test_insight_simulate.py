@@ -408,3 +408,31 @@ def test_an_event_crosses_to_a_worker_as_it_was_drawn() -> None:
         arrived = simulate_module._arrived(pickle.loads(pickle.dumps(message)), members)
         assert arrived == (simulate_module.EVENT, replace(event, member=slim))
     assert len(members) == len(sent) > 1
+
+
+def test_the_workers_take_turns_at_hq_s_sqlite_file(tmp_path: Path) -> None:
+    """Two workers' ``_Turn``s on one file: while one holds it the other cannot
+    (each opens the file itself, as each worker process does); released, it can.
+    One shard, or PostgreSQL, has no turn file."""
+    import fcntl
+
+    store = open_store(f"sqlite:///{tmp_path / 'hq.db'}")
+    try:
+        assert simulate_module._turn_file(store, 1) is None
+        path = simulate_module._turn_file(store, 2)
+    finally:
+        store.close()
+    assert path is not None
+    first, second = simulate_module._Turn(path), simulate_module._Turn(path)
+    try:
+        assert second.handle is not None
+        with first, pytest.raises(BlockingIOError):
+            fcntl.flock(second.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(second.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(second.handle, fcntl.LOCK_UN)
+        with simulate_module._Turn(None):  # no file: no lock taken
+            pass
+    finally:
+        first.close()
+        second.close()
+        path.unlink()
