@@ -388,3 +388,51 @@ def test_a_file_holding_a_chain_keeps_its_fsyncs(
             assert tx.one("PRAGMA synchronous") == (2,)
     finally:
         store.close()
+
+
+def test_an_event_crosses_to_a_worker_as_it_was_drawn() -> None:
+    """What ``_Remote`` sends and ``_serve`` reads back (pickled between them): the
+    same event, its member once in full and then by index, less only the fields
+    no till reads (``_UNREAD``)."""
+    import pickle
+    from dataclasses import replace
+
+    events = list(zip(range(300), Chain(2, 2, 30, 10, DEFAULT_START).events(), strict=False))
+    sent: set[int] = set()
+    members: dict[int, Any] = {}
+    for _, event in events:
+        index = event.member.index
+        slim = replace(event.member, **simulate_module._UNREAD)
+        message = simulate_module._crossing(event, index if index in sent else slim)
+        sent.add(index)
+        arrived = simulate_module._arrived(pickle.loads(pickle.dumps(message)), members)
+        assert arrived == (simulate_module.EVENT, replace(event, member=slim))
+    assert len(members) == len(sent) > 1
+
+
+def test_the_workers_take_turns_at_hq_s_sqlite_file(tmp_path: Path) -> None:
+    """Two workers' ``_Turn``s on one file: while one holds it the other cannot
+    (each opens the file itself, as each worker process does); released, it can.
+    One shard, or PostgreSQL, has no turn file."""
+    import fcntl
+
+    store = open_store(f"sqlite:///{tmp_path / 'hq.db'}")
+    try:
+        assert simulate_module._turn_file(store, 1) is None
+        path = simulate_module._turn_file(store, 2)
+    finally:
+        store.close()
+    assert path is not None
+    first, second = simulate_module._Turn(path), simulate_module._Turn(path)
+    try:
+        assert second.handle is not None
+        with first, pytest.raises(BlockingIOError):
+            fcntl.flock(second.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(second.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(second.handle, fcntl.LOCK_UN)
+        with simulate_module._Turn(None):  # no file: no lock taken
+            pass
+    finally:
+        first.close()
+        second.close()
+        path.unlink()

@@ -18,8 +18,10 @@ from __future__ import annotations
 
 import ctypes
 import datetime as dt
+import fcntl
 import gc
 import multiprocessing
+import multiprocessing.forkserver
 import os
 import queue
 import shutil
@@ -29,6 +31,8 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from dataclasses import fields as dataclass_fields
+from operator import attrgetter
 from pathlib import Path
 from typing import Any
 
@@ -231,17 +235,22 @@ def simulate(
     with _building(store, building):
         # A simulated chain's phone keys are cheap (docs/sync.md, "Phone numbers"): the
         # simulator enrols thousands of made-up members, and nobody's number is at risk.
+        count = max(1, min(workers or os.cpu_count() or 1, stores))
+        if count > 1:
+            # The workers' interpreter imports while this process draws the chain.
+            _workers()
+            multiprocessing.forkserver.ensure_running()
         init_hq(store, phone_cost=SIMULATED_PHONE_COST)
         chain = Chain(seed, stores, members, days, start)
         if ledger_days is None:
             ledger_days = days if members <= SMALL_CHAIN else min(days, 7)
         set_stores(store, [(s.store_id, s.region) for s in chain.stores])
-        count = max(1, min(workers or os.cpu_count() or 1, stores))
         owned: list[list[tuple[str, tuple[str, ...]]]] = [[] for _ in range(count)]
         for number, s in enumerate(chain.stores):
             owned[number % count].append((s.store_id, s.tills))
         routes = {s.store_id: number % count for number, s in enumerate(chain.stores)}
-        plan = _Plan(store.url, store.key_path, start, building)
+        turn = _turn_file(store, count)
+        plan = _Plan(store.url, store.key_path, start, building, turn)
         shards: list[_Remote] | list[Shard]
         shards = [_Remote(plan, tills) for tills in owned] if count > 1 else [Shard(plan, owned[0])]
         try:
@@ -257,6 +266,8 @@ def simulate(
         finally:
             for shard in shards:
                 shard.close()
+            if turn is not None:
+                turn.unlink(missing_ok=True)
         refresh(store)
     _durable(store)
     elapsed = time.perf_counter() - started
@@ -315,6 +326,7 @@ class _Plan:
     key_path: Path | None
     start: dt.datetime
     building: bool  # HQ's file is new: written without fsyncs until the end (_building)
+    turn: Path | None = None  # the workers' lock on HQ's SQLite file (_Turn)
 
 
 class Shard:
@@ -325,6 +337,7 @@ class Shard:
         if plan.building:
             _without_fsync(self.store)
         self.signer = hq_key(self.store)
+        self.turn = _Turn(plan.turn)
         self.root = Path(tempfile.mkdtemp(prefix="tillpoints-sim-"))
         self.clock = Clock(plan.start)
         self.tills: dict[tuple[str, str], Till] = {}
@@ -350,10 +363,11 @@ class Shard:
                 till.hand_over()
             _give_back()
         else:
-            self.counts["entries"] += _upload(
-                self.store, self.signer, self.tills, message[1], self.known
-            )
-            self._refresh()
+            with self.turn:
+                self.counts["entries"] += _upload(
+                    self.store, self.signer, self.tills, message[1], self.known
+                )
+                self._refresh()
             # No event brings back a sale older than this (population.REFUND_DAYS).
             forget = (message[1] - dt.timedelta(days=2 * REFUND_DAYS)).date().isoformat()
             for till in self.tills.values():
@@ -397,6 +411,7 @@ class Shard:
         for till in self.tills.values():
             till.close()
         self.store.close()
+        self.turn.close()
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -406,12 +421,41 @@ CHUNK = 2_000  # messages per hand-off to a worker
 QUEUED = 4  # chunks waiting per worker: the parent runs at most this far ahead
 
 
+# An event crosses to a worker as its fields in a tuple, not as the dataclass (whose
+# pickling is a reduce call and a __dict__ a field: twice the bytes' cost each way).
+_EVENT_FIELDS = tuple(field.name for field in dataclass_fields(Event))
+_MEMBER_AT = _EVENT_FIELDS.index("member")
+_event_values = attrgetter(*_EVENT_FIELDS)
+# What of a member a worker's tills read (Till, till_model): the rest stays here.
+_UNREAD = {"home": "", "rate": 0.0, "routine": "", "missions": (), "enrol_at": 0.0}
+
+
+def _crossing(event: Event, member: Member | int) -> Message:
+    """An event message as it crosses to a worker (``_arrived`` reads it)."""
+    values = _event_values(event)
+    return (EVENT, *values[:_MEMBER_AT], member, *values[_MEMBER_AT + 1 :])
+
+
+def _arrived(message: Message, members: dict[int, Member]) -> Message:
+    """The event message ``_crossing`` sent, with its member (kept from its first
+    crossing by index, only the fields the tills read)."""
+    member = message[1 + _MEMBER_AT]
+    if isinstance(member, Member):
+        members[member.index] = member
+    else:
+        member = members[member]
+    values: dict[str, Any] = dict(zip(_EVENT_FIELDS, message[1:], strict=True))
+    values["member"] = member
+    return (EVENT, Event(**values))
+
+
 class _Remote:
     """A ``Shard`` in a worker process, fed chunks of messages through a bounded
-    queue. Members cross once each: an event names one by index after that."""
+    queue. Members cross once each (what the tills read of them): an event names
+    one by index after that."""
 
     def __init__(self, plan: _Plan, tills: list[tuple[str, tuple[str, ...]]]) -> None:
-        context = multiprocessing.get_context("spawn")  # no HQ connection crosses
+        context = _workers()
         self.inbox: multiprocessing.Queue[Any] = context.Queue(QUEUED)
         self.outbox: multiprocessing.Queue[Any] = context.Queue()
         self.process = context.Process(
@@ -425,9 +469,11 @@ class _Remote:
         if message[0] == EVENT:
             event = message[1]
             index = event.member.index
-            member: Member | int = index if index in self.sent else event.member
-            self.sent.add(index)
-            message = (EVENT, replace(event, member=member))
+            if index in self.sent:
+                message = _crossing(event, index)
+            else:
+                self.sent.add(index)
+                message = _crossing(event, replace(event.member, **_UNREAD))
         self.chunk.append(message)
         if len(self.chunk) >= CHUNK:
             self._flush()
@@ -468,6 +514,22 @@ class _Remote:
         self.inbox.cancel_join_thread()
 
 
+# What a worker runs, imported once by the fork server that starts the workers.
+# ``sqlite_utils`` is imported by a ledger's first migration (agent.store).
+WORKER_MODULES = [__name__, "sqlite_utils"]
+
+
+def _workers() -> Any:
+    """The workers' start method: a fork server, a fresh interpreter (it holds no
+    HQ connection, so none crosses into a worker) that imports ``WORKER_MODULES``
+    once and forks each worker from itself, instead of each spawned worker
+    importing the whole code again (about half a second each, issue 18). The
+    fork server is this process's, shared by every simulation it runs."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(WORKER_MODULES)
+    return context
+
+
 def _failed(outbox: multiprocessing.Queue[Any]) -> SyncError:
     try:
         answer = outbox.get(timeout=1)
@@ -492,14 +554,7 @@ def _serve(
         try:
             while (chunk := inbox.get()) is not None:
                 for message in chunk:
-                    if message[0] == EVENT:
-                        event = message[1]
-                        if isinstance(event.member, Member):
-                            members[event.member.index] = event.member
-                        else:
-                            event = replace(event, member=members[event.member])
-                        message = (EVENT, event)
-                    shard.send(message)
+                    shard.send(_arrived(message, members) if message[0] == EVENT else message)
             outbox.put(shard.finish())
         finally:
             shard.close()
@@ -564,6 +619,43 @@ def _building(store: HQStore, building: bool) -> Iterator[None]:
     finally:
         if conn is not None:
             conn.execute("PRAGMA synchronous=FULL")
+
+
+def _turn_file(store: HQStore, workers: int) -> Path | None:
+    """The file the workers lock in turn to write HQ's SQLite file (``_Turn``);
+    None where one writer is all there is (one shard) or writers do not queue
+    on the whole file (PostgreSQL)."""
+    if workers < 2 or store.dialect != "sqlite":
+        return None
+    handle, name = tempfile.mkstemp(prefix="tillpoints-sim-turn-")
+    os.close(handle)
+    return Path(name)
+
+
+class _Turn:
+    """The workers' turns at HQ's SQLite file: a worker uploads and refreshes
+    holding an exclusive ``flock`` on ``path``, and the other sleeps in the kernel
+    until it is released. Both workers upload at the same simulated moment; left to
+    SQLite, the second polls the write lock with sleeps of up to 100 ms and
+    oversleeps each release (3-6 % of a worker's time, issue 18), and the two
+    interleave batch by batch, so neither goes back to its tills before both are
+    done. In turns, the first goes back to its tills while the second uploads."""
+
+    def __init__(self, path: Path | None) -> None:
+        self.handle = path.open("rb") if path is not None else None
+
+    def __enter__(self) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_EX)
+
+    def __exit__(self, *_: object) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle, fcntl.LOCK_UN)
+
+    def close(self) -> None:
+        if self.handle is not None:
+            self.handle.close()
+            self.handle = None
 
 
 def _holds_no_entries(store: HQStore) -> bool:
