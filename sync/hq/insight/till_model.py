@@ -25,7 +25,6 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
-from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -378,8 +377,17 @@ class TillState:
                 del self.drawn[move.lot_id]
                 account.drop_spent(move.lot_id)
 
-    def spend_12m(self, account: str, day: dt.date) -> int:
-        return self.account(account).spend_since((day - dt.timedelta(days=365)).isoformat())
+
+@dataclass(frozen=True, slots=True)
+class _Day:
+    """What the model writes alike all day: the day as ISO text and as an ordinal,
+    an earning's lot, an enrolment bonus's, and where twelve months' spend starts."""
+
+    iso: str
+    ordinal: int
+    lot: Lot
+    enrol_lot: Lot
+    since: str
 
 
 class ModelTill:
@@ -392,6 +400,22 @@ class ModelTill:
         self.state, self.key, self.rules, self.pepper = state, key, rules, pepper
         self.written: list[Entry] = []
         self.typed: list[Body] = []  # the typed body of each entry of ``written``
+        self._day: _Day | None = None  # of the last entry written (days only move on)
+
+    def _on(self, day: dt.date) -> _Day:
+        known = self._day
+        if known is not None and known.ordinal == day.toordinal():
+            return known
+        iso, rules = day.isoformat(), self.rules
+        expires = rules.expires_on(day).isoformat()
+        known = self._day = _Day(
+            iso=iso,
+            ordinal=day.toordinal(),
+            lot=Lot(spendable_on=rules.spendable_on(day).isoformat(), expires_on=expires),
+            enrol_lot=Lot(spendable_on=iso, expires_on=expires),
+            since=(day - dt.timedelta(days=365)).isoformat(),
+        )
+        return known
 
     def _append(self, when: dt.datetime, body: Body) -> Entry:
         state = self.state
@@ -412,14 +436,8 @@ class ModelTill:
         self.typed.append(body)
         return entry
 
-    def _lot(self, day: dt.date) -> Lot:
-        return Lot(
-            spendable_on=self.rules.spendable_on(day).isoformat(),
-            expires_on=self.rules.expires_on(day).isoformat(),
-        )
-
     def enrol(self, member: Member, when: dt.datetime) -> None:
-        state, day = self.state, when.date()
+        state, day = self.state, self._on(when.date())
         number = fields.phone(member.phone)
         member_id = f"{state.device}-{state.enrolled + 1}"
         state.by_card[member.card] = member.index
@@ -441,11 +459,9 @@ class ModelTill:
             ),
             card=member.card,
             card_kind="physical",
-            day=day.isoformat(),
+            day=day.iso,
             bonus=bonus,
-            lot=Lot(spendable_on=day.isoformat(), expires_on=self._lot(day).expires_on)
-            if bonus
-            else None,
+            lot=day.enrol_lot if bonus else None,
             effects={"delta": bonus if bonus > 0 else 0, "expired": 0},
             result=Enrolled(
                 member_id=member_id, card=member.card, card_kind="physical", balance=bonus
@@ -460,28 +476,28 @@ class ModelTill:
         lines: tuple[tuple[str, int, int], ...],
         when: dt.datetime,
     ) -> None:
-        state, day = self.state, when.date()
+        state, date = self.state, when.date()
+        day, rules = self._on(date), self.rules
         account, member_id, card, birthday = state.ref(member)
-        tier = self.rules.tier_for(state.spend_12m(account, day))
-        birthday_month = bool(birthday) and int(str(birthday)[5:7]) == day.month
-        content: list[dict[str, Any]] = [
-            {"category": c, "qty": q, "amount": a} for c, q, a in lines
-        ]
+        held = state.account(account)
+        tier = rules.tier_for(held.spend_since(day.since))
+        birthday_month = bool(birthday) and int(str(birthday)[5:7]) == date.month
+        line_points = rules.line_points
         priced = tuple(
             SaleLine(
                 category=c,
                 qty=q,
                 amount=a,
-                points=self.rules.line_points(c, a, tier, day, birthday_month),
+                points=line_points(c, a, tier, date, birthday_month),
             )
             for c, q, a in lines
         )
         points = sum(line.points for line in priced)
         delta = points if points > 0 else 0
-        balance = state.account(account).balance(day.isoformat()) + delta
+        balance = held.balance_on(day.ordinal) + delta
         # What the member can take at the next visit (never synced: the offline cap).
-        can_take = max(0, min(balance, self.rules.offline_cap))
-        can_take = can_take if can_take >= self.rules.redeem_minimum else 0
+        can_take = max(0, min(balance, rules.offline_cap))
+        can_take = can_take if can_take >= rules.redeem_minimum else 0
         result = Earned(
             member_id=member_id,
             receipt=receipt,
@@ -489,7 +505,7 @@ class ModelTill:
             balance=balance,
             tier=tier.name,
             redeemable=can_take,
-            redeemable_value=self.rules.redemption_value(can_take),
+            redeemable_value=rules.redemption_value(can_take),
             replayed=False,
         )
         body = Earn(
@@ -497,20 +513,17 @@ class ModelTill:
             member_id=member_id,
             card=card,
             receipt=receipt,
-            fingerprint=fingerprint(account, content),
+            fingerprint=earn_fingerprint(account, lines),
             lines=priced,
             amount=sum(a for _, _, a in lines),
             points=points,
             tier=tier.name,
-            day=day.isoformat(),
-            lot=self._lot(day),
-            effects={"delta": delta, "expired": self._expired(account, day)},
+            day=day.iso,
+            lot=day.lot,
+            effects={"delta": delta, "expired": held.expiring(day.ordinal)},
             result=result.as_json(),
         )
         self._append(when, body)
-
-    def _expired(self, account: str, day: dt.date) -> int:
-        return self.state.account(account).expiring(day.toordinal())
 
     def available(self, member: Member, day: dt.date) -> int:
         account = self.state.account(self.state.ref(member)[0])
@@ -519,20 +532,21 @@ class ModelTill:
     def redeem(
         self, member: Member, receipt: str, points: int, amount: int, when: dt.datetime
     ) -> None:
-        state, day = self.state, when.date()
+        state, day = self.state, self._on(when.date())
         account, member_id, _, _ = state.ref(member)
+        held = state.account(account)
         value = self.rules.redemption_value(points)
-        after = state.account(account).balance(day.isoformat()) - points
+        after = held.balance_on(day.ordinal) - points
         body = Redeem(
             account=account,
             member_id=member_id,
             receipt=receipt,
-            fingerprint=fingerprint(account, {"points": points, "amount": amount}),
+            fingerprint=redeem_fingerprint(account, points, amount),
             points=points,
             value=value,
             amount=amount,
-            day=day.isoformat(),
-            effects={"delta": -points, "expired": self._expired(account, day)},
+            day=day.iso,
+            effects={"delta": -points, "expired": held.expiring(day.ordinal)},
             result=Redeemed(
                 member_id=member_id,
                 receipt=receipt,
@@ -545,20 +559,21 @@ class ModelTill:
         self._append(when, body)
 
     def refund(self, receipt: str, when: dt.datetime) -> None:
-        state, day = self.state, when.date()
+        state, day = self.state, self._on(when.date())
         sale = state.sales[receipt]
         planned = tuple(
             RefundLine(line_no=n, qty=line.qty, amount=line.amount, points=line.points)
             for n, line in enumerate(sale.lines)
         )
         taken, returned = sum(p.points for p in planned), sale.redeemed
-        expired = self._expired(sale.account, day)
+        held = state.account(sale.account)
+        expired = held.expiring(day.ordinal)
         # Points given back to a lot that has run out since count as expired.
-        moves = state.account(sale.account).moves_as_of(sale.redeem_moves, day.isoformat())
+        moves = held.moves_as_of(sale.redeem_moves, day.iso)
         expired += policy.restore(sale.remote, moves, returned).expired
         # Taking points lowers (lots - debt) by exactly what is taken; returned
         # points go back to the lots they came from.
-        balance = state.account(sale.account).balance(day.isoformat()) - taken + returned
+        balance = held.balance_on(day.ordinal) - taken + returned
         body = Refund(
             account=sale.account,
             member_id=sale.member_id,
@@ -567,7 +582,7 @@ class ModelTill:
             amount=sale.amount,
             taken=taken,
             returned=returned,
-            day=day.isoformat(),
+            day=day.iso,
             effects={"delta": returned - taken, "expired": expired},
             result=Refunded(
                 member_id=sale.member_id,
