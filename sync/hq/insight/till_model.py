@@ -482,17 +482,12 @@ class ModelTill:
         held = state.account(account)
         tier = rules.tier_for(held.spend_since(day.since))
         birthday_month = bool(birthday) and int(str(birthday)[5:7]) == date.month
-        line_points = rules.line_points
-        priced = tuple(
-            SaleLine(
-                category=c,
-                qty=q,
-                amount=a,
-                points=line_points(c, a, tier, date, birthday_month),
-            )
-            for c, q, a in lines
-        )
-        points = sum(line.points for line in priced)
+        line_points, sale_lines = rules.line_points, []
+        points = amount = 0
+        for c, q, a in lines:
+            earned = line_points(c, a, tier, date, birthday_month)
+            sale_lines.append(SaleLine(category=c, qty=q, amount=a, points=earned))
+            points, amount = points + earned, amount + a
         delta = points if points > 0 else 0
         balance = held.balance_on(day.ordinal) + delta
         # What the member can take at the next visit (never synced: the offline cap).
@@ -514,8 +509,8 @@ class ModelTill:
             card=card,
             receipt=receipt,
             fingerprint=earn_fingerprint(account, lines),
-            lines=priced,
-            amount=sum(a for _, _, a in lines),
+            lines=tuple(sale_lines),
+            amount=amount,
             points=points,
             tier=tier.name,
             day=day.iso,
