@@ -73,10 +73,7 @@ class Part:
     """A JSON object with a fixed set of keys, read and written field by field."""
 
     def to_body(self) -> dict[str, Any]:
-        write = _WRITERS.get(type(self))
-        if write is None:
-            write = _WRITERS[type(self)] = _generate_writer(type(self))
-        body: dict[str, Any] = write(self)
+        body: dict[str, Any] = _writer(type(self))(self)
         return body
 
     def _loop_to_body(self) -> dict[str, Any]:
@@ -278,9 +275,17 @@ def _generate_reader(cls: type) -> Reader:
 _WRITERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
 
 
+def _writer(cls: type) -> Callable[[Any], dict[str, Any]]:
+    write = _WRITERS.get(cls)
+    if write is None:
+        write = _WRITERS[cls] = _generate_writer(cls)
+    return write
+
+
 def _generate_writer(cls: type) -> Callable[[Any], dict[str, Any]]:
     """``Part._loop_to_body`` for ``cls`` as one function: an int or a text field is
-    copied as it is, any other value goes through ``_to_json`` (the simulated till
+    copied as it is, a part, a tuple of parts or a dict of the declared type is
+    written inline, any other value goes through ``_to_json`` (the simulated till
     writes every body here)."""
     names: dict[str, Any] = {"to_json": _to_json, "plain": (int, str, type(None))}
     lines = ["def write(part):", "    body = {}"]
@@ -289,7 +294,7 @@ def _generate_writer(cls: type) -> Callable[[Any], dict[str, Any]]:
         args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
         scalar = hint in (int, str) or (bool(args) and args[0] in (int, str) and len(args) == 1)
         convert = (
-            "value if type(value) in plain else to_json(value)" if scalar else "to_json(value)"
+            "value if type(value) in plain else to_json(value)" if scalar else _convert(hint, names)
         )
         lines.append(f"    value = part.{name}")
         if omitted:
@@ -300,6 +305,29 @@ def _generate_writer(cls: type) -> Callable[[Any], dict[str, Any]]:
     exec("\n".join(lines), names)  # noqa: S102 -- code made here from field names
     write: Callable[[Any], dict[str, Any]] = names["write"]
     return write
+
+
+def _convert(hint: Any, names: dict[str, Any]) -> str:
+    """What ``_to_json(value)`` is for a value of ``hint``'s type, as an expression that
+    checks the type it assumes (anything else goes through ``_to_json``)."""
+    args = [arg for arg in typing.get_args(hint) if arg is not type(None)]
+    if typing.get_origin(hint) is not tuple and len(args) == 1:  # X | None
+        hint, args = args[0], list(typing.get_args(args[0]))
+    origin = typing.get_origin(hint)
+    if isinstance(hint, type) and issubclass(hint, Part):
+        names[f"{hint.__name__}_"], names[f"write_{hint.__name__}"] = hint, _writer(hint)
+        return (
+            f"write_{hint.__name__}(value) if type(value) is {hint.__name__}_ else to_json(value)"
+        )
+    parts = origin is tuple and len(args) == 2 and args[1] is Ellipsis
+    if parts and isinstance(args[0], type) and issubclass(args[0], Part):
+        item = args[0].__name__
+        names[f"{item}_"], names[f"write_{item}"] = args[0], _writer(args[0])
+        each = f"write_{item}(item) if type(item) is {item}_ else to_json(item)"
+        return f"[{each} for item in value] if type(value) is tuple else to_json(value)"
+    if origin is dict:
+        return "dict(value) if type(value) is dict else to_json(value)"
+    return "to_json(value)"
 
 
 def _inline_check(hint: Any, value: str, reader: str, names: dict[str, Any]) -> list[str]:

@@ -21,12 +21,18 @@ The rules, once:
   whose lot has expired meanwhile count as expired (``restore``).
 
 Dates are ISO strings (``YYYY-MM-DD``): they compare as the days they name.
+The ``*_rows`` entry points decide the same on plain tuples (``LotRow``) whose
+days may be anything that compares as days do (the simulated till keeps its
+millions of lots as day ordinals in flat arrays, issue 18); the ``Lot`` entry
+points are those on each lot's row (tests/test_lots.py checks both against the
+policy as it was first written).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +56,13 @@ class Move:
 
 
 Step = tuple[int, int]  # (lot_id, points): what to take from (or give to) one lot
+# An open lot as a plain tuple: (expires_on, lot_id, left, spendable_on). Its order
+# sorts lots as spending takes them (oldest expiry first, ties by lot id).
+LotRow = tuple[Any, int, int, Any]
+
+
+def row(lot: Lot) -> LotRow:
+    return (lot.expires_on, lot.lot_id, lot.left, lot.spendable_on)
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,28 +96,33 @@ def expiring(lots: Iterable[Lot], day: str) -> list[Lot]:
     return [lot for lot in lots if lot.expires_on <= day]
 
 
+def expiring_rows(rows: Iterable[LotRow], day: Any) -> list[LotRow]:
+    """``expiring`` on rows."""
+    return [lot for lot in rows if lot[0] <= day]
+
+
 def consume(lots: Iterable[Lot], points: int, day: str, *, spendable_only: bool) -> list[Step]:
     """Spend up to ``points`` from the oldest-expiring open lots (ties by lot id).
     The lock window holds fresh points back from spending (``spendable_only``), not
     from being taken back. The steps add up to less than ``points`` when the lots
     hold less."""
+    return consume_rows(map(row, lots), points, day, spendable_only=spendable_only)
+
+
+def consume_rows(
+    rows: Iterable[LotRow], points: int, day: Any, *, spendable_only: bool
+) -> list[Step]:
+    """``consume`` on rows."""
     if points <= 0:
         return []
     usable = sorted(
-        (
-            lot
-            for lot in lots
-            if lot.left > 0
-            and lot.expires_on > day
-            and (not spendable_only or lot.spendable_on <= day)
-        ),
-        key=lambda lot: (lot.expires_on, lot.lot_id),
+        lot for lot in rows if lot[2] > 0 and lot[0] > day and (not spendable_only or lot[3] <= day)
     )
     steps: list[Step] = []
     wanted = points
-    for lot in usable:
-        step = min(lot.left, wanted)
-        steps.append((lot.lot_id, step))
+    for _, lot_id, left, _ in usable:
+        step = min(left, wanted)
+        steps.append((lot_id, step))
         wanted -= step
         if not wanted:
             break
@@ -115,9 +133,14 @@ def take_back(own: Lot | None, lots: Iterable[Lot], points: int, day: str) -> Ta
     """A refund takes back ``points``: from the receipt's own lot (``own``, if it is
     still open) first, then from the other open ``lots`` as a spending would, and
     what no lot holds any more (it was spent) becomes debt."""
-    first = min(points, own.left) if own is not None and points > 0 else 0
-    others = (lot for lot in lots if own is None or lot.lot_id != own.lot_id)
-    steps = consume(others, points - first, day, spendable_only=False)
+    return take_back_rows(None if own is None else row(own), map(row, lots), points, day)
+
+
+def take_back_rows(own: LotRow | None, rows: Iterable[LotRow], points: int, day: Any) -> TakeBack:
+    """``take_back`` on rows."""
+    first = min(points, own[2]) if own is not None and points > 0 else 0
+    others = (lot for lot in rows if own is None or lot[1] != own[1])
+    steps = consume_rows(others, points - first, day, spendable_only=False)
     return TakeBack(first, steps, points - first - sum(step for _, step in steps))
 
 

@@ -60,49 +60,67 @@ class Rules:
     expiry_months: int
     lock_days: int
     refund_supervisor_above: int
-    # Points per minor unit for each (category, tier, day, birthday) seen: the
-    # product of Fractions is the slow part of pricing a line, and a till sees
+    # The rate (``_terms``) for each (category, tier multiplier, day, birthday) seen:
+    # the product of Fractions is the slow part of pricing a line, and a till sees
     # few distinct keys a day. Not part of the rules' value.
-    _rates: dict[tuple[str, Fraction, dt.date, bool], Fraction] = field(
+    _rates: dict[tuple[str, int, int, dt.date, bool], tuple[int, int, int]] = field(
         default_factory=dict, compare=False, repr=False
     )
+    # The tiers by threshold, highest first (ties in their order): ``tier_for`` takes
+    # the first one reached. Not part of the rules' value.
+    _by_spend: tuple[Tier, ...] = field(default=(), init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        by_spend = tuple(sorted(self.tiers, key=lambda tier: tier.min_spend, reverse=True))
+        object.__setattr__(self, "_by_spend", by_spend)
 
     # -- pure rule applications ------------------------------------------------
 
     def tier_for(self, spend_12m: int) -> Tier:
-        # A refund of an old receipt can leave the window's spend below zero.
+        # A refund of an old receipt can leave the window's spend below zero. The
+        # first of the highest thresholds reached, as ``max`` picks among those
+        # reached (tests/test_rules.py checks it against that).
         spend_12m = max(0, spend_12m)
-        reached = [tier for tier in self.tiers if spend_12m >= tier.min_spend]
-        return max(reached, key=lambda tier: tier.min_spend)
+        for tier in self._by_spend:
+            if spend_12m >= tier.min_spend:
+                return tier
+        raise ValueError("no tier starts at 0")
 
     def line_points(
         self, category: str, amount: int, tier: Tier, day: dt.date, birthday_month: bool
     ) -> int:
         """Points one receipt line earns (rounded per line, as the rules say): the
         exact product, truncated toward zero after adding a half for half_up."""
-        rate = self._rate(category, tier, day, birthday_month)
-        numerator, denominator = amount * rate.numerator, rate.denominator
-        if self.rounding == "half_up":
-            numerator, denominator = 2 * numerator + denominator, 2 * denominator
+        multiplier = tier.multiplier
+        key = (category, multiplier.numerator, multiplier.denominator, day, birthday_month)
+        terms = self._rates.get(key)
+        if terms is None:
+            terms = self._terms(category, tier, day, birthday_month)
+            if len(self._rates) >= 4096:
+                self._rates.clear()
+            self._rates[key] = terms
+        times, plus, denominator = terms
+        numerator = amount * times + plus
         if numerator >= 0:
             return numerator // denominator
         return -(-numerator // denominator)
 
-    def _rate(self, category: str, tier: Tier, day: dt.date, birthday_month: bool) -> Fraction:
-        key = (category, tier.multiplier, day, birthday_month)
-        rate = self._rates.get(key)
-        if rate is None:
-            multiplier = self.category_multipliers.get(category, Fraction(1)) * tier.multiplier
-            for promotion in self.promotions:
-                if promotion.applies(day):
-                    multiplier *= promotion.multiplier
-            if birthday_month:
-                multiplier *= self.birthday_multiplier
-            rate = Fraction(self.earn_points_per_unit, self.earn_unit) * multiplier
-            if len(self._rates) >= 4096:
-                self._rates.clear()
-            self._rates[key] = rate
-        return rate
+    def _terms(
+        self, category: str, tier: Tier, day: dt.date, birthday_month: bool
+    ) -> tuple[int, int, int]:
+        """The line's rate as (times, plus, denominator): its points are ``amount *
+        times + plus`` over ``denominator``, truncated toward zero (half_up adds its
+        half in ``plus``)."""
+        multiplier = self.category_multipliers.get(category, Fraction(1)) * tier.multiplier
+        for promotion in self.promotions:
+            if promotion.applies(day):
+                multiplier *= promotion.multiplier
+        if birthday_month:
+            multiplier *= self.birthday_multiplier
+        rate = Fraction(self.earn_points_per_unit, self.earn_unit) * multiplier
+        if self.rounding == "half_up":
+            return 2 * rate.numerator, rate.denominator, 2 * rate.denominator
+        return rate.numerator, 0, rate.denominator
 
     def redemption_value(self, points: int) -> int:
         """Money (minor units) that ``points`` are worth, rounded down."""

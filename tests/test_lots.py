@@ -11,7 +11,7 @@ import tempfile
 from pathlib import Path
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
-from hypothesis import settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
@@ -284,3 +284,92 @@ def test_restore_returns_the_remote_draw_first_then_the_newest_lots() -> None:
 
 def test_an_earning_pays_off_debt_first() -> None:
     assert (lots.payoff(30, 50), lots.payoff(30, 10), lots.payoff(0, 10)) == (30, 10, 0)
+
+
+# -- the rows entry points (issue 18) against the policy as first written ---------------
+
+
+def _reference_consume(
+    lots_: list[lots.Lot], points: int, day: str, spendable_only: bool
+) -> list[lots.Step]:
+    if points <= 0:
+        return []
+    usable = sorted(
+        (
+            lot
+            for lot in lots_
+            if lot.left > 0
+            and lot.expires_on > day
+            and (not spendable_only or lot.spendable_on <= day)
+        ),
+        key=lambda lot: (lot.expires_on, lot.lot_id),
+    )
+    steps, wanted = [], points
+    for lot in usable:
+        step = min(lot.left, wanted)
+        steps.append((lot.lot_id, step))
+        wanted -= step
+        if not wanted:
+            break
+    return steps
+
+
+def _reference_take_back(
+    own: lots.Lot | None, lots_: list[lots.Lot], points: int, day: str
+) -> lots.TakeBack:
+    first = min(points, own.left) if own is not None and points > 0 else 0
+    others = [lot for lot in lots_ if own is None or lot.lot_id != own.lot_id]
+    steps = _reference_consume(others, points - first, day, False)
+    return lots.TakeBack(first, steps, points - first - sum(step for _, step in steps))
+
+
+_DAY0 = dt.date(2025, 1, 1).toordinal()
+
+
+def _iso(offset: int) -> str:
+    return dt.date.fromordinal(_DAY0 + offset).isoformat()
+
+
+lots_strategy = st.lists(
+    st.tuples(st.integers(0, 50), st.integers(0, 40), st.integers(0, 40)),  # left, days
+    max_size=12,
+).map(
+    lambda raw: [
+        lots.Lot(lot_id, left, _iso(spendable), _iso(spendable + expires))
+        for lot_id, (left, spendable, expires) in enumerate(raw, start=1)
+    ]
+)
+
+
+def _ordinal_rows(lots_: list[lots.Lot]) -> list[lots.LotRow]:
+    def day(text: str) -> int:
+        return dt.date.fromisoformat(text).toordinal()
+
+    return [(day(lot.expires_on), lot.lot_id, lot.left, day(lot.spendable_on)) for lot in lots_]
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    lots_strategy,
+    st.integers(-5, 200),
+    st.integers(0, 80),
+    st.booleans(),
+    st.integers(0, 12),
+)
+def test_the_rows_entry_points_decide_as_the_lot_ones(
+    lots_: list[lots.Lot], points: int, offset: int, spendable_only: bool, own_at: int
+) -> None:
+    """ISO days on ``Lot``s or day ordinals on rows: the same expiry, spending and
+    take-back as the policy first written on ``Lot``s."""
+    day, ordinal, rows = _iso(offset), _DAY0 + offset, _ordinal_rows(lots_)
+    gone = [lot.lot_id for lot in lots_ if lot.expires_on <= day]
+    assert [lot.lot_id for lot in lots.expiring(lots_, day)] == gone
+    assert [lot[1] for lot in lots.expiring_rows(rows, ordinal)] == gone
+    expected = _reference_consume(lots_, points, day, spendable_only)
+    assert lots.consume(lots_, points, day, spendable_only=spendable_only) == expected
+    assert lots.consume_rows(rows, points, ordinal, spendable_only=spendable_only) == expected
+    own = lots_[own_at] if own_at < len(lots_) else None
+    plan = _reference_take_back(own, lots_, points, day)
+    assert lots.take_back(own, lots_, points, day) == plan
+    own_row = rows[own_at] if own is not None else None
+    assert lots.take_back_rows(own_row, rows, points, ordinal) == plan

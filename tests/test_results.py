@@ -7,7 +7,7 @@ import dataclasses
 import json
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from agent import results
@@ -125,3 +125,15 @@ def test_the_member_view_nests_its_offers_as_objects(ledger: Ledger) -> None:
             "valid_to": "2026-12-31",
         }
     ]
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.sampled_from(ANSWERS).flatmap(st.builds))
+def test_the_generated_json_is_the_field_loops(answer: results.Answer) -> None:
+    """``as_json`` (a writer generated per class) against the field loop it unrolls:
+    the same keys, in order, and values."""
+    shown = answer.as_json()
+    reference = answer._loop_as_json()
+    if isinstance(answer, results._OfferIfAny) and reference.get("offer") is None:
+        reference.pop("offer", None)
+    assert list(shown.items()) == list(reference.items())

@@ -21,8 +21,10 @@ import datetime as dt
 import heapq
 import math
 import random
+from bisect import bisect
 from collections.abc import Iterator
 from dataclasses import dataclass
+from itertools import accumulate
 
 from drivers.cards import luhn_digit
 
@@ -61,12 +63,25 @@ WEEKDAY = (0.9, 1.05, 0.9, 1.0, 1.15, 1.35, 1.0)  # Monday .. Sunday
 MONTH = (0.85, 0.9, 0.95, 1.0, 1.0, 1.05, 1.1, 1.1, 0.95, 1.0, 1.1, 1.45)
 _CHRISTMAS = 1.3
 _PEAK = max(WEEKDAY) * max(MONTH) * _CHRISTMAS
+_CATEGORIES = tuple(PRICES)
+_SPREAD = 1.6 - 0.7  # ``rng.uniform(0.7, 1.6)`` is ``0.7 + _SPREAD * rng.random()``
 # Weights of the hours 8..21 by daily routine.
 HOURS = {
     "morning": (6, 9, 9, 8, 6, 4, 4, 3, 3, 2, 2, 1, 1, 1),
     "worker": (1, 1, 1, 2, 6, 5, 2, 2, 3, 6, 9, 8, 4, 2),
     "family": (2, 3, 5, 6, 4, 3, 4, 5, 6, 7, 6, 4, 2, 1),
 }
+# ``rng.choices(range(14), HOURS[routine])[0]`` without summing the weights each
+# time: the cumulative weights and their total, as ``random.choices`` makes them.
+_HOUR_CUMULATIVE = {routine: list(accumulate(weights)) for routine, weights in HOURS.items()}
+_TILLS = tuple(f"T{n:02d}" for n in range(1, TILLS_PER_STORE + 1))
+
+
+def _hour(rng: random.Random, routine: str) -> int:
+    """The hour (8..21) of a visit: ``8 + rng.choices(range(14), HOURS[routine])[0]``,
+    drawing the very same number (tests/test_insight_population.py)."""
+    cumulative = _HOUR_CUMULATIVE[routine]
+    return 8 + bisect(cumulative, rng.random() * (cumulative[-1] + 0.0), 0, len(cumulative) - 1)
 
 
 @dataclass(frozen=True)
@@ -77,7 +92,7 @@ class Store:
 
     @property
     def tills(self) -> tuple[str, ...]:
-        return tuple(f"T{n:02d}" for n in range(1, TILLS_PER_STORE + 1))
+        return _TILLS
 
 
 @dataclass(frozen=True)
@@ -129,6 +144,7 @@ class Chain:
             Store(f"S{n:03d}", REGIONS[n % len(REGIONS)], math.exp(rng.gauss(0, 0.4)))
             for n in range(1, stores + 1)
         ]
+        self._by_id = {store.store_id: store for store in self.stores}
         self.by_region: dict[str, list[Store]] = {}
         for store in self.stores:
             self.by_region.setdefault(store.region, []).append(store)
@@ -136,6 +152,7 @@ class Chain:
         homes = rng.choices(self.stores, weights, k=members)
         self.members = [self._member(index, homes[index]) for index in range(members)]
         self._receipts = 0
+        self._factors = [self._factor(day) for day in range(days)]
 
     def _member(self, index: int, home: Store) -> Member:
         rng = self.rng
@@ -174,6 +191,9 @@ class Chain:
     # -- the event stream -----------------------------------------------------------
 
     def factor(self, day: int) -> float:
+        return self._factors[day] if 0 <= day < self.days else self._factor(day)
+
+    def _factor(self, day: int) -> float:
         date = (self.start + dt.timedelta(days=day)).date()
         christmas = _CHRISTMAS if date.month == 12 and 15 <= date.day <= 24 else 1.0
         return WEEKDAY[date.weekday()] * MONTH[date.month - 1] * christmas
@@ -182,13 +202,15 @@ class Chain:
         """Thinning (Lewis-Shedler): candidates at the peak rate, kept in proportion
         to the day's factor; at most one visit a day."""
         rng, t = self.rng, float(after_day + 1)
+        rate, factors = member.rate * _PEAK, self._factors
+        end = self.days if member.lapse_day is None else min(self.days, member.lapse_day)
         while True:
-            t += rng.expovariate(member.rate * _PEAK)
+            t += rng.expovariate(rate)
             day = int(t)
-            if day >= self.days or (member.lapse_day is not None and day >= member.lapse_day):
+            if day >= end:
                 return None
-            if rng.random() * _PEAK < self.factor(day):
-                hour = 8 + rng.choices(range(14), HOURS[member.routine])[0]
+            if rng.random() * _PEAK < factors[day]:
+                hour = _hour(rng, member.routine)
                 return day + (hour * 60 + rng.randrange(60)) / 1440
 
     def events(self) -> Iterator[Event]:
@@ -197,7 +219,7 @@ class Chain:
         order = 0
         for member in self.members:
             day = int(member.enrol_at)
-            hour = 8 + self.rng.choices(range(14), HOURS[member.routine])[0]
+            hour = _hour(self.rng, member.routine)
             at = day + (hour * 60 + self.rng.randrange(55)) / 1440
             queue.append((at, order, "enrol", member.index, ""))
             order += 1
@@ -205,13 +227,15 @@ class Chain:
         while queue:
             at, _, kind, index, receipt = heapq.heappop(queue)
             member = self.members[index]
-            when = self.start + dt.timedelta(days=at)
             if kind == "refund":
                 store, till = receipt.split("/")[1:3]
-                yield Event(when, "refund", member, store, till, receipt)
+                yield Event(
+                    self.start + dt.timedelta(days=at), "refund", member, store, till, receipt
+                )
                 continue
             if kind == "enrol":
                 till = self.rng.choice(self._store(member.home).tills)
+                when = self.start + dt.timedelta(days=at)
                 yield Event(when, "enrol", member, member.home, till, "")
                 visit = self._visit(member, at + 2 / 1440, home_till=till)
             else:
@@ -229,7 +253,7 @@ class Chain:
                 heapq.heappush(queue, (upcoming, order, "visit", index, ""))
 
     def _store(self, store_id: str) -> Store:
-        return self.stores[int(store_id[1:]) - 1]
+        return self._by_id[store_id]
 
     def _visit(self, member: Member, at: float, home_till: str | None = None) -> Event:
         rng = self.rng
@@ -251,12 +275,13 @@ class Chain:
         for mission in rng.choices(MISSIONS, member.missions, k=count):
             chosen.extend(category for category in mission if category not in chosen)
         if rng.random() < 0.3:
-            extra = rng.choice(tuple(PRICES))
+            extra = rng.choice(_CATEGORIES)
             if extra not in chosen:
                 chosen.append(extra)
         lines = []
+        household, random_ = member.household, rng.random
         for category in chosen:
-            qty = 1 + rng.randint(0, member.household)
-            amount = int(qty * PRICES[category] * rng.uniform(0.7, 1.6)) // 10 * 10
+            qty = 1 + rng.randint(0, household)
+            amount = int(qty * PRICES[category] * (0.7 + _SPREAD * random_())) // 10 * 10
             lines.append((category, qty, max(10, amount)))
         return tuple(lines)

@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import sys
+import json
 from array import array
 from collections import Counter, deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field, replace
-from typing import Any
+from functools import lru_cache
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -49,9 +50,16 @@ from agent.rules import Rules
 from sync.hq.insight.population import Member
 
 
+@lru_cache(maxsize=4096)
 def _ordinal(day: str) -> int:
-    """An ISO day as a number (``spend_since`` compares and stores days so)."""
+    """An ISO day as a number (lots and ``spend_since`` compare and store days so)."""
     return dt.date.fromisoformat(day).toordinal()
+
+
+@lru_cache(maxsize=4096)
+def _iso(ordinal: int) -> str:
+    """The ISO day of an ordinal, the inverse of ``_ordinal``."""
+    return dt.date.fromordinal(ordinal).isoformat()
 
 
 def fingerprint(account: str, content: object) -> str:
@@ -61,11 +69,67 @@ def fingerprint(account: str, content: object) -> str:
     ).hexdigest()
 
 
+_text = json.encoder.encode_basestring  # the escaping ``canonical`` applies to a text
+
+
+def earn_fingerprint(account: str, lines: tuple[tuple[str, int, int], ...]) -> str:
+    """``fingerprint(account, [{"category": c, "qty": q, "amount": a}, ...])`` with
+    the canonical bytes spliced (sorted keys; ints as ``canonical`` writes them).
+    A line not of a text and two ints goes the slow way (tests/test_till_model.py)."""
+    parts = []
+    for category, qty, amount in lines:
+        if not (type(category) is str and type(qty) is int and type(amount) is int):
+            content = [{"category": c, "qty": q, "amount": a} for c, q, a in lines]
+            return fingerprint(account, content)
+        parts.append(f'{{"amount":{amount},"category":{_text(category)},"qty":{qty}}}')
+    text = f'{{"account":{_text(account)},"content":[{",".join(parts)}]}}'
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def redeem_fingerprint(account: str, points: int, amount: int) -> str:
+    """``fingerprint(account, {"points": points, "amount": amount})``, spliced."""
+    if not (type(points) is int and type(amount) is int):
+        return fingerprint(account, {"points": points, "amount": amount})
+    text = f'{{"account":{_text(account)},"content":{{"amount":{amount},"points":{points}}}}}'
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+# An account's open lots, flat: four numbers a lot (issue 18's RSS: a year of a large
+# chain's lots is millions, a ``policy.Lot`` and its dict entry were ~170 bytes each).
+_ID, _LEFT, _SPENDABLE, _EXPIRES = range(4)
+_WIDTH = 4
+
+
+class LotsView(Mapping[int, policy.Lot]):
+    """An account's lots as ``policy.Lot``s by lot id (ISO days), read from its rows."""
+
+    def __init__(self, rows: array[int]) -> None:
+        self.rows = rows
+
+    def __getitem__(self, lot_id: int) -> policy.Lot:
+        rows = self.rows
+        try:
+            at = rows[_ID::_WIDTH].index(lot_id) * _WIDTH
+        except ValueError:
+            raise KeyError(lot_id) from None
+        return policy.Lot(
+            lot_id, rows[at + _LEFT], _iso(rows[at + _SPENDABLE]), _iso(rows[at + _EXPIRES])
+        )
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(self.rows[_ID::_WIDTH])
+
+    def __len__(self) -> int:
+        return len(self.rows) // _WIDTH
+
+
 @dataclass(slots=True)
 class Account:
     """An account's lots and debt in memory; the decisions are ``agent.lots``'s (``policy``)."""
 
-    lots: dict[int, policy.Lot] = field(default_factory=dict)  # by lot id (the earning's seq)
+    # The open lots: lot id (the earning's seq), left, spendable_on, expires_on (days
+    # as ordinals), lot after lot; ``lots`` reads them as ``policy.Lot``s.
+    rows: array[int] = field(default_factory=lambda: array("q"))
     debt: int = 0
     # The twelve-month spend rows, flat: day (ordinal), amount, refunded, by day. One
     # array, not a list per row: a year of a large chain's earns is millions of rows
@@ -75,20 +139,50 @@ class Account:
     # a refund marks the first row of its amount, and those came first.
     pruned: Counter[int] | None = None  # (None until a row is pruned: 100,000s of accounts)
 
-    def expire(self, day: str) -> int:
-        gone = policy.expiring(self.lots.values(), day)
+    @property
+    def lots(self) -> LotsView:
+        return LotsView(self.rows)
+
+    def _rows(self) -> Iterator[policy.LotRow]:
+        """The lots as ``agent.lots`` rows (days as ordinals)."""
+        rows = self.rows
+        return zip(
+            rows[_EXPIRES::_WIDTH],
+            rows[_ID::_WIDTH],
+            rows[_LEFT::_WIDTH],
+            rows[_SPENDABLE::_WIDTH],
+            strict=True,
+        )
+
+    def _due(self, day: int) -> list[policy.LotRow]:
+        """``policy.expiring_rows`` on ``day`` (an ordinal). Most days no lot is due:
+        the earliest expiry says so without a row made (as the ledger's index does)."""
+        rows = self.rows
+        if not rows or min(rows[_EXPIRES::_WIDTH]) > day:
+            return []
+        return policy.expiring_rows(self._rows(), day)
+
+    def _at(self, lot_id: int) -> int:
+        return self.rows[_ID::_WIDTH].index(lot_id) * _WIDTH
+
+    def expiring(self, day: int) -> int:
+        """The points that run out on ``day`` (an ordinal)."""
+        return sum(lot[2] for lot in self._due(day))
+
+    def expire(self, day: int) -> int:
+        gone = self._due(day)
         for lot in gone:
-            del self.lots[lot.lot_id]
-        return sum(lot.left for lot in gone)
+            at = self._at(lot[1])
+            del self.rows[at : at + _WIDTH]
+        return sum(lot[2] for lot in gone)
 
     def add_lot(self, seq: int, points: int, lot: Lot) -> int:
         if points <= 0:
             return 0
         payoff = policy.payoff(points, self.debt)
         self.debt -= payoff
-        # Interned: a year of lots shares a few hundred date strings (issue 18's RSS).
-        spendable, expires = sys.intern(lot.spendable_on), sys.intern(lot.expires_on)
-        self.lots[seq] = policy.Lot(seq, points - payoff, spendable, expires)
+        spendable, expires = _ordinal(lot.spendable_on), _ordinal(lot.expires_on)
+        self.rows.extend((seq, points - payoff, spendable, expires))
         return points
 
     def add_sale(self, day: str, amount: int) -> None:
@@ -121,28 +215,51 @@ class Account:
 
     def shift(self, steps: list[policy.Step], sign: int) -> None:
         """Take (``sign`` -1) or give back (+1) points lot by lot."""
+        rows = self.rows
         for lot_id, step in steps:
-            lot = self.lots[lot_id]
-            self.lots[lot_id] = replace(lot, left=lot.left + sign * step)
+            rows[self._at(lot_id) + _LEFT] += sign * step
 
-    def consume(self, points: int, day: str) -> list[policy.Move]:
-        """A redemption: spendable lots, oldest expiry first."""
-        steps = policy.consume(self.lots.values(), points, day, spendable_only=True)
+    def consume(self, points: int, day: int) -> list[policy.Move]:
+        """A redemption on ``day`` (an ordinal): spendable lots, oldest expiry first."""
+        steps = policy.consume_rows(self._rows(), points, day, spendable_only=True)
         self.shift(steps, -1)
-        return [policy.Move(i, n, self.lots[i].expires_on, False) for i, n in steps]
+        rows = self.rows
+        return [policy.Move(i, n, _iso(rows[self._at(i) + _EXPIRES]), False) for i, n in steps]
+
+    def take_back(self, own: int, points: int, day: int) -> policy.TakeBack:
+        """``policy.take_back_rows`` for a refund of the sale whose lot is ``own``."""
+        rows = list(self._rows())
+        mine = next((lot for lot in rows if lot[1] == own), None)
+        return policy.take_back_rows(mine, rows, points, day)
 
     def moves_as_of(self, moves: list[policy.Move], day: str) -> list[policy.Move]:
-        """A redemption's moves with ``expired`` as of ``day`` (a lot gone has run out)."""
-        return [
-            replace(m, expired=m.lot_id not in self.lots or self.lots[m.lot_id].expires_on <= day)
-            for m in moves
-        ]
+        """A redemption's moves with ``expired`` as of ``day`` (a lot gone has run out;
+        a move's ``expires_on`` is its lot's)."""
+        ids = self.rows[_ID::_WIDTH]
+        return [replace(m, expired=m.lot_id not in ids or m.expires_on <= day) for m in moves]
+
+    def drop_spent(self, lot_id: int) -> None:
+        """Drop the lot ``lot_id`` if it is open with nothing left."""
+        rows = self.rows
+        try:
+            at = self._at(lot_id)
+        except ValueError:
+            return
+        if rows[at + _LEFT] == 0:
+            del rows[at : at + _WIDTH]
 
     def balance(self, day: str) -> int:
-        return sum(lot.left for lot in self.lots.values() if lot.expires_on > day) - self.debt
+        return self.balance_on(_ordinal(day))
+
+    def balance_on(self, day: int) -> int:
+        """The balance on ``day`` (an ordinal): the lots not run out, less the debt."""
+        rows = self.rows
+        if not rows or min(rows[_EXPIRES::_WIDTH]) > day:
+            return sum(rows[_LEFT::_WIDTH]) - self.debt
+        return sum(lot[2] for lot in self._rows() if lot[0] > day) - self.debt
 
 
-@dataclass
+@dataclass(slots=True)
 class Sale:
     account: str
     member_id: str | None
@@ -173,7 +290,10 @@ class TillState:
         self.enrolled = 0
 
     def account(self, name: str) -> Account:
-        return self.accounts.setdefault(name, Account())
+        account = self.accounts.get(name)
+        if account is None:
+            account = self.accounts[name] = Account()
+        return account
 
     def ref(self, member: Member) -> tuple[str, str | None, str | None, str | None]:
         """(account, member_id, card, birthday) as ``Ledger.resolve`` finds them: by
@@ -203,7 +323,7 @@ class TillState:
                 account.add_lot(entry.seq, body.bonus, body.lot)
         elif isinstance(body, Earn):
             account = self.account(body.account)
-            account.expire(body.day)
+            account.expire(_ordinal(body.day))
             account.add_lot(entry.seq, body.points, body.lot)
             account.add_sale(body.day, body.amount)
             self.sales[body.receipt] = Sale(
@@ -212,9 +332,10 @@ class TillState:
             self.sold.append((body.day, body.receipt))
         elif isinstance(body, Redeem):
             account = self.account(body.account)
-            account.expire(body.day)
+            day = _ordinal(body.day)
+            account.expire(day)
             sale = self.sales.get(body.receipt)
-            moves = account.consume(body.points, body.day)
+            moves = account.consume(body.points, day)
             if sale is not None:
                 sale.redeemed, sale.redeem_moves = body.points, moves
                 sale.remote = body.points - sum(m.points for m in moves)
@@ -224,12 +345,12 @@ class TillState:
 
     def _observe_refund(self, body: Refund) -> None:
         account = self.account(body.account)
-        account.expire(body.day)
+        account.expire(_ordinal(body.day))
         sale = self.sales[body.receipt]
         sale.refunded = True
         account.mark_refunded(sale.amount, body.amount)
         day = body.day
-        plan = policy.take_back(account.lots.get(sale.seq), account.lots.values(), body.taken, day)
+        plan = account.take_back(sale.seq, body.taken, _ordinal(day))
         account.shift([(sale.seq, plan.own)] if plan.own else [], -1)
         account.shift(plan.steps, -1)
         account.debt += plan.debt
@@ -249,17 +370,24 @@ class TillState:
         """Drop the lots ``sale``'s redemption spent to nothing, unless another held
         sale drew on them too: a lot with nothing left changes no balance, expiry
         or spending (``agent.lots`` passes it by), only a refund's give-back to it."""
-        lots = self.account(sale.account).lots
+        account = self.account(sale.account)
         for move in sale.redeem_moves:
             self.drawn[move.lot_id] -= 1
             if self.drawn[move.lot_id] <= 0:
                 del self.drawn[move.lot_id]
-                lot = lots.get(move.lot_id)
-                if lot is not None and lot.left == 0:
-                    del lots[move.lot_id]
+                account.drop_spent(move.lot_id)
 
-    def spend_12m(self, account: str, day: dt.date) -> int:
-        return self.account(account).spend_since((day - dt.timedelta(days=365)).isoformat())
+
+@dataclass(frozen=True, slots=True)
+class _Day:
+    """What the model writes alike all day: the day as ISO text and as an ordinal,
+    an earning's lot, an enrolment bonus's, and where twelve months' spend starts."""
+
+    iso: str
+    ordinal: int
+    lot: Lot
+    enrol_lot: Lot
+    since: str
 
 
 class ModelTill:
@@ -272,6 +400,22 @@ class ModelTill:
         self.state, self.key, self.rules, self.pepper = state, key, rules, pepper
         self.written: list[Entry] = []
         self.typed: list[Body] = []  # the typed body of each entry of ``written``
+        self._day: _Day | None = None  # of the last entry written (days only move on)
+
+    def _on(self, day: dt.date) -> _Day:
+        known = self._day
+        if known is not None and known.ordinal == day.toordinal():
+            return known
+        iso, rules = day.isoformat(), self.rules
+        expires = rules.expires_on(day).isoformat()
+        known = self._day = _Day(
+            iso=iso,
+            ordinal=day.toordinal(),
+            lot=Lot(spendable_on=rules.spendable_on(day).isoformat(), expires_on=expires),
+            enrol_lot=Lot(spendable_on=iso, expires_on=expires),
+            since=(day - dt.timedelta(days=365)).isoformat(),
+        )
+        return known
 
     def _append(self, when: dt.datetime, body: Body) -> Entry:
         state = self.state
@@ -292,14 +436,8 @@ class ModelTill:
         self.typed.append(body)
         return entry
 
-    def _lot(self, day: dt.date) -> Lot:
-        return Lot(
-            spendable_on=self.rules.spendable_on(day).isoformat(),
-            expires_on=self.rules.expires_on(day).isoformat(),
-        )
-
     def enrol(self, member: Member, when: dt.datetime) -> None:
-        state, day = self.state, when.date()
+        state, day = self.state, self._on(when.date())
         number = fields.phone(member.phone)
         member_id = f"{state.device}-{state.enrolled + 1}"
         state.by_card[member.card] = member.index
@@ -321,11 +459,9 @@ class ModelTill:
             ),
             card=member.card,
             card_kind="physical",
-            day=day.isoformat(),
+            day=day.iso,
             bonus=bonus,
-            lot=Lot(spendable_on=day.isoformat(), expires_on=self._lot(day).expires_on)
-            if bonus
-            else None,
+            lot=day.enrol_lot if bonus else None,
             effects={"delta": bonus if bonus > 0 else 0, "expired": 0},
             result=Enrolled(
                 member_id=member_id, card=member.card, card_kind="physical", balance=bonus
@@ -340,28 +476,23 @@ class ModelTill:
         lines: tuple[tuple[str, int, int], ...],
         when: dt.datetime,
     ) -> None:
-        state, day = self.state, when.date()
+        state, date = self.state, when.date()
+        day, rules = self._on(date), self.rules
         account, member_id, card, birthday = state.ref(member)
-        tier = self.rules.tier_for(state.spend_12m(account, day))
-        birthday_month = bool(birthday) and int(str(birthday)[5:7]) == day.month
-        content: list[dict[str, Any]] = [
-            {"category": c, "qty": q, "amount": a} for c, q, a in lines
-        ]
-        priced = tuple(
-            SaleLine(
-                category=c,
-                qty=q,
-                amount=a,
-                points=self.rules.line_points(c, a, tier, day, birthday_month),
-            )
-            for c, q, a in lines
-        )
-        points = sum(line.points for line in priced)
+        held = state.account(account)
+        tier = rules.tier_for(held.spend_since(day.since))
+        birthday_month = bool(birthday) and int(str(birthday)[5:7]) == date.month
+        line_points, sale_lines = rules.line_points, []
+        points = amount = 0
+        for c, q, a in lines:
+            earned = line_points(c, a, tier, date, birthday_month)
+            sale_lines.append(SaleLine(category=c, qty=q, amount=a, points=earned))
+            points, amount = points + earned, amount + a
         delta = points if points > 0 else 0
-        balance = state.account(account).balance(day.isoformat()) + delta
+        balance = held.balance_on(day.ordinal) + delta
         # What the member can take at the next visit (never synced: the offline cap).
-        can_take = max(0, min(balance, self.rules.offline_cap))
-        can_take = can_take if can_take >= self.rules.redeem_minimum else 0
+        can_take = max(0, min(balance, rules.offline_cap))
+        can_take = can_take if can_take >= rules.redeem_minimum else 0
         result = Earned(
             member_id=member_id,
             receipt=receipt,
@@ -369,7 +500,7 @@ class ModelTill:
             balance=balance,
             tier=tier.name,
             redeemable=can_take,
-            redeemable_value=self.rules.redemption_value(can_take),
+            redeemable_value=rules.redemption_value(can_take),
             replayed=False,
         )
         body = Earn(
@@ -377,21 +508,17 @@ class ModelTill:
             member_id=member_id,
             card=card,
             receipt=receipt,
-            fingerprint=fingerprint(account, content),
-            lines=priced,
-            amount=sum(a for _, _, a in lines),
+            fingerprint=earn_fingerprint(account, lines),
+            lines=tuple(sale_lines),
+            amount=amount,
             points=points,
             tier=tier.name,
-            day=day.isoformat(),
-            lot=self._lot(day),
-            effects={"delta": delta, "expired": self._expired(account, day)},
+            day=day.iso,
+            lot=day.lot,
+            effects={"delta": delta, "expired": held.expiring(day.ordinal)},
             result=result.as_json(),
         )
         self._append(when, body)
-
-    def _expired(self, account: str, day: dt.date) -> int:
-        gone = policy.expiring(self.state.account(account).lots.values(), day.isoformat())
-        return sum(lot.left for lot in gone)
 
     def available(self, member: Member, day: dt.date) -> int:
         account = self.state.account(self.state.ref(member)[0])
@@ -400,20 +527,21 @@ class ModelTill:
     def redeem(
         self, member: Member, receipt: str, points: int, amount: int, when: dt.datetime
     ) -> None:
-        state, day = self.state, when.date()
+        state, day = self.state, self._on(when.date())
         account, member_id, _, _ = state.ref(member)
+        held = state.account(account)
         value = self.rules.redemption_value(points)
-        after = state.account(account).balance(day.isoformat()) - points
+        after = held.balance_on(day.ordinal) - points
         body = Redeem(
             account=account,
             member_id=member_id,
             receipt=receipt,
-            fingerprint=fingerprint(account, {"points": points, "amount": amount}),
+            fingerprint=redeem_fingerprint(account, points, amount),
             points=points,
             value=value,
             amount=amount,
-            day=day.isoformat(),
-            effects={"delta": -points, "expired": self._expired(account, day)},
+            day=day.iso,
+            effects={"delta": -points, "expired": held.expiring(day.ordinal)},
             result=Redeemed(
                 member_id=member_id,
                 receipt=receipt,
@@ -426,20 +554,21 @@ class ModelTill:
         self._append(when, body)
 
     def refund(self, receipt: str, when: dt.datetime) -> None:
-        state, day = self.state, when.date()
+        state, day = self.state, self._on(when.date())
         sale = state.sales[receipt]
         planned = tuple(
             RefundLine(line_no=n, qty=line.qty, amount=line.amount, points=line.points)
             for n, line in enumerate(sale.lines)
         )
         taken, returned = sum(p.points for p in planned), sale.redeemed
-        expired = self._expired(sale.account, day)
+        held = state.account(sale.account)
+        expired = held.expiring(day.ordinal)
         # Points given back to a lot that has run out since count as expired.
-        moves = state.account(sale.account).moves_as_of(sale.redeem_moves, day.isoformat())
+        moves = held.moves_as_of(sale.redeem_moves, day.iso)
         expired += policy.restore(sale.remote, moves, returned).expired
         # Taking points lowers (lots - debt) by exactly what is taken; returned
         # points go back to the lots they came from.
-        balance = state.account(sale.account).balance(day.isoformat()) - taken + returned
+        balance = held.balance_on(day.ordinal) - taken + returned
         body = Refund(
             account=sale.account,
             member_id=sale.member_id,
@@ -448,7 +577,7 @@ class ModelTill:
             amount=sale.amount,
             taken=taken,
             returned=returned,
-            day=day.isoformat(),
+            day=day.iso,
             effects={"delta": returned - taken, "expired": expired},
             result=Refunded(
                 member_id=sale.member_id,
