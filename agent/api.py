@@ -251,15 +251,9 @@ def _earn_sale(body: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _earn(services: Services, request: Request, match: dict[str, str]) -> Response:
-    body = _body(request, EARN)
-    return await _answered(
-        services,
-        services.ledger.earn,
-        body["member"],
-        body["receipt"],
-        **_earn_sale(body),
-        staff=body.get("staff"),
-    )
+    # One earn route: the fixed route's (``earn_on_bridge``), on the bridge.
+    answer: Response = await services.call(earn_on_bridge, services.ledger, request)
+    return answer
 
 
 def earn_on_bridge(ledger: Ledger, request: Request) -> Response:

@@ -14,7 +14,6 @@ import contextlib
 import json
 import os
 import re
-import select
 from collections.abc import AsyncIterator, Awaitable, Callable
 from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
@@ -127,23 +126,18 @@ class FixedRoute:
     route: Callable[[Request], Response]
 
 
-def answer_there(fd: int, route: Callable[[Request], Response], request: Request) -> None:
-    """On the route's thread: the answer, written whole to the socket ``fd``."""
-    _write_all(fd, fixed_answer(route(request)))
-
-
-def _write_all(fd: int, data: bytes) -> None:
-    view = memoryview(data)
-    poller: select.poll | None = None
-    while view:
-        with contextlib.suppress(BlockingIOError):
-            view = view[os.write(fd, view) :]
-        if view:  # the client's buffer is full: wait for it to read, a bounded time
-            if poller is None:
-                poller = select.poll()
-                poller.register(fd, select.POLLOUT)
-            if not poller.poll(IDLE_TIMEOUT_S * 1000):
-                raise TimeoutError("the client read nothing of its answer")
+def answer_there(fd: int, route: Callable[[Request], Response], request: Request) -> bytes:
+    """On the route's thread: the answer, written to the socket ``fd`` as far as the
+    client's buffer takes it at once; the rest is returned for the loop to write.
+    The ledger's thread never waits on a client: one that sends earns and reads
+    none of their answers fills its buffer, and would otherwise hold every
+    writer of the till (the cashier's screen, the other POS) while it sleeps."""
+    data = fixed_answer(route(request))
+    try:
+        written = os.write(fd, data)  # the socket is non-blocking (the loop's)
+    except BlockingIOError:
+        written = 0
+    return data[written:]
 
 
 async def serve_connection(
@@ -155,7 +149,7 @@ async def serve_connection(
     conn = h11.Connection(h11.SERVER, max_incomplete_event_size=16 * 1024)
     # An answer being written from the fixed route's thread: nothing else is read,
     # written or closed on this connection before it is out.
-    there: Future[None] | None = None
+    there: Future[bytes] | None = None
     # That thread writes to a descriptor of its own (a dup of the socket's): should the
     # loop close the connection's descriptor meanwhile (the client reset it), its
     # number may go to the next connection; the dup still names this socket only.
@@ -166,7 +160,7 @@ async def serve_connection(
                 # Between requests, nothing buffered: the POS's earn may be read whole.
                 data = await _read_some(reader)
                 if there is not None:
-                    await _written(there)
+                    await _written(there, writer)
                     there = None
                 if not data:
                     return
@@ -202,12 +196,12 @@ async def serve_connection(
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return
             conn.start_next_cycle()
-    except (ConnectionError, TimeoutError, asyncio.IncompleteReadError, h11.LocalProtocolError):
+    except (ConnectionError, asyncio.IncompleteReadError, h11.LocalProtocolError):
         return
     finally:
         if there is not None:
-            with contextlib.suppress(ConnectionError, TimeoutError):
-                await asyncio.shield(_written(there))
+            with contextlib.suppress(ConnectionError):
+                await asyncio.shield(_written(there, writer))
         if out is not None:
             os.close(out)
         writer.close()
@@ -215,12 +209,16 @@ async def serve_connection(
             await writer.wait_closed()
 
 
-async def _written(there: Future[None]) -> None:
+async def _written(there: Future[bytes], writer: asyncio.StreamWriter) -> None:
     """Wait for an answer written from the fixed route's thread (already out when
-    the client waited for it before sending again: then no wake-up at all)."""
+    the client waited for it before sending again: then no wake-up at all), and
+    write what the client's full buffer did not take then, here, as any answer."""
     if not there.done():
         await asyncio.wrap_future(there)
-    there.result()
+    rest = there.result()
+    if rest:
+        writer.write(rest)
+        await writer.drain()
 
 
 async def _discard(reader: asyncio.StreamReader, limit: int = 8 * MAX_BODY) -> None:

@@ -327,3 +327,45 @@ def test_an_answer_written_from_the_bridge_reaches_its_own_connection_only(
 
     with ThreadPoolExecutor(max_workers=1) as bridge:
         assert asyncio.run(run()) == b""
+
+
+def test_a_client_that_reads_no_answer_never_holds_the_ledger_s_thread() -> None:
+    """A POS that sends earns and reads none of their answers fills its socket's
+    buffer. The ledger's thread writes what the buffer takes and leaves the rest to
+    the loop: it stays free for every other writer of the till, and the client,
+    once it reads, gets every answer whole and in order."""
+    big = "x" * 50_000  # a few answers fill a socket's buffer
+
+    def earn(request: Request) -> Response:
+        return Response(200, {"receipt": json.loads(request.body)["receipt"], "pad": big})
+
+    async def handler(request: Request) -> Response:
+        return earn(request)
+
+    async def run() -> list[str]:
+        loop = asyncio.get_running_loop()
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        reader, writer = await asyncio.open_unix_connection(sock=ours)
+        server = asyncio.create_task(
+            http.serve_connection(reader, writer, handler, http.FixedRoute(bridge, earn))
+        )
+        theirs.setblocking(False)
+        for number in range(40):
+            body = b'{"member": "9900000000000009", "receipt": "R%d", "amount": "1.00"}' % number
+            await loop.sock_sendall(theirs, _pos(body=body))
+            await asyncio.sleep(0.005)
+        # Nothing read yet: the ledger's thread must answer another writer at once.
+        free = await asyncio.wait_for(loop.run_in_executor(bridge, lambda: "free"), 2)
+        assert free == "free"
+        received = b""
+        while received.count(b"HTTP/1.1 200") < 40 or not received.endswith(b"}"):
+            received += await asyncio.wait_for(loop.sock_recv(theirs, 1 << 20), 5)
+        theirs.close()
+        await asyncio.wait_for(server, 5)
+        answers = [
+            json.loads(part.split(b"\r\n\r\n", 1)[1]) for part in received.split(b"HTTP/1.1 ")[1:]
+        ]
+        return [answer["receipt"] for answer in answers]
+
+    with ThreadPoolExecutor(max_workers=1) as bridge:
+        assert asyncio.run(run()) == [f"R{number}" for number in range(40)]
