@@ -24,6 +24,7 @@ import multiprocessing
 import multiprocessing.forkserver
 import os
 import queue
+import resource
 import shutil
 import tempfile
 import time
@@ -271,6 +272,7 @@ def simulate(
         refresh(store)
     _durable(store)
     elapsed = time.perf_counter() - started
+    totals.update(_spent())
     return {
         "stores": stores,
         "devices": totals["devices"],
@@ -284,6 +286,10 @@ def simulate(
         "ledger_days": min(ledger_days, days),
         "seed": seed,
         "seconds": round(elapsed, 2),
+        # Every process's CPU, and the sum of each one's peak RSS (an upper bound on
+        # the peak of them all at once): what a run costs, whatever else the machine ran.
+        "cpu_seconds": round(totals["cpu_ms"] / 1000, 2),
+        "peak_rss_mib": round(totals["peak_rss_kib"] / 1024, 1),
     }
 
 
@@ -555,13 +561,23 @@ def _serve(
             while (chunk := inbox.get()) is not None:
                 for message in chunk:
                     shard.send(_arrived(message, members) if message[0] == EVENT else message)
-            outbox.put(shard.finish())
+            counts = shard.finish()
+            counts.update(_spent())
+            outbox.put(counts)
         finally:
             shard.close()
     except Exception as error:  # noqa: BLE001 (handed to the parent, which raises it)
         # (code, message): an error's own __init__ may not survive pickling.
         code = getattr(error, "code", "simulation_worker_failed")
         outbox.put((str(code), f"simulation worker: {type(error).__name__}: {error}"))
+
+
+def _spent() -> Counter[str]:
+    """This process's CPU (milliseconds) and peak RSS (KiB) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return Counter(
+        cpu_ms=round((usage.ru_utime + usage.ru_stime) * 1000), peak_rss_kib=usage.ru_maxrss
+    )
 
 
 def _give_back() -> None:
