@@ -433,10 +433,14 @@ def _inline_check(
         check = [f"if not isinstance({value}, list):", "    raise Refused"]
         if texts is not None:
             names[f"{reader}p"] = _text_reader_of(items, texts)
-            check += [
-                f"{text} = list(map({reader}p, {value}))",
-                f"{value} = tuple([item[0] for item in {text}])",
-                f"{text} = '[' + ','.join([item[1] for item in {text}]) + ']'",
+            check += [  # most receipts have one line: no list made for it
+                f"if len({value}) == 1:",
+                f"    {value}, {text} = {reader}p({value}[0])",
+                f"    {value}, {text} = ({value},), '[' + {text} + ']'",
+                "else:",
+                f"    {text} = list(map({reader}p, {value}))",
+                f"    {value} = tuple([item[0] for item in {text}])",
+                f"    {text} = '[' + ','.join([item[1] for item in {text}]) + ']'",
             ]
         else:
             names[f"{reader}p"] = _reader_of(items)
