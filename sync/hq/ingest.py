@@ -173,42 +173,44 @@ def entry_row(
     ``body`` is ``canonical(entry.body)`` and ``facts`` its facts when the caller
     already has them (the judge read and encoded the body to check the hash)."""
     facts = facts_of(entry) if facts is None else facts
-    return (
-        entry.device,
-        entry.seq,
-        entry.ts,
-        entry.kind,
-        entry.staff,
-        (canonical(entry.body) if body is None else body).decode("utf-8"),
-        entry.prev,
-        entry.hash,
-        entry.sig,
-        *facts,  # account, delta, expired, amount, card, member_id, phone_key, visit
-    )
+    text = (canonical(entry.body) if body is None else body).decode("utf-8")
+    # account, delta, expired, amount, card, member_id, phone_key, visit
+    return _row(entry, text, *facts)
 
 
 def earn_row(entry: Entry, body: bytes, earn: Earn) -> tuple[Any, ...]:
     """``entry_row(entry, body, facts_of_body(entry, earn))`` for an earn, its facts
-    written inline (tests/test_hq_ingest_typed.py compares them)."""
+    written inline (tests/test_hq_ingest_fast.py compares them): no member id or
+    phone key (those are an enrolment's), one visit."""
     effects = earn.effects or {}
+    delta, expired = effects.get("delta", 0), effects.get("expired", 0)
+    return _row(
+        entry,
+        body.decode("utf-8"),
+        earn.account,
+        delta,
+        expired,
+        earn.amount,
+        earn.card,
+        None,
+        None,
+        1,
+    )
+
+
+def _row(entry: Entry, text: str, *facts: Any) -> tuple[Any, ...]:
+    """The row of ``entries`` (``ENTRY_COLUMNS``): the entry, then its facts."""
     return (
         entry.device,
         entry.seq,
         entry.ts,
         entry.kind,
         entry.staff,
-        body.decode("utf-8"),
+        text,
         entry.prev,
         entry.hash,
         entry.sig,
-        earn.account,
-        effects.get("delta", 0),
-        effects.get("expired", 0),
-        earn.amount,
-        earn.card,
-        None,  # member_id: an earn's account is its member, the column is enrolments'
-        None,  # phone_key
-        1,  # visit
+        *facts,
     )
 
 
