@@ -21,16 +21,14 @@ from __future__ import annotations
 
 import hashlib
 import json
-import types
-import typing
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, Union
+from typing import Any, Literal, NamedTuple
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
-from agent.entries import Body, Kind, Part, field_hints, readable, unchecked_values
+from agent.entries import Body, Kind, Refused, readable, text_reader
 from agent.keys import load_public_key
 
 FORMAT_VERSION = 2
@@ -415,18 +413,22 @@ def canonical_digest(entry: Entry) -> tuple[bytes, bytes]:
 def typed_digest(entry: Entry) -> tuple[bytes, bytes, Body | None]:
     """``canonical_digest`` and the entry's typed body (``agent.entries.readable``,
     None for a body no till of this version writes), read once for HQ's ingest,
-    which needs both. The typed readers take ints and texts only, so the walk
-    that refuses floats goes over the values they take unchecked (a ``result``);
-    an unreadable body is walked whole, as before. The same verdict and bytes as
+    which needs both. The body's generated reader writes its canonical text as it
+    reads (``agent.entries.text_reader``: ints and texts it checked, a ``result``
+    walked for floats and encoded); a body it does not take goes through
+    ``canonical_entry`` and ``readable`` as before. The same verdict and bytes as
     ``canonical_digest`` (tests/test_chain_typed_digest.py)."""
-    typed = readable(entry.kind, entry.body)
-    if typed is None or not all(map(_floatless, unchecked_values(typed))):
-        unsigned, body = canonical_entry(entry)
-        return hashlib.sha256(unsigned).digest(), body, typed
-    # The typed body gives back exactly the keys and values it was read from
-    # (``agent.entries``), so its own writer's text is ``canonical(entry.body)``.
-    body = typed_text(typed).encode("utf-8")
-    return hashlib.sha256(b'{"body":' + body + _fields(entry)).digest(), body, typed
+    read = text_reader(entry.kind, _TEXTS)
+    if read is not None:
+        try:
+            typed, text = read(entry.body)
+        except (Refused, TypeError, ValueError):
+            pass  # the slow path below gives the verdict
+        else:
+            body = text.encode("utf-8")
+            return hashlib.sha256(b'{"body":' + body + _fields(entry)).digest(), body, typed
+    unsigned, body = canonical_entry(entry)
+    return hashlib.sha256(unsigned).digest(), body, readable(entry.kind, entry.body)
 
 
 def stored_digest(entry: Entry, body: bytes) -> bytes:
@@ -487,21 +489,6 @@ def _floatless(value: Any) -> bool:
     return True
 
 
-# -- a typed body's canonical text, one generated writer per class ---------------------
-
-_TEXT_WRITERS: dict[type, Callable[[Any], str]] = {}
-
-
-def typed_text(part: Part) -> str:
-    """``canonical(part.to_body())`` as text, written field by field from the typed
-    form by code generated per class (``_generate_text_writer``): sorted keys,
-    ints and texts inline, no dict built and no walk of it. HQ's ingest encodes
-    every body it reads this way (tests/test_chain_typed_digest.py: the same
-    text). ``part`` is one the readers of ``agent.entries`` made: its ints are
-    ints, its texts texts, its loose values (``result``) free of floats."""
-    return _text_writer_of(type(part))(part)
-
-
 def _json_text(value: Any) -> str:
     """Any JSON value's canonical text (``canonical`` without the float walk)."""
     if _C_ENCODER is None:
@@ -510,70 +497,12 @@ def _json_text(value: Any) -> str:
     return "".join(_C_ENCODER(value, 0))
 
 
-def _value_text(hint: Any, value: str, names: dict[str, Any]) -> str:
-    """An expression giving the canonical text of ``value`` (a variable of the
-    generated code) of annotation ``hint``, as the field of an f-string (no quotes,
-    no backslashes); ``names`` gets what it calls."""
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType) and type(None) in args:
-        (inner,) = [arg for arg in args if arg is not type(None)]
-        return f"null if {value} is None else {_value_text(inner, value, names)}"
-    if hint is int:
-        return value  # an f-string formats an int as ``int.__repr__`` writes it
-    if hint is str:
-        return f"text({value})"
-    if isinstance(hint, type) and issubclass(hint, Part):
-        names[f"w_{hint.__name__}"] = _text_writer_of(hint)
-        return f"w_{hint.__name__}({value})"
-    if origin is tuple and isinstance(args[0], type) and issubclass(args[0], Part):
-        names[f"w_{args[0].__name__}"] = _text_writer_of(args[0])
-        return f"open_list + comma.join(map(w_{args[0].__name__}, {value})) + close_list"
-    return f"json_text({value})"  # a dict (of ints, or a ``result``), a tuple of those
+def _loose_text(value: Any) -> str:
+    """A loose value's canonical text (a body's ``result``): ``canonical`` as text,
+    raising its TypeError for a float."""
+    _floatless(value)
+    return _json_text(value)
 
 
-def _text_writer_of(cls: type) -> Callable[[Any], str]:
-    write = _TEXT_WRITERS.get(cls)
-    if write is None:
-        write = _TEXT_WRITERS[cls] = _generate_text_writer(cls)
-    return write
-
-
-def _generate_text_writer(cls: type) -> Callable[[Any], str]:
-    """One function writing ``cls``'s canonical text as one f-string: each key in
-    sorted order, a field whose key a body may lack (``OMITTED``) left out when
-    None, as ``Part.to_body`` leaves it out."""
-    names: dict[str, Any] = {
-        "text": _text,
-        "json_text": _json_text,
-        "null": "null",
-        "empty": "",
-        "comma": ",",
-        "open_list": "[",
-        "close_list": "]",
-    }
-    fields = sorted(field_hints(cls).items())
-    lines = ["def write(part):"]
-    # Every key but the first of a body is written after a comma; when the first
-    # key may be left out, each gets one and the text's first comma is cut.
-    cut = bool(fields) and fields[0][1][1]
-    parts = []
-    for number, (name, (hint, omitted)) in enumerate(fields):
-        value = f"v{number}"
-        lines.append(f"    {value} = part.{name}")
-        key = ("," if number or cut else "") + _text(name) + ":"
-        names[f"k{number}"] = key
-        expression = _value_text(hint, value, names)
-        if omitted:
-            # Two fields of the f-string: an int is formatted by the f-string itself.
-            absent = f"empty if {value} is None else"
-            parts.append(f"{{{absent} k{number}}}{{{absent} {expression}}}")
-        else:
-            parts.append(f"{key}{{{expression}}}")
-    body = "".join(parts)
-    if cut:
-        lines.append(f"    return '{{' + f'{body}'[1:] + '}}'")
-    else:
-        lines.append(f"    return f'{{{{{body}}}}}'")
-    exec("\n".join(lines), names)  # noqa: S102 -- code made here from field names
-    write: Callable[[Any], str] = names["write"]
-    return write
+# What the typed readers write a dict of ints and a loose value with.
+_TEXTS = (_json_text, _loose_text)

@@ -17,6 +17,7 @@ ISO dates as text, as on disk.
 from __future__ import annotations
 
 import dataclasses
+import json
 import types
 import typing
 from collections.abc import Callable
@@ -160,6 +161,9 @@ class _Refused(Exception):
 
 
 Reader = Callable[[Any], Any]
+# A JSON value's canonical text: of one already checked, and of a loose one (a
+# ``result``, which it walks for floats first); ``agent.chain`` gives both.
+Texts = tuple[Callable[[Any], str], Callable[[Any], str]]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -215,61 +219,126 @@ def _compile(hint: Any) -> Reader:
     raise TypeError(f"no reader for {hint!r}")  # a declaration error, not data
 
 
-def field_hints(cls: type) -> dict[str, tuple[Any, bool]]:
-    """Each field of ``cls`` as its readers take it: its annotation, and whether
-    its key may be left out (``OMITTED``: then the field is None)."""
-    hints = _hints(cls)
-    return {name: (hints[name], omitted) for name, omitted, _ in _spec(cls).fields}
-
-
 _READERS: dict[type, Reader] = {}
+# Each class's reader that also writes the body's canonical text (``text_reader``).
+_TEXT_READERS: dict[tuple[type, Texts], Reader] = {}
+_escape = json.encoder.encode_basestring  # json.dumps(ensure_ascii=False)'s escaping
 
 
-def _generate_reader(cls: type) -> Reader:
+def _generate_reader(cls: type, texts: Texts | None = None) -> Reader:
     """``Part._loop_from_body`` for ``cls`` as the code of one function (as
     ``dataclasses`` writes ``__init__``): no loop over the fields, ints and texts
     checked inline, nested parts (and tuples of them) read by their own generated
     readers called directly, a dict of ints checked inline. Every entry HQ ingests
-    is read here, and again by the insight facts (issue 18)."""
+    is read here, and again by the insight facts (issue 18).
+
+    With ``texts`` (``Texts``: how to write a dict's text), the function returns
+    ``(part, text)``: the part as above and ``canonical(part.to_body())`` as text,
+    written in the same pass (``text_reader``)."""
     spec = _spec(cls)
     names: dict[str, Any] = {"names": spec.names, "new": object.__new__, "cls": cls}
-    names["Refused"] = _Refused
+    names.update(Refused=_Refused, escape=_escape)
+    if texts is not None:
+        names.update(json_text=texts[0], loose_text=texts[1])
+    # A missing key is a KeyError, turned into the refusal at the end (a ``try``
+    # costs nothing until it catches): one dict lookup a key, not two.
     lines = [
         "def read(body):",
         "    if not isinstance(body, dict) or not names.issuperset(body):",
         "        raise Refused",
+        "    try:",
     ]
     for number, (name, omitted, reader) in enumerate(spec.fields):
         value = f"v{number}"
         hint = _hints(cls)[name]
         names[f"r{number}"] = reader
-        check = _inline_check(hint, value, f"r{number}", names)
+        check = _inline_check(hint, value, f"r{number}", names, texts)
         if omitted:
             lines += [
-                f"    if {name!r} in body:",
-                f"        {value} = body[{name!r}]",
-                f"        if {value} is None:",
-                "            raise Refused",
-                *(f"        {line}" for line in check),
-                "    else:",
-                f"        {value} = None",
+                f"        if {name!r} in body:",
+                f"            {value} = body[{name!r}]",
+                f"            if {value} is None:",
+                "                raise Refused",
+                *(f"            {line}" for line in check),
+                "        else:",
+                f"            {value} = None",
             ]
         else:
-            lines += [
-                f"    if {name!r} not in body:",
-                "        raise Refused",
-                f"    {value} = body[{name!r}]",
-                *(f"    {line}" for line in check),
-            ]
+            lines += [f"        {value} = body[{name!r}]", *(f"        {line}" for line in check)]
+    lines += ["    except KeyError:", "        raise Refused from None"]
     # The __dict__ in _loop_from_body's order: omitted fields first, then the rest.
     order = [n for n, left_out, _ in spec.fields if left_out]
     order += [n for n, left_out, _ in spec.fields if not left_out]
     numbers = {n: i for i, (n, _, _) in enumerate(spec.fields)}
     items = ", ".join(f"{n!r}: v{numbers[n]}" for n in order)
-    lines += ["    part = new(cls)", f"    part.__dict__.update({{{items}}})", "    return part"]
+    lines += ["    part = new(cls)", f"    part.__dict__.update({{{items}}})"]
+    written = "" if texts is None else f", {_text_expression(cls, names)}"
+    lines.append(f"    return part{written}")
     exec("\n".join(lines), names)  # noqa: S102 -- code made here from field names
     read: Reader = names["read"]
     return read
+
+
+def _text_expression(cls: type, names: dict[str, Any]) -> str:
+    """The generated reader's expression for the canonical text of what it read:
+    each key in sorted order, a key the body may lack left out when None (as
+    ``Part.to_body`` leaves it out); ``v<n>`` holds a field's value, ``t<n>`` the
+    text of a field the reader wrote as it read (a part, a list, a dict)."""
+    numbered = sorted((name, n, omitted) for n, (name, omitted, _) in enumerate(_spec(cls).fields))
+    names.update(null="null", empty="")
+    # Every key but the first is written after a comma; when the first key may be
+    # left out, each gets one and the text's first comma is cut.
+    cut = bool(numbered) and numbered[0][2]
+    parts = []
+    for place, (name, n, omitted) in enumerate(numbered):
+        key = ("," if place or cut else "") + _escape(name) + ":"
+        names[f"k{n}"] = key
+        expression = _field_text(_hints(cls)[name], f"v{n}", f"t{n}")
+        if omitted:
+            absent = f"empty if v{n} is None else"
+            parts.append(f"{{{absent} k{n}}}{{{absent} {expression}}}")
+        else:
+            parts.append(f"{key}{{{expression}}}")
+    body = "".join(parts)
+    return f"'{{' + f'{body}'[1:] + '}}'" if cut else f"f'{{{{{body}}}}}'"
+
+
+def _field_text(hint: Any, value: str, text: str) -> str:
+    """The text of one field, as the field of an f-string: an int as the f-string
+    formats it (``int.__repr__``), a text escaped, anything else the ``t<n>`` the
+    reader wrote (``_inline_check``)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (Union, types.UnionType) and type(None) in args:
+        (inner,) = [arg for arg in args if arg is not type(None)]
+        return f"null if {value} is None else {_field_text(inner, value, text)}"
+    if hint is int:
+        return value
+    if hint is str:
+        return f"escape({value})"
+    return text
+
+
+def text_reader(kind: str, texts: Texts) -> Reader | None:
+    """For a body of ``kind`` (its text), a function returning ``(typed body,
+    canonical text of the body)`` in one pass, or raising ``Refused`` where the
+    compiled reader refuses; None for a kind no till of this version writes.
+    ``texts`` write a dict of ints and a loose value (a ``result``), raising
+    TypeError or ValueError for one ``canonical`` refuses. ``agent.chain.typed_digest`` reads
+    every body HQ ingests here (tests/test_chain_typed_digest.py: the same as
+    ``readable`` and ``canonical``)."""
+    cls = _BY_TEXT.get(kind)
+    return None if cls is None else _text_reader_of(cls, texts)
+
+
+def _text_reader_of(cls: type, texts: Texts) -> Reader:
+    read = _TEXT_READERS.get((cls, texts))
+    if read is None:
+        read = _TEXT_READERS[cls, texts] = _generate_reader(cls, texts)
+    return read
+
+
+# What a generated reader raises for a body it does not take (``text_reader``).
+Refused = _Refused
 
 
 _WRITERS: dict[type, Callable[[Any], dict[str, Any]]] = {}
@@ -330,10 +399,18 @@ def _convert(hint: Any, names: dict[str, Any]) -> str:
     return "to_json(value)"
 
 
-def _inline_check(hint: Any, value: str, reader: str, names: dict[str, Any]) -> list[str]:
+def _inline_check(
+    hint: Any,
+    value: str,
+    reader: str,
+    names: dict[str, Any],
+    texts: Texts | None = None,
+) -> list[str]:
     """The lines that check (or read) ``value`` against ``hint``: an int, a text or
     a dict of ints inline, a part or a tuple of parts through the parts' generated
-    readers (put in ``names``), anything else through its compiled reader."""
+    readers (put in ``names``), anything else through its compiled reader. With
+    ``texts`` (``_generate_reader``'s text readers) they also set ``t<n>`` (for
+    ``v<n>``) to the text of a value that is not an int or a text."""
     origin, args = typing.get_origin(hint), typing.get_args(hint)
     optional = origin in (Union, types.UnionType) and type(None) in args
     inner = next(arg for arg in args if arg is not type(None)) if optional else hint
@@ -342,18 +419,32 @@ def _inline_check(hint: Any, value: str, reader: str, names: dict[str, Any]) -> 
         return [f"if {guard}type({value}) is not int:", "    raise Refused"]
     if inner is str:
         return [f"if {guard}not isinstance({value}, str):", "    raise Refused"]
+    text = "t" + value[1:]
     inner_origin, inner_args = typing.get_origin(inner), typing.get_args(inner)
     items = inner_args[0] if inner_origin is tuple else None
     if _is_part(inner):
-        names[f"{reader}p"] = _reader_of(inner)
-        check = [f"{value} = {reader}p({value})"]
+        if texts is not None:
+            names[f"{reader}p"] = _text_reader_of(inner, texts)
+            check = [f"{value}, {text} = {reader}p({value})"]
+        else:
+            names[f"{reader}p"] = _reader_of(inner)
+            check = [f"{value} = {reader}p({value})"]
     elif _is_part(items):
-        names[f"{reader}p"] = _reader_of(items)
-        check = [
-            f"if not isinstance({value}, list):",
-            "    raise Refused",
-            f"{value} = tuple(map({reader}p, {value}))",
-        ]
+        check = [f"if not isinstance({value}, list):", "    raise Refused"]
+        if texts is not None:
+            names[f"{reader}p"] = _text_reader_of(items, texts)
+            check += [  # most receipts have one line: no list made for it
+                f"if len({value}) == 1:",
+                f"    {value}, {text} = {reader}p({value}[0])",
+                f"    {value}, {text} = ({value},), '[' + {text} + ']'",
+                "else:",
+                f"    {text} = list(map({reader}p, {value}))",
+                f"    {value} = tuple([item[0] for item in {text}])",
+                f"    {text} = '[' + ','.join([item[1] for item in {text}]) + ']'",
+            ]
+        else:
+            names[f"{reader}p"] = _reader_of(items)
+            check.append(f"{value} = tuple(map({reader}p, {value}))")
     elif inner_origin is dict and inner_args[1] is int:
         check = [
             f"if not isinstance({value}, dict):",
@@ -362,7 +453,10 @@ def _inline_check(hint: Any, value: str, reader: str, names: dict[str, Any]) -> 
             "    if type(item) is not int:",
             "        raise Refused",
             f"{value} = dict({value})",
+            *([] if texts is None else [f"{text} = json_text({value})"]),
         ]
+    elif texts is not None:
+        check = [f"{value} = {reader}({value})", f"{text} = loose_text({value})"]
     else:
         return [f"{value} = {reader}({value})"]
     if not optional:
@@ -410,52 +504,6 @@ def _read_int_dict(value: Any) -> dict[Any, Any]:
     if not isinstance(value, dict) or any(type(item) is not int for item in value.values()):
         raise _Refused
     return dict(value)
-
-
-_LOOSE: dict[type, tuple[str, ...]] = {}
-
-
-def unchecked_values(part: Part) -> list[Any]:
-    """The values of ``part``, and of the parts it holds, that its readers took as
-    they were: its ``dict[str, Any]`` fields (a body's ``result``). Every other value
-    a reader took is an int, a text, None, a dict of ints or a part, so a float can
-    only be among these (``agent.chain.typed_digest`` walks just them)."""
-    found: list[Any] = []
-    for name in _loose(type(part)):
-        value = getattr(part, name)
-        for item in value if isinstance(value, tuple) else (value,):
-            if isinstance(item, Part):
-                found += unchecked_values(item)
-            elif item is not None:
-                found.append(item)
-    return found
-
-
-def _loose(cls: type) -> tuple[str, ...]:
-    """The fields of ``cls`` that hold (or whose parts hold) unchecked values."""
-    names = _LOOSE.get(cls)
-    if names is None:
-        hints = _hints(cls)
-        names = tuple(
-            item.name for item in dataclasses.fields(cls) if _holds_unchecked(hints[item.name])
-        )
-        _LOOSE[cls] = names
-    return names
-
-
-def _holds_unchecked(hint: Any) -> bool:
-    origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (Union, types.UnionType):
-        return any(_holds_unchecked(arg) for arg in args if arg is not type(None))
-    if hint in (int, str):
-        return False
-    if origin is tuple:
-        return _holds_unchecked(args[0])
-    if origin is dict:
-        return args[1] is not int
-    if isinstance(hint, type) and issubclass(hint, Part):
-        return bool(_loose(hint))
-    return True
 
 
 _HINTS: dict[type, dict[str, Any]] = {}

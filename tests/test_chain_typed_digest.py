@@ -13,16 +13,18 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from agent.chain import Entry, canonical, canonical_digest, typed_digest, typed_text
+from agent.chain import _TEXTS, Entry, canonical, canonical_digest, typed_digest
 from agent.entries import (
     BODIES,
     Kind,
     Lot,
     Member,
     RefundLine,
+    Refused,
     SaleLine,
+    _text_reader_of,
     readable,
-    unchecked_values,
+    text_reader,
 )
 from tests.test_entries import _JSON, _instances
 
@@ -48,23 +50,20 @@ def _outcome(encode: Any, entry: Entry) -> Any:
         return type(error)
 
 
-@settings(max_examples=300, deadline=None)
-@given(
-    st.sampled_from([*sorted(BODIES), "bonus"]).flatmap(
-        lambda kind: st.tuples(
-            st.just(kind),
-            _instances(BODIES[Kind(kind)]) if kind in set(BODIES) else st.just(None),
-            _LOOSE | _JSON,
-            st.integers(0, 60),
-            st.sampled_from(["keep", "replace", "remove", "nested"]),
-        )
+_CASES = st.sampled_from([*sorted(BODIES), "bonus"]).flatmap(
+    lambda kind: st.tuples(
+        st.just(kind),
+        _instances(BODIES[Kind(kind)]) if kind in set(BODIES) else st.just(None),
+        _LOOSE | _JSON,
+        st.integers(0, 60),
+        st.sampled_from(["keep", "replace", "remove", "nested"]),
     )
 )
-def test_typed_digest_agrees_with_canonical_digest(case: Any) -> None:
-    """A till's body, that body with one value (at any depth) replaced by any JSON,
-    floats included, or removed, and unknown kinds: ``typed_digest`` gives
-    ``canonical_digest``'s digest and bytes or refuses as it does, and its typed
-    body is ``readable``'s."""
+
+
+def _mutated(case: Any) -> tuple[str, Any]:
+    """A till's body as sent (or, for an unknown kind, any JSON), with one value
+    (at any depth) replaced by any JSON, floats included, or removed."""
     kind, body, junk, pick, change = case
     written: Any = {"x": junk} if body is None else json.loads(canonical(body.to_body()))
     places: list[tuple[Any, Any]] = []
@@ -84,10 +83,48 @@ def test_typed_digest_agrees_with_canonical_digest(case: Any) -> None:
             # A copy: the place may lie inside ``junk`` itself (an unknown kind's
             # body), and a body that holds itself is no JSON anybody can send.
             holder[key] = copy.deepcopy(junk)
+    return kind, written
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CASES)
+def test_typed_digest_agrees_with_canonical_digest(case: Any) -> None:
+    """A till's body, that body with one value (at any depth) replaced by any JSON,
+    floats included, or removed, and unknown kinds: ``typed_digest`` gives
+    ``canonical_digest``'s digest and bytes or refuses as it does, and its typed
+    body is ``readable``'s."""
+    kind, written = _mutated(case)
     entry = _entry(kind, written)
     assert _outcome(typed_digest, entry) == _outcome(canonical_digest, entry)
     if not isinstance(_outcome(typed_digest, entry), type):
         assert typed_digest(entry)[2] == readable(kind, written)
+
+
+@settings(max_examples=300, deadline=None)
+@given(_CASES)
+def test_the_text_reader_reads_as_the_reader_and_writes_the_canonical_text(case: Any) -> None:
+    """The generated reader that writes as it reads (``text_reader``) against the
+    compiled reader and ``canonical`` of the body, on mutated bodies: it takes a
+    body the reader takes (or raises the TypeError or ValueError ``canonical``
+    raises for it), gives the same typed body, and the canonical text."""
+    kind, written = _mutated(case)
+    read = text_reader(kind, _TEXTS)
+    if read is None:
+        assert readable(kind, written) is None
+        return
+    try:
+        expected: Any = (BODIES[Kind(kind)]._fast_from_body(written), None)
+    except Refused:
+        with pytest.raises(Refused):
+            read(written)
+        return
+    try:
+        expected = (expected[0], canonical(written).decode("utf-8"))
+    except (TypeError, ValueError) as error:
+        with pytest.raises(type(error)):
+            read(written)
+        return
+    assert read(written) == expected
 
 
 @pytest.mark.parametrize(
@@ -107,7 +144,7 @@ def test_a_float_in_a_readable_body_is_still_refused(result: dict[str, Any]) -> 
         "result": result,
     }
     typed = readable("adjust", body)
-    assert typed is not None and unchecked_values(typed) == [result]
+    assert typed is not None and typed.result == result
     entry = _entry("adjust", body)
     with pytest.raises((TypeError, ValueError)):
         canonical_digest(entry)
@@ -124,17 +161,11 @@ _PARTS = [*sorted(BODIES), Lot, Member, SaleLine, RefundLine]
         lambda part: _instances(BODIES[part] if isinstance(part, str) else part)
     )
 )
-def test_typed_text_is_the_canonical_text_of_the_body(part: Any) -> None:
-    """The writer generated per class (``typed_text``) against ``canonical`` of the
-    dict ``to_body`` makes, for every body and part: texts of any character
-    (escapes, non-ASCII), ints of any size, keys a body may lack present or not,
-    any ``result``."""
-    try:
-        expected: Any = canonical(part.to_body()).decode("utf-8")
-    except (TypeError, ValueError) as error:
-        expected = type(error)
-    try:
-        got: Any = typed_text(part).encode("utf-8").decode("utf-8")
-    except (TypeError, ValueError) as error:
-        got = type(error)
-    assert got == expected
+def test_the_text_reader_writes_the_canonical_text_of_every_part(part: Any) -> None:
+    """Every body and part as a till writes it: texts of any character (escapes,
+    non-ASCII), ints of any size, keys a body may lack present or not, any
+    ``result``: read back as itself, with ``canonical`` of the dict ``to_body``
+    makes."""
+    written = part.to_body()
+    expected = canonical(written).decode("utf-8")
+    assert _text_reader_of(type(part), _TEXTS)(json.loads(expected)) == (part, expected)

@@ -18,6 +18,14 @@ from agent.keys import private_sqlite
 from sync.hq.db import Row, conflict, unavailable
 
 BUSY_TIMEOUT_S = 30.0
+# The WAL is copied back into the file once it holds this many pages (16 MiB of
+# 4 KiB pages; SQLite's default is 1,000). Every upload commits, fsynced, and at
+# the default a checkpoint (the file's pages written and fsynced once more) came
+# every six or seven batches of 500 earns: with two other processes writing to
+# the disk, those fsyncs were much of the wait (docs/performance.md, issue 18,
+# session 11). Commits stay as durable (``synchronous=FULL``); a crash replays a
+# longer WAL.
+WAL_CHECKPOINT_PAGES = 4000
 
 
 class _SQLiteTx:
@@ -70,6 +78,7 @@ class SQLiteStore:
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_TIMEOUT_S)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=FULL")
+                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
                 # Deleted personal data is overwritten in the file's pages (issue 17).
                 conn.execute("PRAGMA secure_delete=ON")
             except (sqlite3.Error, OSError) as error:
