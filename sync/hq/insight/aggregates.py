@@ -229,19 +229,29 @@ def _lots(tx: Tx, span: Span) -> None:
     )
 
 
+def bound_card(table: str) -> str:
+    """The condition that ``table``'s ``member`` is a card an enrolment has bound (in
+    ``ins_cards``), for rows already picked by ``member >= 'C' AND member < 'D'``:
+    a lookup of each such row, not a walk of every bound card (issue 18)."""
+    return f"EXISTS (SELECT 1 FROM ins_cards c WHERE c.account = {table}.member)"
+
+
 def _fold_cards(tx: Tx) -> None:
     """A card's ``C`` account that an enrolment has since bound: its row folds into
     its member's (as ``facts`` moves the card's facts to the member)."""
     bound = "a.member >= 'C' AND a.member < 'D'"
+    # CROSS JOIN: SQLite walks the few card rows of agg_members and looks each up in
+    # ins_cards, not every bound card (every member's) into agg_members: a page's
+    # cost must not grow with the chain (issue 18). PostgreSQL plans it as a join.
     tx.run(
         f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) "
         "SELECT c.member_id, MIN(a.seen), SUM(a.points), SUM(a.entries), SUM(a.earns), "
         "MAX(a.last_no), MIN(a.first_no), SUM(a.visits), SUM(a.monetary), SUM(a.a30), "
         "SUM(a.a90) "
-        f"FROM agg_members a JOIN ins_cards c ON c.account = a.member WHERE {bound} "
+        f"FROM agg_members a CROSS JOIN ins_cards c WHERE c.account = a.member AND {bound} "
         f"GROUP BY c.member_id ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}"
     )
-    folded = "member >= 'C' AND member < 'D' AND member IN (SELECT account FROM ins_cards)"
+    folded = f"member >= 'C' AND member < 'D' AND {bound_card('agg_members')}"
     _uncount(tx, folded)
     tx.run(f"DELETE FROM agg_members WHERE {folded}")
 
@@ -303,9 +313,11 @@ def _count(tx: Tx) -> None:
     (``_COUNTED``): out as they were counted, in as they are now, and each row
     updated once to what it is now counted as. A row whose member's enrolment
     arrived since (it may be older than the enrolment) is dirty too."""
+    # EXISTS, not IN: the rows without a home (agg_members_homeless) are looked up in
+    # ins_members, not every member into agg_members (issue 18).
     tx.run(
-        "UPDATE agg_members SET dirty = 1 WHERE home IS NULL "
-        "AND member IN (SELECT member_id FROM ins_members)"
+        "UPDATE agg_members SET dirty = 1 WHERE home IS NULL AND EXISTS "
+        "(SELECT 1 FROM ins_members m WHERE m.member_id = agg_members.member)"
     )
     _uncount(tx, "dirty = 1")
     _tally(tx, _AS_NOW, "1 = 1", "")

@@ -22,7 +22,7 @@ import hashlib
 import json
 from array import array
 from collections import Counter, deque
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
 
@@ -98,6 +98,26 @@ def redeem_fingerprint(account: str, points: int, amount: int) -> str:
 # chain's lots is millions, a ``policy.Lot`` and its dict entry were ~170 bytes each).
 _ID, _LEFT, _SPENDABLE, _EXPIRES = range(4)
 _WIDTH = 4
+# The arrays hold C ints (4 bytes a number) until a number does not fit, then 8-byte
+# ones (``_extend``): a simulation's seqs, points, amounts and day ordinals all fit.
+_NARROW, _WIDE = "i", "q"
+
+
+def _narrow() -> array[int]:
+    return array(_NARROW)
+
+
+def _extend(rows: array[int], values: tuple[int, ...]) -> array[int]:
+    """``rows`` with ``values`` appended: the same array, or a wider copy if one of
+    them does not fit its numbers."""
+    size = len(rows)
+    try:
+        rows.extend(values)
+    except OverflowError:
+        del rows[size:]
+        rows = array(_WIDE, rows)
+        rows.extend(values)
+    return rows
 
 
 class LotsView(Mapping[int, policy.Lot]):
@@ -129,12 +149,12 @@ class Account:
 
     # The open lots: lot id (the earning's seq), left, spendable_on, expires_on (days
     # as ordinals), lot after lot; ``lots`` reads them as ``policy.Lot``s.
-    rows: array[int] = field(default_factory=lambda: array("q"))
+    rows: array[int] = field(default_factory=_narrow)
     debt: int = 0
     # The twelve-month spend rows, flat: day (ordinal), amount, refunded, by day. One
     # array, not a list per row: a year of a large chain's earns is millions of rows
     # (issue 18's RSS; ``tests/test_insight_simulate.py`` checks them against lists).
-    sales: array[int] = field(default_factory=lambda: array("q"))
+    sales: array[int] = field(default_factory=_narrow)
     # Amounts of the unrefunded rows pruned from ``sales`` (older than twelve months):
     # a refund marks the first row of its amount, and those came first.
     pruned: Counter[int] | None = None  # (None until a row is pruned: 100,000s of accounts)
@@ -182,11 +202,11 @@ class Account:
         payoff = policy.payoff(points, self.debt)
         self.debt -= payoff
         spendable, expires = _ordinal(lot.spendable_on), _ordinal(lot.expires_on)
-        self.rows.extend((seq, points - payoff, spendable, expires))
+        self.rows = _extend(self.rows, (seq, points - payoff, spendable, expires))
         return points
 
     def add_sale(self, day: str, amount: int) -> None:
-        self.sales.extend((_ordinal(day), amount, 0))
+        self.sales = _extend(self.sales, (_ordinal(day), amount, 0))
 
     def spend_since(self, since: str) -> int:
         """Net spend of the rows after ``since``; older rows are pruned, as no later
@@ -232,7 +252,7 @@ class Account:
         mine = next((lot for lot in rows if lot[1] == own), None)
         return policy.take_back_rows(mine, rows, points, day)
 
-    def moves_as_of(self, moves: list[policy.Move], day: str) -> list[policy.Move]:
+    def moves_as_of(self, moves: Sequence[policy.Move], day: str) -> list[policy.Move]:
         """A redemption's moves with ``expired`` as of ``day`` (a lot gone has run out;
         a move's ``expires_on`` is its lot's)."""
         ids = self.rows[_ID::_WIDTH]
@@ -265,10 +285,13 @@ class Sale:
     member_id: str | None
     seq: int
     amount: int
-    lines: tuple[SaleLine, ...]
+    # The sale's lines as a refund takes them back, flat: qty, amount, points, line
+    # after line (a ``SaleLine`` is about 350 bytes; a worker holds twelve days of
+    # sales, issue 18's RSS).
+    lines: tuple[int, ...]
     refunded: bool = False
     redeemed: int = 0
-    redeem_moves: list[policy.Move] = field(default_factory=list)
+    redeem_moves: Sequence[policy.Move] = ()
     remote: int = 0  # redeemed beyond the lots: drawn on HQ's confirmed balance
     day: str = ""
 
@@ -326,8 +349,9 @@ class TillState:
             account.expire(_ordinal(body.day))
             account.add_lot(entry.seq, body.points, body.lot)
             account.add_sale(body.day, body.amount)
+            lines = tuple([n for line in body.lines for n in (line.qty, line.amount, line.points)])
             self.sales[body.receipt] = Sale(
-                body.account, body.member_id, entry.seq, body.amount, body.lines, day=body.day
+                body.account, body.member_id, entry.seq, body.amount, lines, day=body.day
             )
             self.sold.append((body.day, body.receipt))
         elif isinstance(body, Redeem):
@@ -556,9 +580,10 @@ class ModelTill:
     def refund(self, receipt: str, when: dt.datetime) -> None:
         state, day = self.state, self._on(when.date())
         sale = state.sales[receipt]
+        lines = sale.lines
         planned = tuple(
-            RefundLine(line_no=n, qty=line.qty, amount=line.amount, points=line.points)
-            for n, line in enumerate(sale.lines)
+            RefundLine(line_no=n, qty=lines[at], amount=lines[at + 1], points=lines[at + 2])
+            for n, at in enumerate(range(0, len(lines), 3))
         )
         taken, returned = sum(p.points for p in planned), sale.redeemed
         held = state.account(sale.account)
