@@ -43,6 +43,7 @@ from agent.entries import Body, Kind
 from agent.keys import read_private_key
 from agent.ledger import Ledger
 from agent.privacy import key_text
+from agent.store import Store
 from drivers.errors import TillpointsError
 from sync.errors import SyncError
 from sync.hq.db import HQStore
@@ -82,10 +83,13 @@ class Clock:
 class Till:
     """One till: its ledger until the hand-over, then its model; pending uploads."""
 
-    def __init__(self, root: Path, store: str, till: str, clock: Clock) -> None:
+    def __init__(
+        self, root: Path, store: str, till: str, clock: Clock, schema: Path | None = None
+    ) -> None:
         self.path = root / f"{store}-{till}"
-        self.ledger: Ledger | None = Ledger.init(self.path, store, till, clock=clock)
-        self.ledger.store.skip_fsync()
+        self.ledger: Ledger | None = Ledger.init(
+            self.path, store, till, clock=clock, schema=schema, durable=False
+        )
         # A till's journal of a week fits in a small cache: 100 ledgers a worker at
         # SQLite's default 2 MB each were a fifth of its RSS (issue 18).
         self.ledger.store.cache_kib(LEDGER_CACHE_KIB)
@@ -351,9 +355,13 @@ class Shard:
         # Typed bodies of what this shard uploaded since its last refresh (facts.refresh).
         self.known: dict[tuple[str, int], Body] = {}
         try:
+            # Each till's ledger starts as a copy of one empty migrated ledger, made
+            # here once, instead of migrating its own (Store.copy_schema).
+            schema = self.root / "schema.db"
+            Store.make_schema(schema)
             for store_id, names in tills:
                 for name in names:
-                    till = Till(self.root, store_id, name, self.clock)
+                    till = Till(self.root, store_id, name, self.clock, schema)
                     _bind(self.store, till, self.signer, plan.start)
                     self.tills[(store_id, name)] = till
         except BaseException:
