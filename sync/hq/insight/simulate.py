@@ -255,24 +255,29 @@ def simulate(
             owned[number % count].append((s.store_id, s.tills))
         routes = {s.store_id: number % count for number, s in enumerate(chain.stores)}
         turn = _turn_file(store, count)
-        plan = _Plan(store.url, store.key_path, start, building, turn)
-        shards: list[_Remote] | list[Shard]
-        shards = [_Remote(plan, tills) for tills in owned] if count > 1 else [Shard(plan, owned[0])]
-        try:
-            for message in _messages(chain, start, days, ledger_days, sync_days, progress):
-                if message[0] == EVENT:
-                    shards[routes[message[1].store]].send(message)
-                else:
-                    for shard in shards:
-                        shard.send(message)
-            totals = Counter[str]()
-            for shard in shards:
-                totals.update(shard.finish())
-        finally:
-            for shard in shards:
-                shard.close()
-            if turn is not None:
-                turn.unlink(missing_ok=True)
+        # The tills' empty ledger, migrated once here while the fork server imports
+        # (Store.copy_schema): no worker migrates one, nor imports sqlite_utils.
+        with _ledger_schema() as schema:
+            plan = _Plan(store.url, store.key_path, start, building, turn, schema)
+            shards: list[_Remote] | list[Shard]
+            shards = (
+                [_Remote(plan, tills) for tills in owned] if count > 1 else [Shard(plan, owned[0])]
+            )
+            try:
+                for message in _messages(chain, start, days, ledger_days, sync_days, progress):
+                    if message[0] == EVENT:
+                        shards[routes[message[1].store]].send(message)
+                    else:
+                        for shard in shards:
+                            shard.send(message)
+                totals = Counter[str]()
+                for shard in shards:
+                    totals.update(shard.finish())
+            finally:
+                for shard in shards:
+                    shard.close()
+                if turn is not None:
+                    turn.unlink(missing_ok=True)
         refresh(store)
     _durable(store)
     elapsed = time.perf_counter() - started
@@ -337,6 +342,7 @@ class _Plan:
     start: dt.datetime
     building: bool  # HQ's file is new: written without fsyncs until the end (_building)
     turn: Path | None = None  # the workers' lock on HQ's SQLite file (_Turn)
+    schema: Path | None = None  # the tills' empty migrated ledger (Store.copy_schema)
 
 
 class Shard:
@@ -355,14 +361,13 @@ class Shard:
         # Typed bodies of what this shard uploaded since its last refresh (facts.refresh).
         self.known: dict[tuple[str, int], Body] = {}
         try:
-            # Each till's ledger starts as a copy of one empty migrated ledger, made
-            # here once, instead of migrating its own (Store.copy_schema).
-            schema = self.root / "schema.db"
-            Store.make_schema(schema)
+            # Each till's ledger starts as a copy of one empty migrated ledger
+            # instead of migrating its own (Store.copy_schema).
             for store_id, names in tills:
                 for name in names:
-                    till = Till(self.root, store_id, name, self.clock, schema)
-                    _bind(self.store, till, self.signer, plan.start)
+                    till = Till(self.root, store_id, name, self.clock, plan.schema)
+                    with self.turn:  # HQ's device rows: one worker at a time (_Turn)
+                        _bind(self.store, till, self.signer, plan.start)
                     self.tills[(store_id, name)] = till
         except BaseException:
             self.close()
@@ -529,8 +534,9 @@ class _Remote:
 
 
 # What a worker runs, imported once by the fork server that starts the workers.
-# ``sqlite_utils`` is imported by a ledger's first migration (agent.store).
-WORKER_MODULES = [__name__, "sqlite_utils"]
+# (No ``sqlite_utils``, which a ledger's migrations import: the tills' ledgers are
+# copies of one the parent migrated, ``_Plan.schema``.)
+WORKER_MODULES = [__name__]
 
 
 def _workers() -> Any:
@@ -680,6 +686,16 @@ class _Turn:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+
+
+@contextmanager
+def _ledger_schema() -> Iterator[Path]:
+    """An empty migrated ledger in a folder of its own, removed afterwards: what
+    each simulated till's ledger starts as (``Store.copy_schema``)."""
+    with tempfile.TemporaryDirectory(prefix="tillpoints-sim-schema-") as folder:
+        path = Path(folder) / "ledger.db"
+        Store.make_schema(path)
+        yield path
 
 
 def _holds_no_entries(store: HQStore) -> bool:
