@@ -432,6 +432,13 @@ def test_the_workers_take_turns_at_hq_s_sqlite_file(tmp_path: Path) -> None:
             fcntl.flock(second.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         fcntl.flock(second.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         fcntl.flock(second.handle, fcntl.LOCK_UN)
+        # A worker whose upload finds the file taken goes on without it (Shard._deliver).
+        with first:
+            assert not second.take(wait=False)
+        assert second.take(wait=False)
+        assert not first.take(wait=False)
+        second.give()
+        assert simulate_module._Turn(None).take(wait=False)
         with simulate_module._Turn(None):  # no file: no lock taken
             pass
     finally:

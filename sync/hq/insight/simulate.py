@@ -68,6 +68,8 @@ LEDGER_CACHE_KIB = 256  # each simulated till's ledger's SQLite page cache
 # Batches per refresh transaction in a worker: a week of a large chain is about
 # a hundred batches, whose entries and their bodies a page holds at once.
 REFRESH_PAGE = 16
+# Events a worker handles between tries at HQ's file while its upload waits (_deliver).
+RETRY_EVERY = 50
 
 
 class Clock:
@@ -360,6 +362,10 @@ class Shard:
         self.counts = Counter[str]()
         # Typed bodies of what this shard uploaded since its last refresh (facts.refresh).
         self.known: dict[tuple[str, int], Body] = {}
+        # Batches cut at their upload's moment and not yet delivered (``_deliver``),
+        # and the events handled since the first of them was cut.
+        self.outgoing: list[tuple[str, Batch, dt.datetime]] = []
+        self.since_cut = 0
         try:
             # Each till's ledger starts as a copy of one empty migrated ledger
             # instead of migrating its own (Store.copy_schema).
@@ -377,20 +383,39 @@ class Shard:
     def send(self, message: Message) -> None:
         if message[0] == EVENT:
             self._event(message[1])
+            if self.outgoing:
+                self.since_cut += 1
+                if self.since_cut % RETRY_EVERY == 0:
+                    self._deliver(wait=False)
         elif message[0] == HAND_OVER:
             for till in self.tills.values():
                 till.hand_over()
             _give_back()
         else:
-            with self.turn:
-                self.counts["entries"] += _upload(
-                    self.store, self.signer, self.tills, message[1], self.known
-                )
-                self._refresh()
+            self.outgoing.extend(_batches(self.tills, message[1], self.known))
+            self._deliver(wait=False)
             # No event brings back a sale older than this (population.REFUND_DAYS).
             forget = (message[1] - dt.timedelta(days=2 * REFUND_DAYS)).date().isoformat()
             for till in self.tills.values():
                 till.state.forget_sales(forget)
+
+    def _deliver(self, wait: bool) -> None:
+        """Upload the batches cut so far, and refresh after them, if it is this
+        worker's turn at HQ's file (``_Turn``); else, unless ``wait``, leave them
+        for later and go back to the tills. Each batch was cut at its upload's
+        moment and is stored as of it, so when it reaches HQ changes nothing but
+        that neither worker waits for the other's upload."""
+        if not self.outgoing or not self.turn.take(wait):
+            return
+        try:
+            for device, batch, now in self.outgoing:
+                ack = ingest(self.store, self.signer, device, batch, now, now)
+                self.counts["entries"] += int(ack["document"]["stored"])
+            self.outgoing.clear()
+            self._refresh()
+        finally:
+            self.turn.give()
+        self.since_cut = 0
 
     def _refresh(self) -> None:
         """The report tables follow each upload here, in the worker, not once at
@@ -422,6 +447,7 @@ class Shard:
             self.counts["refused"] += 1
 
     def finish(self) -> Counter[str]:
+        self._deliver(wait=True)
         self.counts["devices"] = len(self.tills)
         self.counts["ledger_entries"] = sum(till.ledger_entries for till in self.tills.values())
         return self.counts
@@ -669,18 +695,33 @@ class _Turn:
     SQLite, the second polls the write lock with sleeps of up to 100 ms and
     oversleeps each release (3-6 % of a worker's time, issue 18), and the two
     interleave batch by batch, so neither goes back to its tills before both are
-    done. In turns, the first goes back to its tills while the second uploads."""
+    done. In turns, the first goes back to its tills while the second uploads.
+    And a worker that finds the file taken at its upload's moment does not wait at
+    all: it keeps the batches it cut then and goes back to its tills, trying again
+    every ``RETRY_EVERY`` events (``Shard._deliver``); only its last upload waits."""
 
     def __init__(self, path: Path | None) -> None:
         self.handle = path.open("rb") if path is not None else None
 
-    def __enter__(self) -> None:
-        if self.handle is not None:
-            fcntl.flock(self.handle, fcntl.LOCK_EX)
+    def take(self, wait: bool = True) -> bool:
+        """This worker's turn: waited for, or (``wait=False``) taken only if free."""
+        if self.handle is None:
+            return True
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
 
-    def __exit__(self, *_: object) -> None:
+    def give(self) -> None:
         if self.handle is not None:
             fcntl.flock(self.handle, fcntl.LOCK_UN)
+
+    def __enter__(self) -> None:
+        self.take()
+
+    def __exit__(self, *_: object) -> None:
+        self.give()
 
     def close(self) -> None:
         if self.handle is not None:
@@ -720,21 +761,15 @@ def _bind(store: HQStore, till: Till, signer: Any, now: dt.datetime) -> None:
     adopt_phone(till.path, till.ledger.store, receipt)
 
 
-def _upload(
-    store: HQStore,
-    signer: Any,
-    tills: dict[tuple[str, str], Till],
-    now: dt.datetime,
-    known: dict[tuple[str, int], Body],
-) -> int:
-    stored = 0
+def _batches(
+    tills: dict[tuple[str, str], Till], now: dt.datetime, known: dict[tuple[str, int], Body]
+) -> Iterator[tuple[str, Batch, dt.datetime]]:
+    """Each till's entries since its last upload, in batches of at most ``BATCH``
+    with the sealing keys of their enrolments: what the tills send at ``now``."""
     for till in tills.values():
         entries = till.take(known)
         for first in range(0, len(entries), BATCH):
             chunk = tuple(entries[first : first + BATCH])
             enrolled = [str(e.body["member"]["member_id"]) for e in chunk if e.kind == Kind.ENROL]
             keys = {m: till.member_keys.pop(m) for m in enrolled if m in till.member_keys}
-            batch = Batch(till.device, chunk, keys)
-            ack = ingest(store, signer, till.device, batch, now, now)
-            stored += int(ack["document"]["stored"])
-    return stored
+            yield till.device, Batch(till.device, chunk, keys), now
