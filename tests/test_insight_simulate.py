@@ -470,3 +470,15 @@ def test_the_workers_take_turns_at_hq_s_sqlite_file(tmp_path: Path) -> None:
         first.close()
         second.close()
         path.unlink()
+
+
+def test_the_collector_runs_less_often_only_while_a_simulation_runs() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    with simulate_module._fewer_collections():
+        assert gc.get_threshold() == simulate_module.COLLECTOR_THRESHOLDS
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), simulate_module._fewer_collections():
+        raise RuntimeError
+    assert gc.get_threshold() == before

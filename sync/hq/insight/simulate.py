@@ -494,9 +494,9 @@ def _arrived(message: Message, members: dict[int, Member]) -> Message:
         members[member.index] = member
     else:
         member = members[member]
-    values: dict[str, Any] = dict(zip(_EVENT_FIELDS, message[1:], strict=True))
-    values["member"] = member
-    return (EVENT, Event(**values))
+    values = list(message[1:])
+    values[_MEMBER_AT] = member
+    return (EVENT, Event(*values))
 
 
 class _Remote:
