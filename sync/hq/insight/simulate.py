@@ -277,6 +277,8 @@ def simulate(
                     else:
                         for shard in shards:
                             shard.send(message)
+                for shard in shards:
+                    shard.end()
                 totals = Counter[str]()
                 for shard in shards:
                     totals.update(shard.finish())
@@ -451,6 +453,9 @@ class Shard:
         except TillpointsError:
             self.counts["refused"] += 1
 
+    def end(self) -> None:
+        """Nothing to do: this process handled each message as it was sent."""
+
     def finish(self) -> Counter[str]:
         self._deliver(wait=True)
         self.counts["devices"] = len(self.tills)
@@ -468,7 +473,7 @@ class Shard:
 # -- shards in worker processes ----------------------------------------------------
 
 CHUNK = 2_000  # messages per hand-off to a worker
-QUEUED = 4  # chunks waiting per worker: the parent runs at most this far ahead
+QUEUED = 8  # chunks waiting per worker: the parent runs at most this far ahead
 
 
 # An event crosses to a worker as its fields in a tuple, not as the dataclass (whose
@@ -529,21 +534,29 @@ class _Remote:
             self._flush()
 
     def _flush(self) -> None:
+        self._put(self.chunk)
+        self.chunk = []
+
+    def _put(self, item: list[Message] | None) -> None:
         while True:
             try:
-                self.inbox.put(self.chunk, timeout=1)
-                break
+                self.inbox.put(item, timeout=1)
+                return
             except queue.Full:
                 self._alive()
-        self.chunk = []
 
     def _alive(self) -> None:
         if not self.process.is_alive():
             raise _failed(self.outbox)
 
-    def finish(self) -> Counter[str]:
+    def end(self) -> None:
+        """The last chunk, and the end of the messages. ``simulate`` ends every
+        worker's messages before it waits for any worker's answer: a worker whose
+        last chunk waited for another's whole end idled (0.6 s of 5 at bench size)."""
         self._flush()
-        self.inbox.put(None)
+        self._put(None)
+
+    def finish(self) -> Counter[str]:
         while True:
             try:
                 answer = self.outbox.get(timeout=1)
