@@ -29,6 +29,7 @@ from sync.hq.insight.population import Chain
 from sync.hq.insight.simulate import DEFAULT_START, SIMULATED_PHONE_COST, simulate
 from sync.hq.insight.till_model import Account, Sale, TillState
 from sync.hq.stores import open_store
+from tests.insight_helpers import rows_of
 from tillpoints.cli import build_parser
 from tillpoints.cli_insight import COMMANDS
 from tillpoints.commands import Context
@@ -229,16 +230,13 @@ def test_the_history_does_not_depend_on_the_worker_processes(tmp_path: Path) -> 
 
 def _batches(url: str) -> list[Any]:
     """Each stored batch: its till and its first and last entry."""
-    store = open_store(url)
-    try:
-        with store.read() as tx:
-            rows = tx.all(
-                "SELECT d.store, d.till, b.first_seq, b.last_seq FROM batches b "
-                "JOIN devices d ON d.device = b.device"
-            )
-    finally:
-        store.close()
-    return sorted(rows)
+    return sorted(
+        rows_of(
+            url,
+            "SELECT d.store, d.till, b.first_seq, b.last_seq FROM batches b "
+            "JOIN devices d ON d.device = b.device",
+        )
+    )
 
 
 def test_an_upload_that_finds_hq_s_file_taken_is_the_same_delivered_later(
