@@ -171,10 +171,16 @@ class Ledger:
         config: Config | None = None,
         clock: Clock = local_now,
         phone_cost: int = fields.PHONE_COST,
+        schema: Path | None = None,
+        durable: bool = True,
     ) -> Ledger:
         """Create the state directory (0700), the device key and the secrets file
         (0600, ``agent.till_secrets``), the ledger and its first journal entry, which
-        names the device and its public key."""
+        names the device and its public key. ``schema``: an empty migrated ledger
+        (``Store.make_schema``) copied instead of migrating a new file, for a
+        simulated chain's many tills; a till's own init migrates its file.
+        ``durable=False``: the ledger's commits skip their fsyncs from the start
+        (``Store.skip_fsync``), for a simulated till only, which is thrown away."""
         text = rules_text if rules_text is not None else default_rules_text()
         load_rules_text(text)
         if (state_dir / DB_FILE).exists():
@@ -190,7 +196,11 @@ class Ledger:
             (state_dir / SECRETS_FILE).unlink(missing_ok=True)
             till_secrets.create(state_dir, phone_cost)
             (state_dir / RULES_FILE).write_text(text, "utf-8")
+            if schema is not None:
+                Store.copy_schema(schema, state_dir / DB_FILE)
             created = Store(state_dir / DB_FILE, create=True)
+            if not durable:
+                created.skip_fsync()
         except (OSError, sqlite3.Error) as error:
             raise storage_error(error, state_dir) from None
         public = key.public_key()
@@ -207,6 +217,8 @@ class Ledger:
         finally:
             created.close()
         ledger = cls(state_dir, config, clock)
+        if not durable:
+            ledger.store.skip_fsync()
         genesis = Init(
             store=store, till=till, device_id=device_id, public_key=public_key_text(public)
         )

@@ -29,6 +29,7 @@ from sync.hq.insight.population import Chain
 from sync.hq.insight.simulate import DEFAULT_START, SIMULATED_PHONE_COST, simulate
 from sync.hq.insight.till_model import Account, Sale, TillState
 from sync.hq.stores import open_store
+from tests.insight_helpers import rows_of
 from tillpoints.cli import build_parser
 from tillpoints.cli_insight import COMMANDS
 from tillpoints.commands import Context
@@ -223,19 +224,41 @@ def test_the_history_does_not_depend_on_the_worker_processes(tmp_path: Path) -> 
     # What each run cost, counted in every process: the workers' CPU comes back too.
     assert alone["cpu_seconds"] > 0 and shared["cpu_seconds"] > 0
     assert alone["peak_rss_mib"] > 0 and shared["peak_rss_mib"] > 0
-    batches = []
-    for name in ("one", "two"):
-        store = open_store(f"sqlite:///{tmp_path}/{name}.db")
-        try:
-            with store.read() as tx:
-                rows = tx.all(
-                    "SELECT d.store, d.till, b.first_seq, b.last_seq FROM batches b "
-                    "JOIN devices d ON d.device = b.device"
-                )
-        finally:
-            store.close()
-        batches.append(sorted(rows))
+    batches = [_batches(f"sqlite:///{tmp_path}/{name}.db") for name in ("one", "two")]
     assert batches[0] == batches[1] and len(batches[0]) > 4
+
+
+def _batches(url: str) -> list[Any]:
+    """Each stored batch: its till and its first and last entry."""
+    return sorted(
+        rows_of(
+            url,
+            "SELECT d.store, d.till, b.first_seq, b.last_seq FROM batches b "
+            "JOIN devices d ON d.device = b.device",
+        )
+    )
+
+
+def test_an_upload_that_finds_hq_s_file_taken_is_the_same_delivered_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker whose upload finds the other at HQ's file keeps the batches it cut
+    and delivers them later (``Shard._deliver``): the same entries, the same batches,
+    the same report tables as uploads never kept waiting."""
+    prompt, history = _history(f"sqlite:///{tmp_path}/prompt.db", ledger_days=40, workers=1)
+    refused = Counter[bool]()
+
+    def busy(turn: Any, wait: bool = True) -> bool:
+        # Taken for the first tries of each upload: only a wait or a late try gets it.
+        refused[wait] += 1
+        return wait or refused[False] % 7 == 0
+
+    monkeypatch.setattr(simulate_module._Turn, "take", busy)
+    late, same = _history(f"sqlite:///{tmp_path}/late.db", ledger_days=40, workers=1)
+    assert refused[False] > 20
+    assert history == same
+    assert _counts(prompt) == _counts(late)
+    assert _batches(f"sqlite:///{tmp_path}/prompt.db") == _batches(f"sqlite:///{tmp_path}/late.db")
 
 
 def test_population_has_the_shape_of_a_chain() -> None:
@@ -432,9 +455,28 @@ def test_the_workers_take_turns_at_hq_s_sqlite_file(tmp_path: Path) -> None:
             fcntl.flock(second.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         fcntl.flock(second.handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         fcntl.flock(second.handle, fcntl.LOCK_UN)
+        # A worker whose upload finds the file taken goes on without it (Shard._deliver).
+        with first:
+            assert not second.take(wait=False)
+        assert second.take(wait=False)
+        assert not first.take(wait=False)
+        second.give()
+        assert simulate_module._Turn(None).take(wait=False)
         with simulate_module._Turn(None):  # no file: no lock taken
             pass
     finally:
         first.close()
         second.close()
         path.unlink()
+
+
+def test_the_collector_runs_less_often_only_while_a_simulation_runs() -> None:
+    import gc
+
+    before = gc.get_threshold()
+    with simulate_module._fewer_collections():
+        assert gc.get_threshold() == simulate_module.COLLECTOR_THRESHOLDS
+    assert gc.get_threshold() == before
+    with pytest.raises(RuntimeError), simulate_module._fewer_collections():
+        raise RuntimeError
+    assert gc.get_threshold() == before

@@ -43,6 +43,7 @@ from agent.entries import Body, Kind
 from agent.keys import read_private_key
 from agent.ledger import Ledger
 from agent.privacy import key_text
+from agent.store import Store
 from drivers.errors import TillpointsError
 from sync.errors import SyncError
 from sync.hq.db import HQStore
@@ -67,6 +68,13 @@ LEDGER_CACHE_KIB = 256  # each simulated till's ledger's SQLite page cache
 # Batches per refresh transaction in a worker: a week of a large chain is about
 # a hundred batches, whose entries and their bodies a page holds at once.
 REFRESH_PAGE = 16
+# The cyclic garbage collector's thresholds while a simulation runs: its processes
+# hold hundreds of thousands of long-lived objects (the members, the tills' states)
+# and make few cycles, and at Python's (700, 10, 10) full collections that walk them
+# all took 0.8 s of a 9 s bench-size run, a tenth of its CPU (issue 18).
+COLLECTOR_THRESHOLDS = (50_000, 20, 100)
+# Events a worker handles between tries at HQ's file while its upload waits (_deliver).
+RETRY_EVERY = 50
 
 
 class Clock:
@@ -82,10 +90,13 @@ class Clock:
 class Till:
     """One till: its ledger until the hand-over, then its model; pending uploads."""
 
-    def __init__(self, root: Path, store: str, till: str, clock: Clock) -> None:
+    def __init__(
+        self, root: Path, store: str, till: str, clock: Clock, schema: Path | None = None
+    ) -> None:
         self.path = root / f"{store}-{till}"
-        self.ledger: Ledger | None = Ledger.init(self.path, store, till, clock=clock)
-        self.ledger.store.skip_fsync()
+        self.ledger: Ledger | None = Ledger.init(
+            self.path, store, till, clock=clock, schema=schema, durable=False
+        )
         # A till's journal of a week fits in a small cache: 100 ledgers a worker at
         # SQLite's default 2 MB each were a fifth of its RSS (issue 18).
         self.ledger.store.cache_kib(LEDGER_CACHE_KIB)
@@ -233,7 +244,7 @@ def simulate(
     # Only a file that holds no chain yet is built without fsyncs: a power cut then
     # loses nothing but the simulation; an HQ's real history is never put at risk.
     building = _holds_no_entries(store)
-    with _building(store, building):
+    with _building(store, building), _fewer_collections():
         # A simulated chain's phone keys are cheap (docs/sync.md, "Phone numbers"): the
         # simulator enrols thousands of made-up members, and nobody's number is at risk.
         count = max(1, min(workers or os.cpu_count() or 1, stores))
@@ -251,24 +262,31 @@ def simulate(
             owned[number % count].append((s.store_id, s.tills))
         routes = {s.store_id: number % count for number, s in enumerate(chain.stores)}
         turn = _turn_file(store, count)
-        plan = _Plan(store.url, store.key_path, start, building, turn)
-        shards: list[_Remote] | list[Shard]
-        shards = [_Remote(plan, tills) for tills in owned] if count > 1 else [Shard(plan, owned[0])]
-        try:
-            for message in _messages(chain, start, days, ledger_days, sync_days, progress):
-                if message[0] == EVENT:
-                    shards[routes[message[1].store]].send(message)
-                else:
-                    for shard in shards:
-                        shard.send(message)
-            totals = Counter[str]()
-            for shard in shards:
-                totals.update(shard.finish())
-        finally:
-            for shard in shards:
-                shard.close()
-            if turn is not None:
-                turn.unlink(missing_ok=True)
+        # The tills' empty ledger, migrated once here while the fork server imports
+        # (Store.copy_schema): no worker migrates one, nor imports sqlite_utils.
+        with _ledger_schema() as schema:
+            plan = _Plan(store.url, store.key_path, start, building, turn, schema)
+            shards: list[_Remote] | list[Shard]
+            shards = (
+                [_Remote(plan, tills) for tills in owned] if count > 1 else [Shard(plan, owned[0])]
+            )
+            try:
+                for message in _messages(chain, start, days, ledger_days, sync_days, progress):
+                    if message[0] == EVENT:
+                        shards[routes[message[1].store]].send(message)
+                    else:
+                        for shard in shards:
+                            shard.send(message)
+                for shard in shards:
+                    shard.end()
+                totals = Counter[str]()
+                for shard in shards:
+                    totals.update(shard.finish())
+            finally:
+                for shard in shards:
+                    shard.close()
+                if turn is not None:
+                    turn.unlink(missing_ok=True)
         refresh(store)
     _durable(store)
     elapsed = time.perf_counter() - started
@@ -333,6 +351,7 @@ class _Plan:
     start: dt.datetime
     building: bool  # HQ's file is new: written without fsyncs until the end (_building)
     turn: Path | None = None  # the workers' lock on HQ's SQLite file (_Turn)
+    schema: Path | None = None  # the tills' empty migrated ledger (Store.copy_schema)
 
 
 class Shard:
@@ -350,11 +369,18 @@ class Shard:
         self.counts = Counter[str]()
         # Typed bodies of what this shard uploaded since its last refresh (facts.refresh).
         self.known: dict[tuple[str, int], Body] = {}
+        # Batches cut at their upload's moment and not yet delivered (``_deliver``),
+        # and the events handled since the first of them was cut.
+        self.outgoing: list[tuple[str, Batch, dt.datetime]] = []
+        self.since_cut = 0
         try:
+            # Each till's ledger starts as a copy of one empty migrated ledger
+            # instead of migrating its own (Store.copy_schema).
             for store_id, names in tills:
                 for name in names:
-                    till = Till(self.root, store_id, name, self.clock)
-                    _bind(self.store, till, self.signer, plan.start)
+                    till = Till(self.root, store_id, name, self.clock, plan.schema)
+                    with self.turn:  # HQ's device rows: one worker at a time (_Turn)
+                        _bind(self.store, till, self.signer, plan.start)
                     self.tills[(store_id, name)] = till
         except BaseException:
             self.close()
@@ -364,20 +390,39 @@ class Shard:
     def send(self, message: Message) -> None:
         if message[0] == EVENT:
             self._event(message[1])
+            if self.outgoing:
+                self.since_cut += 1
+                if self.since_cut % RETRY_EVERY == 0:
+                    self._deliver(wait=False)
         elif message[0] == HAND_OVER:
             for till in self.tills.values():
                 till.hand_over()
             _give_back()
         else:
-            with self.turn:
-                self.counts["entries"] += _upload(
-                    self.store, self.signer, self.tills, message[1], self.known
-                )
-                self._refresh()
+            self.outgoing.extend(_batches(self.tills, message[1], self.known))
+            self._deliver(wait=False)
             # No event brings back a sale older than this (population.REFUND_DAYS).
             forget = (message[1] - dt.timedelta(days=2 * REFUND_DAYS)).date().isoformat()
             for till in self.tills.values():
                 till.state.forget_sales(forget)
+
+    def _deliver(self, wait: bool) -> None:
+        """Upload the batches cut so far, and refresh after them, if it is this
+        worker's turn at HQ's file (``_Turn``); else, unless ``wait``, leave them
+        for later and go back to the tills. Each batch was cut at its upload's
+        moment and is stored as of it, so when it reaches HQ changes nothing but
+        that neither worker waits for the other's upload."""
+        if not self.outgoing or not self.turn.take(wait):
+            return
+        try:
+            for device, batch, now in self.outgoing:
+                ack = ingest(self.store, self.signer, device, batch, now, now)
+                self.counts["entries"] += int(ack["document"]["stored"])
+            self.outgoing.clear()
+            self._refresh()
+        finally:
+            self.turn.give()
+        self.since_cut = 0
 
     def _refresh(self) -> None:
         """The report tables follow each upload here, in the worker, not once at
@@ -408,7 +453,11 @@ class Shard:
         except TillpointsError:
             self.counts["refused"] += 1
 
+    def end(self) -> None:
+        """Nothing to do: this process handled each message as it was sent."""
+
     def finish(self) -> Counter[str]:
+        self._deliver(wait=True)
         self.counts["devices"] = len(self.tills)
         self.counts["ledger_entries"] = sum(till.ledger_entries for till in self.tills.values())
         return self.counts
@@ -424,7 +473,7 @@ class Shard:
 # -- shards in worker processes ----------------------------------------------------
 
 CHUNK = 2_000  # messages per hand-off to a worker
-QUEUED = 4  # chunks waiting per worker: the parent runs at most this far ahead
+QUEUED = 8  # chunks waiting per worker: the parent runs at most this far ahead
 
 
 # An event crosses to a worker as its fields in a tuple, not as the dataclass (whose
@@ -450,9 +499,9 @@ def _arrived(message: Message, members: dict[int, Member]) -> Message:
         members[member.index] = member
     else:
         member = members[member]
-    values: dict[str, Any] = dict(zip(_EVENT_FIELDS, message[1:], strict=True))
-    values["member"] = member
-    return (EVENT, Event(**values))
+    values = list(message[1:])
+    values[_MEMBER_AT] = member
+    return (EVENT, Event(*values))
 
 
 class _Remote:
@@ -485,21 +534,29 @@ class _Remote:
             self._flush()
 
     def _flush(self) -> None:
+        self._put(self.chunk)
+        self.chunk = []
+
+    def _put(self, item: list[Message] | None) -> None:
         while True:
             try:
-                self.inbox.put(self.chunk, timeout=1)
-                break
+                self.inbox.put(item, timeout=1)
+                return
             except queue.Full:
                 self._alive()
-        self.chunk = []
 
     def _alive(self) -> None:
         if not self.process.is_alive():
             raise _failed(self.outbox)
 
-    def finish(self) -> Counter[str]:
+    def end(self) -> None:
+        """The last chunk, and the end of the messages. ``simulate`` ends every
+        worker's messages before it waits for any worker's answer: a worker whose
+        last chunk waited for another's whole end idled (0.6 s of 5 at bench size)."""
         self._flush()
-        self.inbox.put(None)
+        self._put(None)
+
+    def finish(self) -> Counter[str]:
         while True:
             try:
                 answer = self.outbox.get(timeout=1)
@@ -521,8 +578,9 @@ class _Remote:
 
 
 # What a worker runs, imported once by the fork server that starts the workers.
-# ``sqlite_utils`` is imported by a ledger's first migration (agent.store).
-WORKER_MODULES = [__name__, "sqlite_utils"]
+# (No ``sqlite_utils``, which a ledger's migrations import: the tills' ledgers are
+# copies of one the parent migrated, ``_Plan.schema``.)
+WORKER_MODULES = [__name__]
 
 
 def _workers() -> Any:
@@ -556,6 +614,7 @@ def _serve(
     (or the error that stopped it)."""
     members: dict[int, Member] = {}
     try:
+        gc.set_threshold(*COLLECTOR_THRESHOLDS)  # this process's whole life (_fewer_collections)
         shard = Shard(plan, tills)
         try:
             while (chunk := inbox.get()) is not None:
@@ -655,23 +714,60 @@ class _Turn:
     SQLite, the second polls the write lock with sleeps of up to 100 ms and
     oversleeps each release (3-6 % of a worker's time, issue 18), and the two
     interleave batch by batch, so neither goes back to its tills before both are
-    done. In turns, the first goes back to its tills while the second uploads."""
+    done. In turns, the first goes back to its tills while the second uploads.
+    And a worker that finds the file taken at its upload's moment does not wait at
+    all: it keeps the batches it cut then and goes back to its tills, trying again
+    every ``RETRY_EVERY`` events (``Shard._deliver``); only its last upload waits."""
 
     def __init__(self, path: Path | None) -> None:
         self.handle = path.open("rb") if path is not None else None
 
-    def __enter__(self) -> None:
-        if self.handle is not None:
-            fcntl.flock(self.handle, fcntl.LOCK_EX)
+    def take(self, wait: bool = True) -> bool:
+        """This worker's turn: waited for, or (``wait=False``) taken only if free."""
+        if self.handle is None:
+            return True
+        try:
+            fcntl.flock(self.handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            return False
+        return True
 
-    def __exit__(self, *_: object) -> None:
+    def give(self) -> None:
         if self.handle is not None:
             fcntl.flock(self.handle, fcntl.LOCK_UN)
+
+    def __enter__(self) -> None:
+        self.take()
+
+    def __exit__(self, *_: object) -> None:
+        self.give()
 
     def close(self) -> None:
         if self.handle is not None:
             self.handle.close()
             self.handle = None
+
+
+@contextmanager
+def _fewer_collections() -> Iterator[None]:
+    """``COLLECTOR_THRESHOLDS`` in this process while the simulation runs; the
+    caller's thresholds back afterwards. The collector still runs: only less often."""
+    before = gc.get_threshold()
+    gc.set_threshold(*COLLECTOR_THRESHOLDS)
+    try:
+        yield
+    finally:
+        gc.set_threshold(*before)
+
+
+@contextmanager
+def _ledger_schema() -> Iterator[Path]:
+    """An empty migrated ledger in a folder of its own, removed afterwards: what
+    each simulated till's ledger starts as (``Store.copy_schema``)."""
+    with tempfile.TemporaryDirectory(prefix="tillpoints-sim-schema-") as folder:
+        path = Path(folder) / "ledger.db"
+        Store.make_schema(path)
+        yield path
 
 
 def _holds_no_entries(store: HQStore) -> bool:
@@ -696,21 +792,15 @@ def _bind(store: HQStore, till: Till, signer: Any, now: dt.datetime) -> None:
     adopt_phone(till.path, till.ledger.store, receipt)
 
 
-def _upload(
-    store: HQStore,
-    signer: Any,
-    tills: dict[tuple[str, str], Till],
-    now: dt.datetime,
-    known: dict[tuple[str, int], Body],
-) -> int:
-    stored = 0
+def _batches(
+    tills: dict[tuple[str, str], Till], now: dt.datetime, known: dict[tuple[str, int], Body]
+) -> Iterator[tuple[str, Batch, dt.datetime]]:
+    """Each till's entries since its last upload, in batches of at most ``BATCH``
+    with the sealing keys of their enrolments: what the tills send at ``now``."""
     for till in tills.values():
         entries = till.take(known)
         for first in range(0, len(entries), BATCH):
             chunk = tuple(entries[first : first + BATCH])
             enrolled = [str(e.body["member"]["member_id"]) for e in chunk if e.kind == Kind.ENROL]
             keys = {m: till.member_keys.pop(m) for m in enrolled if m in till.member_keys}
-            batch = Batch(till.device, chunk, keys)
-            ack = ingest(store, signer, till.device, batch, now, now)
-            stored += int(ack["document"]["stored"])
-    return stored
+            yield till.device, Batch(till.device, chunk, keys), now
