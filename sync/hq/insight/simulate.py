@@ -114,14 +114,15 @@ class Till:
 
     def _collect(self) -> None:
         assert self.ledger is not None
-        enrolled = []
-        for entry in self.ledger.journal.read_from(self.state.seq + 1):
-            self.state.observe(entry)
+        entries = list(self.ledger.journal.read_from(self.state.seq + 1))
+        enrolled = [str(e.body["member"]["member_id"]) for e in entries if e.kind == Kind.ENROL]
+        # The keys open the sealed enrolments: the model needs their birthdays.
+        keys = self.ledger.store.member_keys(enrolled)
+        for entry in entries:
+            self.state.observe(entry, keys=keys)
             self.pending.append(entry)
             self.ledger_entries += 1
-            if entry.kind == Kind.ENROL:
-                enrolled.append(str(entry.body["member"]["member_id"]))
-        for member_id, key in self.ledger.store.member_keys(enrolled).items():
+        for member_id, key in keys.items():
             self.member_keys[member_id] = key_text(key)
 
     def hand_over(self) -> None:

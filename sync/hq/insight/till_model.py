@@ -45,6 +45,7 @@ from agent.entries import (
 )
 from agent.entries import Member as EnrolledMember
 from agent.fields import PhonePepper
+from agent.privacy import disclosed
 from agent.results import Earned, Enrolled, Redeemed, Refunded
 from agent.rules import Rules
 from sync.hq.insight.population import Member
@@ -326,9 +327,15 @@ class TillState:
             return known[0], known[0], None, known[1]
         return "C" + member.card, None, member.card, None
 
-    def observe(self, entry: Entry, body: Body | None = None) -> None:
+    def observe(
+        self, entry: Entry, body: Body | None = None, keys: Mapping[str, bytes] | None = None
+    ) -> None:
         """Learn from ``entry``; ``body`` is its typed body where the writer has it
-        (the model: what it signed, so reading it back would give the same)."""
+        (the model: what it signed, so reading it back would give the same).
+        ``keys``: the sealing keys of the members an entry enrols, by member id. The
+        ledger seals an enrolment's personal fields (``agent.privacy``), the birthday
+        among them, which the model needs for a birthday month's points: a sealed
+        enrolment read without its key leaves the member's birthday unknown."""
         self.seq, self.head = entry.seq, entry.hash
         if body is None:
             kind = kind_of(entry.kind)
@@ -337,6 +344,8 @@ class TillState:
             body = read_body(kind, entry.body, entry.seq)
         if isinstance(body, Enrol):
             member = body.member
+            if member.sealed is not None and keys:
+                member = disclosed(member, keys.get(member.member_id))
             index = self.by_card.get(body.card, -1)
             self.enrolled += 1
             if index >= 0:
