@@ -13,7 +13,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from sync.hq.insight import aggregates
+from sync.hq.insight import aggregates, model
 from sync.hq.insight.facts import refresh, set_stores
 from sync.hq.insight.model import member_features
 from sync.hq.stores import open_store
@@ -80,7 +80,8 @@ def plant_takes(url: str, name: str, start: dt.date) -> int:
     """Frequent buyers (F score 4-5 the day before the campaign) take the offer of
     campaign ``name`` on its first day, others not, with every eighth offered member
     (in member id order) the other way round: take-up depends on frequency, but
-    not perfectly. Returns how many took."""
+    not perfectly; the model's hold-out gets a taker and a non-taker. Returns how
+    many took."""
     store = open_store(url)
     try:
         with store.read() as tx:
@@ -91,12 +92,25 @@ def plant_takes(url: str, name: str, start: dt.date) -> int:
                 "WHERE c.name = ? AND m.arm = 'offer'",
                 (name,),
             )
-        takes = []
-        for number, (member, offer, home, campaign) in enumerate(sorted(offered)):
+        rows = sorted(offered)
+        took_by_row = []
+        for number, (member, _, _, _) in enumerate(rows):
             known = features.get(str(member))  # enrolled after the campaign's eve: no
             took = known is not None and known["f"] >= 4
-            if number % 8 == 0:
-                took = not took
+            took_by_row.append(took if number % 8 else not took)
+        # The model measures itself on a hold-out picked by a hash of the campaign's
+        # and members' random ids: with a few dozen offered members it held only
+        # takers or only non-takers about one chain in twenty, and then measured
+        # nothing (no AUC). One hold-out member the other way round gives it both.
+        held = [
+            n for n, (member, _, _, cid) in enumerate(rows) if model._in_test(str(cid), str(member))
+        ]
+        if len(held) > 1 and len({took_by_row[n] for n in held}) == 1:
+            took_by_row[held[0]] = not took_by_row[held[0]]
+        takes = []
+        for number, ((member, offer, home, campaign), took) in enumerate(
+            zip(rows, took_by_row, strict=True)
+        ):
             if took:
                 day = start.isoformat()
                 takes.append((f"sim-{campaign}", number, offer, member, home, day, None, 0, 0))
