@@ -11,7 +11,7 @@ import argparse
 from agent.config import load_config
 from agent.errors import InvalidInput
 from sync.errors import invalid
-from tillpoints import bench
+from tillpoints import bench, flush_delay
 from tillpoints.commands import Command, Context, Result
 
 MOST_TILLS = 100_000
@@ -28,6 +28,10 @@ def _bench_args(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--entries", type=int, default=20_000_000, help="hq_scale: entries (default 20,000,000)"
     )
+    parser.add_argument(
+        "--flush-delay-ms",
+        help="add this many ms to every fsync, as a till's slower disk flushes",
+    )
 
 
 def _tills(text: str) -> int:
@@ -40,12 +44,15 @@ def _tills(text: str) -> int:
 def _bench(ctx: Context) -> Result:
     if ctx.args.members < 1 or ctx.args.entries < ctx.args.members:
         raise InvalidInput("invalid_usage", "members: at least 1, and entries at least members")
-    return bench.run(
-        ctx.args.only,
-        tills=_tills(ctx.args.tills),
-        members=ctx.args.members,
-        entries=ctx.args.entries,
-    )
+    arguments = {
+        "only": ctx.args.only,
+        "tills": _tills(ctx.args.tills),
+        "members": ctx.args.members,
+        "entries": ctx.args.entries,
+    }
+    if ctx.args.flush_delay_ms is not None:
+        return flush_delay.run(flush_delay.delay_us(ctx.args.flush_delay_ms), arguments)
+    return bench.run(**arguments)
 
 
 def _ui(ctx: Context) -> Result:
