@@ -193,7 +193,8 @@ class ModelWritesLedgerReplays(RuleBasedStateMachine):
 
     @invariant()
     def the_projection_reproduces_the_models_effects(self) -> None:
-        for entry in self.till.written:
+        for signed in self.till.written:
+            entry = signed.entry(self.till.state.device)
             effects = apply(self.store.conn, entry.seq, entry.kind, entry.body)
             assert effects == entry.body["effects"], (entry.seq, entry.kind)
         self.till.written.clear()
@@ -238,7 +239,7 @@ def test_a_refund_returning_points_to_an_expired_lot_counts_them_expired() -> No
         till.redeem(member, "B", 100, 20_000, machine.now)  # from A's lot, B's is locked
         machine.now += dt.timedelta(days=40)  # A's lot has expired, B's has not
         till.refund("B", machine.now)
-        refund = till.written[-1]
+        refund = till.written[-1].entry(till.state.device)
         assert refund.kind == "refund" and refund.body["effects"]["expired"] >= 100
         machine.the_projection_reproduces_the_models_effects()
     finally:
