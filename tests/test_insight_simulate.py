@@ -171,6 +171,30 @@ def test_pruning_what_can_no_longer_matter_writes_the_same_chain(
     assert _counts(lean) == _counts(full)
 
 
+def test_forgetting_the_sales_no_refund_can_reach_each_day_writes_the_same_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shards forget each day the sales older than a refund can reach (issue
+    18's RSS): against tills that hold every sale, the very same entries, refunds
+    among them, through the ledger's first days and the model's after."""
+    forgotten = {"sales": 0}
+
+    def forget_sales(state: TillState, before: str) -> None:
+        held = len(state.sales)
+        real_forget(state, before)
+        forgotten["sales"] += held - len(state.sales)
+
+    real_forget = TillState.forget_sales
+    monkeypatch.setattr(TillState, "forget_sales", forget_sales)
+    lean, lean_history = _history(f"sqlite:///{tmp_path}/l.db", 10, workers=1)
+    assert forgotten["sales"] > 0
+    monkeypatch.setattr(TillState, "forget_sales", lambda state, before: None)
+    full, full_history = _history(f"sqlite:///{tmp_path}/f.db", 10, workers=1)
+    assert "refund" in {kind for _, kind, _ in full_history.values()}
+    assert lean_history == full_history
+    assert _counts(lean) == _counts(full)
+
+
 class _ListRows:
     """The spend rows as a list per row (the model before its flat array): the
     reference ``Account``'s rows are checked against."""

@@ -71,6 +71,15 @@ def fingerprint(account: str, content: object) -> str:
     ).hexdigest()
 
 
+@lru_cache(maxsize=8192)
+def _effects(delta: int, expired: int) -> dict[str, int]:
+    """A body's ``effects``, one dict for each pair of numbers: a worker holds a week
+    of its tills' typed bodies (``Signed``), and most pairs repeat (issue 18's RSS).
+    Shared, so never changed: nothing changes a typed body's fields, and
+    ``to_body`` writes a copy of it (``agent.entries``)."""
+    return {"delta": delta, "expired": expired}
+
+
 _text = json.encoder.encode_basestring  # the escaping ``canonical`` applies to a text
 
 
@@ -516,7 +525,7 @@ class ModelTill:
             day=day.iso,
             bonus=bonus,
             lot=day.enrol_lot if bonus else None,
-            effects={"delta": bonus if bonus > 0 else 0, "expired": 0},
+            effects=_effects(bonus if bonus > 0 else 0, 0),
             result=Enrolled(
                 member_id=member_id, card=member.card, card_kind="physical", balance=bonus
             ).as_json(),
@@ -569,7 +578,7 @@ class ModelTill:
             tier=tier.name,
             day=day.iso,
             lot=day.lot,
-            effects={"delta": delta, "expired": held.expiring(day.ordinal)},
+            effects=_effects(delta, held.expiring(day.ordinal)),
             result=result.as_json(),
         )
         self._append(when, body)
@@ -595,7 +604,7 @@ class ModelTill:
             value=value,
             amount=amount,
             day=day.iso,
-            effects={"delta": -points, "expired": held.expiring(day.ordinal)},
+            effects=_effects(-points, held.expiring(day.ordinal)),
             result=Redeemed(
                 member_id=member_id,
                 receipt=receipt,
@@ -633,7 +642,7 @@ class ModelTill:
             taken=taken,
             returned=returned,
             day=day.iso,
-            effects={"delta": returned - taken, "expired": expired},
+            effects=_effects(returned - taken, expired),
             result=Refunded(
                 member_id=sale.member_id,
                 receipt=receipt,
