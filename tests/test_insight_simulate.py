@@ -195,6 +195,23 @@ def test_forgetting_the_sales_no_refund_can_reach_each_day_writes_the_same_chain
     assert _counts(lean) == _counts(full)
 
 
+def test_a_shards_tills_with_the_same_rules_share_one_rules_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the hand-over, a shard's models whose rules are equal run on one
+    ``Rules`` (one rate cache for them all); the history is the tests' above."""
+    made: list[Any] = []
+    real_model = simulate_module.ModelTill
+
+    def model(state: TillState, key: Any, rules: Any, pepper: Any) -> Any:
+        made.append(rules)
+        return real_model(state, key, rules, pepper)
+
+    monkeypatch.setattr(simulate_module, "ModelTill", model)
+    _history(f"sqlite:///{tmp_path}/s.db", 3, workers=1, days=20)
+    assert len(made) == 4 and len({id(rules) for rules in made}) == 1
+
+
 class _ListRows:
     """The spend rows as a list per row (the model before its flat array): the
     reference ``Account``'s rows are checked against."""
