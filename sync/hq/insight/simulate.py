@@ -867,7 +867,7 @@ class _Known(Mapping[tuple[str, int], Body]):
         return default
 
     def __getitem__(self, key: tuple[str, int]) -> Body:
-        body = self.get(key)
+        body: Body | None = self.get(key)
         if body is None:
             raise KeyError(key)
         return body

@@ -436,11 +436,10 @@ class Signed(NamedTuple):
     sig: str
 
     def entry(self, device: str) -> Entry:
-        """The entry as ``sign_entry`` gave it (tests/test_till_model.py)."""
-        body = self.body
-        return Entry(
-            device, self.seq, self.ts, body.kind, None, body.to_body(), self.prev, self.hash, self.sig
-        )
+        """The entry as ``sign_entry`` gave it: its body's dict written again from the
+        typed body, the same bytes signed (tests/test_lots.py verifies the chain)."""
+        kind, body = self.body.kind, self.body.to_body()
+        return Entry(device, self.seq, self.ts, kind, None, body, self.prev, self.hash, self.sig)
 
 
 @dataclass(frozen=True, slots=True)
