@@ -171,6 +171,47 @@ def test_pruning_what_can_no_longer_matter_writes_the_same_chain(
     assert _counts(lean) == _counts(full)
 
 
+def test_forgetting_the_sales_no_refund_can_reach_each_day_writes_the_same_chain(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The shards forget each day the sales older than a refund can reach (issue
+    18's RSS): against tills that hold every sale, the very same entries, refunds
+    among them, through the ledger's first days and the model's after."""
+    forgotten = {"sales": 0}
+
+    def forget_sales(state: TillState, before: str) -> None:
+        held = len(state.sales)
+        real_forget(state, before)
+        forgotten["sales"] += held - len(state.sales)
+
+    real_forget = TillState.forget_sales
+    monkeypatch.setattr(TillState, "forget_sales", forget_sales)
+    lean, lean_history = _history(f"sqlite:///{tmp_path}/l.db", 10, workers=1)
+    assert forgotten["sales"] > 0
+    monkeypatch.setattr(TillState, "forget_sales", lambda state, before: None)
+    full, full_history = _history(f"sqlite:///{tmp_path}/f.db", 10, workers=1)
+    assert "refund" in {kind for _, kind, _ in full_history.values()}
+    assert lean_history == full_history
+    assert _counts(lean) == _counts(full)
+
+
+def test_a_shards_tills_with_the_same_rules_share_one_rules_object(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the hand-over, a shard's models whose rules are equal run on one
+    ``Rules`` (one rate cache for them all); the history is the tests' above."""
+    made: list[Any] = []
+    real_model = simulate_module.ModelTill
+
+    def model(state: TillState, key: Any, rules: Any, pepper: Any) -> Any:
+        made.append(rules)
+        return real_model(state, key, rules, pepper)
+
+    monkeypatch.setattr(simulate_module, "ModelTill", model)
+    _history(f"sqlite:///{tmp_path}/s.db", 3, workers=1, days=20)
+    assert len(made) == 4 and len({id(rules) for rules in made}) == 1
+
+
 class _ListRows:
     """The spend rows as a list per row (the model before its flat array): the
     reference ``Account``'s rows are checked against."""

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, precondition, rule
 
 from agent import lots
+from agent.chain import verify_chain
 from agent.errors import LedgerError
 from agent.fields import SIMULATED_PHONE_COST, Line, PhonePepper
 from agent.ledger import Ledger
@@ -193,9 +194,15 @@ class ModelWritesLedgerReplays(RuleBasedStateMachine):
 
     @invariant()
     def the_projection_reproduces_the_models_effects(self) -> None:
-        for entry in self.till.written:
+        entries = [signed.entry(self.till.state.device) for signed in self.till.written]
+        for entry in entries:
             effects = apply(self.store.conn, entry.seq, entry.kind, entry.body)
             assert effects == entry.body["effects"], (entry.seq, entry.kind)
+        if entries:
+            # The entries written again from the held typed bodies are the ones signed.
+            key, first = self.till.key.public_key(), entries[0]
+            report = verify_chain(entries, key, start_seq=first.seq, start_prev=first.prev)
+            assert report.ok, report
         self.till.written.clear()
 
 
@@ -238,7 +245,7 @@ def test_a_refund_returning_points_to_an_expired_lot_counts_them_expired() -> No
         till.redeem(member, "B", 100, 20_000, machine.now)  # from A's lot, B's is locked
         machine.now += dt.timedelta(days=40)  # A's lot has expired, B's has not
         till.refund("B", machine.now)
-        refund = till.written[-1]
+        refund = till.written[-1].entry(till.state.device)
         assert refund.kind == "refund" and refund.body["effects"]["expired"] >= 100
         machine.the_projection_reproduces_the_models_effects()
     finally:

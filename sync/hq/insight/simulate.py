@@ -29,7 +29,7 @@ import shutil
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from dataclasses import fields as dataclass_fields
@@ -43,6 +43,7 @@ from agent.entries import Body, Kind
 from agent.keys import read_private_key
 from agent.ledger import Ledger
 from agent.privacy import key_text
+from agent.rules import Rules
 from agent.store import Store
 from drivers.errors import TillpointsError
 from sync.errors import SyncError
@@ -51,7 +52,7 @@ from sync.hq.devices import add_device, hq_key, init_hq, register
 from sync.hq.ingest import ingest
 from sync.hq.insight.facts import refresh, set_stores
 from sync.hq.insight.population import REFUND_DAYS, Chain, Event, Member
-from sync.hq.insight.till_model import ModelTill, TillState
+from sync.hq.insight.till_model import ModelTill, Signed, TillState
 from sync.hq.stores import open_store
 from sync.protocol import Batch
 from sync.till_register import adopt_phone, registration_request
@@ -102,7 +103,8 @@ class Till:
         self.ledger.store.cache_kib(LEDGER_CACHE_KIB)
         self.state = TillState(self.ledger.device_id, store, till, 0, "0" * 64)
         self.model: ModelTill | None = None
-        self.pending: list[Entry] = []
+        # The ledger's entries, then the model's (``Signed``), since the last upload.
+        self.pending: list[Entry | Signed] = []
         # The sealing keys of the ledger's enrolments, sent beside them (agent.privacy).
         self.member_keys: dict[str, str] = {}
         self.ledger_entries = 0
@@ -125,23 +127,29 @@ class Till:
         for member_id, key in keys.items():
             self.member_keys[member_id] = key_text(key)
 
-    def hand_over(self) -> None:
-        """Continue this till's chain in the model (same key, same head)."""
+    def hand_over(self, shared: list[Rules]) -> None:
+        """Continue this till's chain in the model (same key, same head). ``shared``:
+        the rules the shard's models run on; a till whose rules equal one of them runs
+        on that one, whose rate cache (``Rules.line_points``) then serves every such
+        till: 100 tills' own caches of up to 4,096 rates were 40-90 MiB a worker
+        (issue 18's RSS), and each priced the same lines again."""
         if self.ledger is None:
             return
         key = read_private_key(self.path / "device.key")
-        self.model = ModelTill(self.state, key, self.ledger.rules, self.ledger.secrets.phone()[0])
+        own = self.ledger.rules
+        rules = next((known for known in shared if known == own), None)
+        if rules is None:
+            shared.append(own)
+            rules = own
+        self.model = ModelTill(self.state, key, rules, self.ledger.secrets.phone()[0])
         self.ledger.close()
         self.ledger = None
 
-    def take(self, known: dict[tuple[str, int], Body]) -> list[Entry]:
-        """The entries to upload; the model's typed bodies go into ``known``."""
+    def take(self) -> list[Entry | Signed]:
+        """The entries to upload, as held (``Signed`` for the model's)."""
         if self.model is not None:
             self.pending.extend(self.model.written)
-            for entry, body in zip(self.model.written, self.model.typed, strict=True):
-                known[(entry.device, entry.seq)] = body
             self.model.written.clear()
-            self.model.typed.clear()
         taken, self.pending = self.pending, []
         return taken
 
@@ -366,13 +374,12 @@ class Shard:
         self.turn = _Turn(plan.turn)
         self.root = Path(tempfile.mkdtemp(prefix="tillpoints-sim-"))
         self.clock = Clock(plan.start)
+        self.today = plan.start.date()
         self.tills: dict[tuple[str, str], Till] = {}
         self.counts = Counter[str]()
-        # Typed bodies of what this shard uploaded since its last refresh (facts.refresh).
-        self.known: dict[tuple[str, int], Body] = {}
         # Batches cut at their upload's moment and not yet delivered (``_deliver``),
         # and the events handled since the first of them was cut.
-        self.outgoing: list[tuple[str, Batch, dt.datetime]] = []
+        self.outgoing: list[_Cut] = []
         self.since_cut = 0
         try:
             # Each till's ledger starts as a copy of one empty migrated ledger
@@ -396,16 +403,13 @@ class Shard:
                 if self.since_cut % RETRY_EVERY == 0:
                     self._deliver(wait=False)
         elif message[0] == HAND_OVER:
+            shared: list[Rules] = []
             for till in self.tills.values():
-                till.hand_over()
+                till.hand_over(shared)
             _give_back()
         else:
-            self.outgoing.extend(_batches(self.tills, message[1], self.known))
+            self.outgoing.extend(_cuts(self.tills, message[1]))
             self._deliver(wait=False)
-            # No event brings back a sale older than this (population.REFUND_DAYS).
-            forget = (message[1] - dt.timedelta(days=2 * REFUND_DAYS)).date().isoformat()
-            for till in self.tills.values():
-                till.state.forget_sales(forget)
 
     def _deliver(self, wait: bool) -> None:
         """Upload the batches cut so far, and refresh after them, if it is this
@@ -416,32 +420,34 @@ class Shard:
         if not self.outgoing or not self.turn.take(wait):
             return
         try:
-            for device, batch, now in self.outgoing:
-                ack = ingest(self.store, self.signer, device, batch, now, now)
+            for cut in self.outgoing:
+                ack = ingest(self.store, self.signer, cut.device, cut.batch(), cut.now, cut.now)
                 self.counts["entries"] += int(ack["document"]["stored"])
-            self.outgoing.clear()
-            self._refresh()
+            known = _Known(self.outgoing)
+            self.outgoing = []
+            self._refresh(known)
         finally:
             self.turn.give()
         self.since_cut = 0
 
-    def _refresh(self) -> None:
+    def _refresh(self, known: _Known) -> None:
         """The report tables follow each upload here, in the worker, not once at
         the end in one process: the refresh is incremental and takes turns on its
         cursor, so whichever worker comes first reads every new batch. A refresh
         that finds HQ's store busy past its timeout is left to the next upload's
         (or ``simulate``'s last): it moves its cursor only with what it wrote."""
         try:
-            refresh(self.store, REFRESH_PAGE, self.known)
+            refresh(self.store, REFRESH_PAGE, known)
         except SyncError as error:
             if error.code != "storage_unavailable":
                 raise
             self.counts["refresh_deferred"] += 1
         # Read now, by this refresh or another worker's; a deferred page reads its JSON.
-        self.known.clear()
 
     def _event(self, event: Event) -> None:
         self.clock.now = event.when
+        if event.when.date() != self.today:
+            self._new_day(event.when.date())
         till = self.tills[(event.store, event.till)]
         try:
             if event.kind == "enrol":
@@ -453,6 +459,16 @@ class Shard:
             self.counts[event.kind] += 1
         except TillpointsError:
             self.counts["refused"] += 1
+
+    def _new_day(self, today: dt.date) -> None:
+        """Forget the sales no event can refund any more: a refund comes on one of
+        the ``population.REFUND_DAYS`` days after its sale (a day more is kept for the
+        ledger's days). Each day, not at each upload: a worker held up to 19 days of
+        its tills' sales in December, 40 MiB at the full size (issue 18's RSS)."""
+        self.today = today
+        forget = (today - dt.timedelta(days=REFUND_DAYS + 1)).isoformat()
+        for till in self.tills.values():
+            till.state.forget_sales(forget)
 
     def end(self) -> None:
         """Nothing to do: this process handled each message as it was sent."""
@@ -793,15 +809,74 @@ def _bind(store: HQStore, till: Till, signer: Any, now: dt.datetime) -> None:
     adopt_phone(till.path, till.ledger.store, receipt)
 
 
-def _batches(
-    tills: dict[tuple[str, str], Till], now: dt.datetime, known: dict[tuple[str, int], Body]
-) -> Iterator[tuple[str, Batch, dt.datetime]]:
+@dataclass(frozen=True)
+class _Cut:
+    """A batch as a till cut it at its upload's moment ``now``, its model entries
+    held as ``Signed`` until it is sent: ``batch`` writes their bodies' dicts then,
+    one batch at a time, not a week of them at once (issue 18's RSS)."""
+
+    device: str
+    held: tuple[Entry | Signed, ...]
+    keys: dict[str, str]  # the sealing keys of the batch's enrolments (agent.privacy)
+    now: dt.datetime
+
+    def batch(self) -> Batch:
+        device = self.device
+        entries = tuple(e if isinstance(e, Entry) else e.entry(device) for e in self.held)
+        return Batch(device, entries, self.keys)
+
+
+def _cuts(tills: dict[tuple[str, str], Till], now: dt.datetime) -> Iterator[_Cut]:
     """Each till's entries since its last upload, in batches of at most ``BATCH``
-    with the sealing keys of their enrolments: what the tills send at ``now``."""
+    with the sealing keys of their enrolments: what the tills send at ``now``. (Only
+    the ledger seals an enrolment: the model's are in the clear, ``ModelTill.enrol``.)"""
     for till in tills.values():
-        entries = till.take(known)
-        for first in range(0, len(entries), BATCH):
-            chunk = tuple(entries[first : first + BATCH])
-            enrolled = [str(e.body["member"]["member_id"]) for e in chunk if e.kind == Kind.ENROL]
+        held = till.take()
+        for first in range(0, len(held), BATCH):
+            chunk = tuple(held[first : first + BATCH])
+            enrolled = [
+                str(e.body["member"]["member_id"])
+                for e in chunk
+                if isinstance(e, Entry) and e.kind == Kind.ENROL
+            ]
             keys = {m: till.member_keys.pop(m) for m in enrolled if m in till.member_keys}
-            yield till.device, Batch(till.device, chunk, keys), now
+            yield _Cut(till.device, chunk, keys, now)
+
+
+class _Known(Mapping[tuple[str, int], Body]):
+    """The typed bodies of the model's entries in ``cuts`` by ``(device, seq)``:
+    ``facts.refresh``'s ``known``, read from the cuts instead of copied into a dict.
+    A till's entries are consecutive across its cuts, so a seq is an offset."""
+
+    def __init__(self, cuts: list[_Cut]) -> None:
+        self.held: dict[str, list[Entry | Signed]] = {}
+        for cut in cuts:
+            self.held.setdefault(cut.device, []).extend(cut.held)
+
+    def get(self, key: tuple[str, int], default: Any = None) -> Any:
+        """Without a KeyError for a miss: the refresh also reads the other worker's
+        entries, half of what it looks up."""
+        device, seq = key
+        held = self.held.get(device)
+        if held:
+            at = seq - held[0].seq
+            if 0 <= at < len(held):
+                item = held[at]
+                if type(item) is Signed and item.seq == seq:
+                    return item.body
+        return default
+
+    def __getitem__(self, key: tuple[str, int]) -> Body:
+        body: Body | None = self.get(key)
+        if body is None:
+            raise KeyError(key)
+        return body
+
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        for device, held in self.held.items():
+            for item in held:
+                if isinstance(item, Signed):
+                    yield device, item.seq
+
+    def __len__(self) -> int:
+        return sum(isinstance(item, Signed) for held in self.held.values() for item in held)

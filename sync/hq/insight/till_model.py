@@ -25,6 +25,7 @@ from collections import Counter, deque
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
@@ -68,6 +69,15 @@ def fingerprint(account: str, content: object) -> str:
     return hashlib.sha256(
         canonical({"account": account, "content": content}, checked=True)
     ).hexdigest()
+
+
+@lru_cache(maxsize=8192)
+def _effects(delta: int, expired: int) -> dict[str, int]:
+    """A body's ``effects``, one dict for each pair of numbers: a worker holds a week
+    of its tills' typed bodies (``Signed``), and most pairs repeat (issue 18's RSS).
+    Shared, so never changed: nothing changes a typed body's fields, and
+    ``to_body`` writes a copy of it (``agent.entries``)."""
+    return {"delta": delta, "expired": expired}
 
 
 _text = json.encoder.encode_basestring  # the escaping ``canonical`` applies to a text
@@ -411,6 +421,27 @@ class TillState:
                 account.drop_spent(move.lot_id)
 
 
+class Signed(NamedTuple):
+    """An entry the model signed, held until its upload: its typed body and what the
+    chain adds, without the body's dict (``entry`` writes it again). An ``Entry``
+    with its body dict beside the typed body the refresh reads was 3.7 KB, and a
+    worker holds a week of its tills' entries: about 140 MiB at the full size
+    (issue 18's RSS)."""
+
+    seq: int
+    ts: str
+    body: Body
+    prev: str
+    hash: str
+    sig: str
+
+    def entry(self, device: str) -> Entry:
+        """The entry as ``sign_entry`` gave it: its body's dict written again from the
+        typed body, the same bytes signed (tests/test_lots.py verifies the chain)."""
+        kind, body = self.body.kind, self.body.to_body()
+        return Entry(device, self.seq, self.ts, kind, None, body, self.prev, self.hash, self.sig)
+
+
 @dataclass(frozen=True, slots=True)
 class _Day:
     """What the model writes alike all day: the day as ISO text and as an ordinal,
@@ -431,8 +462,7 @@ class ModelTill:
     ) -> None:
         # pepper: the till's current phone pepper (agent.till_secrets), as the ledger's.
         self.state, self.key, self.rules, self.pepper = state, key, rules, pepper
-        self.written: list[Entry] = []
-        self.typed: list[Body] = []  # the typed body of each entry of ``written``
+        self.written: list[Signed] = []  # since the last upload
         self._day: _Day | None = None  # of the last entry written (days only move on)
 
     def _on(self, day: dt.date) -> _Day:
@@ -465,8 +495,7 @@ class ModelTill:
             typed=True,
         )
         state.observe(entry, body)
-        self.written.append(entry)
-        self.typed.append(body)
+        self.written.append(Signed(entry.seq, ts, body, entry.prev, entry.hash, entry.sig))
         return entry
 
     def enrol(self, member: Member, when: dt.datetime) -> None:
@@ -495,7 +524,7 @@ class ModelTill:
             day=day.iso,
             bonus=bonus,
             lot=day.enrol_lot if bonus else None,
-            effects={"delta": bonus if bonus > 0 else 0, "expired": 0},
+            effects=_effects(bonus if bonus > 0 else 0, 0),
             result=Enrolled(
                 member_id=member_id, card=member.card, card_kind="physical", balance=bonus
             ).as_json(),
@@ -548,7 +577,7 @@ class ModelTill:
             tier=tier.name,
             day=day.iso,
             lot=day.lot,
-            effects={"delta": delta, "expired": held.expiring(day.ordinal)},
+            effects=_effects(delta, held.expiring(day.ordinal)),
             result=result.as_json(),
         )
         self._append(when, body)
@@ -574,7 +603,7 @@ class ModelTill:
             value=value,
             amount=amount,
             day=day.iso,
-            effects={"delta": -points, "expired": held.expiring(day.ordinal)},
+            effects=_effects(-points, held.expiring(day.ordinal)),
             result=Redeemed(
                 member_id=member_id,
                 receipt=receipt,
@@ -612,7 +641,7 @@ class ModelTill:
             taken=taken,
             returned=returned,
             day=day.iso,
-            effects={"delta": returned - taken, "expired": expired},
+            effects=_effects(returned - taken, expired),
             result=Refunded(
                 member_id=sale.member_id,
                 receipt=receipt,
