@@ -146,7 +146,7 @@ def _members(tx: Tx, span: Span, expiry_day: str | None) -> None:
     lots (the points that expire more than 30 and 90 days after it). The three are
     one row per member, upserted once: ``_MEMBER_MERGE`` takes minimums, maximums
     and sums, so the sources summed first give the row each upsert in turn gave
-    (issue 18: three upserts of the same members were a fifth of a page's sums)."""
+    (issue 18: three upserts of the same rows were two fifths of a page's sums)."""
     join, cond, params = _scope("s", span)
     entry_join, entry_cond, entry_params = _entries_scope(span)
     # "+o.seq": not an index column for SQLite's planner, which otherwise walks every
@@ -323,9 +323,9 @@ def _uncount(tx: Tx, where: str) -> None:
 
 def _count(tx: Tx) -> None:
     """Recount the member rows this refresh moved (``dirty``) in the counting tables
-    (``_COUNTED``): out as they were counted, in as they are now, and each row
-    updated once to what it is now counted as. A row whose member's enrolment
-    arrived since (it may be older than the enrolment) is dirty too."""
+    (``_COUNTED``): out as they were counted, updated to what they are now counted
+    as, and in again. A row whose member's enrolment arrived since (it may be older
+    than the enrolment) is dirty too."""
     # EXISTS, not IN: the rows without a home (agg_members_homeless) are looked up in
     # ins_members, not every member into agg_members (issue 18).
     tx.run(
@@ -333,9 +333,9 @@ def _count(tx: Tx) -> None:
         "(SELECT 1 FROM ins_members m WHERE m.member_id = agg_members.member)"
     )
     _uncount(tx, "dirty = 1")
-    # Each row's counted columns are worked out once, here, and the counting tables
-    # read them: from the rows' own columns, those expressions (and the enrolment
-    # lookups in them) ran once for each of the three tables (issue 18).
+    # The counted columns are worked out once, by this UPDATE, and the counting tables
+    # read them: tallied from the expressions, those (and the enrolment lookups in
+    # them) ran once for each of the three tables (issue 18).
     settled = ", ".join(f"{column} = {expression}" for column, expression in _COUNT_AS)
     tx.run(f"UPDATE agg_members SET {settled} WHERE dirty = 1")
     _tally(tx, "dirty = 1", "")
