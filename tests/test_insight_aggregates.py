@@ -24,7 +24,7 @@ from sync.hq.ingest import ingest
 from sync.hq.insight import aggregates, audience, catalog, reports
 from sync.hq.insight.audience import segments
 from sync.hq.insight.catalog import headline, run_report
-from sync.hq.insight.facts import day_no, ensure_tables, rebuild, refresh, set_stores
+from sync.hq.insight.facts import PAGE, day_no, ensure_tables, rebuild, refresh, set_stores
 from sync.hq.insight.page import index_page
 from sync.hq.insight.reports import Period, Report, liability
 from sync.hq.insight.simulate import simulate
@@ -64,9 +64,10 @@ def target_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
         yield url
 
 
-def _upload(source_url: str, target_url: str, late: bool) -> None:
+def _upload(source_url: str, target_url: str, late: bool, page: int = PAGE) -> None:
     """The chain's rows in ``target``: every till but the last first, then (``late``)
-    the last till's entries and batches, numbered after the rest."""
+    the last till's entries and batches, numbered after the rest; refreshed ``page``
+    batches a transaction."""
     source, target = open_store(source_url), open_store(target_url)
     try:
         with source.read() as src, target.write() as dst:
@@ -86,7 +87,7 @@ def _upload(source_url: str, target_url: str, late: bool) -> None:
             )
             regions = src.all("SELECT store, region FROM ins_stores")
         set_stores(target, regions)
-        refresh(target)
+        refresh(target, page)
     finally:
         target.close()
         source.close()
@@ -125,6 +126,21 @@ def test_aggregates_equal_a_recompute_after_late_uploads_erasure_and_rebuild(
     assert {
         table: aggregate_rows(target_url, table) for table in aggregates.AGGREGATE_TABLES
     } == kept
+
+
+@pytest.mark.parametrize("page", [1, 5])
+def test_aggregates_of_many_small_pages_equal_a_recompute(
+    chain_url: str, tmp_path: Path, page: int
+) -> None:
+    """Each page adds its members' sums (their entries', sales' and new lots' in one
+    upsert) and recounts them: over pages of one and of five batches, with the late
+    till's, that is the whole history's aggregates."""
+    url = f"sqlite:///{tmp_path}/hq.db"
+    open_store(url).close()
+    _upload(chain_url, url, late=False, page=page)
+    check_aggregates(url)
+    _upload(chain_url, url, late=True, page=page)
+    check_aggregates(url)
 
 
 def test_reports_from_aggregates_match_the_scans(chain_url: str, target_url: str) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from agent.entries import Member
+from agent.entries import Enrol, Member, readable
 from agent.errors import InvalidInput
 from agent.ledger import Ledger
 from agent.privacy import disclosed, marketing_flag, new_key, seal
@@ -345,8 +345,10 @@ def test_hq_refuses_a_key_that_does_not_open_the_seal(sqlite_chain: Chain) -> No
 
     enrol = next(entry for entry in entries if entry.kind == "enrol")
     with chain.hq.write() as tx, pytest.raises(SyncError) as wrong:
-        take_keys(tx, "d", [enrol], [entry_row(enrol)], {enrol.body["member"]["member_id"]:
-                  "A" * 44}, dt.datetime.now(dt.UTC))  # fmt: skip
+        member_id, typed = enrol.body["member"]["member_id"], readable(enrol.kind, enrol.body)
+        assert isinstance(typed, Enrol)
+        take_keys(tx, "d", [enrol], [entry_row(enrol)], {member_id: "A" * 44},
+                  dt.datetime.now(dt.UTC), {0: typed})  # fmt: skip
     assert wrong.value.code == "bad_member_key"
 
 

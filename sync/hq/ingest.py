@@ -22,7 +22,7 @@ from typing import Any
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from agent.chain import Entry, canonical, typed_digest
-from agent.entries import Earn
+from agent.entries import Earn, Enrol
 from agent.keys import load_public_key, public_key_text
 from sync.errors import SyncError, refused, unverified
 from sync.hq import plausible as hq_plausible
@@ -117,6 +117,7 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
     )
     rows: list[tuple[Any, ...]] = []
     lines: list[int] = []  # each entry's number of receipt lines (plausibility)
+    enrolments: dict[int, Enrol] = {}  # by position: their seals are opened (take_keys)
 
     def encode(entry: Entry) -> tuple[bytes, bytes]:
         # Each new body is read once, for its hash and for HQ's columns, and its row
@@ -127,6 +128,8 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
             rows.append(earn_row(entry, body, typed))
             lines.append(len(typed.lines))
         else:
+            if isinstance(typed, Enrol):
+                enrolments[len(rows)] = typed
             rows.append(entry_row(entry, body, facts_of_body(entry, typed)))
             lines.append(len(n) if isinstance(n := entry.body.get("lines"), list) else 0)
         return digest, body
@@ -140,7 +143,7 @@ def _ingest(tx: Tx, device: str, batch: Batch, now: dt.datetime, till_clock: dt.
     # The walk encoded every new entry, in order, and nothing else (all were good).
     assert len(rows) == len(fresh)
     # The keys of sealed enrolments, kept outside the journal (sync.hq.member_keys).
-    rows = take_keys(tx, device, fresh, rows, batch.member_keys, now)
+    rows = take_keys(tx, device, fresh, rows, batch.member_keys, now, enrolments)
     tx.copy("entries", ENTRY_COLUMNS, rows)
     # Signed is not plausible: stored all the same, and alerted (sync.hq.plausible).
     for finding in hq_plausible.findings(rows, lines, hq_plausible.limits(tx)):

@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections.abc import Mapping
 from typing import Any
 
 from agent.chain import Entry
-from agent.entries import Enrol, Member, readable
+from agent.entries import Enrol, Member
 from agent.errors import LedgerError
 from agent.privacy import disclosed, key_from_text, key_text
 from sync.errors import invalid
@@ -34,14 +35,17 @@ def take_keys(
     rows: list[tuple[Any, ...]],
     keys: dict[str, str],
     now: dt.datetime,
+    enrolments: Mapping[int, Enrol],
 ) -> list[tuple[Any, ...]]:
-    """Store the keys of the batch's sealed enrolments; ``rows`` with their phone keys."""
+    """Store the keys of the batch's sealed enrolments; ``rows`` with their phone keys.
+    ``enrolments``: the typed bodies of ``fresh``'s enrolments by position (ingest
+    read them already, to check their hashes)."""
     wanted = dict(keys)
     out: list[tuple[Any, ...]] = []
     kept: list[tuple[str, str, str, str]] = []
-    for entry, row in zip(fresh, rows, strict=True):
-        body = readable(entry.kind, entry.body) if entry.kind == "enrol" else None
-        if not isinstance(body, Enrol) or body.member.sealed is None:
+    for position, (entry, row) in enumerate(zip(fresh, rows, strict=True)):
+        body = enrolments.get(position)
+        if body is None or body.member.sealed is None:
             out.append(row)
             continue
         member_id = body.member.member_id

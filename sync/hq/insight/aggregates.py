@@ -132,16 +132,23 @@ def add(tx: Tx, span: Span) -> None:
         + _add("issued", "taken", "expired").format(table="agg_ledger"),
         entry_params,
     )
-    tx.run(
-        f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) "
-        "SELECT COALESCE(c.member_id, e.account), MIN(d.store), SUM(e.delta - e.expired), "
-        "COUNT(*), 0, CAST(NULL AS INTEGER), CAST(NULL AS INTEGER), 0, 0, 0, 0 "
-        f"FROM entries e{entry_join} JOIN devices d ON d.device = e.device "
-        "LEFT JOIN ins_cards c ON c.account = e.account "
-        f"WHERE e.account IS NOT NULL AND {entry_cond} GROUP BY COALESCE(c.member_id, e.account) "
-        f"ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}",
-        entry_params,
-    )
+    state = tx.one("SELECT expiry_day, lots_day FROM agg_state WHERE id = 1")
+    _members(tx, span, str(state[0]) if state and state[0] is not None else None)
+    _lots(tx, span, state)
+    _fold_cards(tx)
+    _count(tx)
+
+
+def _members(tx: Tx, span: Span, expiry_day: str | None) -> None:
+    """The span's sums by member in ``agg_members``: of its accounts' entries
+    (points, entries, the first store seen), of its sales (earns, their first and
+    last day, visits, spend) and, once expiry is counted from ``expiry_day``, of its
+    lots (the points that expire more than 30 and 90 days after it). The three are
+    one row per member, upserted once: ``_MEMBER_MERGE`` takes minimums, maximums
+    and sums, so the sources summed first give the row each upsert in turn gave
+    (issue 18: three upserts of the same rows were two fifths of a page's sums)."""
+    join, cond, params = _scope("s", span)
+    entry_join, entry_cond, entry_params = _entries_scope(span)
     # "+o.seq": not an index column for SQLite's planner, which otherwise walks every
     # earlier sale of the device by the primary key (device, seq) instead of finding
     # the receipt by ins_sales_receipt: quadratic in a device's history (issue 18).
@@ -150,36 +157,50 @@ def add(tx: Tx, span: Span) -> None:
         "(SELECT 1 FROM ins_sales o WHERE o.device = s.device AND o.receipt = s.receipt "
         "AND o.member = s.member AND o.kind IN ('earn', 'redeem') AND +o.seq < s.seq)"
     )
+    earned = "CASE WHEN s.kind = 'earn' THEN {} ELSE {} END"
+    sources = [
+        "SELECT COALESCE(c.member_id, e.account) AS member, d.store AS seen, "
+        "e.delta - e.expired AS points, 1 AS entries, 0 AS earns, "
+        "CAST(NULL AS INTEGER) AS last_no, CAST(NULL AS INTEGER) AS first_no, 0 AS visits, "
+        "0 AS monetary, 0 AS a30, 0 AS a90 "
+        f"FROM entries e{entry_join} JOIN devices d ON d.device = e.device "
+        "LEFT JOIN ins_cards c ON c.account = e.account "
+        f"WHERE e.account IS NOT NULL AND {entry_cond}",
+        f"SELECT s.member, NULL, 0, 0, {earned.format(1, 0)}, "
+        f"{earned.format('s.day_no', 'NULL')}, {earned.format('s.day_no', 'NULL')}, "
+        f"CASE WHEN {first_visit} THEN 1 ELSE 0 END, s.amount, 0, 0 FROM ins_sales s{join} "
+        f"WHERE s.kind IN ('earn', 'redeem', 'refund') AND {cond}",
+    ]
+    values = [*entry_params, *params]
+    if expiry_day is not None:
+        sources.append(
+            "SELECT s.member, NULL, 0, 0, 0, NULL, NULL, 0, 0, "
+            "CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END, "
+            f"CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END FROM ins_lots s{join} "
+            f"WHERE {cond}"
+        )
+        values += [_after(expiry_day, 30), _after(expiry_day, 90), *params]
     tx.run(
         f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) "
-        "SELECT s.member, CAST(NULL AS TEXT), 0, 0, "
-        "SUM(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END), "
-        "MAX(CASE WHEN s.kind = 'earn' THEN s.day_no END), "
-        "MIN(CASE WHEN s.kind = 'earn' THEN s.day_no END), "
-        f"SUM(CASE WHEN {first_visit} THEN 1 ELSE 0 END), SUM(s.amount), 0, 0 "
-        f"FROM ins_sales s{join} "
-        f"WHERE s.kind IN ('earn', 'redeem', 'refund') AND {cond} GROUP BY s.member "
+        "SELECT member, MIN(seen), SUM(points), SUM(entries), SUM(earns), MAX(last_no), "
+        "MIN(first_no), SUM(visits), SUM(monetary), SUM(a30), SUM(a90) "
+        f"FROM ({' UNION ALL '.join(sources)}) page GROUP BY member "
         f"ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}",
-        params,
+        values,
     )
-    _lots(tx, span)
-    _fold_cards(tx)
-    _count(tx)
 
 
-def _later(tx: Tx, where: str, params: list[Any], replace: bool = False) -> None:
-    """Add (or set) a30 and a90 from the lots ``where`` picks, by member; the
-    first two parameters are the days after which a lot counts."""
-    update = "a30 = excluded.a30, a90 = excluded.a90" if replace else _add("a30", "a90")
-    update += ", dirty = 1"
+def _later(tx: Tx, days: tuple[str, str]) -> None:
+    """Set every member's a30 and a90 from all lots: the points of lots that expire
+    after ``days`` (30 and 90 days after the day expiry is first counted from)."""
     tx.run(
         f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) SELECT s.member, CAST(NULL AS TEXT), 0, 0, "
         "0, CAST(NULL AS INTEGER), CAST(NULL AS INTEGER), 0, 0, "
         "SUM(CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END), "
-        f"SUM(CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END) FROM ins_lots s{where} "
-        f"GROUP BY s.member ON CONFLICT (member) DO UPDATE SET "
-        + update.format(table="agg_members"),
-        params,
+        "SUM(CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END) FROM ins_lots s "
+        "GROUP BY s.member ON CONFLICT (member) DO UPDATE SET "
+        "a30 = excluded.a30, a90 = excluded.a90, dirty = 1",
+        days,
     )
 
 
@@ -187,27 +208,25 @@ def _after(day: str, days: int) -> str:
     return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
 
 
-def _lots(tx: Tx, span: Span) -> None:
+def _lots(tx: Tx, span: Span, state: tuple[Any, ...] | None) -> None:
     """Keep a30 and a90 (the member's lot points that expire more than 30 and 90
     days after ``expiry_day``, the newest sale's day, which liability reads as
-    ``max(0, points - a30)``): the span's lots are added; when the newest day moves
-    on, the lots whose expiry it passes are taken out, a day's worth of lots by
-    index, not a scan of all."""
+    ``max(0, points - a30)``): the span's lots were added (``_members``, from
+    ``state``, ``agg_state``'s row before the span); when the newest day moves on,
+    the lots whose expiry it passes are taken out, a day's worth of lots by index,
+    not a scan of all."""
     join, cond, params = _scope("s", span)
-    state = tx.one("SELECT expiry_day, lots_day FROM agg_state WHERE id = 1")
     day, lots_day = (state[0], state[1]) if state else (None, None)
     newest = tx.one(f"SELECT MAX(s.day) FROM ins_lots s{join} WHERE {cond}", params)
     if newest and newest[0] and (lots_day is None or str(newest[0]) > str(lots_day)):
         lots_day = str(newest[0])
-    if day is not None:
-        _later(tx, f"{join} WHERE {cond}", [_after(day, 30), _after(day, 90), *params])
     row = tx.one("SELECT MAX(day) FROM ins_sales")
     moved = str(row[0]) if row and row[0] else None
     if moved is None:
         tx.run("UPDATE agg_state SET lots_day = ? WHERE id = 1", (lots_day,))
         return
     if day is None:
-        _later(tx, " WHERE 1 = 1", [_after(moved, 30), _after(moved, 90)], replace=True)
+        _later(tx, (_after(moved, 30), _after(moved, 90)))
     elif moved > day:
         for days in (30, 90):
             # Lots expiring in (day + days, moved + days] no longer count as later.
@@ -280,22 +299,16 @@ _COUNT_AS = (
     ("c_visits", _SEGMENTED.format("visits")),
     ("c_monetary", _SEGMENTED.format("monetary")),
 )
-# The dirty rows as they are now, under the names the counting tables read.
-_AS_NOW = (
-    "(SELECT "
-    + ", ".join(f"{expression} AS {column}" for column, expression in _COUNT_AS)
-    + " FROM agg_members WHERE dirty = 1) now"
-)
 
 
-def _tally(tx: Tx, source: str, where: str, sign: str) -> None:
-    """Add (``sign`` '') or take out ('-') the member rows of ``source`` that
-    ``where`` picks, as counted."""
+def _tally(tx: Tx, where: str, sign: str) -> None:
+    """Add (``sign`` '') or take out ('-') the member rows ``where`` picks, as
+    counted (their ``c_*`` columns)."""
     for table, keys, counted, sums, of in _COUNTED:
         tx.run(
             f"INSERT INTO {table} ({', '.join(keys + sums)}) SELECT {', '.join(counted)}, "
             + ", ".join(sign + expression for expression in of)
-            + f" FROM {source} WHERE {counted[0]} IS NOT NULL AND {where} "
+            + f" FROM agg_members WHERE {counted[0]} IS NOT NULL AND {where} "
             f"GROUP BY {', '.join(counted)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
             + _add(*sums).format(table=table)
         )
@@ -305,14 +318,14 @@ def _tally(tx: Tx, source: str, where: str, sign: str) -> None:
 
 def _uncount(tx: Tx, where: str) -> None:
     """Take the member rows ``where`` picks out of the counting tables."""
-    _tally(tx, "agg_members", where, "-")
+    _tally(tx, where, "-")
 
 
 def _count(tx: Tx) -> None:
     """Recount the member rows this refresh moved (``dirty``) in the counting tables
-    (``_COUNTED``): out as they were counted, in as they are now, and each row
-    updated once to what it is now counted as. A row whose member's enrolment
-    arrived since (it may be older than the enrolment) is dirty too."""
+    (``_COUNTED``): out as they were counted, updated to what they are now counted
+    as, and in again. A row whose member's enrolment arrived since (it may be older
+    than the enrolment) is dirty too."""
     # EXISTS, not IN: the rows without a home (agg_members_homeless) are looked up in
     # ins_members, not every member into agg_members (issue 18).
     tx.run(
@@ -320,9 +333,13 @@ def _count(tx: Tx) -> None:
         "(SELECT 1 FROM ins_members m WHERE m.member_id = agg_members.member)"
     )
     _uncount(tx, "dirty = 1")
-    _tally(tx, _AS_NOW, "1 = 1", "")
+    # The counted columns are worked out once, by this UPDATE, and the counting tables
+    # read them: tallied from the expressions, those (and the enrolment lookups in
+    # them) ran once for each of the three tables (issue 18).
     settled = ", ".join(f"{column} = {expression}" for column, expression in _COUNT_AS)
-    tx.run(f"UPDATE agg_members SET {settled}, dirty = 0 WHERE dirty = 1")
+    tx.run(f"UPDATE agg_members SET {settled} WHERE dirty = 1")
+    _tally(tx, "dirty = 1", "")
+    tx.run("UPDATE agg_members SET dirty = 0 WHERE dirty = 1")
 
 
 AGGREGATE_TABLES = (
