@@ -54,7 +54,7 @@ def _simulate_args(parser: argparse.ArgumentParser) -> None:
         "--ledger-days",
         type=int,
         help="days written through the till ledger before the model takes over "
-        "(default: all for up to 2,000 members, else 7)",
+        "(default: all for up to 2,000 members, else 1)",
     )
     parser.add_argument("--sync-days", type=int, default=7, help="days between uploads (7)")
     parser.add_argument(
