@@ -36,10 +36,10 @@ def delay_us(text: str) -> int:
     """``--flush-delay-ms``: a decimal number of milliseconds, 0 to 1,000, as
     microseconds."""
     try:
-        ms = Decimal(text)
+        ms: Decimal | None = Decimal(text)
     except InvalidOperation:
-        ms = Decimal(-1)
-    if not ms.is_finite() or not 0 <= ms <= MOST_MS or text.strip() != text:
+        ms = None
+    if ms is None or not ms.is_finite() or not 0 <= ms <= MOST_MS or text.strip() != text:
         raise InvalidInput(
             "invalid_flush_delay", f"flush delay: milliseconds from 0 to {MOST_MS} (got {text!r})"
         )
