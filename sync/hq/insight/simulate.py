@@ -803,9 +803,18 @@ def _holds_no_entries(store: HQStore) -> bool:
 
 def _durable(store: HQStore) -> None:
     """The finished chain on disk as HQ keeps it: on SQLite the WAL checkpointed
-    into the file (``compact``), which ``synchronous=FULL`` syncs."""
+    into the file (``compact``), which ``synchronous=FULL`` syncs; on PostgreSQL its
+    tables analysed. A chain loaded in one go has no planner statistics until
+    autovacuum comes by: at the full size a member's balance then took a second (a
+    plan for 26,000 rows a member, compiled by JIT), and 0.6 ms analysed."""
     if store.dialect == "sqlite":
         store.compact(())
+        return
+    with store.write() as tx:
+        tables = [str(row[0]) for row in tx.all(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "ORDER BY tablename")]  # fmt: skip
+        tx.run("ANALYZE " + ", ".join(tables))
 
 
 def _bind(store: HQStore, till: Till, signer: Any, now: dt.datetime) -> None:
