@@ -304,7 +304,7 @@ def simulate(
                 if turn is not None:
                     turn.unlink(missing_ok=True)
         refresh(store)
-    _durable(store)
+    _settle(store)
     elapsed = time.perf_counter() - started
     totals.update(_spent())
     return {
@@ -442,14 +442,14 @@ class Shard:
         the end in one process: the refresh is incremental and takes turns on its
         cursor, so whichever worker comes first reads every new batch. A refresh
         that finds HQ's store busy past its timeout is left to the next upload's
-        (or ``simulate``'s last): it moves its cursor only with what it wrote."""
+        (or ``simulate``'s last): it moves its cursor only with what it wrote, and
+        that page reads its bodies' JSON from HQ's store, not ``known``."""
         try:
             refresh(self.store, REFRESH_PAGE, known)
         except SyncError as error:
             if error.code != "storage_unavailable":
                 raise
             self.counts["refresh_deferred"] += 1
-        # Read now, by this refresh or another worker's; a deferred page reads its JSON.
 
     def _event(self, event: Event) -> None:
         self.clock.now = event.when
@@ -710,7 +710,7 @@ def _without_fsync(store: HQStore) -> Any:
 def _building(store: HQStore, building: bool) -> Iterator[None]:
     """HQ's new file runs without an fsync per commit while the simulation builds
     it (``BUILDING_PRAGMAS``): a simulation needs no durability against power cuts
-    until it has finished (``_durable``). The caller's connection is back to
+    until it has finished (``_settle``). The caller's connection is back to
     ``synchronous=FULL`` however the simulation ends."""
     conn = _without_fsync(store) if building else None
     try:
@@ -801,8 +801,8 @@ def _holds_no_entries(store: HQStore) -> bool:
         return tx.one("SELECT 1 FROM entries LIMIT 1") is None
 
 
-def _durable(store: HQStore) -> None:
-    """The finished chain on disk as HQ keeps it: on SQLite the WAL checkpointed
+def _settle(store: HQStore) -> None:
+    """The finished chain as HQ keeps it: on SQLite the WAL checkpointed
     into the file (``compact``), which ``synchronous=FULL`` syncs; on PostgreSQL its
     tables analysed. A chain loaded in one go has no planner statistics until
     autovacuum comes by: at the full size a member's balance then took a second (a
