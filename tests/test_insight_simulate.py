@@ -385,13 +385,16 @@ def test_bad_input_is_named(tmp_path: Path, argv: tuple[str, ...], code: str) ->
     assert raised.value.code == code
 
 
+_FACTS = ("ins_members", "ins_cards", "ins_sales", "ins_lines", "ins_lots")
+
+
 def _tables(url: str) -> dict[str, list[Any]]:
     store = open_store(url)
     try:
         with store.read() as tx:
             return {
                 table: sorted(map(tuple, tx.all(f"SELECT * FROM {table}")))
-                for table in ("ins_members", "ins_sales", "ins_lots", *AGGREGATE_TABLES)
+                for table in (*_FACTS, *AGGREGATE_TABLES)
             }
     finally:
         store.close()
@@ -405,12 +408,12 @@ def test_the_report_tables_followed_upload_by_upload_are_a_rebuild(
     they have them: the tables end as a rebuild from every batch's stored JSON."""
     calls = {"busy": 0, "typed": 0}
 
-    def busy_at_first(store: Any, page: int = 200, known: Any = None) -> int:
+    def busy_at_first(store: Any, page: int = 200, known: Any = None, wait: bool = True) -> int:
         if calls["busy"] < 3:
             calls["busy"] += 1
             raise unavailable("database is locked")
         calls["typed"] += len(known or ())
-        return real_refresh(store, page, known)
+        return real_refresh(store, page, known, wait)
 
     real_refresh = simulate_module.refresh
     monkeypatch.setattr(simulate_module, "refresh", busy_at_first)
@@ -424,6 +427,24 @@ def test_the_report_tables_followed_upload_by_upload_are_a_rebuild(
     finally:
         store.close()
     assert _tables(url) == followed
+
+
+def test_postgresql_workers_that_skip_a_busy_refresh_end_with_a_rebuild_s_tables(
+    pg_database: str,
+) -> None:
+    """On PostgreSQL two workers refresh without waiting for each other
+    (``refresh(wait=False)``), each page's facts stored in bulk (``Tx.add_new``):
+    the report tables end as a rebuild from every batch's stored JSON."""
+    with pg_schema(pg_database) as url:
+        _history(url, ledger_days=20, workers=2, days=60)
+        followed = _tables(url)
+        store = open_store(url)
+        try:
+            rebuild(store)
+        finally:
+            store.close()
+        assert followed["ins_lines"] and followed["agg_members"]
+        assert _tables(url) == followed
 
 
 def test_the_file_built_without_fsync_ends_durable(tmp_path: Path) -> None:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from agent.chain import Entry
@@ -22,7 +22,7 @@ from agent.entries import Enrol, Member
 from agent.errors import LedgerError
 from agent.privacy import disclosed, key_from_text, key_text
 from sync.errors import invalid
-from sync.hq.db import Tx
+from sync.hq.db import Tx, looked_up
 from sync.protocol import utc_text
 
 _PHONE_COLUMN = 15  # of sync.hq.ingest's row
@@ -70,13 +70,8 @@ def take_keys(
         raise invalid(
             "bad_member_key", f"member_keys: {sorted(wanted)[0]} is not enrolled in this batch"
         )
-    for member_id, text, owner, at in kept:
-        if tx.one("SELECT 1 FROM hq_erasures WHERE member_id = ?", (member_id,)) is None:
-            tx.run(
-                "INSERT INTO hq_member_keys (member_id, key, device, stored_at) "
-                "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                (member_id, text, owner, at),
-            )
+    erased = _erased(tx, [member_id for member_id, _, _, _ in kept])
+    tx.add_new("hq_member_keys", [row for row in kept if row[0] not in erased])
     return out
 
 
@@ -88,12 +83,34 @@ def member_key(tx: Tx, member_id: str) -> bytes | None:
 def opened(tx: Tx, member: Member) -> Member:
     """``member`` with its personal fields, if HQ still holds its key (all None once
     erased); a clear-text enrolment (before issue 17) as it is, unless erased."""
-    if member.sealed is None:
-        if tx.one("SELECT 1 FROM hq_erasures WHERE member_id = ?", (member.member_id,)):
-            return _blank(member)
-        return member
-    key = member_key(tx, member.member_id)
-    return disclosed(member, key) if key is not None else _blank(member)
+    return opened_all(tx, [member])[0]
+
+
+def opened_all(tx: Tx, members: Sequence[Member]) -> list[Member]:
+    """``opened`` for each of ``members``, in their order: the keys and erasures
+    looked up a few hundred at a time."""
+    sealed = [member.member_id for member in members if member.sealed is not None]
+    keys = {
+        str(member_id): key_from_text(str(text))
+        for member_id, text in looked_up(
+            tx, "SELECT member_id, key FROM hq_member_keys WHERE member_id IN ({})", sealed
+        )
+    }
+    erased = _erased(tx, [member.member_id for member in members if member.sealed is None])
+    out: list[Member] = []
+    for member in members:
+        if member.sealed is None:
+            out.append(_blank(member) if member.member_id in erased else member)
+        else:
+            key = keys.get(member.member_id)
+            out.append(disclosed(member, key) if key is not None else _blank(member))
+    return out
+
+
+def _erased(tx: Tx, member_ids: Sequence[str]) -> set[str]:
+    """Which of ``member_ids`` HQ has erased."""
+    sql = "SELECT member_id FROM hq_erasures WHERE member_id IN ({})"
+    return {str(row[0]) for row in looked_up(tx, sql, member_ids)}
 
 
 def _blank(member: Member) -> Member:
@@ -122,14 +139,21 @@ def consent_rows(tx: Tx, said: list[tuple[str, int, str]]) -> list[tuple[int, st
     """``(consent, member_id)`` for each ``(member_id, marketing, at)`` a till said,
     where it still counts: an erased member's is always 0; HQ's own later decision
     (``hq_consents``, ``hq member consent``) wins over an earlier word of a till."""
+    named = [member_id for member_id, _, _ in said]
+    erased = _erased(tx, named)
+    decided = {
+        str(member_id): (int(marketing), str(at))
+        for member_id, marketing, at in looked_up(
+            tx, "SELECT member_id, marketing, at FROM hq_consents WHERE member_id IN ({})", named
+        )
+    }
     out: list[tuple[int, str]] = []
     for member_id, marketing, at in said:
-        if tx.one("SELECT 1 FROM hq_erasures WHERE member_id = ?", (member_id,)):
+        hq = decided.get(member_id)
+        if member_id in erased:
             out.append((0, member_id))
-            continue
-        decided = tx.one("SELECT marketing, at FROM hq_consents WHERE member_id = ?", (member_id,))
-        if decided is not None and (not at or _instant(str(decided[1])) > _instant(at)):
-            out.append((int(decided[0]), member_id))
+        elif hq is not None and (not at or _instant(hq[1]) > _instant(at)):
+            out.append((hq[0], member_id))
         else:
             out.append((1 if marketing else 0, member_id))
     return out

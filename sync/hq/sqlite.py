@@ -39,7 +39,7 @@ class _SQLiteTx:
         row = self.conn.execute(sql, tuple(params)).fetchone()
         return None if row is None else tuple(row)
 
-    def locked(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
+    def locked(self, sql: str, params: Sequence[Any] = (), skip: bool = False) -> Row | None:
         return self.one(sql, params)
 
     def all(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
@@ -52,6 +52,12 @@ class _SQLiteTx:
         marks = ", ".join("?" for _ in columns)
         insert = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})"  # noqa: S608
         self.conn.executemany(insert, rows)
+
+    def add_new(self, table: str, rows: Sequence[Sequence[Any]]) -> None:
+        if rows:
+            marks = ", ".join("?" for _ in rows[0])
+            insert = f"INSERT INTO {table} VALUES ({marks}) ON CONFLICT DO NOTHING"  # noqa: S608
+            self.conn.executemany(insert, rows)
 
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
         for row in self.conn.execute(sql, tuple(params)):

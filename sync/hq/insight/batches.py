@@ -26,16 +26,23 @@ def follow_batches(
     apply: Callable[[Tx, list[EntryRow]], int],
     page: int = PAGE,
     then: Callable[[Tx, tuple[int, int]], None] | None = None,
+    wait: bool = True,
 ) -> int:
     """Hand the entries of ``kinds`` in every batch stored since ``state_table``'s
     cursor to ``apply`` (inside the transaction that moves the cursor); returns the
     count ``apply`` reports. ``then`` is given the page's batch range after
-    ``apply``, in the same transaction."""
+    ``apply``, in the same transaction. ``wait=False``: stop, rather than wait, when
+    another reader holds the cursor (``Tx.locked``'s ``skip``)."""
     marks = ", ".join("?" for _ in kinds)
     read = 0
     while True:
         with store.write() as tx:
-            cursor_row = tx.locked(f"SELECT batch_no FROM {state_table} WHERE id = 1")  # noqa: S608
+            cursor_row = tx.locked(
+                f"SELECT batch_no FROM {state_table} WHERE id = 1",  # noqa: S608
+                skip=not wait,
+            )
+            if cursor_row is None and not wait:
+                return read
             cursor = int(cursor_row[0]) if cursor_row else 0
             pages = tx.all(
                 "SELECT batch_no FROM batches WHERE batch_no > ? ORDER BY batch_no LIMIT ?",

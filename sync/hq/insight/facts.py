@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import weakref
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -42,10 +43,10 @@ from agent.entries import (
     SaleLine,
     readable,
 )
-from sync.hq.db import HQStore, Tx
+from sync.hq.db import HQStore, Tx, looked_up
 from sync.hq.insight import aggregates
 from sync.hq.insight.batches import EntryRow, follow_batches
-from sync.hq.member_keys import consent_rows, opened
+from sync.hq.member_keys import consent_rows, opened_all
 
 _EPOCH = dt.date(1970, 1, 1)
 PAGE = 200  # batches per transaction
@@ -91,11 +92,20 @@ _TABLES = (
 _RESOLVED = ("ins_sales", "ins_lines", "ins_lots")
 
 
+# The stores this process has made the tables in: each refresh (and each report
+# reads one) ran the DDL again, and on PostgreSQL each ``CREATE INDEX IF NOT EXISTS``
+# waits for a share lock on its table, behind every other worker's refresh (issue 18).
+_READY: weakref.WeakSet[HQStore] = weakref.WeakSet()
+
+
 def ensure_tables(store: HQStore) -> None:
+    if store in _READY:
+        return
     with store.write() as tx:
         for statement in _TABLES:
             tx.run(statement)
         tx.run("INSERT INTO ins_state (id, batch_no) VALUES (1, 0) ON CONFLICT DO NOTHING")
+    _READY.add(store)
 
 
 def set_stores(store: HQStore, regions: Iterable[tuple[str, str]]) -> None:
@@ -128,23 +138,26 @@ FACT_KINDS = (
 )
 
 
-def refresh(store: HQStore, page: int = PAGE, known: Known | None = None) -> int:
+def refresh(store: HQStore, page: int = PAGE, known: Known | None = None, wait: bool = True) -> int:
     """Read every batch stored since the last refresh, and add its sums to the
     aggregates in the same transaction; returns entries read. ``page``: batches per
     transaction (each page's entries are held in memory together). ``known``: typed
     bodies of stored entries by ``(device, seq)``, which the caller built and so
     need not be read back from their JSON (``hq simulate``'s workers); any entry
-    not in it is read from its stored body."""
+    not in it is read from its stored body. ``wait=False``: if another refresh holds
+    the cursor, return at once (it, or the next refresh, reads these batches); on
+    PostgreSQL only, where SQLite's writers queue for the whole file anyway."""
     ensure_tables(store)
     with store.write() as tx:
-        tx.locked("SELECT batch_no FROM ins_state WHERE id = 1")
+        if tx.locked("SELECT batch_no FROM ins_state WHERE id = 1", skip=not wait) is None:
+            return 0
         aggregates.ensure_built(tx)
 
     def apply(tx: Tx, rows: list[EntryRow]) -> int:
         _apply(tx, rows, known or {})
         return len(rows)
 
-    return follow_batches(store, "ins_state", FACT_KINDS, apply, page, aggregates.add)
+    return follow_batches(store, "ins_state", FACT_KINDS, apply, page, aggregates.add, wait)
 
 
 def rebuild(store: HQStore) -> int:
@@ -184,14 +197,9 @@ class _Page:
 
     def load_owners(self, accounts: set[str]) -> None:
         wanted = sorted(accounts - set(self.cards))
-        for first in range(0, len(wanted), 500):
-            chunk = wanted[first : first + 500]
-            marks = ", ".join("?" * len(chunk))
-            for account, member_id in self.tx.all(
-                f"SELECT account, member_id FROM ins_cards WHERE account IN ({marks})",
-                chunk,
-            ):
-                self.cards[str(account)] = str(member_id)
+        sql = "SELECT account, member_id FROM ins_cards WHERE account IN ({})"
+        for account, member_id in looked_up(self.tx, sql, wanted):
+            self.cards[str(account)] = str(member_id)
 
 
 # A page's entry: (device, seq, ts, typed body, home store of the device).
@@ -213,14 +221,17 @@ def _typed(rows: list[tuple[Any, ...]], known: Known) -> list[_Row]:
 def _apply(tx: Tx, rows: list[tuple[Any, ...]], known: Known) -> None:
     page = _Page(tx)
     parsed = _typed(rows, known)
+    enrolled: list[tuple[str, int, Enrol]] = []
     consents: list[tuple[str, int, str]] = []
     for device, seq, ts, body, _ in parsed:
         if isinstance(body, Enrol):
-            _enrol(page, device, seq, body)
+            enrolled.append((device, seq, body))
+            page.bind(body.card, body.member.member_id)
         elif isinstance(body, CardReplace):
             page.bind(body.card, body.member_id)
         elif isinstance(body, Consent):
             consents.append((body.member_id, body.marketing, ts))
+    _enrol(page, enrolled)
     page.load_owners(
         {
             body.account
@@ -233,23 +244,13 @@ def _apply(tx: Tx, rows: list[tuple[Any, ...]], known: Known) -> None:
             _offer_lot(page, device, seq, body)
         elif isinstance(body, Earn | Redeem | Refund | Adjust):
             _sale(page, device, seq, ts, body, store)
-    tx.many(
-        "INSERT INTO ins_members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        page.members,
-    )
+    tx.add_new("ins_members", page.members)
     # The latest consent counts: a counter's after the members it names (issue 17).
     tx.many("UPDATE ins_members SET consent = ? WHERE member_id = ?", consent_rows(tx, consents))
-    tx.many("INSERT INTO ins_cards VALUES (?, ?) ON CONFLICT DO NOTHING", page.new_cards)
-    tx.many(
-        "INSERT INTO ins_sales VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
-        "ON CONFLICT DO NOTHING",
-        page.sales,
-    )
-    tx.many(
-        "INSERT INTO ins_lines VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-        page.lines,
-    )
-    tx.many("INSERT INTO ins_lots VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING", page.lots)
+    tx.add_new("ins_cards", page.new_cards)
+    tx.add_new("ins_sales", page.sales)
+    tx.add_new("ins_lines", page.lines)
+    tx.add_new("ins_lots", page.lots)
     if page.new_cards:
         # Rows of earlier pages that earned on a card this page bound to a member.
         for table in _RESOLVED:
@@ -260,33 +261,36 @@ def _apply(tx: Tx, rows: list[tuple[Any, ...]], known: Known) -> None:
             )
 
 
-def _enrol(page: _Page, device: str, seq: int, body: Enrol) -> None:
-    # The personal fields from the seal while HQ holds the member's key (none once
-    # erased); HQ's own consent decision, if any, over the enrolment's.
-    member = opened(page.tx, body.member)
-    consent = consent_rows(page.tx, [(member.member_id, member.consent_marketing, "")])
-    born = member.birthday if member.birthday is not None and len(member.birthday) == 10 else None
-    day = body.day
-    page.members.append(
-        (
-            member.member_id,
-            member.enrolled_store,
-            day,
-            day_no(day),
-            int(born[:4]) if born else None,
-            born[5:] if born else None,
-            member.gender,
-            member.household,
-            consent[0][0] if consent else 0,
-        )
+def _enrol(page: _Page, enrolled: list[tuple[str, int, Enrol]]) -> None:
+    """The page's enrolments: their members, with the personal fields from the seal
+    while HQ holds the member's key (none once erased) and HQ's own consent
+    decision, if any, over the enrolment's; their bonus lots and sales."""
+    members = opened_all(page.tx, [body.member for _, _, body in enrolled])
+    consent = consent_rows(
+        page.tx, [(member.member_id, member.consent_marketing, "") for member in members]
     )
-    page.bind(body.card, member.member_id)
-    if body.lot is not None and body.bonus:
-        page.lots.append((device, seq, member.member_id, day, body.bonus, body.lot.expires_on))
-        page.sales.append(
-            (device, seq, "bonus", member.member_id, member.enrolled_store, day,
-             day_no(day), 0, 0, None, 0, body.bonus, 0, 0)
-        )  # fmt: skip
+    for (device, seq, body), member, (marketing, _) in zip(enrolled, members, consent, strict=True):
+        born = member.birthday if member.birthday and len(member.birthday) == 10 else None
+        day = body.day
+        page.members.append(
+            (
+                member.member_id,
+                member.enrolled_store,
+                day,
+                day_no(day),
+                int(born[:4]) if born else None,
+                born[5:] if born else None,
+                member.gender,
+                member.household,
+                marketing,
+            )
+        )
+        if body.lot is not None and body.bonus:
+            page.lots.append((device, seq, member.member_id, day, body.bonus, body.lot.expires_on))
+            page.sales.append(
+                (device, seq, "bonus", member.member_id, member.enrolled_store, day,
+                 day_no(day), 0, 0, None, 0, body.bonus, 0, 0)
+            )  # fmt: skip
 
 
 def _offer_lot(page: _Page, device: str, seq: int, body: OfferTake) -> None:
