@@ -225,6 +225,16 @@ def insight_figures(directory: Path) -> dict[str, Figure]:
 
     postgres = os.environ.get("TILLPOINTS_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/test")
     figures = {"hq_simulate_entries_per_s": insight.hq_simulate_entries_per_s(None)}
+    _progress("the same chain simulated into PostgreSQL ...")
+    try:
+        on_postgres = insight.hq_simulate_entries_per_s(postgres)
+    except Exception as error:  # noqa: BLE001 (a bench reports what it could not measure)
+        _progress(f"PostgreSQL at {postgres} not measured: {error}")
+    else:
+        # Against the SQLite run just before it: how much a chain on PostgreSQL costs.
+        on_sqlite = figures["hq_simulate_entries_per_s"]["value"]
+        on_postgres["of_sqlite"] = round(on_postgres["value"] / on_sqlite, 3)
+        figures["hq_simulate_postgres_entries_per_s"] = on_postgres
     for name, measure in (
         ("hq_segments_100k_members_s", insight.hq_segments_100k_members_s),
         ("hq_report_liability_1m_entries_s", insight.hq_report_liability_1m_entries_s),
