@@ -154,3 +154,35 @@ def test_a_refresh_that_may_not_wait_leaves_a_busy_cursor_to_its_holder(db_url: 
         assert blocked.is_set()
     finally:
         store.close()
+
+
+@pytest.mark.parametrize("db_url", ["postgresql"], indirect=True)
+def test_no_key_or_personal_field_passes_through_a_staging_table(
+    db_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A staging table's file is not cleaned by an erasure (it vacuums HQ's own
+    tables): members' keys and ``ins_members`` are written row by row, the other
+    facts in bulk."""
+    from sync.hq import postgres
+    from sync.hq.insight.simulate import simulate
+
+    staged: set[str] = set()
+    real = postgres._PostgresTx.add_new
+
+    def recording(tx: Any, table: str, rows: Any) -> None:
+        if rows:
+            staged.add(table)
+        real(tx, table, rows)
+
+    monkeypatch.setattr(postgres._PostgresTx, "add_new", recording)
+    store = open_store(db_url)
+    try:
+        summary = simulate(store, stores=1, members=20, days=10, seed=1, workers=1)
+        with store.read() as tx:
+            keys = tx.one("SELECT count(*) FROM hq_member_keys")
+            members = tx.one("SELECT count(*) FROM ins_members")
+    finally:
+        store.close()
+    assert summary["members"] > 0 and keys == members == (summary["members"],)
+    assert {"ins_sales", "ins_lines", "ins_lots", "ins_cards"} <= staged
+    assert not staged & {"hq_member_keys", "ins_members"}

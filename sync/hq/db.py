@@ -56,7 +56,9 @@ class Tx(Protocol):
         out each one whose key ``table`` already holds (``ON CONFLICT DO NOTHING``):
         on PostgreSQL one ``COPY`` into a session's temporary copy of the table and
         one ``INSERT ... SELECT`` from it (a refresh's statement per row took a
-        tenth of a simulated worker's time, issue 18), an ``executemany`` on SQLite."""
+        tenth of a simulated worker's time, issue 18), an ``executemany`` on SQLite.
+        Not for personal data or members' keys: the staging table's file is not
+        cleaned by an erasure (``hq member erase`` vacuums HQ's own tables only)."""
         ...
 
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]: ...

@@ -71,7 +71,13 @@ def take_keys(
             "bad_member_key", f"member_keys: {sorted(wanted)[0]} is not enrolled in this batch"
         )
     erased = _erased(tx, [member_id for member_id, _, _, _ in kept])
-    tx.add_new("hq_member_keys", [row for row in kept if row[0] not in erased])
+    # Row by row, not ``Tx.add_new``: a member's key never passes through a staging
+    # table, whose file an erasure would not clean.
+    tx.many(
+        "INSERT INTO hq_member_keys (member_id, key, device, stored_at) "
+        "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        [row for row in kept if row[0] not in erased],
+    )
     return out
 
 

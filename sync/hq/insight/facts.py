@@ -244,7 +244,12 @@ def _apply(tx: Tx, rows: list[tuple[Any, ...]], known: Known) -> None:
             _offer_lot(page, device, seq, body)
         elif isinstance(body, Earn | Redeem | Refund | Adjust):
             _sale(page, device, seq, ts, body, store)
-    tx.add_new("ins_members", page.members)
+    # A member's personal fields (birthday, gender, household) row by row: they
+    # never pass through ``Tx.add_new``'s staging table, which an erasure would not clean.
+    tx.many(
+        "INSERT INTO ins_members VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+        page.members,
+    )
     # The latest consent counts: a counter's after the members it names (issue 17).
     tx.many("UPDATE ins_members SET consent = ? WHERE member_id = ?", consent_rows(tx, consents))
     tx.add_new("ins_cards", page.new_cards)
