@@ -61,8 +61,9 @@ class _PostgresTx:
             cursor.executemany(_pg(sql), list(rows))
 
     def copy(self, table: str, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
-        named = f" ({', '.join(columns)})" if columns else ""
-        statement = f"COPY {table}{named} FROM STDIN"
+        self._copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN", rows)
+
+    def _copy(self, statement: str, rows: Iterable[Sequence[Any]]) -> None:
         with self.conn.cursor() as cursor, cursor.copy(statement) as copy:
             for row in rows:
                 copy.write_row(row)
@@ -82,7 +83,7 @@ class _PostgresTx:
         elif staged in self.used:
             self.conn.execute(f"DELETE FROM {staged}")  # noqa: S608
         self.used.add(staged)
-        self.copy(staged, (), rows)
+        self._copy(f"COPY {staged} FROM STDIN", rows)
         self.conn.execute(f"INSERT INTO {table} SELECT * FROM {staged} ON CONFLICT DO NOTHING")  # noqa: S608
 
     def stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[Row]:
