@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -98,8 +99,12 @@ def test_aggregates_equal_a_recompute_after_late_uploads_erasure_and_rebuild(
 ) -> None:
     _upload(chain_url, target_url, late=False)
     check_aggregates(target_url)
+    unbound = _card_rows(target_url)
     _upload(chain_url, target_url, late=True)
     check_aggregates(target_url)
+    # The late till's enrolments bound cards other tills had earned on: their rows
+    # moved to the members, as a rebuild (which reads the enrolments first) has them.
+    assert unbound and _card_rows(target_url) < unbound
     members = aggregate_rows(target_url, "agg_members")
     assert len(members) >= MEMBERS
     store = open_store(target_url)
@@ -117,6 +122,7 @@ def test_aggregates_equal_a_recompute_after_late_uploads_erasure_and_rebuild(
         store.close()
     check_aggregates(target_url)
     kept = {table: aggregate_rows(target_url, table) for table in aggregates.AGGREGATE_TABLES}
+    facts = _facts(target_url)
     store = open_store(target_url)
     try:
         rebuild(store)
@@ -126,6 +132,36 @@ def test_aggregates_equal_a_recompute_after_late_uploads_erasure_and_rebuild(
     assert {
         table: aggregate_rows(target_url, table) for table in aggregates.AGGREGATE_TABLES
     } == kept
+    assert _facts(target_url) == facts
+
+
+_CARD_BOOKED = ("ins_sales", "ins_lines", "ins_lots", "agg_members")
+
+
+def _facts(url: str) -> dict[str, list[tuple[Any, ...]]]:
+    store = open_store(url)
+    try:
+        with store.read() as tx:
+            return {
+                table: sorted(map(tuple, tx.all(f"SELECT * FROM {table}")))
+                for table in ("ins_cards", "ins_sales", "ins_lines", "ins_lots")
+            }
+    finally:
+        store.close()
+
+
+def _card_rows(url: str) -> int:
+    """Facts and member rows still booked to a card's account."""
+    store = open_store(url)
+    try:
+        with store.read() as tx:
+            counts = [
+                tx.one(f"SELECT COUNT(*) FROM {table} WHERE member >= 'C' AND member < 'D'")
+                for table in _CARD_BOOKED
+            ]
+    finally:
+        store.close()
+    return sum(int(count[0]) for count in counts if count)
 
 
 @pytest.mark.parametrize("page", [1, 5])

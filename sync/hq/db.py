@@ -88,14 +88,20 @@ class HQStore(Protocol):
 IN_LIST = 500
 
 
+def in_lists(values: Sequence[Any]) -> Iterator[tuple[str, Sequence[Any]]]:
+    """``values`` a few hundred at a time, each with its ``IN`` list's marks."""
+    for first in range(0, len(values), IN_LIST):
+        chunk = values[first : first + IN_LIST]
+        yield ", ".join("?" * len(chunk)), chunk
+
+
 def looked_up(tx: Tx, sql: str, values: Sequence[Any]) -> list[Row]:
     """The rows of ``sql`` (whose ``{}`` is an ``IN`` list's place) for ``values``,
     a few hundred a statement: one round trip for many keys, not one each (a refresh
     looked up each enrolment's key, erasure and consent one by one, issue 18)."""
     found: list[Row] = []
-    for first in range(0, len(values), IN_LIST):
-        chunk = values[first : first + IN_LIST]
-        found += tx.all(sql.format(", ".join("?" * len(chunk))), chunk)
+    for marks, chunk in in_lists(values):
+        found += tx.all(sql.format(marks), chunk)
     return found
 
 

@@ -35,9 +35,10 @@ checks both against a full recompute).
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Sequence
 from typing import Any
 
-from sync.hq.db import HQStore, Tx
+from sync.hq.db import HQStore, Tx, in_lists
 
 Span = tuple[int, int]  # (after batch, up to batch)
 
@@ -101,9 +102,10 @@ _SALE_KEYS = ("store", "day", "hour", "weekday")
 _LINE_KEYS = ("store", "day", "category")
 
 
-def add(tx: Tx, span: Span) -> None:
+def add(tx: Tx, span: Span, bound: Sequence[str] | None = None) -> None:
     """Add the sums of the facts of ``span`` (read already by the facts refresh in
-    this transaction) to the aggregates."""
+    this transaction) to the aggregates. ``bound``: the card accounts the span's
+    enrolments and replacements bound to members (None: any card account)."""
     join, cond, params = _scope("s", span)
     receipts = "SUM(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END)"
     lines = "COUNT(DISTINCT CASE WHEN s.qty > 0 THEN s.device || ':' || s.seq END)"
@@ -135,7 +137,7 @@ def add(tx: Tx, span: Span) -> None:
     state = tx.one("SELECT expiry_day, lots_day FROM agg_state WHERE id = 1")
     _members(tx, span, str(state[0]) if state and state[0] is not None else None)
     _lots(tx, span, state)
-    _fold_cards(tx)
+    _fold_cards(tx, bound)
     _count(tx)
 
 
@@ -258,31 +260,43 @@ def _lots(tx: Tx, span: Span, state: tuple[Any, ...] | None) -> None:
     )
 
 
-def bound_card(table: str) -> str:
-    """The condition that ``table``'s ``member`` is a card an enrolment has bound (in
-    ``ins_cards``), for rows already picked by ``member >= 'C' AND member < 'D'``:
-    a lookup of each such row, not a walk of every bound card (issue 18)."""
-    return f"EXISTS (SELECT 1 FROM ins_cards c WHERE c.account = {table}.member)"
-
-
-def _fold_cards(tx: Tx) -> None:
+def _fold_cards(tx: Tx, bound: Sequence[str] | None) -> None:
     """A card's ``C`` account that an enrolment has since bound: its row folds into
-    its member's (as ``facts`` moves the card's facts to the member)."""
-    bound = "a.member >= 'C' AND a.member < 'D'"
-    # CROSS JOIN: SQLite walks the few card rows of agg_members and looks each up in
-    # ins_cards, not every bound card (every member's) into agg_members: a page's
+    its member's (as ``facts`` moves the card's facts to the member). Only the cards
+    in ``bound`` can have such a row: the span's own entries on them were booked to
+    the member already (``_OWNER``). Most pages' cards have none, and then nothing
+    more is done (issue 18: the fold was eight statements a page, each a walk of
+    every card row)."""
+    cards = "agg_members.member >= 'C' AND agg_members.member < 'D'"
+    if bound is None:
+        _fold(tx, cards, [])
+        return
+    for marks, chunk in in_lists(bound):
+        rows = tx.all(
+            f"SELECT member FROM agg_members WHERE {cards} AND member IN ({marks})", chunk
+        )
+        held = [row[0] for row in rows]
+        if held:
+            _fold(tx, f"{cards} AND agg_members.member IN ({', '.join('?' * len(held))})", held)
+
+
+def _fold(tx: Tx, cards: str, params: Sequence[Any]) -> None:
+    """Fold the card rows of ``agg_members`` that ``cards`` picks and an enrolment has
+    bound into their members' rows."""
+    # CROSS JOIN: SQLite walks the picked card rows of agg_members and looks each up
+    # in ins_cards, not every bound card (every member's) into agg_members: a page's
     # cost must not grow with the chain (issue 18). PostgreSQL plans it as a join.
     tx.run(
         f"INSERT INTO agg_members ({_MEMBER_COLUMNS}) "
-        "SELECT c.member_id, MIN(a.seen), SUM(a.points), SUM(a.entries), SUM(a.earns), "
-        "MAX(a.last_no), MIN(a.first_no), SUM(a.visits), SUM(a.monetary), SUM(a.a30), "
-        "SUM(a.a90) "
-        f"FROM agg_members a CROSS JOIN ins_cards c WHERE c.account = a.member AND {bound} "
-        f"GROUP BY c.member_id ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}"
+        "SELECT c.member_id, MIN(seen), SUM(points), SUM(entries), SUM(earns), "
+        "MAX(last_no), MIN(first_no), SUM(visits), SUM(monetary), SUM(a30), SUM(a90) "
+        f"FROM agg_members CROSS JOIN ins_cards c WHERE c.account = agg_members.member "
+        f"AND {cards} GROUP BY c.member_id ON CONFLICT (member) DO UPDATE SET {_MEMBER_MERGE}",
+        params,
     )
-    folded = f"member >= 'C' AND member < 'D' AND {bound_card('agg_members')}"
-    _uncount(tx, folded)
-    tx.run(f"DELETE FROM agg_members WHERE {folded}")
+    folded = f"{cards} AND EXISTS (SELECT 1 FROM ins_cards c WHERE c.account = agg_members.member)"
+    _uncount(tx, folded, params)
+    tx.run(f"DELETE FROM agg_members WHERE {folded}", params)
 
 
 # The tables that count member rows: (table, its keys, the member row's ``c_*``
@@ -311,7 +325,7 @@ _COUNT_AS = (
 )
 
 
-def _tally(tx: Tx, where: str, sign: str) -> None:
+def _tally(tx: Tx, where: str, sign: str, params: Sequence[Any] = ()) -> None:
     """Add (``sign`` '') or take out ('-') the member rows ``where`` picks, as
     counted (their ``c_*`` columns)."""
     for table, keys, counted, sums, of in _COUNTED:
@@ -320,15 +334,16 @@ def _tally(tx: Tx, where: str, sign: str) -> None:
             + ", ".join(sign + expression for expression in of)
             + f" FROM agg_members WHERE {counted[0]} IS NOT NULL AND {where} "
             f"GROUP BY {', '.join(counted)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-            + _add(*sums).format(table=table)
+            + _add(*sums).format(table=table),
+            params,
         )
         if sign:
             tx.run(f"DELETE FROM {table} WHERE {sums[0]} = 0")
 
 
-def _uncount(tx: Tx, where: str) -> None:
+def _uncount(tx: Tx, where: str, params: Sequence[Any] = ()) -> None:
     """Take the member rows ``where`` picks out of the counting tables."""
-    _tally(tx, where, "-")
+    _tally(tx, where, "-", params)
 
 
 def _count(tx: Tx) -> None:

@@ -43,7 +43,7 @@ from agent.entries import (
     SaleLine,
     readable,
 )
-from sync.hq.db import HQStore, Tx, looked_up
+from sync.hq.db import HQStore, Tx, in_lists, looked_up
 from sync.hq.insight import aggregates
 from sync.hq.insight.batches import EntryRow, follow_batches
 from sync.hq.member_keys import consent_rows, opened_all
@@ -153,11 +153,16 @@ def refresh(store: HQStore, page: int = PAGE, known: Known | None = None, wait: 
             return 0
         aggregates.ensure_built(tx)
 
+    bound: list[str] = []  # the card accounts the page being read binds
+
     def apply(tx: Tx, rows: list[EntryRow]) -> int:
-        _apply(tx, rows, known or {})
+        bound[:] = _apply(tx, rows, known or {})
         return len(rows)
 
-    return follow_batches(store, "ins_state", FACT_KINDS, apply, page, aggregates.add, wait)
+    def then(tx: Tx, span: tuple[int, int]) -> None:
+        aggregates.add(tx, span, bound)
+
+    return follow_batches(store, "ins_state", FACT_KINDS, apply, page, then, wait)
 
 
 def rebuild(store: HQStore) -> int:
@@ -218,7 +223,8 @@ def _typed(rows: list[tuple[Any, ...]], known: Known) -> list[_Row]:
     return typed
 
 
-def _apply(tx: Tx, rows: list[tuple[Any, ...]], known: Known) -> None:
+def _apply(tx: Tx, rows: list[tuple[Any, ...]], known: Known) -> list[str]:
+    """Add the page's facts; returns the card accounts it binds to members."""
     page = _Page(tx)
     parsed = _typed(rows, known)
     enrolled: list[tuple[str, int, Enrol]] = []
@@ -256,14 +262,20 @@ def _apply(tx: Tx, rows: list[tuple[Any, ...]], known: Known) -> None:
     tx.add_new("ins_sales", page.sales)
     tx.add_new("ins_lines", page.lines)
     tx.add_new("ins_lots", page.lots)
-    if page.new_cards:
-        # Rows of earlier pages that earned on a card this page bound to a member.
-        for table in _RESOLVED:
+    # Rows of earlier pages that earned on a card this page bound to a member: found
+    # by the page's cards, not by a walk of every card row still unbound, which grows
+    # with the chain's anonymous cards (issue 18). The range is ``ins_lines_card``'s,
+    # spelled out so that both planners may use that partial index.
+    bound = sorted({account for account, _ in page.new_cards})
+    for table in _RESOLVED:
+        for marks, chunk in in_lists(bound):
             tx.run(
                 f"UPDATE {table} SET member = (SELECT c.member_id FROM ins_cards c "
                 f"WHERE c.account = {table}.member) WHERE member >= 'C' AND member < 'D' "
-                f"AND {aggregates.bound_card(table)}"
+                f"AND member IN ({marks})",
+                chunk,
             )
+    return bound
 
 
 def _enrol(page: _Page, enrolled: list[tuple[str, int, Enrol]]) -> None:
