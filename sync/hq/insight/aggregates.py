@@ -300,12 +300,12 @@ def _fold(tx: Tx, cards: str, params: Sequence[Any]) -> None:
 
 
 # The tables that count member rows: (table, its keys, the member row's ``c_*``
-# columns it is counted under (NULL: not counted), the sums, what each sums).
+# columns it is counted under (NULL: not counted), the sums, what a row adds to each).
 _COUNTED = (
     ("agg_liability", ("store",), ("c_store",), ("accounts", "points", "x30", "x90"),
-     ("COUNT(*)", "SUM(c_points)", "SUM(c_x30)", "SUM(c_x90)")),
-    ("agg_recency", ("last_no", "visits"), ("c_last", "c_visits"), ("members",), ("COUNT(*)",)),
-    ("agg_spend", ("monetary",), ("c_monetary",), ("members",), ("COUNT(*)",)),
+     ("1", "c_points", "c_x30", "c_x90")),
+    ("agg_recency", ("last_no", "visits"), ("c_last", "c_visits"), ("members",), ("1",)),
+    ("agg_spend", ("monetary",), ("c_monetary",), ("members",), ("1",)),
 )  # fmt: skip
 # What a member row is counted as: in the liability under its home store (else the
 # first store it was seen at) if it has entries; in the segment sizes' histograms if
@@ -323,48 +323,66 @@ _COUNT_AS = (
     ("c_visits", _SEGMENTED.format("visits")),
     ("c_monetary", _SEGMENTED.format("monetary")),
 )
+# The dirty rows as they are counted now, under the ``c_*`` columns' own names.
+_NOW = (
+    "(SELECT "
+    + ", ".join(f"{expression} AS {column}" for column, expression in _COUNT_AS)
+    + " FROM agg_members WHERE dirty = 1) now"
+)
 
 
-def _tally(tx: Tx, where: str, sign: str, params: Sequence[Any] = ()) -> None:
-    """Add (``sign`` '') or take out ('-') the member rows ``where`` picks, as
-    counted (their ``c_*`` columns)."""
-    for table, keys, counted, sums, of in _COUNTED:
-        tx.run(
-            f"INSERT INTO {table} ({', '.join(keys + sums)}) SELECT {', '.join(counted)}, "
-            + ", ".join(sign + expression for expression in of)
-            + f" FROM agg_members WHERE {counted[0]} IS NOT NULL AND {where} "
-            f"GROUP BY {', '.join(counted)} ON CONFLICT ({', '.join(keys)}) DO UPDATE SET "
-            + _add(*sums).format(table=table),
-            params,
-        )
-        if sign:
-            tx.run(f"DELETE FROM {table} WHERE {sums[0]} = 0")
+def _counted(source: str, sign: str, counted: tuple[str, ...], values: tuple[str, ...]) -> str:
+    """A counting table's key and what a row adds, for each counted row of ``source``."""
+    keys = ", ".join(f"{column} AS k{n}" for n, column in enumerate(counted))
+    added = ", ".join(f"{sign}{value} AS v{n}" for n, value in enumerate(values))
+    return f"SELECT {keys}, {added} FROM {source} WHERE {counted[0]} IS NOT NULL"
+
+
+def _into(table: str, keys: tuple[str, ...], sums: tuple[str, ...], rows: str) -> str:
+    """Add ``rows`` (keys ``k*``, values ``v*``) into the counting table ``table``."""
+    picked = ", ".join(f"k{n}" for n in range(len(keys)))
+    summed = ", ".join(f"SUM(v{n})" for n in range(len(sums)))
+    return (
+        f"INSERT INTO {table} ({', '.join(keys + sums)}) SELECT {picked}, {summed} "
+        f"FROM ({rows}) counted GROUP BY {picked} ON CONFLICT ({', '.join(keys)}) "
+        "DO UPDATE SET " + _add(*sums).format(table=table)
+    )
 
 
 def _uncount(tx: Tx, where: str, params: Sequence[Any] = ()) -> None:
-    """Take the member rows ``where`` picks out of the counting tables."""
-    _tally(tx, where, "-", params)
+    """Take the member rows ``where`` picks out of the counting tables, as counted
+    (their ``c_*`` columns)."""
+    for table, keys, counted, sums, values in _COUNTED:
+        rows = _counted("agg_members", "-", counted, values) + f" AND {where}"
+        tx.run(_into(table, keys, sums, rows), params)
+        tx.run(f"DELETE FROM {table} WHERE {sums[0]} = 0")
 
 
 def _count(tx: Tx) -> None:
     """Recount the member rows this refresh moved (``dirty``) in the counting tables
-    (``_COUNTED``): out as they were counted, updated to what they are now counted
-    as, and in again. A row whose member's enrolment arrived since (it may be older
-    than the enrolment) is dirty too."""
+    (``_COUNTED``): out as they were counted and in as they are counted now, one
+    statement a table; then the rows are set to what they are now counted as. A row
+    whose member's enrolment arrived since (it may be older than the enrolment) is
+    dirty too."""
     # EXISTS, not IN: the rows without a home (agg_members_homeless) are looked up in
     # ins_members, not every member into agg_members (issue 18).
     tx.run(
         "UPDATE agg_members SET dirty = 1 WHERE home IS NULL AND EXISTS "
         "(SELECT 1 FROM ins_members m WHERE m.member_id = agg_members.member)"
     )
-    _uncount(tx, "dirty = 1")
-    # The counted columns are worked out once, by this UPDATE, and the counting tables
-    # read them: tallied from the expressions, those (and the enrolment lookups in
-    # them) ran once for each of the three tables (issue 18).
+    # Out and in together, and the rows written once (issue 18): taken out, settled,
+    # put in and marked clean, each dirty row was written twice (on PostgreSQL, two
+    # new row versions and their index entries) and each table upserted twice a page.
+    for table, keys, counted, sums, values in _COUNTED:
+        moved = (
+            _counted("agg_members", "-", counted, values)
+            + " AND dirty = 1 UNION ALL "
+            + _counted(_NOW, "", counted, values)
+        )
+        tx.run(_into(table, keys, sums, moved))
+        tx.run(f"DELETE FROM {table} WHERE {sums[0]} = 0")
     settled = ", ".join(f"{column} = {expression}" for column, expression in _COUNT_AS)
-    tx.run(f"UPDATE agg_members SET {settled} WHERE dirty = 1")
-    _tally(tx, "dirty = 1", "")
-    tx.run("UPDATE agg_members SET dirty = 0 WHERE dirty = 1")
+    tx.run(f"UPDATE agg_members SET {settled}, dirty = 0 WHERE dirty = 1")
 
 
 AGGREGATE_TABLES = (
