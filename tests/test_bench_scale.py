@@ -15,7 +15,7 @@ from sync.hq.projection import balance
 from sync.hq.stores import open_store
 from tests.insight_helpers import check_aggregates
 from tests.sync_helpers import cli, pg_schema
-from tillpoints.bench_scale import fill, measure
+from tillpoints.bench_scale import fill, measure, measure_night, night
 
 MEMBERS, ENTRIES = 300, 4_000
 
@@ -58,6 +58,34 @@ def test_every_figure_is_measured(filled: tuple[str, dict[str, int]]) -> None:
         "hq_scale_reports_page_s",
     }
     assert all(figure["value"] > 0 and figure["target"] > 0 for figure in figures.values())
+
+
+def test_a_night_refreshed_into_the_filled_chain_equals_a_recount(pg_database: str) -> None:
+    """A night's uploads on the filled chain (``night``: the chain's members at its
+    tills, one batch a till) are read by the facts refresh into report tables that
+    equal a recount, and the night's figures are reported."""
+    with pg_schema(pg_database) as url:
+        fill(url, MEMBERS, ENTRIES)
+        batches = night(url, 600)
+        store = open_store(url)
+        try:
+            with store.read() as tx:
+                unread = tx.one(
+                    "SELECT COUNT(*) FROM batches WHERE batch_no > (SELECT batch_no FROM ins_state)"
+                )
+        finally:
+            store.close()
+        figures = measure_night(url)
+        check_aggregates(url)
+        store = open_store(url)
+        try:
+            with store.read() as tx:
+                tonight = tx.one("SELECT COUNT(*) FROM ins_sales WHERE day = '2026-01-01'")
+        finally:
+            store.close()
+    assert unread == (batches,) and batches == 6  # one a till: 3 stores, 2 tills each
+    assert figures["hq_scale_night_refresh_s"]["entries"] == 600 and tonight == (600,)
+    assert figures["hq_scale_reports_page_after_night_s"]["value"] > 0
 
 
 @pytest.mark.parametrize("sizes", [("--members", "0"), ("--members", "10", "--entries", "5")])

@@ -9,7 +9,10 @@ signatures are stand-ins of the right length, so ``hq verify`` would refuse them
 and the insight facts ``facts.refresh`` derives from them. Then the aggregates
 are built by ``aggregates.rebuild``, the very statements each refresh runs, and
 four things are timed: the liability report, the segments report, a member's
-lookup (``hq balance`` and the console's member page) and the reports page.
+lookup (``hq balance`` and the console's member page) and the reports page. Then
+a night's uploads are stored (``night``: 3,000 sales a till, as ingest stores
+them, unread) and the facts refresh that reads them into the report tables is
+timed, and the reports page after it.
 
 Members enrol in the first month, at their home till; every 10th sale is at
 another store; every 15th is a redemption and every 50th a refund. Indexes are
@@ -35,7 +38,7 @@ from agent.entries import Earn, Enrol, Lot, Member, Redeem, Refund, RefundLine, 
 from sync.hq.db import HQStore
 from sync.hq.insight import aggregates
 from sync.hq.insight.catalog import run_report
-from sync.hq.insight.facts import ensure_tables, set_stores
+from sync.hq.insight.facts import ensure_tables, refresh, set_stores
 from sync.hq.insight.page import index_page
 from sync.hq.projection import balance
 from sync.hq.stores import open_store
@@ -143,9 +146,10 @@ def _bodies() -> dict[str, str]:
     }
 
 
-def _sales_sql(members: int, sales: int, devices: int) -> str:
-    """One row per sale k (1..sales): who, where, when, what; every figure derived
-    from k by arithmetic, so the fill is repeatable."""
+def _sales_sql(members: int, ks: tuple[int, int], devices: int, day: str) -> str:
+    """One row per sale k (``ks``, first and last): who, where, when, what; every
+    figure derived from k by arithmetic, so the fill is repeatable. ``day``: the
+    sale's day number from ``START``, an SQL expression of k."""
     cats = "ARRAY[" + ", ".join(f"'{c}'" for c in CATEGORIES) + "]"
     return (
         "CREATE UNLOGGED TABLE scale_sales AS SELECT k, m, d, day_no, hour, "
@@ -154,8 +158,8 @@ def _sales_sql(members: int, sales: int, devices: int) -> str:
         f"({cats})[1 + mod(k, 12)] AS cat1, ({cats})[1 + mod(k * 7, 12)] AS cat2 "
         f"FROM (SELECT k, 1 + mod(k * 7919, {members}) AS m, "
         f"CASE WHEN mod(k, 10) = 0 THEN mod(k * 31, {devices}) ELSE mod(1 + mod(k * 7919, {members}), {devices}) END AS d, "
-        f"30 + (k - 1) * {DAYS - 31} / {sales} AS day_no, 8 + mod(k * 7, 13) AS hour "
-        f"FROM generate_series(CAST(1 AS BIGINT), {sales}) AS k) g"
+        f"{day} AS day_no, 8 + mod(k * 7, 13) AS hour "
+        f"FROM generate_series(CAST({ks[0]} AS BIGINT), {ks[1]}) AS k) g"
     )
 
 
@@ -210,13 +214,17 @@ def fill(url: str, members: int, entries: int) -> dict[str, int]:
             "entries": int(counted[0]) if counted else 0}  # fmt: skip
 
 
+# SQL expressions of a device's number, a member's number and a day number.
+_DEVICE = "'D' || lpad(({d})::text, 4, '0')"
+_STORE_OF = "'S' || lpad((({d}) / 2)::text, 3, '0')"
+_MEMBER_ID = "'M' || lpad(({m})::text, 8, '0')"
+_STAMP = f"(DATE '{START}' + CAST({{day}} AS INTEGER))"
+_TS = "to_char({stamp} + make_interval(hours => CAST({hour} AS INTEGER), secs => CAST({sec} AS INTEGER)), 'YYYY-MM-DD\"T\"HH24:MI:SS') || '.000+00:00'"
+
+
 def _load(run: Callable[[str], int], members: int, sales: int, stores: int, devices: int) -> None:
     bodies = _bodies()
-    device = "'D' || lpad(({d})::text, 4, '0')"
-    store_of = "'S' || lpad((({d}) / 2)::text, 3, '0')"
-    member_id = "'M' || lpad(({m})::text, 8, '0')"
-    stamp = f"(DATE '{START}' + CAST({{day}} AS INTEGER))"
-    ts = "to_char({stamp} + make_interval(hours => CAST({hour} AS INTEGER), secs => CAST({sec} AS INTEGER)), 'YYYY-MM-DD\"T\"HH24:MI:SS') || '.000+00:00'"
+    device, store_of, member_id, stamp, ts = _DEVICE, _STORE_OF, _MEMBER_ID, _STAMP, _TS
     run("INSERT INTO devices (device, store, till, public_key, current_key, transport_key, state, "
         f"head_seq, head_hash, registered_at) SELECT {device.format(d='d')}, {store_of.format(d='d')}, "
         "'T' || lpad((mod(d, 2) + 1)::text, 2, '0'), repeat('k', 44), repeat('k', 44), repeat('t', 44), "
@@ -250,29 +258,9 @@ def _load(run: Callable[[str], int], members: int, sales: int, stores: int, devi
     run("INSERT INTO ins_lots SELECT device, i, member_id, day, 50, expires FROM scale_members")
     if sales:
         _progress(f"{sales:,} sales")
-        run(_sales_sql(members, sales, devices))
-        run(
-            "CREATE UNLOGGED TABLE scale_rows AS SELECT g.k, g.kind, g.cat1, g.cat2, "
-            f"{device.format(d='g.d')} AS device, {store_of.format(d='g.d')} AS store, "
-            f"{members} + g.k AS seq, {member_id.format(m='g.m')} AS member_id, "
-            f"to_char({stamp.format(day='g.day_no')}, 'YYYY-MM-DD') AS day, "
-            f"to_char({stamp.format(day='g.day_no')} + 365, 'YYYY-MM-DD') AS expires, "
-            f"(DATE '{START}' - DATE '1970-01-01') + g.day_no AS day_no, g.hour, "
-            f"EXTRACT(ISODOW FROM {stamp.format(day='g.day_no')})::int AS weekday, "
-            + ts.format(stamp=stamp.format(day="g.day_no"), hour="g.hour", sec="mod(g.k, 3600)")
-            + " AS ts, CASE WHEN g.kind = 'refund' THEN 'R' || (g.k - 1) ELSE 'R' || g.k END AS receipt, "
-            "CASE g.kind WHEN 'earn' THEN g.gross WHEN 'refund' THEN -(g.gross / 3) ELSE 0 END AS amount, "
-            "g.gross / 3 AS amount1, "
-            "CASE g.kind WHEN 'earn' THEN g.gross / 100 WHEN 'refund' THEN -(g.gross / 300) ELSE -(g.gross / 200) END AS points "
-            "FROM scale_sales g"
+        _sale_entries(
+            run, bodies, members, (1, sales), devices, f"30 + (k - 1) * {DAYS - 31} / {sales}"
         )
-        for kind in ("earn", "redeem", "refund"):
-            run(
-                "INSERT INTO entries SELECT s.device, s.seq, s.ts, s.kind, NULL, " + bodies[kind]
-                + ", md5(s.seq::text) || md5(s.device), md5(s.device) || md5(s.seq::text), "
-                "repeat(md5(s.receipt), 4), s.member_id, s.points, 0, s.amount, NULL, NULL, NULL, "
-                f"CASE WHEN s.kind = 'refund' THEN 0 ELSE 1 END FROM scale_rows s WHERE s.kind = '{kind}'"
-            )  # fmt: skip
         _progress("facts")
         run(
             "INSERT INTO ins_sales SELECT device, seq, kind, member_id, store, day, day_no, hour, "
@@ -289,14 +277,56 @@ def _load(run: Callable[[str], int], members: int, sales: int, stores: int, devi
         run("INSERT INTO ins_lots SELECT device, seq, member_id, day, points, expires FROM scale_rows "
             "WHERE kind = 'earn' AND points > 0")  # fmt: skip
     _progress("batches")
-    # A till uploads once a day: one batch per device and day, numbered in day order.
-    run(
-        "INSERT INTO batches SELECT ROW_NUMBER() OVER (ORDER BY day, device), device, MIN(seq), "
-        "MAX(seq), MIN(day) FROM (SELECT device, seq, substr(ts, 1, 10) AS day FROM entries) e "
-        "GROUP BY day, device"
-    )
+    _batches(run, "entries")
     for table in ("scale_rows", "scale_sales", "scale_members"):
         run(f"DROP TABLE IF EXISTS {table}")
+
+
+def _batches(run: Callable[[str], int], stored: str) -> None:
+    """The batches of the entries in ``stored`` (a table of entries' rows): a till
+    uploads once a day, one batch per device and day, numbered in day order after
+    the batches there are."""
+    run(
+        "INSERT INTO batches SELECT (SELECT COALESCE(MAX(batch_no), 0) FROM batches) "
+        "+ ROW_NUMBER() OVER (ORDER BY day, device), device, MIN(seq), MAX(seq), MIN(day) "
+        f"FROM (SELECT device, seq, substr(ts, 1, 10) AS day FROM {stored}) e GROUP BY day, device"
+    )
+
+
+def _sale_entries(
+    run: Callable[[str], int],
+    bodies: dict[str, str],
+    members: int,
+    ks: tuple[int, int],
+    devices: int,
+    day: str,
+) -> None:
+    """The sales ``ks`` as journal entries (``entries``), their figures in
+    ``scale_rows`` for the facts."""
+    device, store_of, member_id, stamp, ts = _DEVICE, _STORE_OF, _MEMBER_ID, _STAMP, _TS
+    run(_sales_sql(members, ks, devices, day))
+    run(
+        "CREATE UNLOGGED TABLE scale_rows AS SELECT g.k, g.kind, g.cat1, g.cat2, "
+        f"{device.format(d='g.d')} AS device, {store_of.format(d='g.d')} AS store, "
+        f"{members} + g.k AS seq, {member_id.format(m='g.m')} AS member_id, "
+        f"to_char({stamp.format(day='g.day_no')}, 'YYYY-MM-DD') AS day, "
+        f"to_char({stamp.format(day='g.day_no')} + 365, 'YYYY-MM-DD') AS expires, "
+        f"(DATE '{START}' - DATE '1970-01-01') + g.day_no AS day_no, g.hour, "
+        f"EXTRACT(ISODOW FROM {stamp.format(day='g.day_no')})::int AS weekday, "
+        + ts.format(stamp=stamp.format(day="g.day_no"), hour="g.hour", sec="mod(g.k, 3600)")
+        + " AS ts, CASE WHEN g.kind = 'refund' THEN 'R' || (g.k - 1) ELSE 'R' || g.k END AS receipt, "
+        "CASE g.kind WHEN 'earn' THEN g.gross WHEN 'refund' THEN -(g.gross / 3) ELSE 0 END AS amount, "
+        "g.gross / 3 AS amount1, "
+        "CASE g.kind WHEN 'earn' THEN g.gross / 100 WHEN 'refund' THEN -(g.gross / 300) ELSE -(g.gross / 200) END AS points "
+        "FROM scale_sales g"
+    )  # fmt: skip
+    for kind in ("earn", "redeem", "refund"):
+        run(
+            "INSERT INTO entries SELECT s.device, s.seq, s.ts, s.kind, NULL, " + bodies[kind]
+            + ", md5(s.seq::text) || md5(s.device), md5(s.device) || md5(s.seq::text), "
+            "repeat(md5(s.receipt), 4), s.member_id, s.points, 0, s.amount, NULL, NULL, NULL, "
+            f"CASE WHEN s.kind = 'refund' THEN 0 ELSE 1 END FROM scale_rows s WHERE s.kind = '{kind}'"
+        )  # fmt: skip
 
 
 def _timed(step: Callable[[], object], repeat: int = 1) -> float:
@@ -341,13 +371,69 @@ def measure(url: str) -> dict[str, Figure]:
     return figures
 
 
-def hq_scale(postgres: str, members: int, entries: int) -> dict[str, Figure]:
+NIGHT_PER_TILL = 3_000  # a busy till's night, as in ``chain_night_1000_tills_s``
+
+
+def night(url: str, entries: int) -> int:
+    """A night's uploads on a chain ``fill`` made: ``entries`` more sales by its
+    members at its tills on the day after its last, stored as ingest stores them
+    (entries, one batch a till) and not yet read by the facts refresh. Returns the
+    night's batches."""
+    store = open_store(url)
+    try:
+        with store.write() as tx:
+            counted = [tx.one(f"SELECT {what}") for what in (
+                "COUNT(*) FROM ins_members", "COUNT(*) FROM devices", "MAX(seq) FROM entries",
+                "MAX(batch_no) FROM batches")]  # fmt: skip
+            members, devices, last, batches = (int(row[0]) if row else 0 for row in counted)
+            # A sale's seq is members + k (``_load``), so k goes on from the last one's.
+            ks = (last - members + 1, last - members + entries)
+            _sale_entries(tx.run, _bodies(), members, ks, devices, str(DAYS))
+            _batches(tx.run, "scale_rows")
+            tx.run("UPDATE batch_clock SET n = (SELECT MAX(batch_no) FROM batches) WHERE id = 1")
+            added = tx.one("SELECT COUNT(*) FROM batches WHERE batch_no > ?", (batches,))
+            for table in ("scale_rows", "scale_sales"):
+                tx.run(f"DROP TABLE {table}")
+    finally:
+        store.close()
+    return int(added[0]) if added else 0
+
+
+def measure_night(url: str) -> dict[str, Figure]:
+    """The facts refresh of a night (``night``) into the filled chain's report
+    tables, and the reports page after it."""
+    store: HQStore = open_store(url)
+    try:
+        began = time.perf_counter()
+        read = refresh(store)
+        seconds = time.perf_counter() - began
+        page = _timed(lambda: index_page(store, {}, "bench"), 3)
+    finally:
+        store.close()
+    return {
+        "hq_scale_night_refresh_s": {
+            "value": round(seconds, 2), "unit": "s", "entries": read,
+            "entries_per_s": round(read / seconds, 1) if seconds else None,
+        },
+        "hq_scale_reports_page_after_night_s": _figure(page, TARGETS["page"]),
+    }  # fmt: skip
+
+
+def hq_scale(
+    postgres: str, members: int, entries: int, night_entries: int | None = None
+) -> dict[str, Figure]:
+    """Fill a scratch schema, time the reports, then a night's refresh (``night``:
+    ``NIGHT_PER_TILL`` entries a till unless given) and the reports page after it."""
     with scratch_db(postgres) as url:
         began = time.perf_counter()
         counts = fill(url, members, entries)
         filled = time.perf_counter() - began
         _progress(f"filled {json.dumps(counts)} in {filled:.0f} s; measuring")
         figures = measure(url)
+        tonight = NIGHT_PER_TILL * counts["devices"] if night_entries is None else night_entries
+        _progress(f"a night of {tonight:,} entries")
+        night(url, tonight)
+        figures.update(measure_night(url))
     figures["hq_scale_fill_s"] = {"value": round(filled, 1), "unit": "s"}
     figures["hq_scale_entries"] = {"value": counts["entries"], "unit": "entries"}
     # The machine is shared: the load the timings ran under goes with them.
