@@ -39,6 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sync.hq.db import HQStore, Tx, in_lists
+from sync.hq.insight.batches import device_ranges, in_ranges
 
 Span = tuple[int, int]  # (after batch, up to batch)
 
@@ -71,30 +72,33 @@ _MEMBER_COLUMNS = (
 )
 
 
-def _scope(alias: str, span: Span) -> tuple[str, str, list[Any]]:
-    """The join and condition that pick the facts of the batches in ``span``. From
-    the first batch on, that is every fact row: facts are only written by the
-    refresh that moves the cursor (so a rebuild reads each table once)."""
-    if span[0] == 0:
-        return "", "1 = 1", []
-    join = (
-        f" JOIN batches b ON {alias}.device = b.device "
-        f"AND {alias}.seq BETWEEN b.first_seq AND b.last_seq"
-    )
-    return join, "b.batch_no > ? AND b.batch_no <= ?", [span[0], span[1]]
+class _Scope:
+    """What picks the facts and entries of the batches in a span: past the first
+    batch, each device's range of seqs (``batches.device_ranges``); from the first
+    batch on, every fact row (facts are only written by the refresh that moves the
+    cursor, so a rebuild reads each table once)."""
 
+    def __init__(self, tx: Tx, span: Span) -> None:
+        self.span = span
+        self.ranges = device_ranges(tx, span) if span[0] > 0 else []
 
-def _entries_scope(span: Span) -> tuple[str, str, list[Any]]:
-    """The same for ``entries``, which holds batches the refresh has not read yet.
-    From the first batch on: a device's entries up to its last batch in the span
-    (a device's batches take its seqs in order)."""
-    if span[0] > 0:
-        return _scope("e", span)
-    join = (
-        " JOIN (SELECT device, MAX(last_seq) AS upto FROM batches WHERE batch_no <= ? "
-        "GROUP BY device) b ON e.device = b.device AND e.seq <= b.upto"
-    )
-    return join, "1 = 1", [span[1]]
+    def facts(self, alias: str) -> tuple[str, str, list[Any]]:
+        """The join and the condition on ``alias``'s rows, and their parameters."""
+        if self.span[0] == 0:
+            return "", "1 = 1", []
+        return "", *in_ranges(alias, self.ranges)
+
+    def entries(self) -> tuple[str, str, list[Any]]:
+        """The same for ``entries`` (alias ``e``), which holds batches the refresh
+        has not read yet: from the first batch on, a device's entries up to its
+        last batch in the span."""
+        if self.span[0] > 0:
+            return self.facts("e")
+        join = (
+            " JOIN (SELECT device, MAX(last_seq) AS upto FROM batches WHERE batch_no <= ? "
+            "GROUP BY device) b ON e.device = b.device AND e.seq <= b.upto"
+        )
+        return join, "1 = 1", [self.span[1]]
 
 
 # agg_sales' and agg_lines' keys; their ``_total`` tables are the same without the day.
@@ -106,7 +110,8 @@ def add(tx: Tx, span: Span, bound: Sequence[str] | None = None) -> None:
     """Add the sums of the facts of ``span`` (read already by the facts refresh in
     this transaction) to the aggregates. ``bound``: the card accounts the span's
     enrolments and replacements bound to members (None: any card account)."""
-    join, cond, params = _scope("s", span)
+    scope = _Scope(tx, span)
+    join, cond, params = scope.facts("s")
     receipts = "SUM(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END)"
     lines = "COUNT(DISTINCT CASE WHEN s.qty > 0 THEN s.device || ':' || s.seq END)"
     for table, keys, source, counted in (
@@ -124,7 +129,7 @@ def add(tx: Tx, span: Span, bound: Sequence[str] | None = None) -> None:
             "DO UPDATE SET " + _add("spend", "receipts").format(table=table),
             params,
         )
-    entry_join, entry_cond, entry_params = _entries_scope(span)
+    entry_join, entry_cond, entry_params = scope.entries()
     tx.run(
         "INSERT INTO agg_ledger (day, issued, taken, expired) "
         "SELECT substr(e.ts, 1, 10), SUM(CASE WHEN e.delta > 0 THEN e.delta ELSE 0 END), "
@@ -135,8 +140,8 @@ def add(tx: Tx, span: Span, bound: Sequence[str] | None = None) -> None:
         entry_params,
     )
     state = tx.one("SELECT expiry_day, lots_day FROM agg_state WHERE id = 1")
-    _members(tx, span, str(state[0]) if state and state[0] is not None else None)
-    _lots(tx, span, state)
+    _members(tx, scope, str(state[0]) if state and state[0] is not None else None)
+    _lots(tx, scope, state)
     _fold_cards(tx, bound)
     _count(tx)
 
@@ -152,7 +157,7 @@ _OWNER = (
 )
 
 
-def _members(tx: Tx, span: Span, expiry_day: str | None) -> None:
+def _members(tx: Tx, scope: _Scope, expiry_day: str | None) -> None:
     """The span's sums by member in ``agg_members``: of its accounts' entries
     (points, entries, the first store seen), of its sales (earns, their first and
     last day, visits, spend) and, once expiry is counted from ``expiry_day``, of its
@@ -160,8 +165,8 @@ def _members(tx: Tx, span: Span, expiry_day: str | None) -> None:
     one row per member, upserted once: ``_MEMBER_MERGE`` takes minimums, maximums
     and sums, so the sources summed first give the row each upsert in turn gave
     (issue 18: three upserts of the same rows were two fifths of a page's sums)."""
-    join, cond, params = _scope("s", span)
-    entry_join, entry_cond, entry_params = _entries_scope(span)
+    join, cond, params = scope.facts("s")
+    entry_join, entry_cond, entry_params = scope.entries()
     # "+o.seq": not an index column for SQLite's planner, which otherwise walks every
     # earlier sale of the device by the primary key (device, seq) instead of finding
     # the receipt by ins_sales_receipt: quadratic in a device's history (issue 18).
@@ -220,14 +225,14 @@ def _after(day: str, days: int) -> str:
     return (dt.date.fromisoformat(day) + dt.timedelta(days=days)).isoformat()
 
 
-def _lots(tx: Tx, span: Span, state: tuple[Any, ...] | None) -> None:
+def _lots(tx: Tx, scope: _Scope, state: tuple[Any, ...] | None) -> None:
     """Keep a30 and a90 (the member's lot points that expire more than 30 and 90
     days after ``expiry_day``, the newest sale's day, which liability reads as
     ``max(0, points - a30)``): the span's lots were added (``_members``, from
     ``state``, ``agg_state``'s row before the span); when the newest day moves on,
     the lots whose expiry it passes are taken out, a day's worth of lots by index,
     not a scan of all."""
-    join, cond, params = _scope("s", span)
+    join, cond, params = scope.facts("s")
     day, lots_day = (state[0], state[1]) if state else (None, None)
     newest = tx.one(f"SELECT MAX(s.day) FROM ins_lots s{join} WHERE {cond}", params)
     if newest and newest[0] and (lots_day is None or str(newest[0]) > str(lots_day)):
