@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from sync.hq.db import IN_LIST, HQStore, looked_up
+from sync.hq.insight.batches import follow_batches
 from sync.hq.insight.facts import refresh
 from sync.hq.member_keys import consent_rows
 from sync.hq.stores import open_store
@@ -186,3 +187,46 @@ def test_no_key_or_personal_field_passes_through_a_staging_table(
     assert summary["members"] > 0 and keys == members == (summary["members"],)
     assert {"ins_sales", "ins_lines", "ins_lots", "ins_cards"} <= staged
     assert not staged & {"hq_member_keys", "ins_members"}
+
+
+def test_a_page_of_batches_reads_its_entries_in_batch_order(db_url: str) -> None:
+    """``follow_batches`` finds a page's entries by each device's range of seqs and
+    hands them over in batch order, then seq order, as they were committed; the
+    batches after the page and the other kinds are left out."""
+    store = open_store(db_url)
+    try:
+        with store.write() as tx:
+            for device in ("D1", "D2"):
+                tx.run(
+                    "INSERT INTO devices (device, store, till, public_key, current_key, "
+                    "transport_key, state, head_seq, head_hash, registered_at) "
+                    "VALUES (?, 'S1', 'T01', 'k', 'k', 't', 'bound', 0, '0', '2025-01-01')",
+                    (device,),
+                )
+            # Batch 1: D2's seqs 1-2; 2: D1's 1-3; 3: D2's 3-4; 4 (next page): D1's 4.
+            batches = ((1, "D2", 1, 2), (2, "D1", 1, 3), (3, "D2", 3, 4), (4, "D1", 4, 4))
+            for number, device, first, last in batches:
+                tx.run("INSERT INTO batches VALUES (?, ?, ?, ?, '2025-01-01')",
+                       (number, device, first, last))  # fmt: skip
+                for seq in range(first, last + 1):
+                    kind = "consent" if (device, seq) == ("D1", 2) else "earn"
+                    tx.run(
+                        "INSERT INTO entries VALUES (?, ?, '2025-01-01T10:00:00.000+00:00', ?, "
+                        "NULL, '{}', '0', '0', '0', NULL, 0, 0, 0, NULL, NULL, NULL, 0)",
+                        (device, seq, kind),
+                    )
+            tx.run("CREATE TABLE order_state (id INTEGER PRIMARY KEY, batch_no BIGINT NOT NULL)")
+            tx.run("INSERT INTO order_state VALUES (1, 0)")
+        pages: list[list[tuple[str, int]]] = []
+
+        def apply(tx: Any, rows: list[tuple[Any, ...]]) -> int:
+            pages.append([(str(row[0]), int(row[1])) for row in rows])
+            return len(rows)
+
+        assert follow_batches(store, "order_state", ("earn",), apply, page=3) == 7
+    finally:
+        store.close()
+    assert pages == [
+        [("D2", 1), ("D2", 2), ("D1", 1), ("D1", 3), ("D2", 3), ("D2", 4)],
+        [("D1", 4)],
+    ]

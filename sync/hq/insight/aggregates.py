@@ -39,7 +39,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from sync.hq.db import HQStore, Tx, in_lists
-from sync.hq.insight.batches import device_ranges, in_ranges
+from sync.hq.insight.batches import batches_in, device_ranges, in_ranges
 
 Span = tuple[int, int]  # (after batch, up to batch)
 
@@ -80,7 +80,7 @@ class _Scope:
 
     def __init__(self, tx: Tx, span: Span) -> None:
         self.span = span
-        self.ranges = device_ranges(tx, span) if span[0] > 0 else []
+        self.ranges = device_ranges(batches_in(tx, span)) if span[0] > 0 else []
 
     def facts(self, alias: str) -> tuple[str, str, list[Any]]:
         """The join and the condition on ``alias``'s rows, and their parameters."""
