@@ -192,7 +192,8 @@ def test_no_key_or_personal_field_passes_through_a_staging_table(
 def test_a_page_of_batches_reads_its_entries_in_batch_order(db_url: str) -> None:
     """``follow_batches`` finds a page's entries by each device's range of seqs and
     hands them over in batch order, then seq order, as they were committed; the
-    batches after the page and the other kinds are left out."""
+    batches after the page and the other kinds are left out. A page holds fewer
+    batches when they hold more than its entries."""
     store = open_store(db_url)
     try:
         with store.write() as tx:
@@ -224,9 +225,17 @@ def test_a_page_of_batches_reads_its_entries_in_batch_order(db_url: str) -> None
             return len(rows)
 
         assert follow_batches(store, "order_state", ("earn",), apply, page=3) == 7
+        # Pages of at most four entries (a batch holds 1 to 3): batch 1; batch 2;
+        # batches 3 and 4.
+        with store.write() as tx:
+            tx.run("UPDATE order_state SET batch_no = 0")
+        assert follow_batches(store, "order_state", ("earn",), apply, entries=4) == 7
     finally:
         store.close()
     assert pages == [
         [("D2", 1), ("D2", 2), ("D1", 1), ("D1", 3), ("D2", 3), ("D2", 4)],
         [("D1", 4)],
+        [("D2", 1), ("D2", 2)],
+        [("D1", 1), ("D1", 3)],
+        [("D2", 3), ("D2", 4), ("D1", 4)],
     ]

@@ -15,6 +15,12 @@ from typing import Any
 from sync.hq.db import HQStore, Tx
 
 PAGE = 500  # batches per transaction
+# Entries per transaction, at most (but at least one batch): a night's page of 200
+# batches at a 1,000-till chain is 600,000 entries and over two minutes of refresh
+# at a million members, past the HQ server's request timeout (120 s), so a page
+# view's refresh would be stopped before it committed anything, every time; and
+# each page's entries are held in memory together (issue 18).
+PAGE_ENTRIES = 50_000
 MAX_BATCH = 2**62  # past any batch number
 
 # (device, seq, ts, kind, body, home store of the device)
@@ -46,6 +52,17 @@ def device_ranges(batches: Sequence[Batch]) -> list[tuple[str, int, int]]:
         low, high = spans.get(device, (first, last))
         spans[device] = (min(low, first), max(high, last))
     return [(device, low, high) for device, (low, high) in sorted(spans.items())]
+
+
+def _up_to(batches: list[Batch], entries: int) -> list[Batch]:
+    """The first of ``batches`` that hold ``entries`` entries at most together (the
+    first batch whatever it holds)."""
+    held = 0
+    for count, (_, _, first, last) in enumerate(batches):
+        held += last - first + 1
+        if held > entries and count:
+            return batches[:count]
+    return batches
 
 
 def _batch_order(batches: Sequence[Batch]) -> Callable[[EntryRow], tuple[int, int]]:
@@ -86,11 +103,13 @@ def follow_batches(
     page: int = PAGE,
     then: Callable[[Tx, tuple[int, int]], None] | None = None,
     wait: bool = True,
+    entries: int = PAGE_ENTRIES,
 ) -> int:
     """Hand the entries of ``kinds`` in every batch stored since ``state_table``'s
     cursor to ``apply`` (inside the transaction that moves the cursor); returns the
     count ``apply`` reports. ``then`` is given the page's batch range after
-    ``apply``, in the same transaction. ``wait=False``: stop, rather than wait, when
+    ``apply``, in the same transaction. A page is ``page`` batches, fewer if they hold
+    more than ``entries`` entries. ``wait=False``: stop, rather than wait, when
     another reader holds the cursor (``Tx.locked``'s ``skip``)."""
     marks = ", ".join("?" for _ in kinds)
     read = 0
@@ -103,7 +122,7 @@ def follow_batches(
             if cursor_row is None and not wait:
                 return read
             cursor = int(cursor_row[0]) if cursor_row else 0
-            batches = batches_in(tx, (cursor, MAX_BATCH), page)
+            batches = _up_to(batches_in(tx, (cursor, MAX_BATCH), page), entries)
             if not batches:
                 return read
             upto = batches[-1][0]
