@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -67,25 +68,24 @@ def test_a_night_refreshed_into_the_filled_chain_equals_a_recount(pg_database: s
     with pg_schema(pg_database) as url:
         fill(url, MEMBERS, ENTRIES)
         batches = night(url, 600)
-        store = open_store(url)
-        try:
-            with store.read() as tx:
-                unread = tx.one(
-                    "SELECT COUNT(*) FROM batches WHERE batch_no > (SELECT batch_no FROM ins_state)"
-                )
-        finally:
-            store.close()
+        unread = _one(
+            url, "SELECT COUNT(*) FROM batches WHERE batch_no > (SELECT batch_no FROM ins_state)"
+        )
         figures = measure_night(url)
         check_aggregates(url)
-        store = open_store(url)
-        try:
-            with store.read() as tx:
-                tonight = tx.one("SELECT COUNT(*) FROM ins_sales WHERE day = '2026-01-01'")
-        finally:
-            store.close()
+        tonight = _one(url, "SELECT COUNT(*) FROM ins_sales WHERE day = '2026-01-01'")
     assert unread == (batches,) and batches == 6  # one a till: 3 stores, 2 tills each
     assert figures["hq_scale_night_refresh_s"]["entries"] == 600 and tonight == (600,)
     assert figures["hq_scale_reports_page_after_night_s"]["value"] > 0
+
+
+def _one(url: str, sql: str) -> tuple[Any, ...] | None:
+    store = open_store(url)
+    try:
+        with store.read() as tx:
+            return tx.one(sql)
+    finally:
+        store.close()
 
 
 @pytest.mark.parametrize("sizes", [("--members", "0"), ("--members", "10", "--entries", "5")])
