@@ -82,18 +82,18 @@ class _Scope:
         self.span = span
         self.ranges = device_ranges(batches_in(tx, span)) if span[0] > 0 else []
 
-    def facts(self, alias: str) -> tuple[str, str, list[Any]]:
-        """The join and the condition on ``alias``'s rows, and their parameters."""
+    def facts(self, alias: str) -> tuple[str, list[Any]]:
+        """The condition on ``alias``'s rows, and its parameters."""
         if self.span[0] == 0:
-            return "", "1 = 1", []
-        return "", *in_ranges(alias, self.ranges)
+            return "1 = 1", []
+        return in_ranges(alias, self.ranges)
 
     def entries(self) -> tuple[str, str, list[Any]]:
-        """The same for ``entries`` (alias ``e``), which holds batches the refresh
-        has not read yet: from the first batch on, a device's entries up to its
-        last batch in the span."""
+        """The join and the condition for ``entries`` (alias ``e``), and their
+        parameters. ``entries`` holds batches the refresh has not read yet: from the
+        first batch on, a device's entries up to its last batch in the span."""
         if self.span[0] > 0:
-            return self.facts("e")
+            return "", *self.facts("e")
         join = (
             " JOIN (SELECT device, MAX(last_seq) AS upto FROM batches WHERE batch_no <= ? "
             "GROUP BY device) b ON e.device = b.device AND e.seq <= b.upto"
@@ -111,7 +111,7 @@ def add(tx: Tx, span: Span, bound: Sequence[str] | None = None) -> None:
     this transaction) to the aggregates. ``bound``: the card accounts the span's
     enrolments and replacements bound to members (None: any card account)."""
     scope = _Scope(tx, span)
-    join, cond, params = scope.facts("s")
+    cond, params = scope.facts("s")
     receipts = "SUM(CASE WHEN s.kind = 'earn' THEN 1 ELSE 0 END)"
     lines = "COUNT(DISTINCT CASE WHEN s.qty > 0 THEN s.device || ':' || s.seq END)"
     for table, keys, source, counted in (
@@ -124,7 +124,7 @@ def add(tx: Tx, span: Span, bound: Sequence[str] | None = None) -> None:
         picked = ", ".join(f"s.{key}" for key in keys)
         tx.run(
             f"INSERT INTO {table} ({', '.join(keys)}, spend, receipts) "
-            f"SELECT {picked}, SUM(s.amount), {counted} FROM {source} s{join} "
+            f"SELECT {picked}, SUM(s.amount), {counted} FROM {source} s "
             f"WHERE {kinds}{cond} GROUP BY {picked} ON CONFLICT ({', '.join(keys)}) "
             "DO UPDATE SET " + _add("spend", "receipts").format(table=table),
             params,
@@ -165,7 +165,7 @@ def _members(tx: Tx, scope: _Scope, expiry_day: str | None) -> None:
     one row per member, upserted once: ``_MEMBER_MERGE`` takes minimums, maximums
     and sums, so the sources summed first give the row each upsert in turn gave
     (issue 18: three upserts of the same rows were two fifths of a page's sums)."""
-    join, cond, params = scope.facts("s")
+    cond, params = scope.facts("s")
     entry_join, entry_cond, entry_params = scope.entries()
     # "+o.seq": not an index column for SQLite's planner, which otherwise walks every
     # earlier sale of the device by the primary key (device, seq) instead of finding
@@ -185,7 +185,7 @@ def _members(tx: Tx, scope: _Scope, expiry_day: str | None) -> None:
         f"WHERE e.account IS NOT NULL AND {entry_cond}",
         f"SELECT s.member, NULL, 0, 0, {earned.format(1, 0)}, "
         f"{earned.format('s.day_no', 'NULL')}, {earned.format('s.day_no', 'NULL')}, "
-        f"CASE WHEN {first_visit} THEN 1 ELSE 0 END, s.amount, 0, 0 FROM ins_sales s{join} "
+        f"CASE WHEN {first_visit} THEN 1 ELSE 0 END, s.amount, 0, 0 FROM ins_sales s "
         f"WHERE s.kind IN ('earn', 'redeem', 'refund') AND {cond}",
     ]
     values = [*entry_params, *params]
@@ -193,7 +193,7 @@ def _members(tx: Tx, scope: _Scope, expiry_day: str | None) -> None:
         sources.append(
             "SELECT s.member, NULL, 0, 0, 0, NULL, NULL, 0, 0, "
             "CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END, "
-            f"CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END FROM ins_lots s{join} "
+            f"CASE WHEN s.expires_on > ? THEN s.points ELSE 0 END FROM ins_lots s "
             f"WHERE {cond}"
         )
         values += [_after(expiry_day, 30), _after(expiry_day, 90), *params]
@@ -232,9 +232,9 @@ def _lots(tx: Tx, scope: _Scope, state: tuple[Any, ...] | None) -> None:
     ``state``, ``agg_state``'s row before the span); when the newest day moves on,
     the lots whose expiry it passes are taken out, a day's worth of lots by index,
     not a scan of all."""
-    join, cond, params = scope.facts("s")
+    cond, params = scope.facts("s")
     day, lots_day = (state[0], state[1]) if state else (None, None)
-    newest = tx.one(f"SELECT MAX(s.day) FROM ins_lots s{join} WHERE {cond}", params)
+    newest = tx.one(f"SELECT MAX(s.day) FROM ins_lots s WHERE {cond}", params)
     if newest and newest[0] and (lots_day is None or str(newest[0]) > str(lots_day)):
         lots_day = str(newest[0])
     row = tx.one("SELECT MAX(day) FROM ins_sales")

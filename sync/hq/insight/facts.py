@@ -141,7 +141,8 @@ FACT_KINDS = (
 def refresh(store: HQStore, page: int = PAGE, known: Known | None = None, wait: bool = True) -> int:
     """Read every batch stored since the last refresh, and add its sums to the
     aggregates in the same transaction; returns entries read. ``page``: batches per
-    transaction (each page's entries are held in memory together). ``known``: typed
+    transaction, fewer past ``batches.PAGE_ENTRIES`` entries (each page's entries
+    are held in memory together). ``known``: typed
     bodies of stored entries by ``(device, seq)``, which the caller built and so
     need not be read back from their JSON (``hq simulate``'s workers); any entry
     not in it is read from its stored body. ``wait=False``: if another refresh holds
